@@ -1,0 +1,1 @@
+"""Adapters to databases, cryptography and external systems."""

@@ -1,0 +1,1 @@
+"""gRPC entrypoint: servicers, error mapping, interceptors, server."""

@@ -1,0 +1,1 @@
+"""Generated gRPC stubs for idservice.v1 (do not edit; scripts/generate_protos.py)."""
