@@ -1,0 +1,592 @@
+"""Repositories over SQLAlchemy Core: plaintext records in, ciphertext and blind indexes stored."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from idservice.adapters.crypto import FieldCipher
+from idservice.adapters.db import tables as t
+from idservice.domain.errors import DomainError, Reason
+from idservice.domain.identity import VerifiedPerson
+from idservice.domain.model import (
+    Account,
+    AccountStatus,
+    Consents,
+    LockoutPolicy,
+    OutboxEvent,
+    Session,
+)
+
+
+class UniqueViolation(Exception):
+    """An insert hit a unique index; `column` names the index's column."""
+
+    def __init__(self, column: str) -> None:
+        super().__init__(column)
+        self.column = column
+
+
+def _unique_column(error: IntegrityError, columns: tuple[str, ...]) -> str | None:
+    text = str(error.orig)
+    for column in columns:
+        if column in text:
+            return column
+    return None
+
+
+def account_context(column: str, account_id: str) -> str:
+    """Associated data of an account field: binds the ciphertext to its column and row."""
+    return f"accounts.{column}:{account_id}"
+
+
+class AccountRepository:
+    """Accounts; the database's unique indexes decide email and CI/DI uniqueness."""
+
+    _UNIQUE = ("email_index", "ci_index", "di_index")
+
+    def __init__(self, connection: Connection, cipher: FieldCipher) -> None:
+        self._c = connection
+        self._cipher = cipher
+
+    # -- indexes -------------------------------------------------------------------------
+    def email_index(self, email_key: str) -> str:
+        return self._cipher.blind_index(email_key, purpose="email")
+
+    def ci_index(self, ci: str) -> str:
+        return self._cipher.blind_index(ci, purpose="ci")
+
+    def di_index(self, di: str) -> str:
+        return self._cipher.blind_index(di, purpose="di")
+
+    # -- writes --------------------------------------------------------------------------
+    def add(self, account: Account, *, email_key: str | None) -> None:
+        """Insert; raises UniqueViolation('email_index'|'ci_index'|'di_index') on a duplicate."""
+        row = self._to_row(account, email_key=email_key)
+        row["created_at"] = account.created_at
+        try:
+            with self._c.begin_nested():
+                self._c.execute(insert(t.accounts).values(**row))
+        except IntegrityError as exc:
+            column = _unique_column(exc, self._UNIQUE)
+            if column is None:
+                raise
+            raise UniqueViolation(column) from None
+
+    def save_profile(self, account: Account, *, now: datetime) -> None:
+        enc = self._encrypt_field
+        self._c.execute(
+            update(t.accounts)
+            .where(t.accounts.c.id == account.id)
+            .values(
+                name_ct=enc(account.id, "name", account.name),
+                phone_ct=enc(account.id, "phone", account.phone_number),
+                birth_date_ct=enc(account.id, "birth_date", account.birth_date.isoformat()),
+                updated_at=now,
+            )
+        )
+
+    def set_password_hash(self, account_id: str, password_hash: str, *, now: datetime) -> None:
+        self._c.execute(
+            update(t.accounts)
+            .where(t.accounts.c.id == account_id)
+            .values(password_hash=password_hash, updated_at=now)
+        )
+
+    def record_login_success(self, account_id: str) -> None:
+        self._c.execute(
+            update(t.accounts)
+            .where(t.accounts.c.id == account_id)
+            .values(failed_logins=0, locked_until=None)
+        )
+
+    def record_login_failure(
+        self, account_id: str, *, now: datetime, policy: LockoutPolicy
+    ) -> datetime | None:
+        """Count a failure atomically; returns the lock's end when this failure locks."""
+        self._c.execute(
+            update(t.accounts)
+            .where(t.accounts.c.id == account_id)
+            .values(failed_logins=t.accounts.c.failed_logins + 1)
+        )
+        count = self._c.execute(
+            select(t.accounts.c.failed_logins).where(t.accounts.c.id == account_id)
+        ).scalar_one()
+        if count < policy.threshold:
+            return None
+        until = now + policy.duration
+        self._c.execute(
+            update(t.accounts)
+            .where(t.accounts.c.id == account_id)
+            .values(failed_logins=0, locked_until=until)
+        )
+        return until
+
+    # -- reads ---------------------------------------------------------------------------
+    def get(self, account_id: str) -> Account | None:
+        row = self._c.execute(select(t.accounts).where(t.accounts.c.id == account_id)).first()
+        return None if row is None else self._from_row(row._mapping)
+
+    def get_by_email(self, email_key: str) -> Account | None:
+        index = self.email_index(email_key)
+        row = self._c.execute(select(t.accounts).where(t.accounts.c.email_index == index)).first()
+        return None if row is None else self._from_row(row._mapping)
+
+    def find_by_identity(self, *, ci: str | None, di: str | None) -> Account | None:
+        conditions = []
+        if ci:
+            conditions.append(t.accounts.c.ci_index == self.ci_index(ci))
+        if di:
+            conditions.append(t.accounts.c.di_index == self.di_index(di))
+        if not conditions:
+            return None
+        row = self._c.execute(select(t.accounts).where(or_(*conditions))).first()
+        return None if row is None else self._from_row(row._mapping)
+
+    def rejoin_hold_until(
+        self, *, ci: str | None, di: str | None, now: datetime
+    ) -> datetime | None:
+        """End of the re-join cooldown of a withdrawn person with this CI or DI, if running."""
+        conditions = []
+        if ci:
+            conditions.append(t.rejoin_holds.c.ci_index == self.ci_index(ci))
+        if di:
+            conditions.append(t.rejoin_holds.c.di_index == self.di_index(di))
+        if not conditions:
+            return None
+        value = self._c.execute(
+            select(func.max(t.rejoin_holds.c.hold_until)).where(
+                and_(or_(*conditions), t.rejoin_holds.c.hold_until > now)
+            )
+        ).scalar()
+        return value if isinstance(value, datetime) else None
+
+    def add_rejoin_hold(
+        self, hold_id: str, *, ci: str | None, di: str | None, until: datetime
+    ) -> None:
+        self._c.execute(
+            insert(t.rejoin_holds).values(
+                id=hold_id,
+                ci_index=self.ci_index(ci) if ci else None,
+                di_index=self.di_index(di) if di else None,
+                hold_until=until,
+            )
+        )
+
+    # -- mapping -------------------------------------------------------------------------
+    def _encrypt_field(self, account_id: str, column: str, value: str) -> str:
+        return self._cipher.encrypt(value, context=account_context(column, account_id))
+
+    def _decrypt_field(self, account_id: str, column: str, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return self._cipher.decrypt(value, context=account_context(column, account_id))
+
+    def _to_row(self, a: Account, *, email_key: str | None) -> dict[str, Any]:
+        enc = self._encrypt_field
+        return {
+            "id": a.id,
+            "status": a.status.value,
+            "email_ct": enc(a.id, "email", a.email) if a.email else None,
+            "email_index": self.email_index(email_key) if email_key else None,
+            "name_ct": enc(a.id, "name", a.name),
+            "phone_ct": enc(a.id, "phone", a.phone_number),
+            "birth_date_ct": enc(a.id, "birth_date", a.birth_date.isoformat()),
+            "identity_verified": a.identity_verified,
+            "ci_ct": enc(a.id, "ci", a.ci) if a.ci else None,
+            "ci_index": self.ci_index(a.ci) if a.ci else None,
+            "di_ct": enc(a.id, "di", a.di) if a.di else None,
+            "di_index": self.di_index(a.di) if a.di else None,
+            "password_hash": a.password_hash,
+            "failed_logins": a.failed_logins,
+            "locked_until": a.locked_until,
+            "terms_version": a.consents.terms_version,
+            "privacy_policy_version": a.consents.privacy_policy_version,
+            "terms_accepted_at": a.consents.accepted_at,
+            "marketing_opt_in": a.consents.marketing_opt_in,
+            "marketing_updated_at": a.consents.marketing_updated_at,
+            "processing_suspended": a.consents.processing_suspended,
+            "updated_at": a.created_at,
+        }
+
+    def _from_row(self, r: Any) -> Account:
+        account_id: str = r["id"]
+        dec = self._decrypt_field
+        birth = dec(account_id, "birth_date", r["birth_date_ct"])
+        assert birth is not None
+        return Account(
+            id=account_id,
+            status=AccountStatus(r["status"]),
+            email=dec(account_id, "email", r["email_ct"]),
+            name=dec(account_id, "name", r["name_ct"]) or "",
+            phone_number=dec(account_id, "phone", r["phone_ct"]) or "",
+            birth_date=date.fromisoformat(birth),
+            identity_verified=bool(r["identity_verified"]),
+            ci=dec(account_id, "ci", r["ci_ct"]),
+            di=dec(account_id, "di", r["di_ct"]),
+            password_hash=r["password_hash"],
+            failed_logins=r["failed_logins"],
+            locked_until=r["locked_until"],
+            created_at=r["created_at"],
+            consents=Consents(
+                terms_version=r["terms_version"],
+                privacy_policy_version=r["privacy_policy_version"],
+                accepted_at=r["terms_accepted_at"],
+                marketing_opt_in=bool(r["marketing_opt_in"]),
+                marketing_updated_at=r["marketing_updated_at"],
+                processing_suspended=bool(r["processing_suspended"]),
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshRecord:
+    """A stored refresh token and its session."""
+
+    session: Session
+    expires_at: datetime
+    used_at: datetime | None
+
+
+class SessionRepository:
+    """Sessions and their rotating refresh tokens (stored as keyed hashes only)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._c = connection
+
+    def add(self, session: Session) -> None:
+        self._c.execute(
+            insert(t.sessions).values(
+                id=session.id,
+                account_id=session.account_id,
+                amr=",".join(session.amr),
+                created_at=session.created_at,
+                expires_at=session.expires_at,
+            )
+        )
+
+    def add_refresh_token(
+        self, token_hash: str, *, session_id: str, now: datetime, expires_at: datetime
+    ) -> None:
+        self._c.execute(
+            insert(t.refresh_tokens).values(
+                token_hash=token_hash, session_id=session_id, created_at=now, expires_at=expires_at
+            )
+        )
+
+    def get(self, session_id: str) -> Session | None:
+        row = self._c.execute(select(t.sessions).where(t.sessions.c.id == session_id)).first()
+        return None if row is None else self._session(row._mapping)
+
+    def find_refresh(self, token_hash: str) -> RefreshRecord | None:
+        row = self._c.execute(
+            select(
+                t.refresh_tokens.c.expires_at.label("token_expires_at"),
+                t.refresh_tokens.c.used_at,
+                t.sessions,
+            )
+            .join(t.sessions, t.sessions.c.id == t.refresh_tokens.c.session_id)
+            .where(t.refresh_tokens.c.token_hash == token_hash)
+        ).first()
+        if row is None:
+            return None
+        m = row._mapping
+        return RefreshRecord(
+            session=self._session(m), expires_at=m["token_expires_at"], used_at=m["used_at"]
+        )
+
+    def mark_refresh_used(self, token_hash: str, *, now: datetime) -> bool:
+        """Use a refresh token once; False when another call used it first."""
+        result = self._c.execute(
+            update(t.refresh_tokens)
+            .where(
+                t.refresh_tokens.c.token_hash == token_hash, t.refresh_tokens.c.used_at.is_(None)
+            )
+            .values(used_at=now)
+        )
+        return result.rowcount == 1
+
+    def revoke(self, session_id: str, *, now: datetime, reason: str) -> bool:
+        result = self._c.execute(
+            update(t.sessions)
+            .where(t.sessions.c.id == session_id, t.sessions.c.revoked_at.is_(None))
+            .values(revoked_at=now, revoked_reason=reason)
+        )
+        return result.rowcount == 1
+
+    def revoke_others(
+        self, account_id: str, *, keep: str | None, now: datetime, reason: str
+    ) -> int:
+        conditions = [t.sessions.c.account_id == account_id, t.sessions.c.revoked_at.is_(None)]
+        if keep:
+            conditions.append(t.sessions.c.id != keep)
+        result = self._c.execute(
+            update(t.sessions).where(*conditions).values(revoked_at=now, revoked_reason=reason)
+        )
+        return result.rowcount
+
+    @staticmethod
+    def _session(m: Any) -> Session:
+        return Session(
+            id=m["id"],
+            account_id=m["account_id"],
+            amr=tuple(a for a in str(m["amr"]).split(",") if a),
+            created_at=m["created_at"],
+            expires_at=m["expires_at"],
+            revoked_at=m["revoked_at"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVerification:
+    """A completed identity verification waiting to be used once."""
+
+    id: str
+    provider: str
+    person: VerifiedPerson
+    expires_at: datetime
+    consumed_at: datetime | None
+
+
+class VerificationRepository:
+    """Completed verifications: the person encrypted, referenced by a hashed single-use token."""
+
+    def __init__(self, connection: Connection, cipher: FieldCipher) -> None:
+        self._c = connection
+        self._cipher = cipher
+
+    def add(
+        self,
+        verification_id: str,
+        *,
+        provider: str,
+        source_hash: str,
+        token_hash: str,
+        person: VerifiedPerson,
+        now: datetime,
+        expires_at: datetime,
+    ) -> None:
+        """Insert; raises UniqueViolation('source_hash') when the verification was used before."""
+        document = json.dumps(
+            {
+                "name": person.name,
+                "phone_number": person.phone_number,
+                "birth_date": person.birth_date.isoformat(),
+                "gender": person.gender,
+                "is_foreigner": person.is_foreigner,
+                "ci": person.ci,
+                "di": person.di,
+            },
+            ensure_ascii=False,
+        )
+        values = {
+            "id": verification_id,
+            "provider": provider,
+            "source_hash": source_hash,
+            "token_hash": token_hash,
+            "person_ct": self._cipher.encrypt(
+                document, context=f"verifications.person:{verification_id}"
+            ),
+            "ci_index": self._cipher.blind_index(person.ci, purpose="ci") if person.ci else None,
+            "di_index": self._cipher.blind_index(person.di, purpose="di") if person.di else None,
+            "created_at": now,
+            "expires_at": expires_at,
+        }
+        try:
+            with self._c.begin_nested():
+                self._c.execute(insert(t.verifications).values(**values))
+        except IntegrityError as exc:
+            if _unique_column(exc, ("source_hash",)) is None:
+                raise
+            raise UniqueViolation("source_hash") from None
+
+    def get_by_token(self, token_hash: str) -> StoredVerification | None:
+        row = self._c.execute(
+            select(t.verifications).where(t.verifications.c.token_hash == token_hash)
+        ).first()
+        if row is None or row.person_ct is None:
+            return None
+        m = row._mapping
+        data = json.loads(
+            self._cipher.decrypt(m["person_ct"], context=f"verifications.person:{m['id']}")
+        )
+        person = VerifiedPerson(
+            name=data["name"],
+            phone_number=data["phone_number"],
+            birth_date=date.fromisoformat(data["birth_date"]),
+            gender=data["gender"],
+            is_foreigner=bool(data["is_foreigner"]),
+            ci=data["ci"],
+            di=data["di"],
+        )
+        return StoredVerification(
+            id=m["id"],
+            provider=m["provider"],
+            person=person,
+            expires_at=m["expires_at"],
+            consumed_at=m["consumed_at"],
+        )
+
+    def consume(self, verification_id: str, *, now: datetime) -> bool:
+        """Use the token once and drop the stored person; False if already used or expired."""
+        result = self._c.execute(
+            update(t.verifications)
+            .where(
+                t.verifications.c.id == verification_id,
+                t.verifications.c.consumed_at.is_(None),
+                t.verifications.c.expires_at > now,
+            )
+            .values(consumed_at=now, person_ct=None, ci_index=None, di_index=None)
+        )
+        return result.rowcount == 1
+
+    def purge_expired(self, *, now: datetime) -> int:
+        """Destroy the person of verifications never used in time; the replay guard stays."""
+        result = self._c.execute(
+            update(t.verifications)
+            .where(t.verifications.c.expires_at <= now, t.verifications.c.person_ct.is_not(None))
+            .values(person_ct=None, ci_index=None, di_index=None)
+        )
+        return result.rowcount
+
+
+class GuardianConsentRepository:
+    """Consent requests of children under 14; the guardian's name and contact are encrypted."""
+
+    def __init__(self, connection: Connection, cipher: FieldCipher) -> None:
+        self._c = connection
+        self._cipher = cipher
+
+    def add(
+        self,
+        request_id: str,
+        *,
+        account_id: str,
+        guardian_name: str,
+        guardian_phone: str,
+        code_hash: str,
+        now: datetime,
+        expires_at: datetime,
+    ) -> None:
+        enc = self._cipher.encrypt
+        self._c.execute(
+            insert(t.guardian_consent_requests).values(
+                id=request_id,
+                account_id=account_id,
+                guardian_name_ct=enc(guardian_name, context=f"consent.name:{request_id}"),
+                guardian_phone_ct=enc(guardian_phone, context=f"consent.phone:{request_id}"),
+                code_hash=code_hash,
+                status="pending",
+                created_at=now,
+                expires_at=expires_at,
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotentResult:
+    fingerprint: str
+    response: bytes
+
+
+class IdempotencyRepository:
+    """Responses of idempotent calls, encrypted, by keyed hash of the caller's key."""
+
+    def __init__(self, connection: Connection, cipher: FieldCipher) -> None:
+        self._c = connection
+        self._cipher = cipher
+
+    def get(self, key_hash: str, *, operation: str, now: datetime) -> IdempotentResult | None:
+        row = self._c.execute(
+            select(t.idempotency_keys).where(
+                t.idempotency_keys.c.key_hash == key_hash,
+                t.idempotency_keys.c.operation == operation,
+                t.idempotency_keys.c.expires_at > now,
+            )
+        ).first()
+        if row is None:
+            return None
+        m = row._mapping
+        plain = self._cipher.decrypt(m["response_ct"], context=f"idempotency:{key_hash}")
+        return IdempotentResult(fingerprint=m["fingerprint"], response=bytes.fromhex(plain))
+
+    def put(
+        self,
+        key_hash: str,
+        *,
+        operation: str,
+        fingerprint: str,
+        response: bytes,
+        now: datetime,
+        ttl: timedelta,
+    ) -> None:
+        """Store; raises UniqueViolation('key_hash') when a concurrent call stored first."""
+        # An expired record of the same key is replaced.
+        self._c.execute(
+            delete(t.idempotency_keys).where(
+                t.idempotency_keys.c.key_hash == key_hash, t.idempotency_keys.c.expires_at <= now
+            )
+        )
+        try:
+            with self._c.begin_nested():
+                self._c.execute(
+                    insert(t.idempotency_keys).values(
+                        key_hash=key_hash,
+                        operation=operation,
+                        fingerprint=fingerprint,
+                        response_ct=self._cipher.encrypt(
+                            response.hex(), context=f"idempotency:{key_hash}"
+                        ),
+                        created_at=now,
+                        expires_at=now + ttl,
+                    )
+                )
+        except IntegrityError:
+            raise UniqueViolation("key_hash") from None
+
+
+class OutboxRepository:
+    """Events written in the state change's transaction; payloads are encrypted (they hold PII)."""
+
+    def __init__(self, connection: Connection, cipher: FieldCipher) -> None:
+        self._c = connection
+        self._cipher = cipher
+
+    def add(self, event: OutboxEvent) -> None:
+        body = json.dumps(
+            {
+                "event_id": event.id,
+                "type": event.type,
+                "occurred_at": event.created_at.isoformat(),
+                "data": event.payload,
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        self._c.execute(
+            insert(t.outbox).values(
+                id=event.id,
+                type=event.type,
+                payload_ct=self._cipher.encrypt(body, context=f"outbox:{event.id}"),
+                created_at=event.created_at,
+                attempts=0,
+                next_attempt_at=event.created_at,
+            )
+        )
+
+    def pending_types(self) -> list[tuple[str, str]]:
+        rows = self._c.execute(
+            select(t.outbox.c.id, t.outbox.c.type)
+            .where(t.outbox.c.delivered_at.is_(None))
+            .order_by(t.outbox.c.created_at)
+        ).all()
+        return [(r.id, r.type) for r in rows]
+
+
+def database_unavailable() -> DomainError:
+    return DomainError(Reason.DATABASE_UNAVAILABLE, "the database is unavailable; retry")

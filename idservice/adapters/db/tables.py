@@ -1,0 +1,187 @@
+"""The database schema as SQLAlchemy Core tables; Alembic migrations create the same."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.types import DateTime, TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+HASH = 64  # hex HMAC-SHA-256
+ID = 36  # UUID text
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every database (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("status", String(32), nullable=False),
+    # Personal fields are AES-GCM ciphertexts; *_index columns are keyed blind indexes.
+    Column("email_ct", Text),
+    Column("email_index", String(HASH), unique=True),
+    Column("name_ct", Text, nullable=False),
+    Column("phone_ct", Text, nullable=False),
+    Column("birth_date_ct", Text, nullable=False),
+    Column("identity_verified", Boolean, nullable=False),
+    Column("ci_ct", Text),
+    Column("ci_index", String(HASH), unique=True),
+    Column("di_ct", Text),
+    Column("di_index", String(HASH), unique=True),
+    Column("password_hash", Text),
+    Column("failed_logins", Integer, nullable=False, default=0),
+    Column("locked_until", UtcDateTime),
+    Column("terms_version", String(64), nullable=False),
+    Column("privacy_policy_version", String(64), nullable=False),
+    Column("terms_accepted_at", UtcDateTime, nullable=False),
+    Column("marketing_opt_in", Boolean, nullable=False),
+    Column("marketing_updated_at", UtcDateTime, nullable=False),
+    Column("processing_suspended", Boolean, nullable=False, default=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column(
+        "account_id",
+        String(ID),
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("amr", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime),
+    Column("revoked_reason", String(32)),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("token_hash", String(HASH), primary_key=True),
+    Column(
+        "session_id",
+        String(ID),
+        ForeignKey("sessions.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime),
+)
+
+verifications = Table(
+    "verifications",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("provider", String(16), nullable=False),
+    # Keyed hash of (provider, verification_id): a verification is accepted once.
+    Column("source_hash", String(HASH), nullable=False, unique=True),
+    Column("token_hash", String(HASH), nullable=False, unique=True),
+    Column("person_ct", Text),
+    Column("ci_index", String(HASH), index=True),
+    Column("di_index", String(HASH), index=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False, index=True),
+    Column("consumed_at", UtcDateTime),
+)
+
+rejoin_holds = Table(
+    "rejoin_holds",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("ci_index", String(HASH), index=True),
+    Column("di_index", String(HASH), index=True),
+    Column("hold_until", UtcDateTime, nullable=False, index=True),
+)
+
+guardian_consent_requests = Table(
+    "guardian_consent_requests",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column(
+        "account_id",
+        String(ID),
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    # Only the guardian's name and contact before consent (시행령 제17조의2②).
+    Column("guardian_name_ct", Text),
+    Column("guardian_phone_ct", Text),
+    Column("code_hash", String(HASH), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False, index=True),
+    Column("decided_at", UtcDateTime),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("key_hash", String(HASH), primary_key=True),
+    Column("operation", String(32), nullable=False),
+    Column("fingerprint", String(HASH), nullable=False),
+    Column("response_ct", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False, index=True),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("type", String(64), nullable=False),
+    Column("payload_ct", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("delivered_at", UtcDateTime),
+    Index("ix_outbox_pending", "delivered_at", "next_attempt_at"),
+)

@@ -1,0 +1,102 @@
+"""The SQLAlchemy unit of work: one transaction, the repositories bound to it."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from sqlalchemy import Connection, Engine, RootTransaction
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from idservice.adapters.crypto import FieldCipher
+from idservice.adapters.db.repository import (
+    AccountRepository,
+    GuardianConsentRepository,
+    IdempotencyRepository,
+    OutboxRepository,
+    SessionRepository,
+    VerificationRepository,
+    database_unavailable,
+)
+
+_UNAVAILABLE = (OperationalError, DisconnectionError, PoolTimeoutError)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Errors that mean the database cannot be reached right now (retryable)."""
+    if isinstance(exc, _UNAVAILABLE):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+class SqlUnitOfWork:
+    """`with uow: ...; uow.commit()` — leaving without commit rolls back."""
+
+    accounts: AccountRepository
+    sessions: SessionRepository
+    verifications: VerificationRepository
+    idempotency: IdempotencyRepository
+    outbox: OutboxRepository
+    guardian_consents: GuardianConsentRepository
+
+    def __init__(self, engine: Engine, cipher: FieldCipher, *, readonly: bool = False) -> None:
+        self._engine = engine.execution_options(readonly=True) if readonly else engine
+        self._cipher = cipher
+        self._connection: Connection | None = None
+        self._transaction: RootTransaction | None = None
+
+    def __enter__(self) -> SqlUnitOfWork:
+        try:
+            self._connection = self._engine.connect()
+            self._transaction = self._connection.begin()
+        except Exception as exc:
+            if self._connection is not None:
+                self._connection.close()
+            if is_unavailable(exc):
+                raise database_unavailable() from exc
+            raise
+        c, cipher = self._connection, self._cipher
+        self.accounts = AccountRepository(c, cipher)
+        self.sessions = SessionRepository(c)
+        self.verifications = VerificationRepository(c, cipher)
+        self.idempotency = IdempotencyRepository(c, cipher)
+        self.outbox = OutboxRepository(c, cipher)
+        self.guardian_consents = GuardianConsentRepository(c, cipher)
+        return self
+
+    def commit(self) -> None:
+        assert self._transaction is not None
+        try:
+            self._transaction.commit()
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise database_unavailable() from exc
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._transaction is not None and self._transaction.is_active:
+                self._transaction.rollback()
+        except Exception:  # noqa: S110 - the connection is gone; closing below discards it
+            pass
+        finally:
+            if self._connection is not None:
+                self._connection.close()
+        if exc is not None and is_unavailable(exc):
+            raise database_unavailable() from exc
+
+
+class SqlUnitOfWorkFactory:
+    """Makes units of work on one engine."""
+
+    def __init__(self, engine: Engine, cipher: FieldCipher) -> None:
+        self.engine = engine
+        self._cipher = cipher
+
+    def __call__(self, *, readonly: bool = False) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.engine, self._cipher, readonly=readonly)

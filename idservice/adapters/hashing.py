@@ -1,0 +1,181 @@
+"""Argon2id password hashing on a bounded thread pool: logins use every core, bursts fail fast."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import unicodedata
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Final, ParamSpec, TypeVar
+
+import argon2
+from argon2.exceptions import VerificationError
+
+from idservice.domain.errors import DomainError, Reason
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# Waiting hashes allowed per worker before SERVER_BUSY. At OWASP parameters a hash takes tens of
+# milliseconds, so 64 queued per core is roughly a second or two of backlog: beyond that a caller
+# is better served by retrying than by waiting behind the burst.
+QUEUE_DEPTH_PER_WORKER = 64
+# RetryInfo of SERVER_BUSY (contract.md §3): about the time the backlog above takes to drain.
+BUSY_RETRY_AFTER_SECONDS = 1.0
+# RFC 9106 §3.1: a 128-bit salt is sufficient; a 256-bit tag (the argon2-cffi default) is ample.
+SALT_BYTES = 16
+HASH_BYTES = 32
+# NIST SP 800-63B §3.1.1.2: normalise Unicode passwords (NFKC or NFKD) before hashing, so the
+# same Hangul typed on keyboards that send composed syllables or decomposed jamo still matches.
+UNICODE_NORMAL_FORM: Final = "NFKC"
+
+
+@dataclass(frozen=True, slots=True)
+class Argon2Parameters:
+    """Argon2id cost parameters.
+
+    Defaults are the OWASP Password Storage Cheat Sheet's (m=19 MiB, t=2, p=1). One lane per hash:
+    parallelism comes from serving many requests at once, not from splitting one hash.
+    """
+
+    time_cost: int = 2
+    memory_cost: int = 19456  # KiB
+    parallelism: int = 1
+
+    def __post_init__(self) -> None:
+        # RFC 9106 §3.1: t ≥ 1, p ≥ 1 and m ≥ 8·p KiB; anything below is a configuration error.
+        if self.time_cost < 1 or self.parallelism < 1 or self.memory_cost < 8 * self.parallelism:
+            raise ValueError("Argon2 parameters need t >= 1, p >= 1 and m >= 8*p KiB")
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyOutcome:
+    """Result of checking a password: `needs_rehash` means the stored hash uses old parameters."""
+
+    ok: bool
+    needs_rehash: bool
+
+
+def _default_worker_count() -> int:
+    # The CPUs this process may run on (a cpuset in a container), not the host's count.
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+class BoundedExecutor:
+    """A thread pool that refuses work with SERVER_BUSY once `workers + max_queue` tasks are in it.
+
+    An unbounded queue would let a login burst pile up waiting requests (and their threads) without
+    limit; refusing early keeps latency and memory bounded and tells callers when to retry.
+    """
+
+    def __init__(self, workers: int, max_queue: int, *, thread_name_prefix: str = "argon2") -> None:
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        if max_queue < 0:
+            raise ValueError("max_queue must not be negative")
+        self.workers = workers
+        self.max_queue = max_queue
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=thread_name_prefix)
+        self._slots = threading.BoundedSemaphore(workers + max_queue)
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        """Queue `fn`, or raise SERVER_BUSY at once when the pool and its queue are full."""
+        if not self._slots.acquire(blocking=False):
+            raise DomainError(
+                Reason.SERVER_BUSY,
+                "too many password checks in progress; retry shortly",
+                retry_after_seconds=BUSY_RETRY_AFTER_SECONDS,
+            )
+        try:
+            future = self._pool.submit(fn, *args, **kwargs)
+        except BaseException:
+            self._slots.release()
+            raise
+        # A done callback also runs when a queued task is cancelled, so no slot can leak.
+        future.add_done_callback(self._release_slot)
+        return future
+
+    def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `fn` on the pool and wait for its result (for synchronous gRPC handler threads)."""
+        return self.submit(fn, *args, **kwargs).result()
+
+    def shutdown(self) -> None:
+        """Stop accepting work, cancel what is still queued and wait for running tasks."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _release_slot(self, _future: Future[T]) -> None:
+        self._slots.release()
+
+
+class PasswordHasher:
+    """Argon2id hashing and verification, run on a bounded pool sized to the available CPUs.
+
+    argon2-cffi releases the GIL while hashing, so concurrent logins really use every core.
+    Passwords are NFKC-normalised first (see UNICODE_NORMAL_FORM).
+    """
+
+    def __init__(
+        self,
+        params: Argon2Parameters,
+        *,
+        workers: int | None = None,
+        max_queue: int | None = None,
+        executor: BoundedExecutor | None = None,
+    ) -> None:
+        self.params = params
+        self._argon2 = argon2.PasswordHasher(
+            time_cost=params.time_cost,
+            memory_cost=params.memory_cost,
+            parallelism=params.parallelism,
+            hash_len=HASH_BYTES,
+            salt_len=SALT_BYTES,
+            type=argon2.Type.ID,
+        )
+        if executor is not None:
+            if workers is not None or max_queue is not None:
+                raise ValueError("pass either an executor or workers/max_queue, not both")
+            self._executor = executor
+            self._owns_executor = False
+        else:
+            pool_size = workers if workers is not None else _default_worker_count()
+            queue = max_queue if max_queue is not None else pool_size * QUEUE_DEPTH_PER_WORKER
+            self._executor = BoundedExecutor(pool_size, queue)
+            self._owns_executor = True
+        # burn() verifies against this, so an unknown email costs exactly what a known one does;
+        # made with the configured parameters so the work matches current hashes.
+        self._dummy_hash = self._argon2.hash(secrets.token_urlsafe(32))
+
+    def hash(self, password: str) -> str:
+        """The PHC string `$argon2id$v=19$m=…,t=…,p=…$salt$hash` of `password`."""
+        return self._executor.run(self._argon2.hash, _normalize(password))
+
+    def verify(self, encoded: str, password: str) -> VerifyOutcome:
+        """Check `password` against a stored PHC string; never raises for a mismatch or bad hash."""
+        return self._executor.run(self._verify_now, encoded, _normalize(password))
+
+    def burn(self, password: str) -> None:
+        """Spend a real verification's work for an email that has no account (timing parity)."""
+        self._executor.run(self._verify_now, self._dummy_hash, _normalize(password))
+
+    def shutdown(self) -> None:
+        """Close the worker pool if this hasher created it."""
+        if self._owns_executor:
+            self._executor.shutdown()
+
+    def _verify_now(self, encoded: str, password: str) -> VerifyOutcome:
+        try:
+            self._argon2.verify(encoded, password)
+        except (VerificationError, ValueError):
+            # VerifyMismatchError is a VerificationError; a malformed or non-ASCII stored hash
+            # raises InvalidHashError/UnicodeError (both ValueError). All mean "no match".
+            return VerifyOutcome(ok=False, needs_rehash=False)
+        return VerifyOutcome(ok=True, needs_rehash=self._argon2.check_needs_rehash(encoded))
+
+
+def _normalize(password: str) -> str:
+    return unicodedata.normalize(UNICODE_NORMAL_FORM, password)

@@ -1,0 +1,146 @@
+"""The one composition root: build_app(settings, **overrides) wires adapters into Services."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from idservice.adapters.crypto import FieldCipher, KeyRing, KeyRingError, load_or_create_dev_ring
+from idservice.adapters.db import migrations
+from idservice.adapters.db.engine import build_engine
+from idservice.adapters.db.unit_of_work import SqlUnitOfWorkFactory
+from idservice.adapters.hashing import Argon2Parameters, PasswordHasher
+from idservice.adapters.identity.base import IdentityProvider
+from idservice.adapters.identity.portone import PortOneIdentityProvider
+from idservice.adapters.identity.sandbox import SandboxIdentityProvider
+from idservice.adapters.tokens import (
+    AccessTokenIssuer,
+    SigningKey,
+    load_or_create_dev_signing_key,
+    load_signing_key,
+)
+from idservice.config import ConfigError, Settings
+from idservice.service_layer.services import Services, utc_now
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class App:
+    """A wired service: what `serve` runs and what tests drive."""
+
+    settings: Settings
+    services: Services
+    engine: Engine
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for close in reversed(self.closers):
+            try:
+                close()
+            except Exception:
+                log.warning("a component failed to close", exc_info=True)
+        self.closers.clear()
+
+
+def load_key_ring(settings: Settings) -> KeyRing:
+    if settings.data_keys:
+        try:
+            return KeyRing.parse(settings.data_keys)
+        except KeyRingError as exc:
+            raise ConfigError("IDSERVICE_DATA_KEYS", str(exc)) from None
+    log.warning(
+        "using development data keys from %s; set IDSERVICE_DATA_KEYS outside development",
+        settings.keys_dir,
+    )
+    return load_or_create_dev_ring(settings.keys_dir)
+
+
+def load_signer(settings: Settings) -> SigningKey:
+    if settings.signing_key_file:
+        try:
+            return load_signing_key(Path(settings.signing_key_file))
+        except (OSError, ValueError) as exc:
+            raise ConfigError("IDSERVICE_SIGNING_KEY_FILE", _first_line(exc)) from None
+    log.warning(
+        "using a development signing key from %s; set IDSERVICE_SIGNING_KEY_FILE outside "
+        "development",
+        settings.keys_dir,
+    )
+    return load_or_create_dev_signing_key(settings.keys_dir)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]
+
+
+def build_identity_providers(
+    settings: Settings, clock: Callable[[], datetime]
+) -> dict[str, IdentityProvider]:
+    """The configured provider, plus the sandbox outside production."""
+    providers: dict[str, IdentityProvider] = {}
+    if settings.portone_api_secret:
+        providers["portone"] = PortOneIdentityProvider(
+            api_base=settings.portone_api_base,
+            api_secret=settings.portone_api_secret,
+            store_id=settings.portone_store_id,
+        )
+    if not settings.production:
+        providers["sandbox"] = SandboxIdentityProvider(clock=clock)
+    return providers
+
+
+def build_app(
+    settings: Settings,
+    *,
+    migrate: bool = True,
+    clock: Callable[[], datetime] = utc_now,
+    hasher: PasswordHasher | None = None,
+    identity_providers: dict[str, IdentityProvider] | None = None,
+) -> App:
+    """Wire everything from settings; overrides let tests swap a part for a real stand-in."""
+    ring = load_key_ring(settings)
+    signing_key = load_signer(settings)
+    engine = build_engine(settings.database_url, pool_size=settings.db_pool_size)
+    if migrate:
+        migrations.upgrade(engine)
+    cipher = FieldCipher(ring)
+    if hasher is None:
+        hasher = PasswordHasher(
+            Argon2Parameters(
+                time_cost=settings.argon2_time_cost,
+                memory_cost=settings.argon2_memory_cost,
+                parallelism=settings.argon2_parallelism,
+            )
+        )
+    providers = (
+        identity_providers
+        if identity_providers is not None
+        else build_identity_providers(settings, clock)
+    )
+    services = Services(
+        settings=settings,
+        uow=SqlUnitOfWorkFactory(engine, cipher),
+        hasher=hasher,
+        tokens=AccessTokenIssuer(
+            signing_key,
+            issuer=settings.issuer,
+            audience=settings.access_token_audience,
+            ttl=settings.access_token_ttl,
+        ),
+        cipher=cipher,
+        identity_providers=providers,
+        clock=clock,
+    )
+    app = App(settings=settings, services=services, engine=engine)
+    app.closers.append(engine.dispose)
+    app.closers.append(hasher.shutdown)
+    for provider in providers.values():
+        app.closers.append(provider.close)
+    return app

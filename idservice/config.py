@@ -1,0 +1,244 @@
+"""Settings from IDSERVICE_* environment variables, validated once; no I/O at import."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+PREFIX = "IDSERVICE_"
+_DURATION = re.compile(r"^\s*(\d{1,9})\s*([smhd])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# Contract §2: access tokens live at most 15 minutes.
+MAX_ACCESS_TOKEN_TTL = timedelta(minutes=15)
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the variable."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+        self.problem = problem
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse `90s`, `15m`, `12h`, `5d` (contract §1)."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError("expected a number with a unit s, m, h or d (e.g. 15m)")
+    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+def _parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _parse_int(minimum: int, maximum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ValueError("expected a whole number") from None
+        if not minimum <= value <= maximum:
+            raise ValueError(f"must be between {minimum} and {maximum}")
+        return value
+
+    return parse
+
+
+def _parse_list(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def _parse_hostport(text: str) -> str:
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("expected host:port, e.g. 127.0.0.1:50051")
+    return text.strip()
+
+
+def _parse_url(text: str) -> str:
+    value = text.strip()
+    if not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError("expected an http(s) URL")
+    return value.rstrip("/")
+
+
+def _parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    try:
+        return tuple(ipaddress.ip_network(item, strict=False) for item in _parse_list(text))
+    except ValueError:
+        raise ValueError("expected comma-separated CIDRs, e.g. 10.0.0.0/8") from None
+
+
+def _parse_env(text: str) -> Literal["development", "production"]:
+    value = text.strip().lower()
+    if value == "development":
+        return "development"
+    if value == "production":
+        return "production"
+    raise ValueError("expected development or production")
+
+
+def _parse_provider(text: str) -> Literal["portone", "sandbox"]:
+    value = text.strip().lower()
+    if value == "portone":
+        return "portone"
+    if value == "sandbox":
+        return "sandbox"
+    raise ValueError("expected portone or sandbox")
+
+
+def _parse_log_level(text: str) -> str:
+    value = text.strip().upper()
+    if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
+    return value
+
+
+def _env(parser: Callable[[str], Any], default: Any = None) -> Any:
+    """Declare a field read from IDSERVICE_<NAME> with a parser."""
+    return field(default=default, metadata={"parser": parser})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the service. Build with `Settings.from_env()`."""
+
+    env: Literal["development", "production"] = _env(_parse_env, "development")
+    listen: str = _env(_parse_hostport, "127.0.0.1:50051")
+    var_dir: Path = _env(Path, Path("./var"))
+    database_url: str = _env(str.strip, "sqlite:///./var/idservice.db")
+    data_keys: str | None = _env(str.strip)
+    signing_key_file: Path | None = _env(Path)
+    issuer: str = _env(str.strip, "idservice")
+    access_token_audience: str = _env(str.strip, "idservice")
+    access_token_ttl: timedelta = _env(parse_duration, timedelta(minutes=15))
+    refresh_token_ttl: timedelta = _env(parse_duration, timedelta(days=30))
+    identity_provider: Literal["portone", "sandbox"] = _env(_parse_provider, "sandbox")
+    portone_api_base: str = _env(_parse_url, "https://api.portone.io")
+    portone_api_secret: str | None = _env(str.strip)
+    portone_store_id: str | None = _env(str.strip)
+    google_client_ids: tuple[str, ...] = _env(_parse_list, ())
+    google_discovery_url: str = _env(
+        _parse_url, "https://accounts.google.com/.well-known/openid-configuration"
+    )
+    google_client_secret: str | None = _env(str.strip)
+    kakao_client_ids: tuple[str, ...] = _env(_parse_list, ())
+    kakao_discovery_url: str = _env(
+        _parse_url, "https://kauth.kakao.com/.well-known/openid-configuration"
+    )
+    kakao_api_base: str = _env(_parse_url, "https://kapi.kakao.com")
+    kakao_client_secret: str | None = _env(str.strip)
+    kakao_app_id: str | None = _env(str.strip)
+    require_identity_verification: bool = _env(_parse_bool, True)
+    terms_version: str = _env(str.strip, "2024-05-15")
+    privacy_policy_version: str = _env(str.strip, "2024-05-15")
+    argon2_time_cost: int = _env(_parse_int(1, 20), 2)
+    argon2_memory_cost: int = _env(_parse_int(1024, 4 * 1024 * 1024), 19456)
+    argon2_parallelism: int = _env(_parse_int(1, 16), 1)
+    notify_webhook_url: str | None = _env(_parse_url)
+    notify_webhook_secret: str | None = _env(str.strip)
+    guardian_consent_window: timedelta = _env(parse_duration, timedelta(days=5))
+    rejoin_cooldown: timedelta = _env(parse_duration, timedelta(days=30))
+    connection_log_retention: timedelta = _env(parse_duration, timedelta(days=90))
+    lockout_threshold: int = _env(_parse_int(1, 1000), 5)
+    lockout_duration: timedelta = _env(parse_duration, timedelta(minutes=15))
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = _env(
+        _parse_networks, ()
+    )
+    tls_cert_file: Path | None = _env(Path)
+    tls_key_file: Path | None = _env(Path)
+    tls_client_ca_file: Path | None = _env(Path)
+    metrics_listen: str | None = _env(_parse_hostport)
+    shutdown_grace: timedelta = _env(parse_duration, timedelta(seconds=10))
+    max_workers: int = _env(_parse_int(1, 1024), 64)
+    max_concurrent_rpcs: int = _env(_parse_int(1, 100000), 512)
+    db_pool_size: int = _env(_parse_int(1, 500), 20)
+    purge_interval: timedelta = _env(parse_duration, timedelta(hours=1))
+    log_level: str = _env(_parse_log_level, "INFO")
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.var_dir / "keys"
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, read_dotenv: bool = True
+    ) -> Settings:
+        """Read IDSERVICE_* variables (and ./.env); raise ConfigError on the first bad one."""
+        source: dict[str, str] = {}
+        if read_dotenv and environ is None:
+            source.update(_read_dotenv(Path(".env")))
+        source.update(os.environ if environ is None else environ)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            variable = PREFIX + f.name.upper()
+            raw = source.get(variable)
+            if raw is None or raw.strip() == "":
+                continue
+            try:
+                values[f.name] = f.metadata["parser"](raw)
+            except ValueError as exc:
+                raise ConfigError(variable, str(exc)) from None
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Cross-field rules; production refuses development shortcuts (contract §1)."""
+        if self.access_token_ttl > MAX_ACCESS_TOKEN_TTL:
+            raise ConfigError(PREFIX + "ACCESS_TOKEN_TTL", "must be at most 15m")
+        if not self.database_url.startswith(("sqlite", "postgresql")):
+            raise ConfigError(
+                PREFIX + "DATABASE_URL", "expected a sqlite:// or postgresql+psycopg:// URL"
+            )
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            missing = "TLS_KEY_FILE" if self.tls_cert_file else "TLS_CERT_FILE"
+            raise ConfigError(PREFIX + missing, "TLS needs both a certificate and a key file")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise ConfigError(PREFIX + "TLS_CERT_FILE", "mutual TLS needs a server certificate")
+        if self.identity_provider == "portone" and not self.portone_api_secret:
+            raise ConfigError(PREFIX + "PORTONE_API_SECRET", "required with the portone provider")
+        if not self.production:
+            return
+        if self.identity_provider == "sandbox":
+            raise ConfigError(PREFIX + "IDENTITY_PROVIDER", "sandbox is refused in production")
+        if not self.data_keys:
+            raise ConfigError(PREFIX + "DATA_KEYS", "development keys are refused in production")
+        if not self.signing_key_file:
+            raise ConfigError(
+                PREFIX + "SIGNING_KEY_FILE", "development keys are refused in production"
+            )
+        if not self.tls_cert_file:
+            raise ConfigError(PREFIX + "TLS_CERT_FILE", "TLS is required in production")
+        if self.notify_webhook_url and not self.notify_webhook_secret:
+            raise ConfigError(
+                PREFIX + "NOTIFY_WEBHOOK_SECRET", "required with a webhook URL in production"
+            )
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    """Read IDSERVICE_* entries of a .env file; the process environment wins over it."""
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(path).items() if k.startswith(PREFIX) and v is not None}

@@ -1,0 +1,46 @@
+"""Detects text shaped like a resident registration number (주민등록번호) so it can be refused."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# korea-rules.md "Identity verification, CI and DI" 1 (정보통신망법 제23조의2; 개인정보 보호법
+# 제24조의2): the service never collects a 주민등록번호, so anything shaped like one is refused,
+# whatever its check digit. The shape is YYMMDD, an optional separator, then seven digits whose
+# first (the gender/century digit) is 1–8. The date test is deliberately loose (any day 01–31 in
+# any month): refusing an impossible date such as 0231 costs nothing, while a miss would store an
+# RRN. Requiring a plausible date is what keeps phone numbers and most timestamps from matching.
+_SEPARATORS = "- \u2010\u2011\u2012\u2013\u2014\u2015\u2212"  # hyphen, space, the Unicode dashes
+_RRN = re.compile(
+    r"(?<![0-9])"
+    r"[0-9]{2}"  # YY: every year is plausible
+    r"(?:0[1-9]|1[0-2])"  # MM
+    r"(?:0[1-9]|[12][0-9]|3[01])"  # DD
+    rf"[{re.escape(_SEPARATORS)}]?"
+    r"[1-8][0-9]{6}"
+    r"(?![0-9])"
+)
+
+
+def _ascii_digits(text: str) -> str:
+    """NFKC (full-width digits and dashes) plus every other decimal digit mapped to ASCII."""
+    # NFKC folds full-width and mathematical digits but not other scripts' digits (e.g. "٢"),
+    # and someone pasting an RRN in those is still giving us an RRN.
+    folded = unicodedata.normalize("NFKC", text)
+    if folded.isascii():
+        return folded
+    return "".join(
+        str(unicodedata.decimal(ch)) if unicodedata.category(ch) == "Nd" else ch for ch in folded
+    )
+
+
+def looks_like_rrn(text: str) -> bool:
+    """True when `text` contains something shaped like a 주민등록번호 (YYMMDD-NNNNNNN).
+
+    With or without the separator (hyphen, space or a Unicode dash), in any digits Unicode
+    knows, valid check digit or not. Phone numbers in their Korean forms and ISO dates never
+    match (no run of 6 + 7 or 13 digits); 13-digit millisecond timestamps match only when their
+    digits happen to form YYMMDD[1-8]…, which is rare and errs on the side of refusing.
+    """
+    return _RRN.search(_ascii_digits(text)) is not None

@@ -1,0 +1,113 @@
+"""The `idservice` command: serve, migrate, reencrypt."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from idservice.config import ConfigError, Settings
+
+log = logging.getLogger("idservice")
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def cmd_serve(settings: Settings) -> int:
+    from idservice.bootstrap import build_app
+    from idservice.entrypoints.grpc.server import create_server
+
+    app = build_app(settings)
+    try:
+        running = create_server(app)
+    except BaseException:
+        app.close()
+        raise
+    host = settings.listen.rpartition(":")[0]
+    log.info(
+        "idservice listening on %s:%d (env=%s, identity provider=%s)",
+        host,
+        running.port,
+        settings.env,
+        settings.identity_provider,
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s: draining", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stop.wait()
+    running.stop(settings.shutdown_grace.total_seconds())
+    log.info("stopped")
+    return 0
+
+
+def cmd_migrate(settings: Settings) -> int:
+    from idservice.adapters.db import migrations
+    from idservice.adapters.db.engine import build_engine
+
+    engine = build_engine(settings.database_url, pool_size=1)
+    try:
+        migrations.upgrade(engine)
+        print(f"database at revision {migrations.current_revision(engine)}")  # noqa: T201
+    finally:
+        engine.dispose()
+    return 0
+
+
+def cmd_reencrypt(settings: Settings) -> int:
+    from idservice.adapters.db.maintenance import reencrypt_all
+    from idservice.bootstrap import build_app
+
+    app = build_app(settings)
+    try:
+        counts = reencrypt_all(app.engine, app.services.cipher)
+    finally:
+        app.close()
+    for table, count in counts.items():
+        print(f"{table}: {count} value(s) re-encrypted")  # noqa: T201
+    return 0
+
+
+COMMANDS = {"serve": cmd_serve, "migrate": cmd_migrate, "reencrypt": cmd_reencrypt}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="idservice", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the gRPC server")
+    sub.add_parser("migrate", help="apply database migrations to IDSERVICE_DATABASE_URL")
+    sub.add_parser("reencrypt", help="re-encrypt personal fields under the current data key")
+    args = parser.parse_args(argv)
+    try:
+        settings = _settings()
+    except ConfigError as exc:
+        print(f"idservice: configuration error: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    _configure_logging(settings.log_level)
+    try:
+        return COMMANDS[args.command](settings)
+    except ConfigError as exc:
+        print(f"idservice: configuration error: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,137 @@
+"""Around every RPC: reject RRN-like input, read the bearer, map errors, never leak data."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import traceback
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import timestamp_pb2
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
+from idservice.adapters.db.repository import database_unavailable
+from idservice.adapters.db.unit_of_work import is_unavailable
+from idservice.domain.errors import DomainError, FieldViolation, Reason, ValidationFailed
+from idservice.domain.rrn import looks_like_rrn
+from idservice.entrypoints.grpc.errors import internal_status, to_status
+
+log = logging.getLogger("idservice.rpc")
+
+Req = TypeVar("Req", bound=Message)
+Resp = TypeVar("Resp", bound=Message)
+Handler = Callable[[Any, Req, grpc.ServicerContext], Resp]
+
+BEARER_PREFIX = "bearer "
+# Opaque identifiers and secrets are not personal input: a 13-digit millisecond timestamp used
+# as an idempotency key can look like YYMMDD-NNNNNNN. Every other string field is checked.
+OPAQUE_FIELDS = frozenset(
+    {
+        "idempotency_key",
+        "verification_id",
+        "verification_token",
+        "guardian_verification_token",
+        "sns_signup_ticket",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "kakao_access_token",
+        "nonce",
+        "authorization_code",
+        "code_verifier",
+        "redirect_uri",
+        "consent_code",
+        "id",
+        "ward_account_id",
+    }
+)
+
+
+def _string_fields(message: Message, prefix: str = "") -> Iterator[tuple[str, str]]:
+    """Every string value in a message, with its field path (e.g. `guardian.name`)."""
+    for descriptor, value in message.ListFields():
+        path = f"{prefix}{descriptor.name}"
+        if descriptor.name in OPAQUE_FIELDS:
+            continue
+        if descriptor.type == FieldDescriptor.TYPE_STRING:
+            if descriptor.is_repeated:
+                for index, item in enumerate(value):
+                    yield f"{path}[{index}]", item
+            else:
+                yield path, value
+        elif descriptor.type == FieldDescriptor.TYPE_MESSAGE:
+            if descriptor.is_repeated:
+                for index, item in enumerate(value):
+                    yield from _string_fields(item, f"{path}[{index}].")
+            else:
+                yield from _string_fields(value, f"{path}.")
+
+
+def reject_rrn(message: Message) -> None:
+    """korea-rules CI/DI 1: a value that looks like a 주민등록번호 anywhere is invalid input."""
+    violations = [
+        FieldViolation(path, "must not contain a resident registration number")
+        for path, value in _string_fields(message)
+        if looks_like_rrn(value)
+    ]
+    if violations:
+        raise ValidationFailed(violations)
+
+
+def bearer_token(context: grpc.ServicerContext) -> str:
+    """The access token of `authorization: Bearer <token>` metadata."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and isinstance(value, str):
+            if value[: len(BEARER_PREFIX)].lower() == BEARER_PREFIX and len(value) > len(
+                BEARER_PREFIX
+            ):
+                return value[len(BEARER_PREFIX) :].strip()
+            break
+    raise DomainError(Reason.TOKEN_INVALID, "send authorization: Bearer <access token>")
+
+
+def rpc(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
+    """Wrap a servicer method: domain errors become rich statuses; bugs are logged without data."""
+    name = handler.__name__
+
+    @functools.wraps(handler)
+    def wrapper(self: Any, request: Req, context: grpc.ServicerContext) -> Resp:
+        try:
+            reject_rrn(request)
+            return handler(self, request, context)
+        except DomainError as error:
+            status = to_status(error)
+        except Exception as error:
+            if is_unavailable(error):
+                status = to_status(database_unavailable())
+            else:
+                # Exception messages may quote inputs or SQL parameters: log the type and the
+                # stack only.
+                log.error(
+                    "unhandled %s in %s\n%s",
+                    type(error).__name__,
+                    name,
+                    "".join(traceback.format_tb(error.__traceback__)),
+                )
+                status = internal_status()
+        context.abort_with_status(status)
+        raise AssertionError("abort_with_status returned")  # pragma: no cover
+
+    return wrapper
+
+
+def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value.astimezone(UTC))
+    return ts
+
+
+def time_remaining(context: grpc.ServicerContext) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else float(remaining)

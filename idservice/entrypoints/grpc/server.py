@@ -1,0 +1,153 @@
+"""The gRPC server: servicers, health, reflection, TLS, and a draining shutdown."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent import futures
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from sqlalchemy import text
+
+from idservice.bootstrap import App
+from idservice.config import ConfigError, Settings
+from idservice.entrypoints.grpc.servicers import (
+    AccountServicer,
+    AuthServicer,
+    GuardianConsentServicer,
+    IdentityServicer,
+)
+from idservice.v1 import (
+    account_pb2,
+    account_pb2_grpc,
+    auth_pb2,
+    auth_pb2_grpc,
+    guardian_consent_pb2,
+    guardian_consent_pb2_grpc,
+    identity_pb2,
+    identity_pb2_grpc,
+)
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
+    account_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
+    auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
+    guardian_consent_pb2.DESCRIPTOR.services_by_name["GuardianConsentService"].full_name,
+)
+# How often the health service re-checks the database.
+DATABASE_PROBE_SECONDS = 2.0
+# Messages larger than this are refused before parsing (every request is small).
+MAX_MESSAGE_BYTES = 64 * 1024
+
+
+@dataclass
+class RunningServer:
+    """A started server and the parts its shutdown needs."""
+
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+    app: App
+    _stop_probe: threading.Event = field(default_factory=threading.Event)
+    _draining: bool = False
+
+    def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving and not self._draining
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *SERVICE_NAMES):
+            self.health.set(name, status)
+
+    def probe_database_forever(self) -> None:
+        last: bool | None = None
+        while not self._stop_probe.wait(DATABASE_PROBE_SECONDS):
+            ok = database_reachable(self.app)
+            if ok != last:
+                if not ok:
+                    log.warning("database unreachable: health NOT_SERVING")
+                elif last is not None:
+                    log.info("database reachable again: health SERVING")
+                self.set_serving(ok)
+                last = ok
+
+    def stop(self, grace: float) -> None:
+        """Drain: refuse new calls, mark NOT_SERVING, let in-flight calls finish."""
+        self._draining = True
+        self.set_serving(False)
+        self._stop_probe.set()
+        self.server.stop(grace).wait()
+        self.app.close()
+
+
+def database_reachable(app: App) -> bool:
+    try:
+        with app.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return True
+    except Exception:
+        return False
+
+
+def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    if not settings.tls_cert_file or not settings.tls_key_file:
+        return None
+    try:
+        cert = settings.tls_cert_file.read_bytes()
+        key = settings.tls_key_file.read_bytes()
+        ca = settings.tls_client_ca_file.read_bytes() if settings.tls_client_ca_file else None
+    except OSError as exc:
+        raise ConfigError("IDSERVICE_TLS_CERT_FILE", f"cannot read: {exc.strerror}") from None
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
+    )
+
+
+def create_server(app: App, address: str | None = None) -> RunningServer:
+    """Build and start the server on `address` (port 0 picks a free one); returns the port."""
+    settings = app.settings
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc"),
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    services = app.services
+    identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityServicer(services), server)
+    account_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(services), server)
+    auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(services), server)
+    guardian_consent_pb2_grpc.add_GuardianConsentServiceServicer_to_server(
+        GuardianConsentServicer(services), server
+    )
+    health_servicer = health.HealthServicer(
+        experimental_non_blocking=True,
+        experimental_thread_pool=futures.ThreadPoolExecutor(max_workers=2),
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    target = address or settings.listen
+    credentials = _credentials(settings)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(target)
+        else:
+            port = server.add_secure_port(target, credentials)
+    except RuntimeError:
+        raise ConfigError("IDSERVICE_LISTEN", f"cannot listen on {target}") from None
+    if port == 0:
+        raise ConfigError("IDSERVICE_LISTEN", f"cannot listen on {target}")
+    running = RunningServer(server=server, port=port, health=health_servicer, app=app)
+    running.set_serving(database_reachable(app))
+    server.start()
+    threading.Thread(target=running.probe_database_forever, name="db-probe", daemon=True).start()
+    return running

@@ -1,0 +1,543 @@
+"""Sign-up, the caller's account view, profile correction and password change."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from idservice.adapters.db.repository import UniqueViolation
+from idservice.domain.age import (
+    CHILD_CONSENT_AGE,
+    age_on,
+    parse_birth_date,
+    seoul_today,
+)
+from idservice.domain.errors import DomainError, FieldViolation, Reason, ValidationFailed
+from idservice.domain.identity import VerifiedPerson
+from idservice.domain.masking import mask_email
+from idservice.domain.model import Account, AccountStatus, Consents, OutboxEvent, SignInMethod
+from idservice.service_layer import verification
+from idservice.service_layer.services import Services, new_id
+from idservice.service_layer.sessions import (
+    Caller,
+    IssuedSession,
+    check_password,
+    start_session,
+)
+from idservice.service_layer.validation import (
+    Violations,
+    email_lookup_key,
+    normalize_email,
+    normalize_phone,
+    validate_name,
+    validate_password,
+)
+
+if TYPE_CHECKING:
+    from idservice.adapters.db.unit_of_work import SqlUnitOfWork
+
+# How long a SignUp's idempotency key returns the first result (the mobile backend retries
+# within seconds; a day covers app restarts and queued retries).
+IDEMPOTENCY_TTL = timedelta(hours=24)
+MAX_IDEMPOTENCY_KEY_LENGTH = 128
+# Guardian consent codes: 8 digits sent to the guardian's phone (≈ 26.6 bits; attempts are
+# limited by the consent request's life and rate limits).
+CONSENT_CODE_DIGITS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class SignUpCommand:
+    """A SignUp request, as the caller sent it."""
+
+    idempotency_key: str = ""
+    email: str = ""
+    password: str = ""
+    sns_signup_ticket: str = ""
+    name: str = ""
+    phone_number: str = ""
+    birth_date: str = ""
+    verification_token: str = ""
+    consents_given: bool = False
+    terms_version: str = ""
+    privacy_policy_version: str = ""
+    marketing_opt_in: bool = False
+    guardian_given: bool = False
+    guardian_name: str = ""
+    guardian_phone_number: str = ""
+
+    def fingerprint(self, svc: Services) -> str:
+        """Keyed hash of the body without the key: the same key with another body is refused."""
+        body = asdict(self)
+        body.pop("idempotency_key")
+        canonical = json.dumps(body, sort_keys=True, ensure_ascii=False)
+        return svc.cipher.token_hash("signup-body:" + canonical)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRequestRef:
+    id: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SignUpResult:
+    account: Account
+    session: IssuedSession | None
+    consent_request: ConsentRequestRef | None
+
+
+@dataclass(slots=True)
+class _Profile:
+    email: str
+    email_key: str
+    name: str
+    phone: str
+    birth: date
+    person: VerifiedPerson | None
+    guardian_name: str
+    guardian_phone: str
+
+
+def sign_up(svc: Services, cmd: SignUpCommand) -> SignUpResult:
+    """SignUp: validate everything, hash outside the transaction, then one atomic write."""
+    now = svc.clock()
+    key_hash = _idempotency_key_hash(svc, cmd.idempotency_key)
+    fingerprint = cmd.fingerprint(svc) if key_hash else ""
+    if key_hash:
+        replay = _replay(svc, key_hash, fingerprint, now=now)
+        if replay is not None:
+            return replay
+    profile = _validate_signup(svc, cmd, now=now)
+    password_hash = svc.hasher.hash(cmd.password)
+    try:
+        return _create_account(svc, cmd, profile, password_hash, key_hash, fingerprint, now=now)
+    except DomainError as exc:
+        # A concurrent call with the same key may have won the race: answer with its result.
+        if key_hash and exc.reason in {Reason.EMAIL_TAKEN, Reason.IDENTITY_ALREADY_REGISTERED}:
+            replay = _replay(svc, key_hash, fingerprint, now=now)
+            if replay is not None:
+                return replay
+        raise
+    except UniqueViolation:
+        replay = _replay(svc, key_hash, fingerprint, now=now) if key_hash else None
+        if replay is not None:
+            return replay
+        raise DomainError(
+            Reason.IDEMPOTENCY_KEY_REUSED, "the idempotency key was used with another request"
+        ) from None
+
+
+def _idempotency_key_hash(svc: Services, key: str) -> str:
+    if not key:
+        return ""
+    if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH or not key.isprintable():
+        raise ValidationFailed(
+            [
+                FieldViolation(
+                    "idempotency_key",
+                    f"must be 1..{MAX_IDEMPOTENCY_KEY_LENGTH} printable characters",
+                )
+            ]
+        )
+    return svc.cipher.token_hash("signup-key:" + key)
+
+
+def _replay(
+    svc: Services, key_hash: str, fingerprint: str, *, now: datetime
+) -> SignUpResult | None:
+    with svc.uow(readonly=True) as uow:
+        stored = uow.idempotency.get(key_hash, operation="signup", now=now)
+        if stored is None:
+            return None
+        if not secrets.compare_digest(stored.fingerprint, fingerprint):
+            raise DomainError(
+                Reason.IDEMPOTENCY_KEY_REUSED, "the idempotency key was used with another request"
+            )
+        data = json.loads(stored.response)
+        account = uow.accounts.get(data["account_id"])
+    if account is None:
+        # The account is gone (withdrawn or its consent window closed): the key is spent.
+        raise DomainError(
+            Reason.IDEMPOTENCY_KEY_REUSED, "the idempotency key belongs to a finished signup"
+        )
+    session = None
+    if data.get("session"):
+        s = data["session"]
+        session = IssuedSession(
+            account_id=account.id,
+            session_id=s["session_id"],
+            access_token=s["access_token"],
+            access_token_expires_at=datetime.fromisoformat(s["access_token_expires_at"]),
+            refresh_token=s["refresh_token"],
+            refresh_token_expires_at=datetime.fromisoformat(s["refresh_token_expires_at"]),
+        )
+    consent = None
+    if data.get("consent_request"):
+        c = data["consent_request"]
+        consent = ConsentRequestRef(id=c["id"], expires_at=datetime.fromisoformat(c["expires_at"]))
+    return SignUpResult(account=account, session=session, consent_request=consent)
+
+
+def _validate_signup(svc: Services, cmd: SignUpCommand, *, now: datetime) -> _Profile:
+    today = seoul_today(now)
+    settings = svc.settings
+    with Violations() as v:
+        if cmd.sns_signup_ticket:
+            v.add(
+                "sns_signup_ticket", "SNS signup is not available; sign up with email and password"
+            )
+        if not cmd.email:
+            v.add("email", "is required")
+        if not cmd.password:
+            v.add("password", "is required")
+        email = v.check(lambda: normalize_email(cmd.email), default="") if cmd.email else ""
+        name = v.check(lambda: validate_name(cmd.name), default="") if cmd.name else ""
+        phone = (
+            v.check(lambda: normalize_phone(cmd.phone_number), default="")
+            if cmd.phone_number
+            else ""
+        )
+        birth = (
+            v.check(lambda: parse_birth_date(cmd.birth_date, today=today), default=None)
+            if cmd.birth_date
+            else None
+        )
+        if cmd.password:
+            v.check(lambda: validate_password(cmd.password, user_inputs=[email, name or cmd.name]))
+        if not cmd.consents_given or not cmd.terms_version:
+            v.add("consents.terms_version", "is required")
+        if not cmd.consents_given or not cmd.privacy_policy_version:
+            v.add("consents.privacy_policy_version", "is required")
+        if not cmd.verification_token:
+            if not cmd.name:
+                v.add("name", "is required")
+            if not cmd.phone_number:
+                v.add("phone_number", "is required")
+            if not cmd.birth_date:
+                v.add("birth_date", "is required")
+        guardian_name = guardian_phone = ""
+        if cmd.guardian_given and (cmd.guardian_name or cmd.guardian_phone_number):
+            guardian_name = v.check(
+                lambda: validate_name(cmd.guardian_name, field="guardian.name"), default=""
+            )
+            guardian_phone = v.check(
+                lambda: normalize_phone(cmd.guardian_phone_number, field="guardian.phone_number"),
+                default="",
+            )
+    if (
+        cmd.terms_version != settings.terms_version
+        or cmd.privacy_policy_version != settings.privacy_policy_version
+    ):
+        raise DomainError(
+            Reason.TERMS_VERSION_MISMATCH,
+            "accept the current terms and privacy policy",
+            metadata={
+                "terms_version": settings.terms_version,
+                "privacy_policy_version": settings.privacy_policy_version,
+            },
+        )
+    person: VerifiedPerson | None = None
+    if cmd.verification_token:
+        person = verification.peek(svc, cmd.verification_token, now=now)
+        name, phone, birth = _merge_verified(person, name=name, phone=phone, birth=birth)
+    elif settings.require_identity_verification:
+        raise DomainError(
+            Reason.IDENTITY_VERIFICATION_REQUIRED, "complete identity verification first"
+        )
+    assert birth is not None
+    if age_on(birth, today) < CHILD_CONSENT_AGE:
+        if not guardian_name or not guardian_phone:
+            raise DomainError(
+                Reason.GUARDIAN_INFO_REQUIRED,
+                "a child under 14 needs the legal guardian's name and phone number",
+            )
+        if guardian_phone == phone:
+            raise DomainError(
+                Reason.GUARDIAN_SAME_PERSON, "the guardian's contact must not be the child's own"
+            )
+    else:
+        guardian_name = guardian_phone = ""
+    return _Profile(
+        email=email,
+        email_key=email_lookup_key(email),
+        name=name,
+        phone=phone,
+        birth=birth,
+        person=person,
+        guardian_name=guardian_name,
+        guardian_phone=guardian_phone,
+    )
+
+
+def _merge_verified(
+    person: VerifiedPerson, *, name: str, phone: str, birth: date | None
+) -> tuple[str, str, date]:
+    """Verified values win; a given value that differs is a mismatch."""
+    verified_phone = normalize_phone(person.phone_number)
+    mismatched = []
+    if name and name != person.name:
+        mismatched.append("name")
+    if phone and phone != verified_phone:
+        mismatched.append("phone_number")
+    if birth and birth != person.birth_date:
+        mismatched.append("birth_date")
+    if mismatched:
+        raise DomainError(
+            Reason.VERIFICATION_MISMATCH,
+            "the given values differ from the identity verification",
+            metadata={"fields": ",".join(mismatched)},
+        )
+    return person.name, verified_phone, person.birth_date
+
+
+def _create_account(
+    svc: Services,
+    cmd: SignUpCommand,
+    profile: _Profile,
+    password_hash: str,
+    key_hash: str,
+    fingerprint: str,
+    *,
+    now: datetime,
+) -> SignUpResult:
+    today = seoul_today(now)
+    child = age_on(profile.birth, today) < CHILD_CONSENT_AGE
+    person = profile.person
+    account = Account(
+        id=new_id(),
+        status=AccountStatus.PENDING_GUARDIAN_CONSENT if child else AccountStatus.ACTIVE,
+        email=profile.email,
+        name=profile.name,
+        phone_number=profile.phone,
+        birth_date=profile.birth,
+        identity_verified=person is not None,
+        ci=person.ci if person else None,
+        di=person.di if person else None,
+        password_hash=password_hash,
+        created_at=now,
+        consents=Consents(
+            terms_version=cmd.terms_version,
+            privacy_policy_version=cmd.privacy_policy_version,
+            accepted_at=now,
+            marketing_opt_in=cmd.marketing_opt_in and not child,
+            marketing_updated_at=now,
+        ),
+    )
+    with svc.uow() as uow:
+        if cmd.verification_token:
+            verification.consume(svc, uow, cmd.verification_token, now=now)
+        if person is not None:
+            hold = uow.accounts.rejoin_hold_until(ci=person.ci, di=person.di, now=now)
+            if hold is not None:
+                raise _identity_registered(None, rejoin_after=hold)
+        try:
+            uow.accounts.add(account, email_key=profile.email_key)
+        except UniqueViolation as exc:
+            if exc.column == "email_index":
+                raise DomainError(Reason.EMAIL_TAKEN, "the email is already registered") from None
+            existing = uow.accounts.find_by_identity(
+                ci=person.ci if person else None, di=person.di if person else None
+            )
+            raise _identity_registered(existing) from None
+        session = None
+        consent = None
+        if child:
+            consent = _open_consent_request(svc, uow, account, profile, now=now)
+        else:
+            session = start_session(svc, uow, account, amr=(SignInMethod.PASSWORD.value,), now=now)
+        uow.outbox.add(
+            OutboxEvent(
+                id=new_id(),
+                type="account.created",
+                payload={
+                    "account_id": account.id,
+                    "status": account.status.value,
+                    "identity_verified": account.identity_verified,
+                },
+                created_at=now,
+            )
+        )
+        if key_hash:
+            uow.idempotency.put(
+                key_hash,
+                operation="signup",
+                fingerprint=fingerprint,
+                response=_result_document(account, session, consent),
+                now=now,
+                ttl=IDEMPOTENCY_TTL,
+            )
+        uow.commit()
+    return SignUpResult(account=account, session=session, consent_request=consent)
+
+
+def _open_consent_request(
+    svc: Services, uow: SqlUnitOfWork, account: Account, profile: _Profile, *, now: datetime
+) -> ConsentRequestRef:
+    request_id = new_id()
+    code = "".join(secrets.choice("0123456789") for _ in range(CONSENT_CODE_DIGITS))
+    expires_at = now + svc.settings.guardian_consent_window
+    uow.guardian_consents.add(
+        request_id,
+        account_id=account.id,
+        guardian_name=profile.guardian_name,
+        guardian_phone=profile.guardian_phone,
+        code_hash=svc.cipher.token_hash(f"consent-code:{request_id}:{code}"),
+        now=now,
+        expires_at=expires_at,
+    )
+    uow.outbox.add(
+        OutboxEvent(
+            id=new_id(),
+            type="guardian_consent.requested",
+            payload={
+                "consent_request_id": request_id,
+                "account_id": account.id,
+                "guardian_name": profile.guardian_name,
+                "guardian_phone_number": profile.guardian_phone,
+                "consent_code": code,
+                "expires_at": expires_at.isoformat(),
+            },
+            created_at=now,
+        )
+    )
+    return ConsentRequestRef(id=request_id, expires_at=expires_at)
+
+
+def _result_document(
+    account: Account, session: IssuedSession | None, consent: ConsentRequestRef | None
+) -> bytes:
+    doc: dict[str, object] = {"account_id": account.id}
+    if session is not None:
+        doc["session"] = {
+            "session_id": session.session_id,
+            "access_token": session.access_token,
+            "access_token_expires_at": session.access_token_expires_at.isoformat(),
+            "refresh_token": session.refresh_token,
+            "refresh_token_expires_at": session.refresh_token_expires_at.isoformat(),
+        }
+    if consent is not None:
+        doc["consent_request"] = {"id": consent.id, "expires_at": consent.expires_at.isoformat()}
+    return json.dumps(doc).encode()
+
+
+def _identity_registered(
+    existing: Account | None, *, rejoin_after: datetime | None = None
+) -> DomainError:
+    """IDENTITY_ALREADY_REGISTERED telling how the account signs in — never its email or name."""
+    metadata = {
+        "sign_in_methods": ",".join(existing.sign_in_methods) if existing else "",
+        "masked_email": mask_email(existing.email) if existing and existing.email else "",
+    }
+    if rejoin_after is not None:
+        metadata["rejoin_allowed_after"] = rejoin_after.isoformat()
+    return DomainError(
+        Reason.IDENTITY_ALREADY_REGISTERED,
+        "this person already has an account",
+        metadata=metadata,
+    )
+
+
+def get_account(svc: Services, caller: Caller) -> Account:
+    with svc.uow(readonly=True) as uow:
+        account = uow.accounts.get(caller.account_id)
+    if account is None:
+        raise DomainError(Reason.TOKEN_INVALID, "the account no longer exists")
+    return account
+
+
+def update_profile(
+    svc: Services,
+    caller: Caller,
+    *,
+    name: str | None,
+    phone_number: str | None,
+    birth_date: str | None,
+    verification_token: str = "",
+) -> Account:
+    """정정: correct name, phone or birth date; verified values need a new verification."""
+    now = svc.clock()
+    today = seoul_today(now)
+    with Violations() as v:
+        new_name = v.check(lambda: validate_name(name)) if name is not None else None
+        new_phone = (
+            v.check(lambda: normalize_phone(phone_number)) if phone_number is not None else None
+        )
+        new_birth = (
+            v.check(lambda: parse_birth_date(birth_date, today=today))
+            if birth_date is not None
+            else None
+        )
+    account = get_account(svc, caller)
+    person = verification.peek(svc, verification_token, now=now) if verification_token else None
+    if account.identity_verified:
+        changes = (
+            (new_name is not None and new_name != account.name)
+            or (new_phone is not None and new_phone != account.phone_number)
+            or (new_birth is not None and new_birth != account.birth_date)
+        )
+        if changes and person is None:
+            raise DomainError(
+                Reason.IDENTITY_VERIFICATION_REQUIRED,
+                "verified details change only with a new identity verification",
+            )
+        if person is not None:
+            if not verification.same_person(account, person):
+                raise DomainError(
+                    Reason.VERIFICATION_MISMATCH, "the verification is of another person"
+                )
+            merged = _merge_verified(
+                person,
+                name=new_name or "",
+                phone=new_phone or "",
+                birth=new_birth,
+            )
+            new_name, new_phone, new_birth = merged
+    if (
+        account.status is AccountStatus.PENDING_GUARDIAN_CONSENT
+        and new_birth is not None
+        and age_on(new_birth, today) >= CHILD_CONSENT_AGE
+    ):
+        raise DomainError(
+            Reason.ACCOUNT_PENDING_GUARDIAN_CONSENT,
+            "the account waits for the legal guardian's consent",
+        )
+    account.name = new_name if new_name is not None else account.name
+    account.phone_number = new_phone if new_phone is not None else account.phone_number
+    account.birth_date = new_birth if new_birth is not None else account.birth_date
+    with svc.uow() as uow:
+        if person is not None:
+            verification.consume(svc, uow, verification_token, now=now)
+        uow.accounts.save_profile(account, now=now)
+        uow.commit()
+    return account
+
+
+def change_password(
+    svc: Services, caller: Caller, *, current_password: str, new_password: str
+) -> None:
+    """Needs the current password; every other session of the account is revoked."""
+    now = svc.clock()
+    account = get_account(svc, caller)
+    with Violations() as v:
+        if not new_password:
+            v.add("new_password", "is required")
+        else:
+            v.check(
+                lambda: validate_password(
+                    new_password,
+                    user_inputs=[account.email or "", account.name],
+                    field="new_password",
+                )
+            )
+    check_password(svc, account, current_password, now=now)
+    new_hash = svc.hasher.hash(new_password)
+    with svc.uow() as uow:
+        uow.accounts.set_password_hash(account.id, new_hash, now=now)
+        uow.accounts.record_login_success(account.id)
+        uow.sessions.revoke_others(
+            account.id, keep=caller.session_id, now=now, reason="password_changed"
+        )
+        uow.commit()

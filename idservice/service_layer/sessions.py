@@ -1,0 +1,257 @@
+"""Sign-in with a password, sessions, refresh-token rotation, logout and token introspection."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from idservice.domain.age import age_band, seoul_today
+from idservice.domain.errors import DomainError, Reason
+from idservice.domain.model import Account, AccountStatus, OutboxEvent, Session, SignInMethod
+from idservice.service_layer.services import Services, new_id
+from idservice.service_layer.validation import email_lookup_key, normalize_email
+
+if TYPE_CHECKING:
+    from idservice.adapters.db.unit_of_work import SqlUnitOfWork
+
+log = logging.getLogger(__name__)
+
+# Refresh tokens carry 256 bits of randomness (RFC 6749 §10.10 asks for unguessable tokens).
+REFRESH_TOKEN_BYTES = 32
+# Longest bearer token we look at; anything larger is not ours.
+MAX_TOKEN_LENGTH = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedSession:
+    """The tokens of a new or refreshed session."""
+
+    account_id: str
+    session_id: str
+    access_token: str
+    access_token_expires_at: datetime
+    refresh_token: str
+    refresh_token_expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The account and session of a verified bearer access token."""
+
+    account_id: str
+    session_id: str
+    amr: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Introspection:
+    active: bool
+    account_id: str = ""
+    session_id: str = ""
+    expires_at: datetime | None = None
+    age_band: str = ""
+
+
+def invalid_credentials() -> DomainError:
+    # The same error for an unknown email and a wrong password (no account enumeration).
+    return DomainError(Reason.INVALID_CREDENTIALS, "the email or password is wrong")
+
+
+def start_session(
+    svc: Services, uow: SqlUnitOfWork, account: Account, *, amr: tuple[str, ...], now: datetime
+) -> IssuedSession:
+    """Create a session with its first refresh token inside the caller's transaction."""
+    session = Session(
+        id=new_id(),
+        account_id=account.id,
+        amr=amr,
+        created_at=now,
+        expires_at=now + svc.settings.refresh_token_ttl,
+    )
+    uow.sessions.add(session)
+    return _issue_tokens(svc, uow, account, session, now=now)
+
+
+def _issue_tokens(
+    svc: Services, uow: SqlUnitOfWork, account: Account, session: Session, *, now: datetime
+) -> IssuedSession:
+    refresh_token = secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
+    uow.sessions.add_refresh_token(
+        svc.cipher.token_hash(refresh_token),
+        session_id=session.id,
+        now=now,
+        expires_at=session.expires_at,
+    )
+    access = svc.tokens.issue(
+        account_id=account.id,
+        session_id=session.id,
+        amr=session.amr,
+        age_band=age_band(account.birth_date, seoul_today(now)).value,
+        now=now,
+    )
+    return IssuedSession(
+        account_id=account.id,
+        session_id=session.id,
+        access_token=access.token,
+        access_token_expires_at=access.expires_at,
+        refresh_token=refresh_token,
+        refresh_token_expires_at=session.expires_at,
+    )
+
+
+def password_login(svc: Services, *, email: str, password: str) -> IssuedSession:
+    """PasswordLogin: Argon2 runs outside any transaction; failures count toward a lock."""
+    if not email or not password or len(password) > 1024:
+        raise invalid_credentials()
+    try:
+        key = email_lookup_key(normalize_email(email))
+    except DomainError:
+        svc.hasher.burn(password)
+        raise invalid_credentials() from None
+    now = svc.clock()
+    with svc.uow(readonly=True) as uow:
+        account = uow.accounts.get_by_email(key)
+    if account is None or account.password_hash is None:
+        svc.hasher.burn(password)
+        raise invalid_credentials()
+    if account.is_locked(now):
+        raise _locked(account.locked_until)
+    outcome = svc.hasher.verify(account.password_hash, password)
+    if not outcome.ok:
+        with svc.uow() as uow:
+            uow.accounts.record_login_failure(account.id, now=now, policy=svc.lockout)
+            uow.commit()
+        raise invalid_credentials()
+    if account.status is AccountStatus.PENDING_GUARDIAN_CONSENT:
+        raise DomainError(
+            Reason.ACCOUNT_PENDING_GUARDIAN_CONSENT,
+            "the account waits for the legal guardian's consent",
+        )
+    new_hash = svc.hasher.hash(password) if outcome.needs_rehash else None
+    with svc.uow() as uow:
+        uow.accounts.record_login_success(account.id)
+        if new_hash is not None:
+            uow.accounts.set_password_hash(account.id, new_hash, now=now)
+        issued = start_session(svc, uow, account, amr=(SignInMethod.PASSWORD.value,), now=now)
+        uow.commit()
+    return issued
+
+
+def _locked(until: datetime | None) -> DomainError:
+    metadata = {"locked_until": until.isoformat()} if until else {}
+    return DomainError(
+        Reason.ACCOUNT_LOCKED,
+        "password login is locked after repeated failures; try again later",
+        metadata=metadata,
+    )
+
+
+def check_password(svc: Services, account: Account, password: str, *, now: datetime) -> None:
+    """Re-check the password of a signed-in account (counts toward the lock like a login)."""
+    if account.password_hash is None:
+        svc.hasher.burn(password or "-")
+        raise invalid_credentials()
+    if account.is_locked(now):
+        raise _locked(account.locked_until)
+    if (
+        not password
+        or len(password) > 1024
+        or not svc.hasher.verify(account.password_hash, password).ok
+    ):
+        with svc.uow() as uow:
+            uow.accounts.record_login_failure(account.id, now=now, policy=svc.lockout)
+            uow.commit()
+        raise invalid_credentials()
+
+
+def refresh_session(svc: Services, *, refresh_token: str) -> IssuedSession:
+    """Rotate a refresh token; reuse of a rotated one revokes the whole session."""
+    token_hash = _refresh_hash(svc, refresh_token)
+    now = svc.clock()
+    reuse_detected = False
+    with svc.uow() as uow:
+        record = uow.sessions.find_refresh(token_hash)
+        if record is None or not record.session.is_active(now):
+            raise DomainError(Reason.TOKEN_INVALID, "the refresh token is not valid")
+        if record.expires_at <= now:
+            raise DomainError(Reason.TOKEN_EXPIRED, "the refresh token has expired")
+        if record.used_at is not None or not uow.sessions.mark_refresh_used(token_hash, now=now):
+            _revoke_for_reuse(uow, record.session, now=now)
+            uow.commit()
+            reuse_detected = True
+        else:
+            account = uow.accounts.get(record.session.account_id)
+            if account is None or account.status is not AccountStatus.ACTIVE:
+                raise DomainError(Reason.TOKEN_INVALID, "the refresh token is not valid")
+            issued = _issue_tokens(svc, uow, account, record.session, now=now)
+            uow.commit()
+    if reuse_detected:
+        log.warning("refresh token reuse detected; session revoked")
+        raise DomainError(Reason.TOKEN_INVALID, "the refresh token is not valid")
+    return issued
+
+
+def _revoke_for_reuse(uow: SqlUnitOfWork, session: Session, *, now: datetime) -> None:
+    if uow.sessions.revoke(session.id, now=now, reason="refresh_reuse"):
+        uow.outbox.add(
+            OutboxEvent(
+                id=new_id(),
+                type="session.reuse_detected",
+                payload={"account_id": session.account_id, "session_id": session.id},
+                created_at=now,
+            )
+        )
+
+
+def logout(svc: Services, *, refresh_token: str) -> None:
+    """End the session of a refresh token (idempotent for a session already ended)."""
+    token_hash = _refresh_hash(svc, refresh_token)
+    now = svc.clock()
+    with svc.uow() as uow:
+        record = uow.sessions.find_refresh(token_hash)
+        if record is None:
+            raise DomainError(Reason.TOKEN_INVALID, "the refresh token is not valid")
+        uow.sessions.revoke(record.session.id, now=now, reason="logout")
+        uow.commit()
+
+
+def _refresh_hash(svc: Services, refresh_token: str) -> str:
+    if not refresh_token or len(refresh_token) > MAX_TOKEN_LENGTH:
+        raise DomainError(Reason.TOKEN_INVALID, "the refresh token is not valid")
+    return svc.cipher.token_hash(refresh_token)
+
+
+def authenticate(svc: Services, access_token: str) -> Caller:
+    """Verify a bearer access token and that its session is still active."""
+    now = svc.clock()
+    claims = svc.tokens.verify(access_token, now=now)
+    with svc.uow(readonly=True) as uow:
+        session = uow.sessions.get(claims.session_id)
+    if session is None or session.account_id != claims.account_id or not session.is_active(now):
+        raise DomainError(Reason.TOKEN_INVALID, "the session has ended")
+    return Caller(account_id=claims.account_id, session_id=claims.session_id, amr=claims.amr)
+
+
+def introspect(svc: Services, *, access_token: str) -> Introspection:
+    """RFC 7662 style: an unusable token is simply inactive."""
+    if not access_token or len(access_token) > MAX_TOKEN_LENGTH:
+        return Introspection(active=False)
+    now = svc.clock()
+    try:
+        claims = svc.tokens.verify(access_token, now=now)
+    except DomainError:
+        return Introspection(active=False)
+    with svc.uow(readonly=True) as uow:
+        session = uow.sessions.get(claims.session_id)
+    if session is None or not session.is_active(now):
+        return Introspection(active=False)
+    return Introspection(
+        active=True,
+        account_id=claims.account_id,
+        session_id=claims.session_id,
+        expires_at=claims.expires_at,
+        age_band=claims.age_band,
+    )

@@ -1,0 +1,191 @@
+"""Identity verification (본인인증): complete it once, hand out a single-use token, check ages."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from idservice.adapters.db.repository import StoredVerification, UniqueViolation
+from idservice.domain.age import (
+    CHILD_CONSENT_AGE,
+    AgePolicy,
+    age_on,
+    parse_birth_date,
+    parse_date,
+    seoul_today,
+)
+from idservice.domain.age import (
+    check_age as decide_age,
+)
+from idservice.domain.errors import DomainError, Reason
+from idservice.domain.identity import VerifiedPerson
+from idservice.domain.masking import mask_email
+from idservice.domain.model import Account
+from idservice.service_layer.services import Services, new_id
+
+if TYPE_CHECKING:
+    from idservice.adapters.db.unit_of_work import SqlUnitOfWork
+    from idservice.service_layer.sessions import Caller
+
+# Contract §2: a verification token is single use and lives 30 minutes.
+VERIFICATION_TOKEN_TTL = timedelta(minutes=30)
+VERIFICATION_TOKEN_BYTES = 32
+MAX_TOKEN_LENGTH = 512
+# A provider call gets at most this long when the caller set no deadline.
+DEFAULT_UPSTREAM_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    exists: bool
+    sign_in_methods: tuple[str, ...] = ()
+    masked_email: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedVerification:
+    token: str
+    expires_at: datetime
+    person: VerifiedPerson
+    age: int
+    is_under_14: bool
+    duplicate: Duplicate
+
+
+def complete_verification(
+    svc: Services, *, provider: str | None, verification_id: str, timeout: float | None
+) -> CompletedVerification:
+    """Fetch the result server-to-server, store it encrypted, and answer with a token."""
+    name = provider or svc.settings.identity_provider
+    adapter = svc.identity_providers.get(name)
+    if adapter is None:
+        raise DomainError(
+            Reason.PROVIDER_NOT_CONFIGURED,
+            "that identity verification provider is not configured",
+            metadata={"provider": name},
+        )
+    budget = DEFAULT_UPSTREAM_TIMEOUT_SECONDS if timeout is None else min(timeout, 30.0)
+    person = adapter.fetch(verification_id, timeout=max(budget, 0.05))
+    now = svc.clock()
+    token = secrets.token_urlsafe(VERIFICATION_TOKEN_BYTES)
+    expires_at = now + VERIFICATION_TOKEN_TTL
+    with svc.uow() as uow:
+        try:
+            uow.verifications.add(
+                new_id(),
+                provider=name,
+                source_hash=svc.cipher.token_hash(f"verification-source:{name}:{verification_id}"),
+                token_hash=_token_hash(svc, token),
+                person=person,
+                now=now,
+                expires_at=expires_at,
+            )
+        except UniqueViolation:
+            # Contract §2: a verification_id is accepted once.
+            raise DomainError(
+                Reason.VERIFICATION_NOT_FOUND,
+                "this verification was already used; verify again",
+            ) from None
+        existing = uow.accounts.find_by_identity(ci=person.ci, di=person.di)
+        uow.commit()
+    today = seoul_today(now)
+    age = age_on(person.birth_date, today)
+    duplicate = Duplicate(exists=False)
+    if existing is not None:
+        duplicate = Duplicate(
+            exists=True,
+            sign_in_methods=tuple(existing.sign_in_methods),
+            masked_email=mask_email(existing.email) if existing.email else "",
+        )
+    return CompletedVerification(
+        token=token,
+        expires_at=expires_at,
+        person=person,
+        age=age,
+        is_under_14=age < CHILD_CONSENT_AGE,
+        duplicate=duplicate,
+    )
+
+
+def _token_hash(svc: Services, token: str) -> str:
+    return svc.cipher.token_hash("verification-token:" + token)
+
+
+def _invalid_token() -> DomainError:
+    return DomainError(
+        Reason.VERIFICATION_TOKEN_INVALID, "the verification token is unknown, used or expired"
+    )
+
+
+def load(svc: Services, token: str, *, now: datetime) -> StoredVerification:
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        raise _invalid_token()
+    with svc.uow(readonly=True) as uow:
+        stored = uow.verifications.get_by_token(_token_hash(svc, token))
+    if stored is None or stored.consumed_at is not None or stored.expires_at <= now:
+        raise _invalid_token()
+    return stored
+
+
+def peek(svc: Services, token: str, *, now: datetime) -> VerifiedPerson:
+    """The verified person of an unused token (not consumed)."""
+    return load(svc, token, now=now).person
+
+
+def consume(svc: Services, uow: SqlUnitOfWork, token: str, *, now: datetime) -> None:
+    """Use the token inside the caller's transaction; a second use fails."""
+    stored = uow.verifications.get_by_token(_token_hash(svc, token))
+    if stored is None or not uow.verifications.consume(stored.id, now=now):
+        raise _invalid_token()
+
+
+def same_person(account: Account, person: VerifiedPerson) -> bool:
+    """CI decides when both have one, else DI."""
+    if account.ci and person.ci:
+        return secrets.compare_digest(account.ci, person.ci)
+    if account.di and person.di:
+        return secrets.compare_digest(account.di, person.di)
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class AgeAnswer:
+    age: int
+    allowed: bool
+    identity_verified: bool
+    changes_on: date | None
+
+
+def check_age(
+    svc: Services,
+    *,
+    policy: AgePolicy,
+    minimum_age: int | None,
+    as_of: str,
+    caller: Caller | None = None,
+    verification_token: str = "",
+    birth_date: str = "",
+) -> AgeAnswer:
+    """CheckAge for one subject: the caller's account, a verification, or a declared birth date."""
+    from idservice.service_layer.accounts import get_account
+
+    now = svc.clock()
+    today = parse_date(as_of, field="as_of") if as_of else seoul_today(now)
+    if caller is not None:
+        account = get_account(svc, caller)
+        birth, verified = account.birth_date, account.identity_verified
+    elif verification_token:
+        person = peek(svc, verification_token, now=now)
+        birth, verified = person.birth_date, True
+    else:
+        birth = parse_birth_date(birth_date, today=max(today, seoul_today(now)))
+        verified = False
+    decision = decide_age(birth, policy, today, minimum_age)
+    return AgeAnswer(
+        age=decision.age,
+        allowed=decision.allowed,
+        identity_verified=verified,
+        changes_on=decision.changes_on,
+    )
