@@ -77,6 +77,11 @@ class RunningServer:
                 self.set_serving(ok)
                 last = ok
 
+    def halt(self) -> None:
+        """Stop at once without closing the app (the owner closes it)."""
+        self._stop_probe.set()
+        self.server.stop(0).wait()
+
     def stop(self, grace: float) -> None:
         """Drain: refuse new calls, mark NOT_SERVING, let in-flight calls finish."""
         self._draining = True
