@@ -29,10 +29,11 @@ LABEL org.opencontainers.image.title="idservice" \
 # tini is PID 1: it forwards SIGTERM/SIGINT to idservice and reaps zombies. Without it the
 # server would be PID 1, which ignores SIGTERM until a handler is installed, and `serve`
 # installs its handler only after migrations and key loading.
+# The tini pin is Debian's 0.19.0-1 with any binNMU suffix (+bN differs between architectures).
 # uid/gid 10001: outside the range of system and common host users; numeric USER below lets
 # orchestrators verify runAsNonRoot.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends tini=0.19.0-1+b3 \
+    && apt-get install -y --no-install-recommends 'tini=0.19.0-1*' \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 idservice \
     && useradd --system --uid 10001 --gid 10001 --home-dir /app --no-create-home \
@@ -59,7 +60,8 @@ EXPOSE 50051
 USER 10001:10001
 
 # Asks the gRPC health service (overall status) on the port of IDSERVICE_LISTEN; SERVING or
-# exit 1. Plaintext only: with IDSERVICE_TLS_* set, override the check (see the README).
+# exit 1. Plaintext only: with IDSERVICE_TLS_* set, override it (docker run --health-cmd, or
+# the healthcheck of compose/orchestrator).
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, sys, grpc; from grpc_health.v1 import health_pb2, health_pb2_grpc; port = os.environ.get('IDSERVICE_LISTEN', '').rpartition(':')[2] or '50051'; stub = health_pb2_grpc.HealthStub(grpc.insecure_channel('127.0.0.1:' + port)); reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=5); sys.exit(0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1)"]
 

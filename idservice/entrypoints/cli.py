@@ -15,12 +15,18 @@ from idservice.config import ConfigError, Settings
 log = logging.getLogger("idservice")
 
 
+# Libraries whose INFO lines are noise, or (httpx) would log upstream URLs with ids.
+QUIET_LOGGERS = ("alembic", "httpx", "httpcore")
+
+
 def _configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 def _settings() -> Settings:

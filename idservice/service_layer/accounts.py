@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from idservice.adapters.db.repository import UniqueViolation
 from idservice.domain.age import (
     CHILD_CONSENT_AGE,
     age_on,
@@ -20,6 +19,7 @@ from idservice.domain.identity import VerifiedPerson
 from idservice.domain.masking import mask_email
 from idservice.domain.model import Account, AccountStatus, Consents, OutboxEvent, SignInMethod
 from idservice.service_layer import verification
+from idservice.service_layer.ports import UniqueViolation
 from idservice.service_layer.services import Services, new_id
 from idservice.service_layer.sessions import (
     Caller,

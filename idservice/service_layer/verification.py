@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from idservice.adapters.db.repository import StoredVerification, UniqueViolation
 from idservice.domain.age import (
     CHILD_CONSENT_AGE,
     AgePolicy,
@@ -23,6 +22,7 @@ from idservice.domain.errors import DomainError, Reason
 from idservice.domain.identity import VerifiedPerson
 from idservice.domain.masking import mask_email
 from idservice.domain.model import Account
+from idservice.service_layer.ports import StoredVerification, UniqueViolation
 from idservice.service_layer.services import Services, new_id
 
 if TYPE_CHECKING:

@@ -94,8 +94,8 @@ class Client:
         self.terms_version = terms_version
 
     @staticmethod
-    def bearer(access_token: str) -> list[tuple[str, str]]:
-        return [("authorization", f"Bearer {access_token}")]
+    def bearer(access_token: str) -> tuple[tuple[str, str | bytes], ...]:
+        return (("authorization", f"Bearer {access_token}"),)
 
     def consents(self, marketing: bool = False) -> common_pb2.Consents:
         return common_pb2.Consents(

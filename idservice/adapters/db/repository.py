@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -22,14 +21,12 @@ from idservice.domain.model import (
     OutboxEvent,
     Session,
 )
-
-
-class UniqueViolation(Exception):
-    """An insert hit a unique index; `column` names the index's column."""
-
-    def __init__(self, column: str) -> None:
-        super().__init__(column)
-        self.column = column
+from idservice.service_layer.ports import (
+    IdempotentResult,
+    RefreshRecord,
+    StoredVerification,
+    UniqueViolation,
+)
 
 
 def _unique_column(error: IntegrityError, columns: tuple[str, ...]) -> str | None:
@@ -244,15 +241,6 @@ class AccountRepository:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class RefreshRecord:
-    """A stored refresh token and its session."""
-
-    session: Session
-    expires_at: datetime
-    used_at: datetime | None
-
-
 class SessionRepository:
     """Sessions and their rotating refresh tokens (stored as keyed hashes only)."""
 
@@ -340,17 +328,6 @@ class SessionRepository:
             expires_at=m["expires_at"],
             revoked_at=m["revoked_at"],
         )
-
-
-@dataclass(frozen=True, slots=True)
-class StoredVerification:
-    """A completed identity verification waiting to be used once."""
-
-    id: str
-    provider: str
-    person: VerifiedPerson
-    expires_at: datetime
-    consumed_at: datetime | None
 
 
 class VerificationRepository:
@@ -486,12 +463,6 @@ class GuardianConsentRepository:
                 expires_at=expires_at,
             )
         )
-
-
-@dataclass(frozen=True, slots=True)
-class IdempotentResult:
-    fingerprint: str
-    response: bytes
 
 
 class IdempotencyRepository:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, NoReturn
 
 import grpc
 
@@ -73,6 +74,12 @@ def session_message(issued: IssuedSession) -> common_pb2.Session:
         refresh_token=issued.refresh_token,
         refresh_token_expires_at=timestamp(issued.refresh_token_expires_at),
     )
+
+
+def unimplemented(context: grpc.ServicerContext) -> NoReturn:
+    """An RPC of the contract whose capability has not landed yet."""
+    context.abort(grpc.StatusCode.UNIMPLEMENTED, "not implemented yet")
+    raise AssertionError("abort returned")  # pragma: no cover
 
 
 class _Base:
@@ -215,6 +222,15 @@ class AccountServicer(_Base, account_pb2_grpc.AccountServiceServicer):
         )
         return account_pb2.ChangePasswordResponse()
 
+    def UpdateConsents(self, request: Any, context: grpc.ServicerContext) -> Any:
+        unimplemented(context)
+
+    def ExportPersonalData(self, request: Any, context: grpc.ServicerContext) -> Any:
+        unimplemented(context)
+
+    def Withdraw(self, request: Any, context: grpc.ServicerContext) -> Any:
+        unimplemented(context)
+
 
 class AuthServicer(_Base, auth_pb2_grpc.AuthServiceServicer):
     """AuthService (password login and sessions)."""
@@ -259,6 +275,42 @@ class AuthServicer(_Base, auth_pb2_grpc.AuthServiceServicer):
     ) -> auth_pb2.GetJwksResponse:
         return auth_pb2.GetJwksResponse(jwks_json=self.svc.tokens.jwks_json())
 
+    def SnsLogin(self, request: Any, context: grpc.ServicerContext) -> Any:
+        unimplemented(context)
+
+    def LinkSnsIdentity(self, request: Any, context: grpc.ServicerContext) -> Any:
+        unimplemented(context)
+
+    def UnlinkSnsIdentity(self, request: Any, context: grpc.ServicerContext) -> Any:
+        unimplemented(context)
+
 
 class GuardianConsentServicer(_Base, guardian_consent_pb2_grpc.GuardianConsentServiceServicer):
     """GuardianConsentService: every RPC answers UNIMPLEMENTED until its capability lands."""
+
+    def GetConsentRequest(self, request: Any, context: grpc.ServicerContext) -> Any:
+        unimplemented(context)
+
+    def ApproveConsentRequest(self, request: Any, context: grpc.ServicerContext) -> Any:
+        unimplemented(context)
+
+    def RejectConsentRequest(self, request: Any, context: grpc.ServicerContext) -> Any:
+        unimplemented(context)
+
+    def ResendConsentNotification(self, request: Any, context: grpc.ServicerContext) -> Any:
+        unimplemented(context)
+
+    def ListWards(self, request: Any, context: grpc.ServicerContext) -> Any:
+        unimplemented(context)
+
+    def GetWard(self, request: Any, context: grpc.ServicerContext) -> Any:
+        unimplemented(context)
+
+    def UpdateWard(self, request: Any, context: grpc.ServicerContext) -> Any:
+        unimplemented(context)
+
+    def ExportWardData(self, request: Any, context: grpc.ServicerContext) -> Any:
+        unimplemented(context)
+
+    def WithdrawWard(self, request: Any, context: grpc.ServicerContext) -> Any:
+        unimplemented(context)
