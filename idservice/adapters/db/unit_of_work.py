@@ -39,8 +39,8 @@ class SqlUnitOfWork:
     outbox: OutboxRepository
     guardian_consents: GuardianConsentRepository
 
-    def __init__(self, engine: Engine, cipher: FieldCipher, *, readonly: bool = False) -> None:
-        self._engine = engine.execution_options(readonly=True) if readonly else engine
+    def __init__(self, engine: Engine, cipher: FieldCipher) -> None:
+        self._engine = engine
         self._cipher = cipher
         self._connection: Connection | None = None
         self._transaction: RootTransaction | None = None
@@ -96,7 +96,10 @@ class SqlUnitOfWorkFactory:
 
     def __init__(self, engine: Engine, cipher: FieldCipher) -> None:
         self.engine = engine
+        # Read-only work begins a plain (deferred) transaction on SQLite: readers never queue
+        # behind the write lock.
+        self._readonly_engine = engine.execution_options(readonly=True)
         self._cipher = cipher
 
     def __call__(self, *, readonly: bool = False) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine, self._cipher, readonly=readonly)
+        return SqlUnitOfWork(self._readonly_engine if readonly else self.engine, self._cipher)
