@@ -43,6 +43,10 @@ if TYPE_CHECKING:
 # within seconds; a day covers app restarts and queued retries).
 IDEMPOTENCY_TTL = timedelta(hours=24)
 MAX_IDEMPOTENCY_KEY_LENGTH = 128
+# What a SignUp sees when a concurrent call with the same idempotency key committed first.
+_LOST_RACE_REASONS = frozenset(
+    {Reason.EMAIL_TAKEN, Reason.IDENTITY_ALREADY_REGISTERED, Reason.VERIFICATION_TOKEN_INVALID}
+)
 # Guardian consent codes: 8 digits sent to the guardian's phone (≈ 26.6 bits; attempts are
 # limited by the consent request's life and rate limits).
 CONSENT_CODE_DIGITS = 8
@@ -110,13 +114,14 @@ def sign_up(svc: Services, cmd: SignUpCommand) -> SignUpResult:
         replay = _replay(svc, key_hash, fingerprint, now=now)
         if replay is not None:
             return replay
-    profile = _validate_signup(svc, cmd, now=now)
-    password_hash = svc.hasher.hash(cmd.password)
     try:
+        profile = _validate_signup(svc, cmd, now=now)
+        password_hash = svc.hasher.hash(cmd.password)
         return _create_account(svc, cmd, profile, password_hash, key_hash, fingerprint, now=now)
     except DomainError as exc:
-        # A concurrent call with the same key may have won the race: answer with its result.
-        if key_hash and exc.reason in {Reason.EMAIL_TAKEN, Reason.IDENTITY_ALREADY_REGISTERED}:
+        # A concurrent call with the same key may have won the race (its account holds the
+        # email and identity, and it used the verification token): answer with its result.
+        if key_hash and exc.reason in _LOST_RACE_REASONS:
             replay = _replay(svc, key_hash, fingerprint, now=now)
             if replay is not None:
                 return replay
@@ -243,6 +248,9 @@ def _validate_signup(svc: Services, cmd: SignUpCommand, *, now: datetime) -> _Pr
     if cmd.verification_token:
         person = verification.peek(svc, cmd.verification_token, now=now)
         name, phone, birth = _merge_verified(person, name=name, phone=phone, birth=birth)
+        if not cmd.name:
+            # The name came from the verification: the password must not contain it either.
+            validate_password(cmd.password, user_inputs=[email, name])
     elif settings.require_identity_verification:
         raise DomainError(
             Reason.IDENTITY_VERIFICATION_REQUIRED, "complete identity verification first"

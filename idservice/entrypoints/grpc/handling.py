@@ -27,6 +27,8 @@ Resp = TypeVar("Resp", bound=Message)
 Handler = Callable[[Any, Req, grpc.ServicerContext], Resp]
 
 BEARER_PREFIX = "bearer "
+# Every request of the API is small; a larger one is refused before any work.
+MAX_REQUEST_BYTES = 64 * 1024
 # Opaque identifiers and secrets are not personal input: a 13-digit millisecond timestamp used
 # as an idempotency key can look like YYMMDD-NNNNNNN. Every other string field is checked.
 OPAQUE_FIELDS = frozenset(
@@ -101,6 +103,10 @@ def rpc(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
     @functools.wraps(handler)
     def wrapper(self: Any, request: Req, context: grpc.ServicerContext) -> Resp:
         try:
+            if request.ByteSize() > MAX_REQUEST_BYTES:
+                raise ValidationFailed(
+                    [FieldViolation("request", f"must be at most {MAX_REQUEST_BYTES} bytes")]
+                )
             reject_rrn(request)
             return handler(self, request, context)
         except DomainError as error:

@@ -41,8 +41,9 @@ SERVICE_NAMES = (
 )
 # How often the health service re-checks the database.
 DATABASE_PROBE_SECONDS = 2.0
-# Messages larger than this are refused before parsing (every request is small).
-MAX_MESSAGE_BYTES = 64 * 1024
+# The transport refuses larger messages before parsing (RESOURCE_EXHAUSTED without details);
+# requests up to this size get a VALIDATION_FAILED with details when over MAX_REQUEST_BYTES.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass
@@ -93,7 +94,8 @@ class RunningServer:
 
 def database_reachable(app: App) -> bool:
     try:
-        with app.engine.connect() as connection:
+        # Read-only: on SQLite a probe must not take the write lock.
+        with app.engine.execution_options(readonly=True).connect() as connection:
             connection.execute(text("SELECT 1"))
         return True
     except Exception:
