@@ -77,6 +77,8 @@ def load_signer(settings: Settings) -> SigningKey:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    # The adapter may already name the variable; ConfigError names it once.
+    text = text.removeprefix("IDSERVICE_SIGNING_KEY_FILE").lstrip(": ")
     return text[:200]
 
 

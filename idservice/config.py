@@ -14,6 +14,8 @@ from typing import Any, Literal, TypeVar
 PREFIX = "IDSERVICE_"
 _DURATION = re.compile(r"^\s*(\d{1,9})\s*([smhd])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# The drivers the service ships with: sqlite3 (standard library) and psycopg 3.
+_DATABASE_URL = re.compile(r"^(sqlite(\+pysqlite)?|postgresql(\+psycopg)?)://")
 # Contract §2: access tokens live at most 15 minutes.
 MAX_ACCESS_TOKEN_TTL = timedelta(minutes=15)
 
@@ -206,7 +208,7 @@ class Settings:
         """Cross-field rules; production refuses development shortcuts (contract §1)."""
         if self.access_token_ttl > MAX_ACCESS_TOKEN_TTL:
             raise ConfigError(PREFIX + "ACCESS_TOKEN_TTL", "must be at most 15m")
-        if not self.database_url.startswith(("sqlite", "postgresql")):
+        if not _DATABASE_URL.match(self.database_url):
             raise ConfigError(
                 PREFIX + "DATABASE_URL", "expected a sqlite:// or postgresql+psycopg:// URL"
             )

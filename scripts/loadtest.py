@@ -446,10 +446,6 @@ class ServerProcess:
             raise RuntimeError(f"server did not start within {timeout:.0f}s; its output:\n{log}")
         return self.address
 
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
     def cpu_seconds(self) -> float | None:
         return process_cpu_seconds(self.process.pid)
 
@@ -768,7 +764,17 @@ def run_load(
             # for duplicate detection always exercises it.
             person = registry.pick(master)
             if person is not None:
-                workers[0].signup_duplicate(person)
+                probe = Worker(
+                    client,
+                    mix=mix,
+                    duplicate_rate=duplicate_rate,
+                    registry=registry,
+                    rng=random.Random(master.getrandbits(64)),
+                    deadline=0.0,
+                    stop=stop,
+                )
+                probe.signup_duplicate(person)
+                workers.append(probe)
     finally:
         channel.close()
     tally = Tally()

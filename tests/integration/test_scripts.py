@@ -208,9 +208,9 @@ def test_loadtest_mixed_traffic_refuses_repeated_people(database_url: str, tmp_p
     assert report["internal_errors"] == 0
     assert report["server_error_lines"] == 0
     assert all(e["code"] not in {"INTERNAL", "UNKNOWN"} for e in report["errors"])
-    # Every worker starts with a sign-up of a new person.
-    assert report["operations"]["verify"]["ok"] >= 3
-    assert report["operations"]["signup"]["ok"] >= 3
+    # The first sign-up of the run is of a new person (nobody is registered yet to repeat).
+    assert report["operations"]["signup"]["ok"] >= 1
+    assert report["operations"]["verify"]["ok"] >= report["operations"]["signup"]["ok"]
     assert report["total"]["req_per_s"] > 0
     # A run that asks for duplicates exercises them at least once; each one is caught twice.
     duplicates = report["duplicates"]

@@ -6,8 +6,12 @@ import logging
 import threading
 from concurrent import futures
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy import text
@@ -102,15 +106,35 @@ def database_reachable(app: App) -> bool:
         return False
 
 
+def _read_pem(variable: str, path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(variable, f"cannot read: {exc.strerror}") from None
+
+
 def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
     if not settings.tls_cert_file or not settings.tls_key_file:
         return None
+    cert = _read_pem("IDSERVICE_TLS_CERT_FILE", settings.tls_cert_file)
+    key = _read_pem("IDSERVICE_TLS_KEY_FILE", settings.tls_key_file)
+    ca = None
+    if settings.tls_client_ca_file:
+        ca = _read_pem("IDSERVICE_TLS_CLIENT_CA_FILE", settings.tls_client_ca_file)
+    # gRPC only says "cannot add port" for bad PEM: check it here to name the right variable.
+    for variable, pem in (("IDSERVICE_TLS_CERT_FILE", cert), ("IDSERVICE_TLS_CLIENT_CA_FILE", ca)):
+        if pem is None:
+            continue
+        try:
+            x509.load_pem_x509_certificates(pem)
+        except ValueError:
+            raise ConfigError(variable, "is not a PEM certificate") from None
     try:
-        cert = settings.tls_cert_file.read_bytes()
-        key = settings.tls_key_file.read_bytes()
-        ca = settings.tls_client_ca_file.read_bytes() if settings.tls_client_ca_file else None
-    except OSError as exc:
-        raise ConfigError("IDSERVICE_TLS_CERT_FILE", f"cannot read: {exc.strerror}") from None
+        serialization.load_pem_private_key(key, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise ConfigError(
+            "IDSERVICE_TLS_KEY_FILE", "is not an unencrypted PEM private key"
+        ) from None
     return grpc.ssl_server_credentials(
         [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
     )
