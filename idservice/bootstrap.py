@@ -14,7 +14,7 @@ from idservice.adapters.crypto import FieldCipher, KeyRing, KeyRingError, load_o
 from idservice.adapters.db import migrations
 from idservice.adapters.db.engine import build_engine
 from idservice.adapters.db.unit_of_work import SqlUnitOfWorkFactory
-from idservice.adapters.hashing import Argon2Parameters, PasswordHasher
+from idservice.adapters.hashing import Argon2Parameters, PasswordHasher, default_worker_count
 from idservice.adapters.identity.base import IdentityProvider
 from idservice.adapters.identity.portone import PortOneIdentityProvider
 from idservice.adapters.identity.sandbox import SandboxIdentityProvider
@@ -114,12 +114,17 @@ def build_app(
         migrations.upgrade(engine)
     cipher = FieldCipher(ring)
     if hasher is None:
+        workers = default_worker_count()
         hasher = PasswordHasher(
             Argon2Parameters(
                 time_cost=settings.argon2_time_cost,
                 memory_cost=settings.argon2_memory_cost,
                 parallelism=settings.argon2_parallelism,
-            )
+            ),
+            workers=workers,
+            # Password work may hold at most half of the RPC threads; past that a burst gets
+            # SERVER_BUSY at once instead of starving cheap calls (token checks, refreshes).
+            max_queue=max(1, settings.max_workers // 2 - workers),
         )
     providers = (
         identity_providers

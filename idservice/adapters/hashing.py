@@ -59,7 +59,7 @@ class VerifyOutcome:
     needs_rehash: bool
 
 
-def _default_worker_count() -> int:
+def default_worker_count() -> int:
     # The CPUs this process may run on (a cpuset in a container), not the host's count.
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
@@ -142,7 +142,7 @@ class PasswordHasher:
             self._executor = executor
             self._owns_executor = False
         else:
-            pool_size = workers if workers is not None else _default_worker_count()
+            pool_size = workers if workers is not None else default_worker_count()
             queue = max_queue if max_queue is not None else pool_size * QUEUE_DEPTH_PER_WORKER
             self._executor = BoundedExecutor(pool_size, queue)
             self._owns_executor = True

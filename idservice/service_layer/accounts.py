@@ -116,6 +116,7 @@ def sign_up(svc: Services, cmd: SignUpCommand) -> SignUpResult:
             return replay
     try:
         profile = _validate_signup(svc, cmd, now=now)
+        _refuse_known_conflicts(svc, profile, now=now)
         password_hash = svc.hasher.hash(cmd.password)
         return _create_account(svc, cmd, profile, password_hash, key_hash, fingerprint, now=now)
     except DomainError as exc:
@@ -133,6 +134,25 @@ def sign_up(svc: Services, cmd: SignUpCommand) -> SignUpResult:
         raise DomainError(
             Reason.IDEMPOTENCY_KEY_REUSED, "the idempotency key was used with another request"
         ) from None
+
+
+def _refuse_known_conflicts(svc: Services, profile: _Profile, *, now: datetime) -> None:
+    """Fail fast, before the Argon2 work, on a conflict already committed.
+
+    Only a shortcut: the unique indexes still decide races in the write transaction.
+    """
+    person = profile.person
+    with svc.uow(readonly=True) as uow:
+        if uow.accounts.get_by_email(profile.email_key) is not None:
+            raise DomainError(Reason.EMAIL_TAKEN, "the email is already registered")
+        if person is None:
+            return
+        existing = uow.accounts.find_by_identity(ci=person.ci, di=person.di)
+        if existing is not None:
+            raise _identity_registered(existing)
+        hold = uow.accounts.rejoin_hold_until(ci=person.ci, di=person.di, now=now)
+        if hold is not None:
+            raise _identity_registered(None, rejoin_after=hold)
 
 
 def _idempotency_key_hash(svc: Services, key: str) -> str:

@@ -355,6 +355,7 @@ def test_no_plaintext_personal_data_or_secrets_at_rest_or_in_logs(
     for name in LOGGERS:
         caplog.set_level(logging.DEBUG, logger=name or None)
     secrets = Secrets()
+    is_sqlite = database_url.startswith("sqlite")
     with PortOneStandIn(secret=SECRET) as portone:
         settings = make_settings(
             tmp_path,
@@ -380,7 +381,6 @@ def test_no_plaintext_personal_data_or_secrets_at_rest_or_in_logs(
             assert all(account_id in rows for account_id in account_ids)
             assert secrets.found_in(rows) == []
 
-            is_sqlite = database_url.startswith("sqlite")
             if is_sqlite:
                 raw = sqlite_files(tmp_path)
                 assert account_ids[0].encode() in raw

@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import grpc
+import phonenumbers
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -73,13 +74,17 @@ class Person:
         return f"sandbox:{self.name}:{self.birth_date}:{self.phone}:{self.seed}{suffix}"
 
 
+def new_mobile_number() -> str:
+    """A valid Korean mobile number (some 010 blocks are unassigned, so check)."""
+    while True:
+        candidate = f"010-{2000 + next(_person_counter) % 8000:04d}-{uuid.uuid4().int % 10000:04d}"
+        if phonenumbers.is_valid_number(phonenumbers.parse(candidate, "KR")):
+            return candidate
+
+
 def new_person(birth_date: str = "1990-01-15", name: str = "홍길동") -> Person:
-    n = next(_person_counter)
     return Person(
-        name=name,
-        birth_date=birth_date,
-        phone=f"010-{5000 + n % 5000:04d}-{uuid.uuid4().int % 10000:04d}",
-        seed=uuid.uuid4().hex,
+        name=name, birth_date=birth_date, phone=new_mobile_number(), seed=uuid.uuid4().hex
     )
 
 
