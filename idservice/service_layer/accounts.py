@@ -304,7 +304,7 @@ def _merge_verified(
     person: VerifiedPerson, *, name: str, phone: str, birth: date | None
 ) -> tuple[str, str, date]:
     """Verified values win; a given value that differs is a mismatch."""
-    verified_phone = normalize_phone(person.phone_number)
+    verified_phone = normalize_phone(person.phone_number, require_valid=False)
     mismatched = []
     if name and name != person.name:
         mismatched.append("name")

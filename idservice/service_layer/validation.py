@@ -111,7 +111,7 @@ def email_lookup_key(normalized: str) -> str:
     return unicodedata.normalize("NFC", normalized.casefold())
 
 
-def normalize_phone(value: str, *, field: str = "phone_number") -> str:
+def normalize_phone(value: str, *, field: str = "phone_number", require_valid: bool = True) -> str:
     """The number in E.164 (`+821012345678`); accepts any common Korean form or a `+` number.
 
     E.g. `010-1234-5678`, `01012345678`, `010 1234 5678`, `+82 10-1234-5678`, `(02) 123-4567`,
@@ -128,7 +128,9 @@ def normalize_phone(value: str, *, field: str = "phone_number") -> str:
         number = phonenumbers.parse(text, PHONE_DEFAULT_REGION)
     except phonenumbers.NumberParseException:
         raise invalid(field, "must be a valid phone number") from None
-    if not phonenumbers.is_valid_number(number):
+    # A number a carrier verified is real even when the library's metadata lags behind
+    # (newly assigned blocks): callers pass require_valid=False for verified numbers.
+    if require_valid and not phonenumbers.is_valid_number(number):
         raise invalid(field, "must be a valid phone number")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 

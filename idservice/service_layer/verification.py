@@ -18,7 +18,7 @@ from idservice.domain.age import (
 from idservice.domain.age import (
     check_age as decide_age,
 )
-from idservice.domain.errors import DomainError, Reason
+from idservice.domain.errors import DomainError, Reason, invalid
 from idservice.domain.identity import VerifiedPerson
 from idservice.domain.masking import mask_email
 from idservice.domain.model import Account
@@ -35,6 +35,9 @@ VERIFICATION_TOKEN_BYTES = 32
 MAX_TOKEN_LENGTH = 512
 # A provider call gets at most this long when the caller set no deadline.
 DEFAULT_UPSTREAM_TIMEOUT_SECONDS = 10.0
+# Kept back from the caller's deadline so that a slow provider is answered with
+# UPSTREAM_UNAVAILABLE before the deadline passes (not DEADLINE_EXCEEDED at the caller).
+UPSTREAM_DEADLINE_MARGIN_SECONDS = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +69,11 @@ def complete_verification(
             "that identity verification provider is not configured",
             metadata={"provider": name},
         )
-    budget = DEFAULT_UPSTREAM_TIMEOUT_SECONDS if timeout is None else min(timeout, 30.0)
+    budget = (
+        DEFAULT_UPSTREAM_TIMEOUT_SECONDS
+        if timeout is None
+        else min(timeout - UPSTREAM_DEADLINE_MARGIN_SECONDS, 30.0)
+    )
     person = adapter.fetch(verification_id, timeout=max(budget, 0.05))
     now = svc.clock()
     token = secrets.token_urlsafe(VERIFICATION_TOKEN_BYTES)
@@ -165,7 +172,7 @@ def check_age(
     minimum_age: int | None,
     as_of: str,
     caller: Caller | None = None,
-    verification_token: str = "",
+    verification_token: str | None = None,
     birth_date: str = "",
 ) -> AgeAnswer:
     """CheckAge for one subject: the caller's account, a verification, or a declared birth date."""
@@ -176,12 +183,15 @@ def check_age(
     if caller is not None:
         account = get_account(svc, caller)
         birth, verified = account.birth_date, account.identity_verified
-    elif verification_token:
+    elif verification_token is not None:
         person = peek(svc, verification_token, now=now)
         birth, verified = person.birth_date, True
     else:
-        birth = parse_birth_date(birth_date, today=max(today, seoul_today(now)))
+        # Not born yet on `as_of`, or born after today: no 만 나이 (korea-rules.md Age 7).
+        birth = parse_birth_date(birth_date, today=min(today, seoul_today(now)))
         verified = False
+    if today < birth:
+        raise invalid("as_of", "must not be before the birth date")
     decision = decide_age(birth, policy, today, minimum_age)
     return AgeAnswer(
         age=decision.age,

@@ -33,9 +33,9 @@ def _sqlite_engine(url: str, pool_size: int) -> Engine:
     database = parsed.database or ""
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    # No pre-ping: a local file cannot drop a connection the way a server can.
     engine = create_engine(
         url,
-        pool_pre_ping=True,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=30,

@@ -135,7 +135,9 @@ class IdentityServicer(_Base, identity_pb2_grpc.IdentityServiceServicer):
             minimum_age=request.minimum_age if policy is AgePolicy.MINIMUM_AGE else None,
             as_of=request.as_of,
             caller=self.caller(context) if subject == "account" else None,
-            verification_token=request.verification_token,
+            verification_token=(
+                request.verification_token if subject == "verification_token" else None
+            ),
             birth_date=request.birth_date,
         )
         return identity_pb2.CheckAgeResponse(
