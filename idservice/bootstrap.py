@@ -85,17 +85,21 @@ def _first_line(exc: BaseException) -> str:
 def build_identity_providers(
     settings: Settings, clock: Callable[[], datetime]
 ) -> dict[str, IdentityProvider]:
-    """The configured provider, plus the sandbox outside production."""
-    providers: dict[str, IdentityProvider] = {}
-    if settings.portone_api_secret:
-        providers["portone"] = PortOneIdentityProvider(
-            api_base=settings.portone_api_base,
-            api_secret=settings.portone_api_secret,
-            store_id=settings.portone_store_id,
-        )
-    if not settings.production:
-        providers["sandbox"] = SandboxIdentityProvider(clock=clock)
-    return providers
+    """Only the configured provider: asking for another is PROVIDER_NOT_CONFIGURED.
+
+    The sandbox mints verified people from a string, so it must never run beside PortOne
+    (config refuses it in production altogether).
+    """
+    if settings.identity_provider == "portone":
+        assert settings.portone_api_secret  # Settings.check requires it
+        return {
+            "portone": PortOneIdentityProvider(
+                api_base=settings.portone_api_base,
+                api_secret=settings.portone_api_secret,
+                store_id=settings.portone_store_id,
+            )
+        }
+    return {"sandbox": SandboxIdentityProvider(clock=clock)}
 
 
 def build_app(
@@ -114,7 +118,8 @@ def build_app(
         migrations.upgrade(engine)
     cipher = FieldCipher(ring)
     if hasher is None:
-        workers = default_worker_count()
+        # At most half of the RPC threads hash (and wait for hashes); the rest stay for cheap calls.
+        workers = min(default_worker_count(), max(1, settings.max_workers // 2))
         hasher = PasswordHasher(
             Argon2Parameters(
                 time_cost=settings.argon2_time_cost,

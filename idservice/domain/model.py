@@ -59,9 +59,6 @@ class Account:
         methods = [SignInMethod.PASSWORD.value] if self.password_hash else []
         return methods + sorted(self.sns_providers)
 
-    def is_locked(self, now: datetime) -> bool:
-        return self.locked_until is not None and self.locked_until > now
-
 
 @dataclass(frozen=True, slots=True)
 class LockoutPolicy:

@@ -1,4 +1,4 @@
-"""The `idservice` command: serve, migrate, reencrypt."""
+"""The `idservice` command: serve, migrate, purge, reencrypt."""
 
 from __future__ import annotations
 
@@ -92,7 +92,26 @@ def cmd_reencrypt(settings: Settings) -> int:
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "migrate": cmd_migrate, "reencrypt": cmd_reencrypt}
+def cmd_purge(settings: Settings) -> int:
+    from idservice.bootstrap import build_app
+    from idservice.service_layer import retention
+
+    app = build_app(settings)
+    try:
+        counts = retention.purge(app.services)
+    finally:
+        app.close()
+    for what, count in counts.items():
+        print(f"{what}: {count}")  # noqa: T201
+    return 0
+
+
+COMMANDS = {
+    "serve": cmd_serve,
+    "migrate": cmd_migrate,
+    "purge": cmd_purge,
+    "reencrypt": cmd_reencrypt,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -100,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the gRPC server")
     sub.add_parser("migrate", help="apply database migrations to IDSERVICE_DATABASE_URL")
+    sub.add_parser("purge", help="run every retention job once and print counts")
     sub.add_parser("reencrypt", help="re-encrypt personal fields under the current data key")
     args = parser.parse_args(argv)
     try:

@@ -14,7 +14,7 @@ from idservice.domain.age import (
     parse_birth_date,
     seoul_today,
 )
-from idservice.domain.errors import DomainError, FieldViolation, Reason, ValidationFailed
+from idservice.domain.errors import DomainError, FieldViolation, Reason, ValidationFailed, invalid
 from idservice.domain.identity import VerifiedPerson
 from idservice.domain.masking import mask_email
 from idservice.domain.model import Account, AccountStatus, Consents, OutboxEvent, SignInMethod
@@ -25,6 +25,7 @@ from idservice.service_layer.sessions import (
     Caller,
     IssuedSession,
     check_password,
+    get_account,
     start_session,
 )
 from idservice.service_layer.validation import (
@@ -76,6 +77,7 @@ class SignUpCommand:
         """Keyed hash of the body without the key: the same key with another body is refused."""
         body = asdict(self)
         body.pop("idempotency_key")
+        body.pop("password")  # checked against the account's Argon2 hash on a replay
         canonical = json.dumps(body, sort_keys=True, ensure_ascii=False)
         return svc.cipher.token_hash("signup-body:" + canonical)
 
@@ -111,7 +113,7 @@ def sign_up(svc: Services, cmd: SignUpCommand) -> SignUpResult:
     key_hash = _idempotency_key_hash(svc, cmd.idempotency_key)
     fingerprint = cmd.fingerprint(svc) if key_hash else ""
     if key_hash:
-        replay = _replay(svc, key_hash, fingerprint, now=now)
+        replay = _replay(svc, cmd, key_hash, fingerprint, now=now)
         if replay is not None:
             return replay
     try:
@@ -123,17 +125,15 @@ def sign_up(svc: Services, cmd: SignUpCommand) -> SignUpResult:
         # A concurrent call with the same key may have won the race (its account holds the
         # email and identity, and it used the verification token): answer with its result.
         if key_hash and exc.reason in _LOST_RACE_REASONS:
-            replay = _replay(svc, key_hash, fingerprint, now=now)
+            replay = _replay(svc, cmd, key_hash, fingerprint, now=now)
             if replay is not None:
                 return replay
         raise
     except UniqueViolation:
-        replay = _replay(svc, key_hash, fingerprint, now=now) if key_hash else None
+        replay = _replay(svc, cmd, key_hash, fingerprint, now=now) if key_hash else None
         if replay is not None:
             return replay
-        raise DomainError(
-            Reason.IDEMPOTENCY_KEY_REUSED, "the idempotency key was used with another request"
-        ) from None
+        raise _key_reused() from None
 
 
 def _refuse_known_conflicts(svc: Services, profile: _Profile, *, now: datetime) -> None:
@@ -170,27 +170,42 @@ def _idempotency_key_hash(svc: Services, key: str) -> str:
     return svc.cipher.token_hash("signup-key:" + key)
 
 
+def _key_reused() -> DomainError:
+    return DomainError(
+        Reason.IDEMPOTENCY_KEY_REUSED, "the idempotency key was used with another request"
+    )
+
+
 def _replay(
-    svc: Services, key_hash: str, fingerprint: str, *, now: datetime
+    svc: Services, cmd: SignUpCommand, key_hash: str, fingerprint: str, *, now: datetime
 ) -> SignUpResult | None:
+    """The first result of this key, if the body is the same; tokens only while still live."""
     with svc.uow(readonly=True) as uow:
         stored = uow.idempotency.get(key_hash, operation="signup", now=now)
         if stored is None:
             return None
         if not secrets.compare_digest(stored.fingerprint, fingerprint):
-            raise DomainError(
-                Reason.IDEMPOTENCY_KEY_REUSED, "the idempotency key was used with another request"
-            )
+            raise _key_reused()
         data = json.loads(stored.response)
         account = uow.accounts.get(data["account_id"])
+        s = data.get("session")
+        if s is not None:
+            record = uow.sessions.find_refresh(svc.cipher.token_hash(s["refresh_token"]))
+            if record is None or record.used_at is not None or not record.session.is_active(now):
+                # Rotated or ended since: handing the old tokens back would trip reuse
+                # detection and log the person out.
+                s = None
     if account is None:
         # The account is gone (withdrawn or its consent window closed): the key is spent.
         raise DomainError(
             Reason.IDEMPOTENCY_KEY_REUSED, "the idempotency key belongs to a finished signup"
         )
+    # The fingerprint leaves the password out (a fast hash of it would be guessable from a
+    # database copy); compare it with the stored Argon2 hash instead.
+    if account.password_hash and not svc.hasher.verify(account.password_hash, cmd.password).ok:
+        raise _key_reused()
     session = None
-    if data.get("session"):
-        s = data["session"]
+    if s is not None:
         session = IssuedSession(
             account_id=account.id,
             session_id=s["session_id"],
@@ -468,14 +483,6 @@ def _identity_registered(
     )
 
 
-def get_account(svc: Services, caller: Caller) -> Account:
-    with svc.uow(readonly=True) as uow:
-        account = uow.accounts.get(caller.account_id)
-    if account is None:
-        raise DomainError(Reason.TOKEN_INVALID, "the account no longer exists")
-    return account
-
-
 def update_profile(
     svc: Services,
     caller: Caller,
@@ -499,6 +506,8 @@ def update_profile(
             else None
         )
     account = get_account(svc, caller)
+    if verification_token and not account.identity_verified:
+        raise invalid("verification_token", "the account has no verified identity to renew")
     person = verification.peek(svc, verification_token, now=now) if verification_token else None
     if account.identity_verified:
         changes = (
@@ -523,14 +532,12 @@ def update_profile(
                 birth=new_birth,
             )
             new_name, new_phone, new_birth = merged
-    if (
-        account.status is AccountStatus.PENDING_GUARDIAN_CONSENT
-        and new_birth is not None
-        and age_on(new_birth, today) >= CHILD_CONSENT_AGE
-    ):
+    if new_birth is not None and age_on(new_birth, today) < CHILD_CONSENT_AGE:
+        # An active account cannot turn into a child's without the guardian-consent path
+        # (korea-rules Guardian 2); pending accounts never hold an access token.
         raise DomainError(
-            Reason.ACCOUNT_PENDING_GUARDIAN_CONSENT,
-            "the account waits for the legal guardian's consent",
+            Reason.IDENTITY_VERIFICATION_REQUIRED,
+            "an age under 14 needs identity verification and the guardian's consent",
         )
     account.name = new_name if new_name is not None else account.name
     account.phone_number = new_phone if new_phone is not None else account.phone_number
@@ -564,7 +571,6 @@ def change_password(
     new_hash = svc.hasher.hash(new_password)
     with svc.uow() as uow:
         uow.accounts.set_password_hash(account.id, new_hash, now=now)
-        uow.accounts.record_login_success(account.id)
         uow.sessions.revoke_others(
             account.id, keep=caller.session_id, now=now, reason="password_changed"
         )

@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 # Refresh tokens carry 256 bits of randomness (RFC 6749 §10.10 asks for unguessable tokens).
 REFRESH_TOKEN_BYTES = 32
+# Longer than any password we accept (256 characters, up to 4 bytes each): not worth hashing.
+MAX_PASSWORD_INPUT = 1024
 # Longest bearer token we look at; anything larger is not ours.
 MAX_TOKEN_LENGTH = 8192
 
@@ -104,7 +106,7 @@ def _issue_tokens(
 
 def password_login(svc: Services, *, email: str, password: str) -> IssuedSession:
     """PasswordLogin: Argon2 runs outside any transaction; failures count toward a lock."""
-    if not email or not password or len(password) > 1024:
+    if not email or not password or len(password) > MAX_PASSWORD_INPUT:
         raise invalid_credentials()
     try:
         key = email_lookup_key(normalize_email(email))
@@ -117,13 +119,9 @@ def password_login(svc: Services, *, email: str, password: str) -> IssuedSession
     if account is None or account.password_hash is None:
         svc.hasher.burn(password)
         raise invalid_credentials()
-    if account.is_locked(now):
-        raise _locked(account.locked_until)
+    _reserve_attempt(svc, account, now=now)
     outcome = svc.hasher.verify(account.password_hash, password)
     if not outcome.ok:
-        with svc.uow() as uow:
-            uow.accounts.record_login_failure(account.id, now=now, policy=svc.lockout)
-            uow.commit()
         raise invalid_credentials()
     if account.status is AccountStatus.PENDING_GUARDIAN_CONSENT:
         raise DomainError(
@@ -140,6 +138,16 @@ def password_login(svc: Services, *, email: str, password: str) -> IssuedSession
     return issued
 
 
+def _reserve_attempt(svc: Services, account: Account, *, now: datetime) -> None:
+    """Count the attempt first (see AccountRepository.reserve_login_attempt) or refuse it."""
+    with svc.uow() as uow:
+        allowed = uow.accounts.reserve_login_attempt(account.id, now=now, policy=svc.lockout)
+        until = None if allowed else uow.accounts.locked_until(account.id)
+        uow.commit()
+    if not allowed:
+        raise _locked(until)
+
+
 def _locked(until: datetime | None) -> DomainError:
     metadata = {"locked_until": until.isoformat()} if until else {}
     return DomainError(
@@ -154,17 +162,16 @@ def check_password(svc: Services, account: Account, password: str, *, now: datet
     if account.password_hash is None:
         svc.hasher.burn(password or "-")
         raise invalid_credentials()
-    if account.is_locked(now):
-        raise _locked(account.locked_until)
+    _reserve_attempt(svc, account, now=now)
     if (
         not password
-        or len(password) > 1024
+        or len(password) > MAX_PASSWORD_INPUT
         or not svc.hasher.verify(account.password_hash, password).ok
     ):
-        with svc.uow() as uow:
-            uow.accounts.record_login_failure(account.id, now=now, policy=svc.lockout)
-            uow.commit()
         raise invalid_credentials()
+    with svc.uow() as uow:
+        uow.accounts.record_login_success(account.id)
+        uow.commit()
 
 
 def refresh_session(svc: Services, *, refresh_token: str) -> IssuedSession:
@@ -235,6 +242,15 @@ def authenticate(svc: Services, access_token: str) -> Caller:
     return Caller(account_id=claims.account_id, session_id=claims.session_id, amr=claims.amr)
 
 
+def get_account(svc: Services, caller: Caller) -> Account:
+    """The caller's account (GetAccount, and every use case acting on it)."""
+    with svc.uow(readonly=True) as uow:
+        account = uow.accounts.get(caller.account_id)
+    if account is None:
+        raise DomainError(Reason.TOKEN_INVALID, "the account no longer exists")
+    return account
+
+
 def introspect(svc: Services, *, access_token: str) -> Introspection:
     """RFC 7662 style: an unusable token is simply inactive."""
     if not access_token or len(access_token) > MAX_TOKEN_LENGTH:
@@ -246,7 +262,7 @@ def introspect(svc: Services, *, access_token: str) -> Introspection:
         return Introspection(active=False)
     with svc.uow(readonly=True) as uow:
         session = uow.sessions.get(claims.session_id)
-    if session is None or not session.is_active(now):
+    if session is None or session.account_id != claims.account_id or not session.is_active(now):
         return Introspection(active=False)
     return Introspection(
         active=True,

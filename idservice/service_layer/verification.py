@@ -18,16 +18,17 @@ from idservice.domain.age import (
 from idservice.domain.age import (
     check_age as decide_age,
 )
-from idservice.domain.errors import DomainError, Reason, invalid
+from idservice.domain.errors import DomainError, Reason, ValidationFailed, invalid
 from idservice.domain.identity import VerifiedPerson
 from idservice.domain.masking import mask_email
 from idservice.domain.model import Account
 from idservice.service_layer.ports import StoredVerification, UniqueViolation
 from idservice.service_layer.services import Services, new_id
+from idservice.service_layer.sessions import Caller, get_account
+from idservice.service_layer.validation import normalize_phone
 
 if TYPE_CHECKING:
     from idservice.adapters.db.unit_of_work import SqlUnitOfWork
-    from idservice.service_layer.sessions import Caller
 
 # Contract §2: a verification token is single use and lives 30 minutes.
 VERIFICATION_TOKEN_TTL = timedelta(minutes=30)
@@ -75,6 +76,12 @@ def complete_verification(
         else min(timeout - UPSTREAM_DEADLINE_MARGIN_SECONDS, 30.0)
     )
     person = adapter.fetch(verification_id, timeout=max(budget, 0.05))
+    try:
+        # SignUp uses the verified phone; one that is no phone number at all fails here, on
+        # the field the caller sent, not later on a field the caller never sent.
+        normalize_phone(person.phone_number, require_valid=False)
+    except ValidationFailed:
+        raise invalid("verification_id", "the verified phone number is not usable") from None
     now = svc.clock()
     token = secrets.token_urlsafe(VERIFICATION_TOKEN_BYTES)
     expires_at = now + VERIFICATION_TOKEN_TTL
@@ -96,10 +103,11 @@ def complete_verification(
                 "this verification was already used; verify again",
             ) from None
         existing = uow.accounts.find_by_identity(ci=person.ci, di=person.di)
+        held = uow.accounts.rejoin_hold_until(ci=person.ci, di=person.di, now=now)
         uow.commit()
     today = seoul_today(now)
     age = age_on(person.birth_date, today)
-    duplicate = Duplicate(exists=False)
+    duplicate = Duplicate(exists=held is not None)
     if existing is not None:
         duplicate = Duplicate(
             exists=True,
@@ -151,9 +159,9 @@ def consume(svc: Services, uow: SqlUnitOfWork, token: str, *, now: datetime) -> 
 def same_person(account: Account, person: VerifiedPerson) -> bool:
     """CI decides when both have one, else DI."""
     if account.ci and person.ci:
-        return secrets.compare_digest(account.ci, person.ci)
+        return secrets.compare_digest(account.ci.encode(), person.ci.encode())
     if account.di and person.di:
-        return secrets.compare_digest(account.di, person.di)
+        return secrets.compare_digest(account.di.encode(), person.di.encode())
     return False
 
 
@@ -176,8 +184,6 @@ def check_age(
     birth_date: str = "",
 ) -> AgeAnswer:
     """CheckAge for one subject: the caller's account, a verification, or a declared birth date."""
-    from idservice.service_layer.accounts import get_account
-
     now = svc.clock()
     today = parse_date(as_of, field="as_of") if as_of else seoul_today(now)
     if caller is not None:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -14,12 +13,11 @@ import grpc
 import pytest
 from sqlalchemy import column, func, select, table
 
-from idservice.bootstrap import App, build_app
-from idservice.config import Settings
-from idservice.entrypoints.grpc.server import create_server
+from idservice.bootstrap import App
 from idservice.v1 import account_pb2, auth_pb2, common_pb2
 from tests.conftest import make_settings
 from tests.support.client import STRONG_PASSWORD, Client, RpcFailure, decode, new_person
+from tests.support.serving import serving
 
 RPC_TIMEOUT = 30.0
 ERROR_DOMAIN = "idservice.v1"
@@ -72,21 +70,6 @@ BAD_BEARERS: list[tuple[tuple[str, str], ...] | None] = [
     (("authorization", "Bearer"),),
     (("authorization", "Bearer eyJhbGciOiJub25lIiwidHlwIjoiYXQrand0In0.e30."),),  # alg none
 ]
-
-
-@contextmanager
-def serving(settings: Settings) -> Iterator[tuple[App, Client]]:
-    """An app, an in-process server on a free port and a client, for non-default settings."""
-    app = build_app(settings)
-    try:
-        running = create_server(app, "127.0.0.1:0")
-        try:
-            with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-                yield app, Client(channel, terms_version=settings.terms_version)
-        finally:
-            running.halt()
-    finally:
-        app.close()
 
 
 def outcome_of(call: Callable[[], object]) -> RpcFailure | None:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
@@ -15,12 +14,10 @@ import grpc
 import pytest
 from google.protobuf import empty_pb2
 
-from idservice.bootstrap import build_app
-from idservice.config import Settings
-from idservice.entrypoints.grpc.server import create_server
 from idservice.v1 import account_pb2, identity_pb2
 from tests.conftest import make_settings
 from tests.support.client import STRONG_PASSWORD, Client, Person, RpcFailure, decode, new_person
+from tests.support.serving import serving
 
 SEOUL = ZoneInfo("Asia/Seoul")
 CHILD = identity_pb2.AGE_POLICY_KR_CHILD_CONSENT
@@ -64,20 +61,6 @@ def sandbox_person(birth_date: str = "1990-01-15", name: str = "홍길동") -> P
 
 def seoul_today() -> date:
     return datetime.now(SEOUL).date()
-
-
-@contextmanager
-def serving(settings: Settings, clock: Callable[[], datetime]) -> Iterator[Client]:
-    app = build_app(settings, clock=clock)
-    try:
-        running = create_server(app, "127.0.0.1:0")
-        try:
-            with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-                yield Client(channel, terms_version=settings.terms_version)
-        finally:
-            running.halt()
-    finally:
-        app.close()
 
 
 # (birth date, policy, minimum_age, as_of) -> (age, allowed, changes_on)
@@ -125,7 +108,7 @@ def test_today_is_the_calendar_date_in_seoul(tmp_path: Path, database_url: str) 
         datetime(2026, 2, 28, 15, 30, tzinfo=UTC): (14, True, ""),
     }
     now = list(moments)
-    with serving(make_settings(tmp_path, database_url), clock=lambda: now[0]) as client:
+    with serving(make_settings(tmp_path, database_url), clock=lambda: now[0]) as (_, client):
         for moment, expected in moments.items():
             now[0] = moment
             answer = check(client, CHILD, birth_date="2012-02-29")  # no as_of: today in Seoul
@@ -160,7 +143,7 @@ def test_account_without_identity_verification_is_self_declared(
     tmp_path: Path, database_url: str
 ) -> None:
     settings = make_settings(tmp_path, database_url, require_identity_verification=False)
-    with serving(settings, clock=lambda: datetime.now(UTC)) as client:
+    with serving(settings, clock=lambda: datetime.now(UTC)) as (_, client):
         signed = client.accounts.SignUp(
             account_pb2.SignUpRequest(
                 email=f"declared-{uuid.uuid4().hex[:8]}@example.com",

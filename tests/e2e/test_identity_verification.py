@@ -5,11 +5,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
@@ -19,13 +17,12 @@ from zoneinfo import ZoneInfo
 import grpc
 import pytest
 
-from idservice.bootstrap import build_app
 from idservice.config import Settings
-from idservice.entrypoints.grpc.server import create_server
 from idservice.v1 import account_pb2, auth_pb2, common_pb2, identity_pb2
 from tests.conftest import make_settings
 from tests.fakes.portone import PortOneStandIn
 from tests.support.client import STRONG_PASSWORD, Client, Person, RpcFailure, decode, new_person
+from tests.support.serving import FakeClock, serving
 
 SEOUL = ZoneInfo("Asia/Seoul")
 SECRET = "portone-e2e-secret-Hq7"
@@ -106,37 +103,6 @@ def portone_verify(
     )
 
 
-class SteppingClock:
-    """A clock the test moves by hand (the service reads it for every decision)."""
-
-    def __init__(self, start: datetime) -> None:
-        self._now = start
-        self._lock = threading.Lock()
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            return self._now
-
-    def advance(self, delta: timedelta) -> None:
-        with self._lock:
-            self._now += delta
-
-
-@contextmanager
-def serving(settings: Settings, *, clock: Callable[[], datetime] | None = None) -> Iterator[Client]:
-    """An app and in-process gRPC server on loopback, and a client for it."""
-    app = build_app(settings) if clock is None else build_app(settings, clock=clock)
-    try:
-        running = create_server(app, "127.0.0.1:0")
-        try:
-            with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-                yield Client(channel, terms_version=settings.terms_version)
-        finally:
-            running.halt()
-    finally:
-        app.close()
-
-
 def portone_settings(
     tmp_path: Path, database_url: str, api_base: str, **overrides: object
 ) -> Settings:
@@ -158,7 +124,7 @@ def portone() -> Iterator[PortOneStandIn]:
 
 @pytest.fixture
 def portone_client(tmp_path: Path, database_url: str, portone: PortOneStandIn) -> Iterator[Client]:
-    with serving(portone_settings(tmp_path, database_url, portone.base_url)) as client:
+    with serving(portone_settings(tmp_path, database_url, portone.base_url)) as (_, client):
         yield client
 
 
@@ -284,7 +250,7 @@ def test_portone_rejecting_our_credentials_is_upstream_unavailable(
     wrong_store = {"portone_store_id": "store-of-someone-else"}  # PortOne answers 403
     for overrides in (wrong_secret, wrong_store):
         settings = portone_settings(tmp_path, database_url, portone.base_url, **overrides)
-        with serving(settings) as client:
+        with serving(settings) as (_, client):
             failure = fails(partial(portone_verify, client, "iv-auth-1"))
         assert (failure.code, failure.reason) == (
             grpc.StatusCode.UNAVAILABLE,
@@ -573,9 +539,9 @@ def test_a_failed_signup_does_not_consume_the_token(client: Client) -> None:
 
 
 def test_a_verification_token_expires_after_30_minutes(tmp_path: Path, database_url: str) -> None:
-    clock = SteppingClock(datetime.now(UTC).replace(microsecond=0))
+    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
     started = clock()
-    with serving(make_settings(tmp_path, database_url), clock=clock) as client:
+    with serving(make_settings(tmp_path, database_url), clock=clock) as (_, client):
         early, late = sandbox_person(), sandbox_person()
         early_done = client.verify(early)
         late_done = client.verify(late)
@@ -598,8 +564,8 @@ def test_verified_age_is_counted_on_the_calendar_date_in_seoul(
     tmp_path: Path, database_url: str
 ) -> None:
     # 2026-02-28T15:30Z is already 2026-03-01 in Seoul: born 2012-02-29 has turned 14 there.
-    clock = SteppingClock(datetime(2026, 2, 28, 14, 59, 59, tzinfo=UTC))
-    with serving(make_settings(tmp_path, database_url), clock=clock) as client:
+    clock = FakeClock(datetime(2026, 2, 28, 14, 59, 59, tzinfo=UTC))
+    with serving(make_settings(tmp_path, database_url), clock=clock) as (_, client):
         person = sandbox_person(birth_date="2012-02-29")
         before = client.verify(person)
         assert (before.age, before.is_under_14) == (13, True)

@@ -697,3 +697,14 @@ def test_reencrypt_moves_fields_to_the_new_key(database_url: str, workdir: Path)
     with _in_process_client(workdir, database_url, retired) as client:
         login = client.login(email)
         assert _get_account(client, login.session.access_token).name == person.name
+
+
+@pytest.mark.slow
+def test_purge_command_prints_counts_only(tmp_path: Path) -> None:
+    result = run_idservice("purge", env=dict(FAST_ARGON2), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines, result.stdout
+    for line in lines:
+        what, _, count = line.rpartition(": ")
+        assert what and count.isdigit(), line

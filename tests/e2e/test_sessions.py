@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,12 +14,12 @@ import jwt
 import pytest
 from sqlalchemy import column, func, select, table
 
-from idservice.bootstrap import App, build_app
+from idservice.bootstrap import App
 from idservice.config import Settings
-from idservice.entrypoints.grpc.server import create_server
 from idservice.v1 import account_pb2, auth_pb2, common_pb2
 from tests.conftest import make_settings
 from tests.support.client import STRONG_PASSWORD, Client, RpcFailure, decode, new_person
+from tests.support.serving import FakeClock, serving
 
 RPC_TIMEOUT = 30.0
 ERROR_DOMAIN = "idservice.v1"
@@ -35,39 +33,6 @@ WRONG_PASSWORD = "not the right password at all"
 C = grpc.StatusCode
 outbox = table("outbox", column("type"))
 accounts = table("accounts", column("id"), column("password_hash"))
-
-
-class FakeClock:
-    """A clock the test moves by hand; starts at the real time so tokens look ordinary."""
-
-    def __init__(self) -> None:
-        self._now = datetime.now(UTC).replace(microsecond=0)
-        self._lock = threading.Lock()
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            return self._now
-
-    def advance(self, delta: timedelta) -> None:
-        with self._lock:
-            self._now += delta
-
-
-@contextmanager
-def serving(
-    settings: Settings, *, clock: Callable[[], datetime] | None = None
-) -> Iterator[tuple[App, Client]]:
-    """An app (optionally on a controllable clock), a server on a free port and a client."""
-    app = build_app(settings) if clock is None else build_app(settings, clock=clock)
-    try:
-        running = create_server(app, "127.0.0.1:0")
-        try:
-            with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-                yield app, Client(channel, terms_version=settings.terms_version)
-        finally:
-            running.halt()
-    finally:
-        app.close()
 
 
 def failure_of(call: Callable[[], object]) -> RpcFailure:

@@ -6,7 +6,7 @@ import json
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from idservice.adapters.crypto import FieldCipher
@@ -102,27 +102,36 @@ class AccountRepository:
             .values(failed_logins=0, locked_until=None)
         )
 
-    def record_login_failure(
+    def reserve_login_attempt(
         self, account_id: str, *, now: datetime, policy: LockoutPolicy
-    ) -> datetime | None:
-        """Count a failure atomically; returns the lock's end when this failure locks."""
-        self._c.execute(
+    ) -> bool:
+        """Count an attempt before the password is checked; False when the account is locked.
+
+        Counting first, in one conditional UPDATE, is what makes the lock hold under
+        concurrency: a burst of guesses cannot all pass a lock check made before any of them
+        is counted. The attempt that reaches the threshold places the lock and still proceeds
+        (a right password then clears it); later attempts are refused until it ends.
+        """
+        failures = t.accounts.c.failed_logins
+        reaches = failures + 1 >= policy.threshold
+        result = self._c.execute(
             update(t.accounts)
-            .where(t.accounts.c.id == account_id)
-            .values(failed_logins=t.accounts.c.failed_logins + 1)
+            .where(
+                t.accounts.c.id == account_id,
+                or_(t.accounts.c.locked_until.is_(None), t.accounts.c.locked_until <= now),
+            )
+            .values(
+                failed_logins=case((reaches, 0), else_=failures + 1),
+                locked_until=case((reaches, now + policy.duration), else_=None),
+            )
         )
-        count = self._c.execute(
-            select(t.accounts.c.failed_logins).where(t.accounts.c.id == account_id)
-        ).scalar_one()
-        if count < policy.threshold:
-            return None
-        until = now + policy.duration
-        self._c.execute(
-            update(t.accounts)
-            .where(t.accounts.c.id == account_id)
-            .values(failed_logins=0, locked_until=until)
-        )
-        return until
+        return result.rowcount == 1
+
+    def locked_until(self, account_id: str) -> datetime | None:
+        value = self._c.execute(
+            select(t.accounts.c.locked_until).where(t.accounts.c.id == account_id)
+        ).scalar()
+        return value if isinstance(value, datetime) else None
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, account_id: str) -> Account | None:
@@ -162,6 +171,12 @@ class AccountRepository:
             )
         ).scalar()
         return value if isinstance(value, datetime) else None
+
+    def purge_rejoin_holds(self, *, now: datetime) -> int:
+        """Release CI/DI blind indexes whose re-join cooldown is over."""
+        return self._c.execute(
+            delete(t.rejoin_holds).where(t.rejoin_holds.c.hold_until <= now)
+        ).rowcount
 
     def add_rejoin_hold(
         self, hold_id: str, *, ci: str | None, di: str | None, until: datetime
@@ -318,6 +333,13 @@ class SessionRepository:
         )
         return result.rowcount
 
+    def purge_ended(self, *, now: datetime, revoked_before: datetime) -> int:
+        """Delete expired sessions and those revoked before `revoked_before` (tokens cascade)."""
+        ended = or_(t.sessions.c.expires_at <= now, t.sessions.c.revoked_at <= revoked_before)
+        ids = select(t.sessions.c.id).where(ended)
+        self._c.execute(delete(t.refresh_tokens).where(t.refresh_tokens.c.session_id.in_(ids)))
+        return self._c.execute(delete(t.sessions).where(ended)).rowcount
+
     @staticmethod
     def _session(m: Any) -> Session:
         return Session(
@@ -369,8 +391,6 @@ class VerificationRepository:
             "person_ct": self._cipher.encrypt(
                 document, context=f"verifications.person:{verification_id}"
             ),
-            "ci_index": self._cipher.blind_index(person.ci, purpose="ci") if person.ci else None,
-            "di_index": self._cipher.blind_index(person.di, purpose="di") if person.di else None,
             "created_at": now,
             "expires_at": expires_at,
         }
@@ -418,7 +438,7 @@ class VerificationRepository:
                 t.verifications.c.consumed_at.is_(None),
                 t.verifications.c.expires_at > now,
             )
-            .values(consumed_at=now, person_ct=None, ci_index=None, di_index=None)
+            .values(consumed_at=now, person_ct=None)
         )
         return result.rowcount == 1
 
@@ -427,7 +447,7 @@ class VerificationRepository:
         result = self._c.execute(
             update(t.verifications)
             .where(t.verifications.c.expires_at <= now, t.verifications.c.person_ct.is_not(None))
-            .values(person_ct=None, ci_index=None, di_index=None)
+            .values(person_ct=None)
         )
         return result.rowcount
 
@@ -520,6 +540,12 @@ class IdempotencyRepository:
         except IntegrityError:
             raise UniqueViolation("key_hash") from None
 
+    def purge_expired(self, *, now: datetime) -> int:
+        """Delete stored responses (they hold session tokens) once their key has expired."""
+        return self._c.execute(
+            delete(t.idempotency_keys).where(t.idempotency_keys.c.expires_at <= now)
+        ).rowcount
+
 
 class OutboxRepository:
     """Events written in the state change's transaction; payloads are encrypted (they hold PII)."""
@@ -549,14 +575,6 @@ class OutboxRepository:
                 next_attempt_at=event.created_at,
             )
         )
-
-    def pending_types(self) -> list[tuple[str, str]]:
-        rows = self._c.execute(
-            select(t.outbox.c.id, t.outbox.c.type)
-            .where(t.outbox.c.delivered_at.is_(None))
-            .order_by(t.outbox.c.created_at)
-        ).all()
-        return [(r.id, r.type) for r in rows]
 
 
 def database_unavailable() -> DomainError:

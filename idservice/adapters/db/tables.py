@@ -125,8 +125,6 @@ verifications = Table(
     Column("source_hash", String(HASH), nullable=False, unique=True),
     Column("token_hash", String(HASH), nullable=False, unique=True),
     Column("person_ct", Text),
-    Column("ci_index", String(HASH), index=True),
-    Column("di_index", String(HASH), index=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False, index=True),
     Column("consumed_at", UtcDateTime),

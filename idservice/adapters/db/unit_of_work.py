@@ -19,8 +19,11 @@ from idservice.adapters.db.repository import (
     VerificationRepository,
     database_unavailable,
 )
+from idservice.domain.errors import DomainError, Reason
 
-_UNAVAILABLE = (OperationalError, DisconnectionError, PoolTimeoutError)
+_UNAVAILABLE = (OperationalError, DisconnectionError)
+# How long a writer waits for this process's SQLite write lock (as long as SQLite itself would).
+WRITE_LOCK_TIMEOUT_SECONDS = 30.0
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -28,6 +31,15 @@ def is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, _UNAVAILABLE):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Every pooled connection stayed in use: the database is fine, this process is saturated."""
+    return isinstance(exc, PoolTimeoutError)
+
+
+def server_busy() -> DomainError:
+    return DomainError(Reason.SERVER_BUSY, "the service is busy; retry", retry_after_seconds=1.0)
 
 
 class SqlUnitOfWork:
@@ -50,8 +62,10 @@ class SqlUnitOfWork:
         self._transaction: RootTransaction | None = None
 
     def __enter__(self) -> SqlUnitOfWork:
-        if self._write_lock is not None:
-            self._write_lock.acquire()
+        if self._write_lock is not None and not self._write_lock.acquire(
+            timeout=WRITE_LOCK_TIMEOUT_SECONDS
+        ):
+            raise server_busy()
         try:
             return self._open()
         except BaseException:
@@ -68,6 +82,8 @@ class SqlUnitOfWork:
                 self._connection.close()
             if is_unavailable(exc):
                 raise database_unavailable() from exc
+            if is_busy(exc):
+                raise server_busy() from exc
             raise
         c, cipher = self._connection, self._cipher
         self.accounts = AccountRepository(c, cipher)
@@ -105,6 +121,8 @@ class SqlUnitOfWork:
                 self._write_lock.release()
         if exc is not None and is_unavailable(exc):
             raise database_unavailable() from exc
+        if exc is not None and is_busy(exc):
+            raise server_busy() from exc
 
 
 class SqlUnitOfWorkFactory:

@@ -15,10 +15,10 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from idservice.adapters.db.repository import database_unavailable
-from idservice.adapters.db.unit_of_work import is_unavailable
+from idservice.adapters.db.unit_of_work import is_busy, is_unavailable, server_busy
 from idservice.domain.errors import DomainError, FieldViolation, Reason, ValidationFailed
-from idservice.domain.rrn import looks_like_rrn
 from idservice.entrypoints.grpc.errors import internal_status, to_status
+from idservice.service_layer.validation import check_no_rrn
 
 log = logging.getLogger("idservice.rpc")
 
@@ -75,11 +75,7 @@ def _string_fields(message: Message, prefix: str = "") -> Iterator[tuple[str, st
 
 def reject_rrn(message: Message) -> None:
     """korea-rules CI/DI 1: a value that looks like a 주민등록번호 anywhere is invalid input."""
-    violations = [
-        FieldViolation(path, "must not contain a resident registration number")
-        for path, value in _string_fields(message)
-        if looks_like_rrn(value)
-    ]
+    violations = check_no_rrn(dict(_string_fields(message)))
     if violations:
         raise ValidationFailed(violations)
 
@@ -114,6 +110,8 @@ def rpc(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
         except Exception as error:
             if is_unavailable(error):
                 status = to_status(database_unavailable())
+            elif is_busy(error):
+                status = to_status(server_busy())
             else:
                 # Exception messages may quote inputs or SQL parameters: log the type and the
                 # stack only.
@@ -138,6 +136,13 @@ def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     return ts
 
 
+# grpc reports "no deadline" as a huge remaining time.
+NO_DEADLINE_SECONDS = 24 * 3600.0
+
+
 def time_remaining(context: grpc.ServicerContext) -> float | None:
+    """Seconds left before the caller's deadline; None when the caller set none."""
     remaining = context.time_remaining()
-    return None if remaining is None else float(remaining)
+    if remaining is None or remaining > NO_DEADLINE_SECONDS:
+        return None
+    return float(remaining)

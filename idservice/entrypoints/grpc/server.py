@@ -24,6 +24,7 @@ from idservice.entrypoints.grpc.servicers import (
     GuardianConsentServicer,
     IdentityServicer,
 )
+from idservice.service_layer import retention
 from idservice.v1 import (
     account_pb2,
     account_pb2_grpc,
@@ -81,6 +82,19 @@ class RunningServer:
                     log.info("database reachable again: health SERVING")
                 self.set_serving(ok)
                 last = ok
+
+    def purge_forever(self) -> None:
+        """Run the retention jobs every IDSERVICE_PURGE_INTERVAL until shutdown."""
+        interval = self.app.settings.purge_interval.total_seconds()
+        while not self._stop_probe.wait(interval):
+            try:
+                counts = retention.purge(self.app.services)
+            except Exception as exc:
+                log.warning("purge failed: %s", type(exc).__name__)
+                continue
+            done = {what: count for what, count in counts.items() if count}
+            if done:
+                log.info("purge: %s", ", ".join(f"{k}={v}" for k, v in done.items()))
 
     def halt(self) -> None:
         """Stop at once without closing the app (the owner closes it)."""
@@ -181,4 +195,5 @@ def create_server(app: App, address: str | None = None) -> RunningServer:
     running.set_serving(database_reachable(app))
     server.start()
     threading.Thread(target=running.probe_database_forever, name="db-probe", daemon=True).start()
+    threading.Thread(target=running.purge_forever, name="purge", daemon=True).start()
     return running

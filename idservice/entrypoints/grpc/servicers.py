@@ -195,7 +195,7 @@ class AccountServicer(_Base, account_pb2_grpc.AccountServiceServicer):
     def GetAccount(
         self, request: account_pb2.GetAccountRequest, context: grpc.ServicerContext
     ) -> account_pb2.GetAccountResponse:
-        account = accounts.get_account(self.svc, self.caller(context))
+        account = sessions.get_account(self.svc, self.caller(context))
         return account_pb2.GetAccountResponse(account=account_message(account, self.svc.clock()))
 
     @rpc

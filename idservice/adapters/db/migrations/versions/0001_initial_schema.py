@@ -101,8 +101,6 @@ def upgrade() -> None:
         sa.Column("source_hash", sa.String(length=64), nullable=False),
         sa.Column("token_hash", sa.String(length=64), nullable=False),
         sa.Column("person_ct", sa.Text(), nullable=True),
-        sa.Column("ci_index", sa.String(length=64), nullable=True),
-        sa.Column("di_index", sa.String(length=64), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("consumed_at", sa.DateTime(timezone=True), nullable=True),
@@ -111,8 +109,6 @@ def upgrade() -> None:
         sa.UniqueConstraint("token_hash", name=op.f("uq_verifications_token_hash")),
     )
     with op.batch_alter_table("verifications", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_verifications_ci_index"), ["ci_index"], unique=False)
-        batch_op.create_index(batch_op.f("ix_verifications_di_index"), ["di_index"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_verifications_expires_at"), ["expires_at"], unique=False
         )
@@ -202,8 +198,6 @@ def downgrade() -> None:
     op.drop_table("guardian_consent_requests")
     with op.batch_alter_table("verifications", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_verifications_expires_at"))
-        batch_op.drop_index(batch_op.f("ix_verifications_di_index"))
-        batch_op.drop_index(batch_op.f("ix_verifications_ci_index"))
 
     op.drop_table("verifications")
     with op.batch_alter_table("rejoin_holds", schema=None) as batch_op:
