@@ -8,7 +8,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -25,6 +25,7 @@ from idservice.v1 import account_pb2, auth_pb2, common_pb2, identity_pb2
 from tests.conftest import make_settings
 from tests.fakes.portone import PortOneStandIn
 from tests.support.client import Client, RpcFailure, decode
+from tests.support.serving import serving
 
 SEOUL = ZoneInfo("Asia/Seoul")
 SECRET = "portone-privacy-secret-W3x"
@@ -164,8 +165,14 @@ def log_text(records: Iterable[logging.LogRecord], formatted: str) -> str:
     return "\n".join(parts)
 
 
-def run_flow(client: Client, portone: PortOneStandIn, secrets: Secrets) -> list[str]:
-    """Sign people up through PortOne and the sandbox, with error paths; returns account ids."""
+def run_flow(
+    client: Client, sandbox: Client, portone: PortOneStandIn, secrets: Secrets
+) -> list[str]:
+    """Sign people up through PortOne and the sandbox, with error paths; returns account ids.
+
+    `client` serves the PortOne deployment; `sandbox` a second deployment on the same database
+    and keys whose provider is the sandbox (a deployment serves only its configured provider).
+    """
     account_ids: list[str] = []
 
     def record_session(session: common_pb2.Session) -> None:
@@ -229,7 +236,7 @@ def run_flow(client: Client, portone: PortOneStandIn, secrets: Secrets) -> list[
     secrets.add(*adult.values())
     adult_vid = sandbox_id(adult, adult_seed)
     secrets.add(adult_vid)
-    adult_done = client.identity.CompleteVerification(
+    adult_done = sandbox.identity.CompleteVerification(
         identity_pb2.CompleteVerificationRequest(provider=SANDBOX, verification_id=adult_vid)
     )
     secrets.add(adult_done.verification_token)
@@ -262,7 +269,7 @@ def run_flow(client: Client, portone: PortOneStandIn, secrets: Secrets) -> list[
     secrets.add(*child.values(), guardian_name, guardian_phone, "+82" + guardian_phone[1:])
     child_vid = sandbox_id(child, child_seed)
     secrets.add(child_vid)
-    child_done = client.identity.CompleteVerification(
+    child_done = sandbox.identity.CompleteVerification(
         identity_pb2.CompleteVerificationRequest(provider=SANDBOX, verification_id=child_vid)
     )
     secrets.add(child_done.verification_token)
@@ -285,7 +292,7 @@ def run_flow(client: Client, portone: PortOneStandIn, secrets: Secrets) -> list[
     secrets.add(*waiting.values())
     waiting_vid = sandbox_id(waiting, waiting_seed)
     secrets.add(waiting_vid)
-    waiting_done = client.identity.CompleteVerification(
+    waiting_done = sandbox.identity.CompleteVerification(
         identity_pb2.CompleteVerificationRequest(provider=SANDBOX, verification_id=waiting_vid)
     )
     secrets.add(waiting_done.verification_token)
@@ -324,7 +331,7 @@ def run_flow(client: Client, portone: PortOneStandIn, secrets: Secrets) -> list[
     assert taken.reason == "EMAIL_TAKEN"
     again_vid = sandbox_id(adult, adult_seed)
     secrets.add(again_vid)
-    again = client.identity.CompleteVerification(
+    again = sandbox.identity.CompleteVerification(
         identity_pb2.CompleteVerificationRequest(provider=SANDBOX, verification_id=again_vid)
     )
     secrets.add(again.verification_token)
@@ -364,13 +371,17 @@ def test_no_plaintext_personal_data_or_secrets_at_rest_or_in_logs(
             portone_api_secret=SECRET,
             portone_api_base=portone.base_url,
         )
+        sandbox_settings = replace(settings, identity_provider="sandbox", portone_api_secret=None)
         app = build_app(settings)
         try:
             running = create_server(app, "127.0.0.1:0")
             try:
-                with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+                with (
+                    serving(sandbox_settings) as (_, sandbox),
+                    grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel,
+                ):
                     client = Client(channel, terms_version=settings.terms_version)
-                    account_ids = run_flow(client, portone, secrets)
+                    account_ids = run_flow(client, sandbox, portone, secrets)
             finally:
                 running.halt()
 
