@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 # Refresh tokens carry 256 bits of randomness (RFC 6749 §10.10 asks for unguessable tokens).
 REFRESH_TOKEN_BYTES = 32
+# Matches no account: unknown emails go through the same attempt-counting write.
+NO_ACCOUNT_ID = "-"
 # Longer than any password we accept (256 characters, up to 4 bytes each): not worth hashing.
 MAX_PASSWORD_INPUT = 1024
 # Longest bearer token we look at; anything larger is not ours.
@@ -117,9 +119,11 @@ def password_login(svc: Services, *, email: str, password: str) -> IssuedSession
     with svc.uow(readonly=True) as uow:
         account = uow.accounts.get_by_email(key)
     if account is None or account.password_hash is None:
+        # The same write and the same Argon2 work as for a real account: timing tells nothing.
+        _reserve_attempt(svc, NO_ACCOUNT_ID, now=now)
         svc.hasher.burn(password)
         raise invalid_credentials()
-    _reserve_attempt(svc, account, now=now)
+    _reserve_attempt(svc, account.id, now=now)
     outcome = svc.hasher.verify(account.password_hash, password)
     if not outcome.ok:
         raise invalid_credentials()
@@ -138,13 +142,13 @@ def password_login(svc: Services, *, email: str, password: str) -> IssuedSession
     return issued
 
 
-def _reserve_attempt(svc: Services, account: Account, *, now: datetime) -> None:
+def _reserve_attempt(svc: Services, account_id: str, *, now: datetime) -> None:
     """Count the attempt first (see AccountRepository.reserve_login_attempt) or refuse it."""
     with svc.uow() as uow:
-        allowed = uow.accounts.reserve_login_attempt(account.id, now=now, policy=svc.lockout)
-        until = None if allowed else uow.accounts.locked_until(account.id)
+        allowed = uow.accounts.reserve_login_attempt(account_id, now=now, policy=svc.lockout)
+        until = None if allowed else uow.accounts.locked_until(account_id)
         uow.commit()
-    if not allowed:
+    if not allowed and account_id != NO_ACCOUNT_ID:
         raise _locked(until)
 
 
@@ -162,7 +166,7 @@ def check_password(svc: Services, account: Account, password: str, *, now: datet
     if account.password_hash is None:
         svc.hasher.burn(password or "-")
         raise invalid_credentials()
-    _reserve_attempt(svc, account, now=now)
+    _reserve_attempt(svc, account.id, now=now)
     if (
         not password
         or len(password) > MAX_PASSWORD_INPUT
