@@ -206,6 +206,16 @@ class Settings:
 
     def check(self) -> None:
         """Cross-field rules; production refuses development shortcuts (contract §1)."""
+        for name in (
+            "access_token_ttl",
+            "refresh_token_ttl",
+            "lockout_duration",
+            "guardian_consent_window",
+            "shutdown_grace",
+            "purge_interval",
+        ):
+            if getattr(self, name) <= timedelta(0):
+                raise ConfigError(PREFIX + name.upper(), "must be longer than 0s")
         if self.access_token_ttl > MAX_ACCESS_TOKEN_TTL:
             raise ConfigError(PREFIX + "ACCESS_TOKEN_TTL", "must be at most 15m")
         if not _DATABASE_URL.match(self.database_url):

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from idservice.config import ConfigError, Settings
+from idservice.domain.errors import DomainError
 
 log = logging.getLogger("idservice")
 
@@ -128,11 +132,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"idservice: configuration error: {exc}", file=sys.stderr)  # noqa: T201
         return 2
     _configure_logging(settings.log_level)
+    # Databases, keys and logs this process creates are its own (no group/other access).
+    os.umask(0o077)
     try:
         return COMMANDS[args.command](settings)
     except ConfigError as exc:
         print(f"idservice: configuration error: {exc}", file=sys.stderr)  # noqa: T201
         return 2
+    except DomainError as exc:
+        # e.g. the database cannot be reached while migrating at start-up.
+        print(f"idservice: {exc.reason.value}: {exc.message}", file=sys.stderr)  # noqa: T201
+        return 1
+    except SQLAlchemyError as exc:
+        # The URL may carry a password: name the variable and the error class only.
+        print(  # noqa: T201
+            f"idservice: database error ({type(exc).__name__}); check IDSERVICE_DATABASE_URL "
+            "and that the database is reachable",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

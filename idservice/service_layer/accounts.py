@@ -251,7 +251,9 @@ def _validate_signup(svc: Services, cmd: SignUpCommand, *, now: datetime) -> _Pr
             v.add("consents.terms_version", "is required")
         if not cmd.consents_given or not cmd.privacy_policy_version:
             v.add("consents.privacy_policy_version", "is required")
-        if not cmd.verification_token:
+        # Without a token these come from the caller; when a verification is required, the
+        # answer is IDENTITY_VERIFICATION_REQUIRED below, not "name is required".
+        if not cmd.verification_token and not settings.require_identity_verification:
             if not cmd.name:
                 v.add("name", "is required")
             if not cmd.phone_number:

@@ -22,6 +22,7 @@ from idservice.domain.errors import DomainError, Reason, ValidationFailed, inval
 from idservice.domain.identity import VerifiedPerson
 from idservice.domain.masking import mask_email
 from idservice.domain.model import Account
+from idservice.domain.rrn import looks_like_rrn
 from idservice.service_layer.ports import StoredVerification, UniqueViolation
 from idservice.service_layer.services import Services, new_id
 from idservice.service_layer.sessions import Caller, get_account
@@ -76,6 +77,9 @@ def complete_verification(
         else min(timeout - UPSTREAM_DEADLINE_MARGIN_SECONDS, 30.0)
     )
     person = adapter.fetch(verification_id, timeout=max(budget, 0.05))
+    if looks_like_rrn(person.name) or (name == "sandbox" and looks_like_rrn(verification_id)):
+        # korea-rules CI/DI 1: never take in a resident registration number, from anywhere.
+        raise invalid("verification_id", "must not contain a resident registration number")
     try:
         # SignUp uses the verified phone; one that is no phone number at all fails here, on
         # the field the caller sent, not later on a field the caller never sent.

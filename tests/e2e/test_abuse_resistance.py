@@ -114,3 +114,16 @@ def test_profile_cannot_turn_an_active_account_into_a_child(
         with app.engine.connect() as connection:
             verified = connection.execute(select(accounts.c.identity_verified)).scalar_one()
         assert not verified
+
+
+def test_sandbox_id_carrying_an_rrn_is_refused(client: Client) -> None:
+    for verification_id in (
+        "sandbox:900101-1234567:1990-01-01:010-2345-6789:seed-rrn",
+        "sandbox:홍길동:1990-01-01:010-2345-6789:9001011234567",
+    ):
+        with pytest.raises(grpc.RpcError) as info:
+            client.identity.CompleteVerification(
+                identity_pb2.CompleteVerificationRequest(verification_id=verification_id)
+            )
+        failure = decode(info.value)
+        assert (failure.reason, failure.fields) == ("VALIDATION_FAILED", ["verification_id"])

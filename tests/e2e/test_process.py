@@ -708,3 +708,17 @@ def test_purge_command_prints_counts_only(tmp_path: Path) -> None:
     for line in lines:
         what, _, count = line.rpartition(": ")
         assert what and count.isdigit(), line
+
+
+@pytest.mark.slow
+def test_unreachable_database_at_start_is_one_line_without_the_url(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://someone:hunter2-secret@127.0.0.1:1/idservice"
+    result = run_idservice(
+        "serve", env={**FAST_ARGON2, "IDSERVICE_DATABASE_URL": url}, cwd=tmp_path
+    )
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("idservice:")]
+    assert len(errors) == 1
+    assert "IDSERVICE_DATABASE_URL" in errors[0]
+    assert "hunter2" not in result.stderr
+    assert "Traceback" not in result.stderr
