@@ -42,6 +42,16 @@ def cmd_serve(settings: Settings) -> int:
     from idservice.entrypoints.grpc.server import create_server
 
     app = build_app(settings)
+    if settings.metrics_listen:
+        from idservice.entrypoints.grpc.metrics import serve_metrics
+
+        try:
+            serve_metrics(settings.metrics_listen)
+        except OSError as exc:
+            app.close()
+            raise ConfigError(
+                "IDSERVICE_METRICS_LISTEN", f"cannot listen: {exc.strerror}"
+            ) from None
     try:
         running = create_server(app)
     except BaseException:

@@ -1,4 +1,4 @@
-"""Oversized requests are refused with the contract's rich error, not a bare transport error."""
+"""Requests outside the served API get rich errors too: oversized ones, RPCs not yet served."""
 
 from __future__ import annotations
 
@@ -18,3 +18,11 @@ def test_request_over_64_kib_is_validation_failed(client: Client) -> None:
     assert failure.code == grpc.StatusCode.INVALID_ARGUMENT
     assert failure.reason == "VALIDATION_FAILED"
     assert failure.fields == ["request"]
+
+
+def test_unimplemented_rpcs_carry_error_info(client: Client) -> None:
+    with pytest.raises(grpc.RpcError) as info:
+        client.auth.SnsLogin(auth_pb2.SnsLoginRequest())
+    failure = decode(info.value)
+    assert failure.code == grpc.StatusCode.UNIMPLEMENTED
+    assert (failure.reason, failure.domain) == ("UNIMPLEMENTED", "idservice.v1")

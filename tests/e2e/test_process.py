@@ -722,3 +722,25 @@ def test_unreachable_database_at_start_is_one_line_without_the_url(tmp_path: Pat
     assert "IDSERVICE_DATABASE_URL" in errors[0]
     assert "hunter2" not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_metrics_count_rpcs_by_code_and_reason(tmp_path: Path) -> None:
+    import httpx
+
+    metrics_port = free_loopback_port()
+    env = {**FAST_ARGON2, "IDSERVICE_METRICS_LISTEN": f"127.0.0.1:{metrics_port}"}
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    with ServerProcess(env, workdir, log_dir=tmp_path) as proc, proc.channel() as channel:
+        client = Client(channel)
+        client.auth.GetJwks(auth_pb2.GetJwksRequest())
+        with pytest.raises(grpc.RpcError):
+            client.login("nobody@example.com", "wrong password here")
+        body = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+    assert 'idservice_rpcs_total{code="OK",method="GetJwks",reason=""} 1.0' in body
+    assert (
+        'idservice_rpcs_total{code="UNAUTHENTICATED",method="PasswordLogin",'
+        'reason="INVALID_CREDENTIALS"} 1.0'
+    ) in body
+    assert "nobody@example.com" not in body

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from google.protobuf.message import Message
 from idservice.adapters.db.repository import database_unavailable
 from idservice.adapters.db.unit_of_work import is_busy, is_unavailable, server_busy
 from idservice.domain.errors import DomainError, FieldViolation, Reason, ValidationFailed
+from idservice.entrypoints.grpc import metrics
 from idservice.entrypoints.grpc.errors import internal_status, to_status
 from idservice.service_layer.validation import check_no_rrn
 
@@ -98,20 +100,25 @@ def rpc(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
 
     @functools.wraps(handler)
     def wrapper(self: Any, request: Req, context: grpc.ServicerContext) -> Resp:
+        started = time.perf_counter()
         try:
             if request.ByteSize() > MAX_REQUEST_BYTES:
                 raise ValidationFailed(
                     [FieldViolation("request", f"must be at most {MAX_REQUEST_BYTES} bytes")]
                 )
             reject_rrn(request)
-            return handler(self, request, context)
+            response = handler(self, request, context)
         except DomainError as error:
-            status = to_status(error)
+            reason, status = error.reason.value, to_status(error)
         except Exception as error:
             if is_unavailable(error):
-                status = to_status(database_unavailable())
+                reason, status = (
+                    Reason.DATABASE_UNAVAILABLE.value,
+                    to_status(database_unavailable()),
+                )
             elif is_busy(error):
-                status = to_status(server_busy())
+                busy = server_busy()
+                reason, status = busy.reason.value, to_status(busy)
             else:
                 # Exception messages may quote inputs or SQL parameters: log the type and the
                 # stack only.
@@ -121,7 +128,11 @@ def rpc(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
                     name,
                     "".join(traceback.format_tb(error.__traceback__)),
                 )
-                status = internal_status()
+                reason, status = "INTERNAL", internal_status()
+        else:
+            metrics.observe(name, "OK", "", time.perf_counter() - started)
+            return response
+        metrics.observe(name, status.code.name, reason, time.perf_counter() - started)
         context.abort_with_status(status)
         raise AssertionError("abort_with_status returned")  # pragma: no cover
 

@@ -10,6 +10,7 @@ import grpc
 from idservice.domain.age import AgePolicy, age_band, seoul_today
 from idservice.domain.errors import invalid
 from idservice.domain.model import Account, AccountStatus
+from idservice.entrypoints.grpc.errors import unimplemented_status
 from idservice.entrypoints.grpc.handling import bearer_token, rpc, time_remaining, timestamp
 from idservice.service_layer import accounts, sessions, verification
 from idservice.service_layer.services import Services
@@ -78,7 +79,7 @@ def session_message(issued: IssuedSession) -> common_pb2.Session:
 
 def unimplemented(context: grpc.ServicerContext) -> NoReturn:
     """An RPC of the contract whose capability has not landed yet."""
-    context.abort(grpc.StatusCode.UNIMPLEMENTED, "not implemented yet")
+    context.abort_with_status(unimplemented_status())
     raise AssertionError("abort returned")  # pragma: no cover
 
 
