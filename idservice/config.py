@@ -111,9 +111,9 @@ def _parse_log_level(text: str) -> str:
     return value
 
 
-def _env(parser: Callable[[str], Any], default: Any = None) -> Any:
-    """Declare a field read from IDSERVICE_<NAME> with a parser."""
-    return field(default=default, metadata={"parser": parser})
+def _env(parser: Callable[[str], Any], default: Any = None, *, secret: bool = False) -> Any:
+    """Declare a field read from IDSERVICE_<NAME> with a parser; secrets stay out of repr()."""
+    return field(default=default, repr=not secret, metadata={"parser": parser})
 
 
 @dataclass(frozen=True)
@@ -123,8 +123,8 @@ class Settings:
     env: Literal["development", "production"] = _env(_parse_env, "development")
     listen: str = _env(_parse_hostport, "127.0.0.1:50051")
     var_dir: Path = _env(Path, Path("./var"))
-    database_url: str = _env(str.strip, "sqlite:///./var/idservice.db")
-    data_keys: str | None = _env(str.strip)
+    database_url: str = _env(str.strip, "sqlite:///./var/idservice.db", secret=True)
+    data_keys: str | None = _env(str.strip, secret=True)
     signing_key_file: Path | None = _env(Path)
     issuer: str = _env(str.strip, "idservice")
     access_token_audience: str = _env(str.strip, "idservice")
@@ -132,19 +132,19 @@ class Settings:
     refresh_token_ttl: timedelta = _env(parse_duration, timedelta(days=30))
     identity_provider: Literal["portone", "sandbox"] = _env(_parse_provider, "sandbox")
     portone_api_base: str = _env(_parse_url, "https://api.portone.io")
-    portone_api_secret: str | None = _env(str.strip)
+    portone_api_secret: str | None = _env(str.strip, secret=True)
     portone_store_id: str | None = _env(str.strip)
     google_client_ids: tuple[str, ...] = _env(_parse_list, ())
     google_discovery_url: str = _env(
         _parse_url, "https://accounts.google.com/.well-known/openid-configuration"
     )
-    google_client_secret: str | None = _env(str.strip)
+    google_client_secret: str | None = _env(str.strip, secret=True)
     kakao_client_ids: tuple[str, ...] = _env(_parse_list, ())
     kakao_discovery_url: str = _env(
         _parse_url, "https://kauth.kakao.com/.well-known/openid-configuration"
     )
     kakao_api_base: str = _env(_parse_url, "https://kapi.kakao.com")
-    kakao_client_secret: str | None = _env(str.strip)
+    kakao_client_secret: str | None = _env(str.strip, secret=True)
     kakao_app_id: str | None = _env(str.strip)
     require_identity_verification: bool = _env(_parse_bool, True)
     terms_version: str = _env(str.strip, "2024-05-15")
@@ -153,7 +153,7 @@ class Settings:
     argon2_memory_cost: int = _env(_parse_int(1024, 4 * 1024 * 1024), 19456)
     argon2_parallelism: int = _env(_parse_int(1, 16), 1)
     notify_webhook_url: str | None = _env(_parse_url)
-    notify_webhook_secret: str | None = _env(str.strip)
+    notify_webhook_secret: str | None = _env(str.strip, secret=True)
     guardian_consent_window: timedelta = _env(parse_duration, timedelta(days=5))
     rejoin_cooldown: timedelta = _env(parse_duration, timedelta(days=30))
     connection_log_retention: timedelta = _env(parse_duration, timedelta(days=90))

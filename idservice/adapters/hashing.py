@@ -158,6 +158,14 @@ class PasswordHasher:
         """Check `password` against a stored PHC string; never raises for a mismatch or bad hash."""
         return self._executor.run(self._verify_now, encoded, _normalize(password))
 
+    def verify_later(self, encoded: str, password: str) -> Future[VerifyOutcome]:
+        """Queue a verification now (SERVER_BUSY is decided here) and collect it later."""
+        return self._executor.submit(self._verify_now, encoded, _normalize(password))
+
+    def burn_later(self, password: str) -> Future[VerifyOutcome]:
+        """`burn`, queued now and collected later (see verify_later)."""
+        return self._executor.submit(self._verify_now, self._dummy_hash, _normalize(password))
+
     def burn(self, password: str) -> None:
         """Spend a real verification's work for an email that has no account (timing parity)."""
         self._executor.run(self._verify_now, self._dummy_hash, _normalize(password))

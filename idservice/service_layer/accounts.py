@@ -130,7 +130,8 @@ def sign_up(svc: Services, cmd: SignUpCommand) -> SignUpResult:
                 return replay
         raise
     except UniqueViolation:
-        replay = _replay(svc, cmd, key_hash, fingerprint, now=now) if key_hash else None
+        # Only idempotency.put raises UniqueViolation, and only with a key.
+        replay = _replay(svc, cmd, key_hash, fingerprint, now=now)
         if replay is not None:
             return replay
         raise _key_reused() from None
@@ -202,8 +203,14 @@ def _replay(
         )
     # The fingerprint leaves the password out (a fast hash of it would be guessable from a
     # database copy); compare it with the stored Argon2 hash instead.
-    if account.password_hash and not svc.hasher.verify(account.password_hash, cmd.password).ok:
-        raise _key_reused()
+    if account.password_hash:
+        try:
+            # Counted like a login: a replay is no way around the lock.
+            check_password(svc, account, cmd.password, now=now)
+        except DomainError as exc:
+            if exc.reason is Reason.INVALID_CREDENTIALS:
+                raise _key_reused() from None
+            raise
     session = None
     if s is not None:
         session = IssuedSession(

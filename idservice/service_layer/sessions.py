@@ -16,6 +16,8 @@ from idservice.service_layer.validation import email_lookup_key, normalize_email
 
 if TYPE_CHECKING:
     from idservice.adapters.db.unit_of_work import SqlUnitOfWork
+    from idservice.adapters.hashing import VerifyOutcome
+    from idservice.adapters.tokens import AccessClaims
 
 log = logging.getLogger(__name__)
 
@@ -119,15 +121,15 @@ def password_login(svc: Services, *, email: str, password: str) -> IssuedSession
     with svc.uow(readonly=True) as uow:
         account = uow.accounts.get_by_email(key)
     if account is None or account.password_hash is None:
-        # The same write and the same Argon2 work as for a real account: timing tells nothing.
-        _reserve_attempt(svc, NO_ACCOUNT_ID, now=now)
-        svc.hasher.burn(password)
+        _counted_verify(svc, NO_ACCOUNT_ID, None, password, now=now)
         raise invalid_credentials()
-    _reserve_attempt(svc, account.id, now=now)
-    outcome = svc.hasher.verify(account.password_hash, password)
+    outcome = _counted_verify(svc, account.id, account.password_hash, password, now=now)
     if not outcome.ok:
         raise invalid_credentials()
     if account.status is AccountStatus.PENDING_GUARDIAN_CONSENT:
+        with svc.uow() as uow:
+            uow.accounts.record_login_success(account.id)  # the password was right
+            uow.commit()
         raise DomainError(
             Reason.ACCOUNT_PENDING_GUARDIAN_CONSENT,
             "the account waits for the legal guardian's consent",
@@ -142,14 +144,30 @@ def password_login(svc: Services, *, email: str, password: str) -> IssuedSession
     return issued
 
 
-def _reserve_attempt(svc: Services, account_id: str, *, now: datetime) -> None:
-    """Count the attempt first (see AccountRepository.reserve_login_attempt) or refuse it."""
-    with svc.uow() as uow:
-        allowed = uow.accounts.reserve_login_attempt(account_id, now=now, policy=svc.lockout)
-        until = None if allowed else uow.accounts.locked_until(account_id)
-        uow.commit()
-    if not allowed and account_id != NO_ACCOUNT_ID:
+def _counted_verify(
+    svc: Services, account_id: str, encoded: str | None, password: str, *, now: datetime
+) -> VerifyOutcome:
+    """Check a password as one counted attempt (see AccountRepository.reserve_login_attempt).
+
+    The Argon2 job is queued first, so a SERVER_BUSY refusal never counts toward the lock; the
+    attempt is counted before the outcome is read, so concurrent guesses cannot outrun the lock.
+    Unknown accounts (encoded None) go through the same queue, write and Argon2 work.
+    """
+    pending = (
+        svc.hasher.verify_later(encoded, password) if encoded else svc.hasher.burn_later(password)
+    )
+    try:
+        with svc.uow() as uow:
+            allowed = uow.accounts.reserve_login_attempt(account_id, now=now, policy=svc.lockout)
+            until = None if allowed or not encoded else uow.accounts.locked_until(account_id)
+            uow.commit()
+    except BaseException:
+        pending.cancel()
+        raise
+    outcome = pending.result()
+    if encoded and not allowed:
         raise _locked(until)
+    return outcome
 
 
 def _locked(until: datetime | None) -> DomainError:
@@ -164,14 +182,12 @@ def _locked(until: datetime | None) -> DomainError:
 def check_password(svc: Services, account: Account, password: str, *, now: datetime) -> None:
     """Re-check the password of a signed-in account (counts toward the lock like a login)."""
     if account.password_hash is None:
-        svc.hasher.burn(password or "-")
+        svc.hasher.burn(password or secrets.token_urlsafe(8))
         raise invalid_credentials()
-    _reserve_attempt(svc, account.id, now=now)
-    if (
-        not password
-        or len(password) > MAX_PASSWORD_INPUT
-        or not svc.hasher.verify(account.password_hash, password).ok
-    ):
+    usable = bool(password) and len(password) <= MAX_PASSWORD_INPUT
+    # An empty or absurd password still costs a counted attempt and the same Argon2 work.
+    candidate = password if usable else secrets.token_urlsafe(8)
+    if not _counted_verify(svc, account.id, account.password_hash, candidate, now=now).ok:
         raise invalid_credentials()
     with svc.uow() as uow:
         uow.accounts.record_login_success(account.id)
@@ -185,9 +201,9 @@ def refresh_session(svc: Services, *, refresh_token: str) -> IssuedSession:
     reuse_detected = False
     with svc.uow() as uow:
         record = uow.sessions.find_refresh(token_hash)
-        if record is None or not record.session.is_active(now):
+        if record is None or record.session.revoked_at is not None:
             raise DomainError(Reason.TOKEN_INVALID, "the refresh token is not valid")
-        if record.expires_at <= now:
+        if record.expires_at <= now or not record.session.is_active(now):
             raise DomainError(Reason.TOKEN_EXPIRED, "the refresh token has expired")
         if record.used_at is not None or not uow.sessions.mark_refresh_used(token_hash, now=now):
             _revoke_for_reuse(uow, record.session, now=now)
@@ -237,13 +253,18 @@ def _refresh_hash(svc: Services, refresh_token: str) -> str:
 
 def authenticate(svc: Services, access_token: str) -> Caller:
     """Verify a bearer access token and that its session is still active."""
+    return _verified(svc, access_token)[0]
+
+
+def _verified(svc: Services, access_token: str) -> tuple[Caller, AccessClaims]:
     now = svc.clock()
     claims = svc.tokens.verify(access_token, now=now)
     with svc.uow(readonly=True) as uow:
         session = uow.sessions.get(claims.session_id)
     if session is None or session.account_id != claims.account_id or not session.is_active(now):
         raise DomainError(Reason.TOKEN_INVALID, "the session has ended")
-    return Caller(account_id=claims.account_id, session_id=claims.session_id, amr=claims.amr)
+    caller = Caller(account_id=claims.account_id, session_id=claims.session_id, amr=claims.amr)
+    return caller, claims
 
 
 def get_account(svc: Services, caller: Caller) -> Account:
@@ -259,19 +280,14 @@ def introspect(svc: Services, *, access_token: str) -> Introspection:
     """RFC 7662 style: an unusable token is simply inactive."""
     if not access_token or len(access_token) > MAX_TOKEN_LENGTH:
         return Introspection(active=False)
-    now = svc.clock()
     try:
-        claims = svc.tokens.verify(access_token, now=now)
+        caller, claims = _verified(svc, access_token)
     except DomainError:
-        return Introspection(active=False)
-    with svc.uow(readonly=True) as uow:
-        session = uow.sessions.get(claims.session_id)
-    if session is None or session.account_id != claims.account_id or not session.is_active(now):
         return Introspection(active=False)
     return Introspection(
         active=True,
-        account_id=claims.account_id,
-        session_id=claims.session_id,
+        account_id=caller.account_id,
+        session_id=caller.session_id,
         expires_at=claims.expires_at,
         age_band=claims.age_band,
     )

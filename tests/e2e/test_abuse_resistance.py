@@ -127,3 +127,24 @@ def test_sandbox_id_carrying_an_rrn_is_refused(client: Client) -> None:
             )
         failure = decode(info.value)
         assert (failure.reason, failure.fields) == ("VALIDATION_FAILED", ["verification_id"])
+
+
+def test_replayed_signups_count_toward_the_lock(client: Client, app: App) -> None:
+    request = client.signup_request(new_person(), idempotency_key="replay-guessing")
+    client.accounts.SignUp(request)
+    guess = account_pb2.SignUpRequest()
+    guess.CopyFrom(request)
+    for attempt in range(app.settings.lockout_threshold):
+        guess.password = f"guess number {attempt} of many"
+        assert reason_of(lambda: client.accounts.SignUp(guess)) == "IDEMPOTENCY_KEY_REUSED"
+    assert reason_of(lambda: client.login(request.email)) == "ACCOUNT_LOCKED"
+
+
+def test_unknown_provider_number_is_not_configured(client: Client) -> None:
+    request = identity_pb2.CompleteVerificationRequest(
+        provider=99,  # type: ignore[arg-type]
+        verification_id=new_person().verification_id(),
+    )
+    assert reason_of(lambda: client.identity.CompleteVerification(request)) == (
+        "PROVIDER_NOT_CONFIGURED"
+    )

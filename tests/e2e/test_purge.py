@@ -1,16 +1,17 @@
-"""Retention: `purge` destroys expired verifications, idempotent responses and ended sessions."""
+"""Retention and expiry: purge destroys what has expired; expired refresh tokens say so."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
 
+import grpc
 from sqlalchemy import column, func, select, table
 
 from idservice.service_layer import retention
 from idservice.v1 import auth_pb2
 from tests.conftest import make_settings
-from tests.support.client import new_person
+from tests.support.client import decode, new_person
 from tests.support.serving import FakeClock, serving
 
 verifications = table("verifications", column("person_ct"))
@@ -49,3 +50,18 @@ def test_purge_destroys_what_has_expired(tmp_path: Path, database_url: str) -> N
                 == 0
             )
             assert connection.execute(select(func.count()).select_from(sessions)).scalar_one() == 0
+
+
+def test_an_expired_refresh_token_is_token_expired(tmp_path: Path, database_url: str) -> None:
+    clock = FakeClock()
+    with serving(make_settings(tmp_path, database_url), clock=clock) as (_, client):
+        signed = client.sign_up()
+        clock.advance(timedelta(days=31))
+        try:
+            client.auth.RefreshSession(
+                auth_pb2.RefreshSessionRequest(refresh_token=signed.session.refresh_token)
+            )
+        except grpc.RpcError as error:
+            assert decode(error).reason == "TOKEN_EXPIRED"
+        else:
+            raise AssertionError("an expired refresh token was accepted")

@@ -22,6 +22,8 @@ from idservice.adapters.db.repository import (
 from idservice.domain.errors import DomainError, Reason
 
 _UNAVAILABLE = (OperationalError, DisconnectionError)
+# Which threads hold this process's SQLite write lock (to refuse a nested write loudly).
+_writing = threading.local()
 # How long a writer waits for this process's SQLite write lock (as long as SQLite itself would).
 WRITE_LOCK_TIMEOUT_SECONDS = 30.0
 
@@ -62,16 +64,23 @@ class SqlUnitOfWork:
         self._transaction: RootTransaction | None = None
 
     def __enter__(self) -> SqlUnitOfWork:
-        if self._write_lock is not None and not self._write_lock.acquire(
-            timeout=WRITE_LOCK_TIMEOUT_SECONDS
-        ):
-            raise server_busy()
+        if self._write_lock is not None:
+            if getattr(_writing, "active", False):
+                # The lock is not re-entrant: a nested write would wait on itself.
+                raise RuntimeError("a write unit of work is already open in this thread")
+            if not self._write_lock.acquire(timeout=WRITE_LOCK_TIMEOUT_SECONDS):
+                raise server_busy()
+            _writing.active = True
         try:
             return self._open()
         except BaseException:
-            if self._write_lock is not None:
-                self._write_lock.release()
+            self._release()
             raise
+
+    def _release(self) -> None:
+        if self._write_lock is not None:
+            _writing.active = False
+            self._write_lock.release()
 
     def _open(self) -> SqlUnitOfWork:
         try:
@@ -117,8 +126,7 @@ class SqlUnitOfWork:
         finally:
             if self._connection is not None:
                 self._connection.close()
-            if self._write_lock is not None:
-                self._write_lock.release()
+            self._release()
         if exc is not None and is_unavailable(exc):
             raise database_unavailable() from exc
         if exc is not None and is_busy(exc):

@@ -8,7 +8,7 @@ from typing import Any, NoReturn
 import grpc
 
 from idservice.domain.age import AgePolicy, age_band, seoul_today
-from idservice.domain.errors import invalid
+from idservice.domain.errors import DomainError, Reason, invalid
 from idservice.domain.model import Account, AccountStatus
 from idservice.entrypoints.grpc.errors import unimplemented_status
 from idservice.entrypoints.grpc.handling import bearer_token, rpc, time_remaining, timestamp
@@ -99,7 +99,10 @@ class IdentityServicer(_Base, identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.CompleteVerificationRequest, context: grpc.ServicerContext
     ) -> identity_pb2.CompleteVerificationResponse:
         if request.provider not in _PROVIDER:
-            raise invalid("provider", "unknown provider")
+            raise DomainError(
+                Reason.PROVIDER_NOT_CONFIGURED,
+                "that identity verification provider is not configured",
+            )
         done = verification.complete_verification(
             self.svc,
             provider=_PROVIDER[request.provider],
