@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -23,6 +24,10 @@ log = logging.getLogger(__name__)
 
 # Refresh tokens carry 256 bits of randomness (RFC 6749 §10.10 asks for unguessable tokens).
 REFRESH_TOKEN_BYTES = 32
+# How long an attempt waits for other attempts on the same account to finish (each takes one
+# Argon2 hash, tens of milliseconds), and how often it looks.
+ADMISSION_WAIT_SECONDS = 2.0
+ADMISSION_POLL_SECONDS = 0.02
 # Matches no account: unknown emails go through the same attempt-counting write.
 NO_ACCOUNT_ID = "-"
 # Longer than any password we accept (256 characters, up to 4 bytes each): not worth hashing.
@@ -127,16 +132,12 @@ def password_login(svc: Services, *, email: str, password: str) -> IssuedSession
     if not outcome.ok:
         raise invalid_credentials()
     if account.status is AccountStatus.PENDING_GUARDIAN_CONSENT:
-        with svc.uow() as uow:
-            uow.accounts.record_login_success(account.id)  # the password was right
-            uow.commit()
         raise DomainError(
             Reason.ACCOUNT_PENDING_GUARDIAN_CONSENT,
             "the account waits for the legal guardian's consent",
         )
     new_hash = svc.hasher.hash(password) if outcome.needs_rehash else None
     with svc.uow() as uow:
-        uow.accounts.record_login_success(account.id)
         if new_hash is not None:
             uow.accounts.set_password_hash(account.id, new_hash, now=now)
         issued = start_session(svc, uow, account, amr=(SignInMethod.PASSWORD.value,), now=now)
@@ -147,27 +148,56 @@ def password_login(svc: Services, *, email: str, password: str) -> IssuedSession
 def _counted_verify(
     svc: Services, account_id: str, encoded: str | None, password: str, *, now: datetime
 ) -> VerifyOutcome:
-    """Check a password as one counted attempt (see AccountRepository.reserve_login_attempt).
+    """Check a password as one admitted attempt (AccountRepository.begin_login_attempt).
 
-    The Argon2 job is queued first, so a SERVER_BUSY refusal never counts toward the lock; the
-    attempt is counted before the outcome is read, so concurrent guesses cannot outrun the lock.
-    Unknown accounts (encoded None) go through the same queue, write and Argon2 work.
+    The Argon2 job is queued first, so an attempt refused with SERVER_BUSY never counts. The
+    attempt is admitted before its outcome is read, so concurrent guesses cannot outrun the
+    lock. Unknown accounts (encoded None) go through the same queue, writes and Argon2 work.
     """
     pending = (
         svc.hasher.verify_later(encoded, password) if encoded else svc.hasher.burn_later(password)
     )
     try:
-        with svc.uow() as uow:
-            allowed = uow.accounts.reserve_login_attempt(account_id, now=now, policy=svc.lockout)
-            until = None if allowed or not encoded else uow.accounts.locked_until(account_id)
-            uow.commit()
+        _admit(svc, account_id, known=encoded is not None, now=now)
     except BaseException:
         pending.cancel()
         raise
     outcome = pending.result()
-    if encoded and not allowed:
-        raise _locked(until)
+    with svc.uow() as uow:
+        uow.accounts.end_login_attempt(
+            account_id, succeeded=outcome.ok, now=now, policy=svc.lockout
+        )
+        uow.commit()
     return outcome
+
+
+def _admit(svc: Services, account_id: str, *, known: bool, now: datetime) -> None:
+    """Admit the attempt, waiting briefly while other attempts on the account are in flight.
+
+    Concurrent logins with the right password (several devices, a retry) wait their turn for a
+    moment instead of failing; guesses stay bounded because each waits for a free place.
+    """
+    waited = 0.0
+    while True:
+        with svc.uow() as uow:
+            gate = uow.accounts.begin_login_attempt(account_id, now=now, policy=svc.lockout)
+            uow.commit()
+        if gate.admitted or not known:
+            return
+        if gate.locked_until is not None:
+            raise _locked(gate.locked_until)
+        if waited >= ADMISSION_WAIT_SECONDS:
+            raise _too_many_at_once()
+        time.sleep(ADMISSION_POLL_SECONDS)
+        waited += ADMISSION_POLL_SECONDS
+
+
+def _too_many_at_once() -> DomainError:
+    return DomainError(
+        Reason.RATE_LIMITED,
+        "too many password attempts at once for this account; retry shortly",
+        retry_after_seconds=1.0,
+    )
 
 
 def _locked(until: datetime | None) -> DomainError:
@@ -189,9 +219,6 @@ def check_password(svc: Services, account: Account, password: str, *, now: datet
     candidate = password if usable else secrets.token_urlsafe(8)
     if not _counted_verify(svc, account.id, account.password_hash, candidate, now=now).ok:
         raise invalid_credentials()
-    with svc.uow() as uow:
-        uow.accounts.record_login_success(account.id)
-        uow.commit()
 
 
 def refresh_session(svc: Services, *, refresh_token: str) -> IssuedSession:

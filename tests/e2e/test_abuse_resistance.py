@@ -37,8 +37,15 @@ def test_concurrent_wrong_passwords_cannot_outrun_the_lock(client: Client, app: 
         )
     guesses = reasons.count("INVALID_CREDENTIALS")
     assert guesses <= app.settings.lockout_threshold
-    assert set(reasons) <= {"INVALID_CREDENTIALS", "ACCOUNT_LOCKED", "SERVER_BUSY"}
+    assert set(reasons) <= {"INVALID_CREDENTIALS", "ACCOUNT_LOCKED", "SERVER_BUSY", "RATE_LIMITED"}
     assert reason_of(lambda: client.login(email)) == "ACCOUNT_LOCKED"
+
+
+def test_concurrent_right_passwords_all_sign_in(client: Client) -> None:
+    email = client.sign_up().account.email
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        reasons = list(pool.map(lambda _: reason_of(lambda: client.login(email)), range(12)))
+    assert reasons == ["OK"] * 12
 
 
 def test_replay_after_rotation_hands_back_no_stale_tokens(client: Client) -> None:

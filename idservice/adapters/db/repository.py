@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -40,6 +41,19 @@ def _unique_column(error: IntegrityError, columns: tuple[str, ...]) -> str | Non
 def account_context(column: str, account_id: str) -> str:
     """Associated data of an account field: binds the ciphertext to its column and row."""
     return f"accounts.{column}:{account_id}"
+
+
+# An admitted password attempt that never reports back (a crashed process) stops counting
+# after this long; real attempts finish in well under a second.
+ATTEMPT_IN_FLIGHT_TTL = timedelta(seconds=60)
+
+
+@dataclass(frozen=True, slots=True)
+class LoginGate:
+    """Whether a password attempt may be checked now; if not, whether a lock is the reason."""
+
+    admitted: bool
+    locked_until: datetime | None = None
 
 
 class AccountRepository:
@@ -95,43 +109,56 @@ class AccountRepository:
             .values(password_hash=password_hash, updated_at=now)
         )
 
-    def record_login_success(self, account_id: str) -> None:
-        self._c.execute(
-            update(t.accounts)
-            .where(t.accounts.c.id == account_id)
-            .values(failed_logins=0, locked_until=None)
-        )
-
-    def reserve_login_attempt(
+    def begin_login_attempt(
         self, account_id: str, *, now: datetime, policy: LockoutPolicy
-    ) -> bool:
-        """Count an attempt before the password is checked; False when the account is locked.
+    ) -> LoginGate:
+        """Admit a password attempt before its outcome is known, or say why not.
 
-        Counting first, in one conditional UPDATE, is what makes the lock hold under
-        concurrency: a burst of guesses cannot all pass a lock check made before any of them
-        is counted. The attempt that reaches the threshold places the lock and still proceeds
-        (a right password then clears it); later attempts are refused until it ends.
+        Failures so far plus attempts still in flight must stay under the threshold, so no
+        burst of concurrent guesses can check more passwords than the lock allows (korea-rules
+        Storage 2). In-flight marks expire after ATTEMPT_IN_FLIGHT_TTL in case a process dies
+        between begin and end.
         """
-        failures = t.accounts.c.failed_logins
-        reaches = failures + 1 >= policy.threshold
-        result = self._c.execute(
+        a = t.accounts.c
+        in_flight = case((a.attempts_expire_at > now, a.attempts_in_flight), else_=0)
+        admitted = self._c.execute(
             update(t.accounts)
             .where(
-                t.accounts.c.id == account_id,
-                or_(t.accounts.c.locked_until.is_(None), t.accounts.c.locked_until <= now),
+                a.id == account_id,
+                or_(a.locked_until.is_(None), a.locked_until <= now),
+                a.failed_logins + in_flight < policy.threshold,
             )
             .values(
-                failed_logins=case((reaches, 0), else_=failures + 1),
-                locked_until=case((reaches, now + policy.duration), else_=None),
+                attempts_in_flight=in_flight + 1,
+                attempts_expire_at=now + ATTEMPT_IN_FLIGHT_TTL,
             )
-        )
-        return result.rowcount == 1
+        ).rowcount
+        if admitted == 1:
+            return LoginGate(admitted=True)
+        until = self._c.execute(select(a.locked_until).where(a.id == account_id)).scalar()
+        if isinstance(until, datetime) and until > now:
+            return LoginGate(admitted=False, locked_until=until)
+        return LoginGate(admitted=False)
 
-    def locked_until(self, account_id: str) -> datetime | None:
-        value = self._c.execute(
-            select(t.accounts.c.locked_until).where(t.accounts.c.id == account_id)
-        ).scalar()
-        return value if isinstance(value, datetime) else None
+    def end_login_attempt(
+        self, account_id: str, *, succeeded: bool, now: datetime, policy: LockoutPolicy
+    ) -> None:
+        """Record an admitted attempt's outcome; the failure that reaches the threshold locks."""
+        a = t.accounts.c
+        in_flight = case((a.attempts_in_flight > 0, a.attempts_in_flight - 1), else_=0)
+        if succeeded:
+            values: dict[str, Any] = {"failed_logins": 0, "locked_until": None}
+        else:
+            reaches = a.failed_logins + 1 >= policy.threshold
+            values = {
+                "failed_logins": case((reaches, 0), else_=a.failed_logins + 1),
+                "locked_until": case((reaches, now + policy.duration), else_=a.locked_until),
+            }
+        self._c.execute(
+            update(t.accounts)
+            .where(a.id == account_id)
+            .values(attempts_in_flight=in_flight, **values)
+        )
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, account_id: str) -> Account | None:

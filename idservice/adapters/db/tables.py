@@ -72,6 +72,9 @@ accounts = Table(
     Column("password_hash", Text),
     Column("failed_logins", Integer, nullable=False, default=0),
     Column("locked_until", UtcDateTime),
+    # Password attempts admitted but not yet finished, and when that count goes stale.
+    Column("attempts_in_flight", Integer, nullable=False, default=0),
+    Column("attempts_expire_at", UtcDateTime),
     Column("terms_version", String(64), nullable=False),
     Column("privacy_policy_version", String(64), nullable=False),
     Column("terms_accepted_at", UtcDateTime, nullable=False),

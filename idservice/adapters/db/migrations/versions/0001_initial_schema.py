@@ -35,6 +35,8 @@ def upgrade() -> None:
         sa.Column("password_hash", sa.Text(), nullable=True),
         sa.Column("failed_logins", sa.Integer(), nullable=False),
         sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("attempts_in_flight", sa.Integer(), nullable=False),
+        sa.Column("attempts_expire_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("terms_version", sa.String(length=64), nullable=False),
         sa.Column("privacy_policy_version", sa.String(length=64), nullable=False),
         sa.Column("terms_accepted_at", sa.DateTime(timezone=True), nullable=False),
