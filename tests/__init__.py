@@ -1,0 +1,1 @@
+"""The idservice test suite: unit, integration and end-to-end."""

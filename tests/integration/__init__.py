@@ -1,0 +1,1 @@
+"""Integration tests: adapters against real databases and HTTP stand-ins."""
