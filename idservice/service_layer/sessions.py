@@ -177,7 +177,7 @@ def _admit(svc: Services, account_id: str, *, known: bool, now: datetime) -> Non
     Concurrent logins with the right password (several devices, a retry) wait their turn for a
     moment instead of failing; guesses stay bounded because each waits for a free place.
     """
-    waited = 0.0
+    give_up_at = time.monotonic() + ADMISSION_WAIT_SECONDS
     while True:
         with svc.uow() as uow:
             gate = uow.accounts.begin_login_attempt(account_id, now=now, policy=svc.lockout)
@@ -186,10 +186,9 @@ def _admit(svc: Services, account_id: str, *, known: bool, now: datetime) -> Non
             return
         if gate.locked_until is not None:
             raise _locked(gate.locked_until)
-        if waited >= ADMISSION_WAIT_SECONDS:
+        if time.monotonic() >= give_up_at:
             raise _too_many_at_once()
         time.sleep(ADMISSION_POLL_SECONDS)
-        waited += ADMISSION_POLL_SECONDS
 
 
 def _too_many_at_once() -> DomainError:
