@@ -10,13 +10,12 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import grpc
-import pytest
 from sqlalchemy import column, func, select, table
 
 from idservice.bootstrap import App
 from idservice.v1 import account_pb2, auth_pb2, common_pb2
 from tests.conftest import make_settings
-from tests.support.client import STRONG_PASSWORD, Client, RpcFailure, decode, new_person
+from tests.support.client import STRONG_PASSWORD, Client, RpcFailure, decode, failure_of, new_person
 from tests.support.serving import serving
 
 RPC_TIMEOUT = 30.0
@@ -79,13 +78,6 @@ def outcome_of(call: Callable[[], object]) -> RpcFailure | None:
     except grpc.RpcError as error:
         return decode(error)
     return None
-
-
-def failure_of(call: Callable[[], object]) -> RpcFailure:
-    """Run a call that must fail and decode its rich error."""
-    with pytest.raises(grpc.RpcError) as info:
-        call()
-    return decode(info.value)
 
 
 def assert_failure(failure: RpcFailure, code: grpc.StatusCode, reason: str) -> None:

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import grpc
-import pytest
 from google.protobuf import empty_pb2
 
 from idservice.v1 import account_pb2, identity_pb2
 from tests.conftest import make_settings
-from tests.support.client import STRONG_PASSWORD, Client, Person, RpcFailure, decode, new_person
+from tests.support.client import (
+    STRONG_PASSWORD,
+    Client,
+    RpcFailure,
+    failure_of,
+    new_person,
+)
 from tests.support.serving import serving
 
 SEOUL = ZoneInfo("Asia/Seoul")
@@ -45,18 +49,6 @@ def check(
         **subject,  # type: ignore[arg-type]
     )
     return client.identity.CheckAge(request, metadata=None if metadata is None else tuple(metadata))
-
-
-def fails(call: Callable[[], object]) -> RpcFailure:
-    with pytest.raises(grpc.RpcError) as info:
-        call()
-    return decode(info.value)
-
-
-def sandbox_person(birth_date: str = "1990-01-15", name: str = "홍길동") -> Person:
-    """`new_person`, with a phone number libphonenumber accepts (it refuses 010-597x…-599x)."""
-    digits = f"{uuid.uuid4().int % 10**7:07d}"
-    return replace(new_person(birth_date, name), phone=f"010-2{digits[:3]}-{digits[3:]}")
 
 
 def seoul_today() -> date:
@@ -116,7 +108,7 @@ def test_today_is_the_calendar_date_in_seoul(tmp_path: Path, database_url: str) 
 
 
 def test_account_subject_uses_the_callers_verified_birth_date(client: Client) -> None:
-    person = sandbox_person(birth_date="2008-09-30")
+    person = new_person(birth_date="2008-09-30")
     signed = client.sign_up(person)
     bearer = client.bearer(signed.session.access_token)
 
@@ -135,7 +127,7 @@ def test_account_subject_uses_the_callers_verified_birth_date(client: Client) ->
     )
     assert (answer.age, answer.allowed, answer.changes_on) == (17, True, "")
 
-    missing = fails(lambda: check(client, ADULT, account=empty_pb2.Empty()))
+    missing = failure_of(lambda: check(client, ADULT, account=empty_pb2.Empty()))
     assert (missing.code, missing.reason) == (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_INVALID")
 
 
@@ -167,7 +159,7 @@ def test_account_without_identity_verification_is_self_declared(
 
 
 def test_verification_token_subject_is_verified_and_not_consumed(client: Client) -> None:
-    person = sandbox_person(birth_date="2012-02-29")
+    person = new_person(birth_date="2012-02-29")
     token = client.verify(person).verification_token
 
     answer = check(client, CHILD, as_of="2026-02-28", verification_token=token)
@@ -177,18 +169,18 @@ def test_verification_token_subject_is_verified_and_not_consumed(client: Client)
     assert (answer.age, answer.allowed, answer.changes_on) == (14, True, "")
 
     # CheckAge did not use the token up: an adult's token still signs up afterwards.
-    adult = sandbox_person(birth_date="1985-05-05")
+    adult = new_person(birth_date="1985-05-05")
     adult_token = client.verify(adult).verification_token
     assert check(client, ADULT, verification_token=adult_token).allowed
     signed = client.sign_up(adult, verification_token=adult_token)
     assert signed.account.identity_verified
     # ...and once used by SignUp it is no longer a subject.
-    used = fails(lambda: check(client, ADULT, verification_token=adult_token))
+    used = failure_of(lambda: check(client, ADULT, verification_token=adult_token))
     assert (used.code, used.reason) == (
         grpc.StatusCode.UNAUTHENTICATED,
         "VERIFICATION_TOKEN_INVALID",
     )
-    unknown = fails(lambda: check(client, ADULT, verification_token="not-a-token-we-issued"))
+    unknown = failure_of(lambda: check(client, ADULT, verification_token="not-a-token-we-issued"))
     assert (unknown.code, unknown.reason) == (
         grpc.StatusCode.UNAUTHENTICATED,
         "VERIFICATION_TOKEN_INVALID",
@@ -198,7 +190,7 @@ def test_verification_token_subject_is_verified_and_not_consumed(client: Client)
 def test_an_empty_verification_token_subject_is_an_invalid_token(client: Client) -> None:
     # The subject chosen is the verification token; an empty one is no valid token. It is not
     # a self-declared birth date (which the caller never sent).
-    failure = fails(lambda: check(client, ADULT, verification_token=""))
+    failure = failure_of(lambda: check(client, ADULT, verification_token=""))
     assert (failure.code, failure.reason) == (
         grpc.StatusCode.UNAUTHENTICATED,
         "VERIFICATION_TOKEN_INVALID",
@@ -238,7 +230,7 @@ def test_bad_input_is_validation_failed(client: Client) -> None:
         if values.get("birth_date") == "FUTURE":
             values["birth_date"] = _future(3)  # days ahead of Seoul's today, clear of midnight
         request = identity_pb2.CheckAgeRequest(**values)  # type: ignore[arg-type]
-        failure = fails(partial(client.identity.CheckAge, request))
+        failure = failure_of(partial(client.identity.CheckAge, request))
         if (failure.code, failure.reason) != (
             grpc.StatusCode.INVALID_ARGUMENT,
             "VALIDATION_FAILED",
@@ -250,7 +242,9 @@ def test_bad_input_is_validation_failed(client: Client) -> None:
 def test_a_birth_date_after_as_of_or_after_today_is_validation_failed(client: Client) -> None:
     # On `as_of` the person is not born yet: there is no 만 나이 to answer with (never a
     # negative age).
-    before_birth = fails(lambda: check(client, ADULT, as_of="2020-01-01", birth_date="2022-06-01"))
+    before_birth = failure_of(
+        lambda: check(client, ADULT, as_of="2020-01-01", birth_date="2022-06-01")
+    )
     assert (before_birth.code, before_birth.reason) == (
         grpc.StatusCode.INVALID_ARGUMENT,
         "VALIDATION_FAILED",
@@ -259,6 +253,6 @@ def test_a_birth_date_after_as_of_or_after_today_is_validation_failed(client: Cl
     # korea-rules Age 7: a birth date in the future is invalid input, whatever `as_of` asks.
     unborn = (seoul_today() + timedelta(days=30)).isoformat()
     later = (seoul_today() + timedelta(days=3650)).isoformat()
-    future = fails(lambda: check(client, ADULT, as_of=later, birth_date=unborn))
+    future = failure_of(lambda: check(client, ADULT, as_of=later, birth_date=unborn))
     assert (future.code, future.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "VALIDATION_FAILED")
     assert "birth_date" in future.fields

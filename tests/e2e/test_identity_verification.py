@@ -8,7 +8,6 @@ import json
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -21,7 +20,13 @@ from idservice.config import Settings
 from idservice.v1 import account_pb2, auth_pb2, common_pb2, identity_pb2
 from tests.conftest import make_settings
 from tests.fakes.portone import PortOneStandIn
-from tests.support.client import STRONG_PASSWORD, Client, Person, RpcFailure, decode, new_person
+from tests.support.client import (
+    STRONG_PASSWORD,
+    Client,
+    decode,
+    failure_of,
+    new_person,
+)
 from tests.support.serving import FakeClock, serving
 
 SEOUL = ZoneInfo("Asia/Seoul")
@@ -80,18 +85,6 @@ def jwt_claims(token: str) -> dict[str, object]:
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     assert isinstance(claims, dict)
     return claims
-
-
-def fails(call: Callable[[], object]) -> RpcFailure:
-    with pytest.raises(grpc.RpcError) as info:
-        call()
-    return decode(info.value)
-
-
-def sandbox_person(birth_date: str = "1990-01-15", name: str = "홍길동") -> Person:
-    """`new_person`, with a phone number libphonenumber accepts (it refuses 010-597x…-599x)."""
-    digits = f"{uuid.uuid4().int % 10**7:07d}"
-    return replace(new_person(birth_date, name), phone=f"010-2{digits[:3]}-{digits[3:]}")
 
 
 def portone_verify(
@@ -215,7 +208,7 @@ def test_portone_ready_is_not_completed_and_stays_usable_once_verified(
     portone_client: Client, portone: PortOneStandIn
 ) -> None:
     portone.add_status("iv-ready-1", "READY")
-    failure = fails(lambda: portone_verify(portone_client, "iv-ready-1"))
+    failure = failure_of(lambda: portone_verify(portone_client, "iv-ready-1"))
     assert (failure.code, failure.reason) == (
         grpc.StatusCode.FAILED_PRECONDITION,
         "VERIFICATION_NOT_COMPLETED",
@@ -234,7 +227,7 @@ def test_portone_failed_or_unknown_verification_is_not_found(
     portone.add_status("iv-failed-1", "FAILED")
     portone.add_not_found("iv-unknown-1")
     for verification_id in ("iv-failed-1", "iv-unknown-1"):
-        failure = fails(partial(portone_verify, portone_client, verification_id))
+        failure = failure_of(partial(portone_verify, portone_client, verification_id))
         assert (failure.code, failure.reason) == (
             grpc.StatusCode.NOT_FOUND,
             "VERIFICATION_NOT_FOUND",
@@ -251,7 +244,7 @@ def test_portone_rejecting_our_credentials_is_upstream_unavailable(
     for overrides in (wrong_secret, wrong_store):
         settings = portone_settings(tmp_path, database_url, portone.base_url, **overrides)
         with serving(settings) as (_, client):
-            failure = fails(partial(portone_verify, client, "iv-auth-1"))
+            failure = failure_of(partial(portone_verify, client, "iv-auth-1"))
         assert (failure.code, failure.reason) == (
             grpc.StatusCode.UNAVAILABLE,
             "UPSTREAM_UNAVAILABLE",
@@ -267,7 +260,7 @@ def test_portone_slow_answer_is_unavailable_within_the_call_deadline(
     portone.add_slow("iv-slow-1", SLOW_UPSTREAM_SECONDS)
     # The service must answer UNAVAILABLE itself before the caller's deadline passes; a
     # DEADLINE_EXCEEDED would mean it spent the caller's whole budget waiting upstream.
-    failure = fails(
+    failure = failure_of(
         lambda: portone_verify(portone_client, "iv-slow-1", timeout=SLOW_CALL_DEADLINE_SECONDS)
     )
     assert (failure.code, failure.reason) == (
@@ -291,7 +284,7 @@ def test_portone_500_every_time_is_retried_then_unavailable(
 ) -> None:
     add_portone_person(portone, "iv-down-1")
     portone.add_failure("iv-down-1", 500)
-    failure = fails(lambda: portone_verify(portone_client, "iv-down-1"))
+    failure = failure_of(lambda: portone_verify(portone_client, "iv-down-1"))
     assert (failure.code, failure.reason) == (
         grpc.StatusCode.UNAVAILABLE,
         "UPSTREAM_UNAVAILABLE",
@@ -303,7 +296,7 @@ def test_portone_answer_without_ci_and_di_is_refused(
     portone_client: Client, portone: PortOneStandIn
 ) -> None:
     add_portone_person(portone, "iv-nokeys-1", ci=None, di=None)
-    failure = fails(lambda: portone_verify(portone_client, "iv-nokeys-1"))
+    failure = failure_of(lambda: portone_verify(portone_client, "iv-nokeys-1"))
     assert failure.code == grpc.StatusCode.UNAVAILABLE
     assert failure.reason == "UPSTREAM_UNAVAILABLE"
 
@@ -325,7 +318,9 @@ def test_portone_ci_only_or_di_only_person_is_one_account(
     assert again.duplicate.exists
     assert list(again.duplicate.sign_in_methods) == ["password"]
     assert again.duplicate.masked_email == "on***@example.com"
-    failure = fails(lambda: signup_with_token(portone_client, again.verification_token, email()))
+    failure = failure_of(
+        lambda: signup_with_token(portone_client, again.verification_token, email())
+    )
     assert (failure.code, failure.reason) == (
         grpc.StatusCode.ALREADY_EXISTS,
         "IDENTITY_ALREADY_REGISTERED",
@@ -340,14 +335,14 @@ def test_portone_verification_id_is_accepted_once(
     add_portone_person(portone, "iv-once-1")
     first = portone_verify(portone_client, "iv-once-1")
 
-    replay = fails(lambda: portone_verify(portone_client, "iv-once-1"))
+    replay = failure_of(lambda: portone_verify(portone_client, "iv-once-1"))
     assert (replay.code, replay.reason) == (grpc.StatusCode.NOT_FOUND, "VERIFICATION_NOT_FOUND")
 
     # The replay took nothing from the first completion: its token still signs up.
     signed = signup_with_token(portone_client, first.verification_token, email())
     assert signed.account.identity_verified
     # Once the token is used, the id is still spent.
-    late = fails(lambda: portone_verify(portone_client, "iv-once-1"))
+    late = failure_of(lambda: portone_verify(portone_client, "iv-once-1"))
     assert (late.code, late.reason) == (grpc.StatusCode.NOT_FOUND, "VERIFICATION_NOT_FOUND")
 
 
@@ -358,7 +353,7 @@ def test_portone_malformed_verification_id_is_refused_before_any_request(
     portone_client: Client, portone: PortOneStandIn
 ) -> None:
     for verification_id in MALFORMED_IDS:
-        failure = fails(partial(portone_verify, portone_client, verification_id))
+        failure = failure_of(partial(portone_verify, portone_client, verification_id))
         assert (failure.code, failure.reason, failure.fields) == (
             grpc.StatusCode.INVALID_ARGUMENT,
             "VALIDATION_FAILED",
@@ -370,13 +365,13 @@ def test_portone_malformed_verification_id_is_refused_before_any_request(
 def test_asking_for_portone_when_only_the_sandbox_runs_is_provider_not_configured(
     client: Client,
 ) -> None:
-    failure = fails(lambda: portone_verify(client, "iv-anything-1"))
+    failure = failure_of(lambda: portone_verify(client, "iv-anything-1"))
     assert (failure.code, failure.reason) == (
         grpc.StatusCode.FAILED_PRECONDITION,
         "PROVIDER_NOT_CONFIGURED",
     )
     # The configured provider (the sandbox) still answers, by name and by default.
-    person = sandbox_person()
+    person = new_person()
     by_name = client.identity.CompleteVerification(
         identity_pb2.CompleteVerificationRequest(
             provider=SANDBOX, verification_id=person.verification_id()
@@ -390,9 +385,9 @@ def test_asking_for_portone_when_only_the_sandbox_runs_is_provider_not_configure
 
 
 def test_sandbox_verification_id_is_accepted_once(client: Client) -> None:
-    person = sandbox_person()
+    person = new_person()
     client.verify(person, attempt=1)
-    replay = fails(lambda: client.verify(person, attempt=1))
+    replay = failure_of(lambda: client.verify(person, attempt=1))
     assert (replay.code, replay.reason) == (grpc.StatusCode.NOT_FOUND, "VERIFICATION_NOT_FOUND")
     # A new attempt of the same person is a new verification.
     assert client.verify(person, attempt=2).verification_token
@@ -412,7 +407,7 @@ def test_concurrent_completions_of_one_verification_id_accept_exactly_one(
     client: Client,
 ) -> None:
     request = identity_pb2.CompleteVerificationRequest(
-        verification_id=sandbox_person().verification_id(attempt=7)
+        verification_id=new_person().verification_id(attempt=7)
     )
     with ThreadPoolExecutor(max_workers=RACERS) as pool:
         outcomes = list(
@@ -425,7 +420,7 @@ def test_concurrent_completions_of_one_verification_id_accept_exactly_one(
 
 
 def test_concurrent_signups_with_one_token_make_exactly_one_account(client: Client) -> None:
-    token = client.verify(sandbox_person()).verification_token
+    token = client.verify(new_person()).verification_token
     emails = [f"racer-{i}@example.com" for i in range(RACERS)]
     with ThreadPoolExecutor(max_workers=RACERS) as pool:
         outcomes = list(
@@ -452,7 +447,7 @@ def test_concurrent_signups_with_one_token_make_exactly_one_account(client: Clie
 def test_signup_with_token_only_takes_the_verified_person_and_uses_the_token_once(
     client: Client,
 ) -> None:
-    person = sandbox_person(birth_date="1988-11-02", name="박인증")
+    person = new_person(birth_date="1988-11-02", name="박인증")
     done = client.verify(person)
     assert (done.name, done.birth_date) == ("박인증", "1988-11-02")
     assert done.age == age_today("1988-11-02")
@@ -469,7 +464,7 @@ def test_signup_with_token_only_takes_the_verified_person_and_uses_the_token_onc
     assert account.phone_number == e164(person.phone)
     assert account.identity_verified
 
-    reuse = fails(lambda: signup_with_token(client, done.verification_token))
+    reuse = failure_of(lambda: signup_with_token(client, done.verification_token))
     assert (reuse.code, reuse.reason) == (
         grpc.StatusCode.UNAUTHENTICATED,
         "VERIFICATION_TOKEN_INVALID",
@@ -477,11 +472,11 @@ def test_signup_with_token_only_takes_the_verified_person_and_uses_the_token_onc
 
 
 def test_a_value_differing_from_the_verification_is_a_mismatch(client: Client) -> None:
-    person = sandbox_person(birth_date="1988-11-02", name="박인증")
+    person = new_person(birth_date="1988-11-02", name="박인증")
     token = client.verify(person).verification_token
     differing = {"name": "임꺽정", "birth_date": "1988-11-03", "phone_number": "010-9999-0000"}
     for field, value in differing.items():
-        failure = fails(partial(signup_with_token, client, token, **{field: value}))
+        failure = failure_of(partial(signup_with_token, client, token, **{field: value}))
         assert (failure.code, failure.reason) == (
             grpc.StatusCode.FAILED_PRECONDITION,
             "VERIFICATION_MISMATCH",
@@ -502,7 +497,7 @@ def test_a_value_differing_from_the_verification_is_a_mismatch(client: Client) -
 def test_the_same_person_again_is_told_how_the_existing_account_signs_in(
     client: Client,
 ) -> None:
-    person = sandbox_person(name="최중복")
+    person = new_person(name="최중복")
     client.sign_up(person, email="abcdef@example.com")
 
     again = client.verify(person)  # a new attempt, same seed: same CI/DI
@@ -510,7 +505,7 @@ def test_the_same_person_again_is_told_how_the_existing_account_signs_in(
     assert list(again.duplicate.sign_in_methods) == ["password"]
     assert again.duplicate.masked_email == "ab***@example.com"
 
-    failure = fails(
+    failure = failure_of(
         lambda: signup_with_token(client, again.verification_token, "another@example.com")
     )
     assert (failure.code, failure.reason) == (
@@ -527,11 +522,11 @@ def test_the_same_person_again_is_told_how_the_existing_account_signs_in(
 
 
 def test_a_failed_signup_does_not_consume_the_token(client: Client) -> None:
-    client.sign_up(sandbox_person(), email="taken-address@example.com")
-    person = sandbox_person()
+    client.sign_up(new_person(), email="taken-address@example.com")
+    person = new_person()
     token = client.verify(person).verification_token
 
-    taken = fails(lambda: signup_with_token(client, token, "Taken-Address@example.com"))
+    taken = failure_of(lambda: signup_with_token(client, token, "Taken-Address@example.com"))
     assert (taken.code, taken.reason) == (grpc.StatusCode.ALREADY_EXISTS, "EMAIL_TAKEN")
 
     signed = signup_with_token(client, token, "fresh-address@example.com")
@@ -542,7 +537,7 @@ def test_a_verification_token_expires_after_30_minutes(tmp_path: Path, database_
     clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
     started = clock()
     with serving(make_settings(tmp_path, database_url), clock=clock) as (_, client):
-        early, late = sandbox_person(), sandbox_person()
+        early, late = new_person(), new_person()
         early_done = client.verify(early)
         late_done = client.verify(late)
         expires_at = late_done.verification_token_expires_at.ToDatetime(tzinfo=UTC)
@@ -553,7 +548,7 @@ def test_a_verification_token_expires_after_30_minutes(tmp_path: Path, database_
         assert signed.account.identity_verified
 
         clock.advance(timedelta(seconds=2))  # 30 min 1 s after verification
-        expired = fails(lambda: signup_with_token(client, late_done.verification_token))
+        expired = failure_of(lambda: signup_with_token(client, late_done.verification_token))
         assert (expired.code, expired.reason) == (
             grpc.StatusCode.UNAUTHENTICATED,
             "VERIFICATION_TOKEN_INVALID",
@@ -566,7 +561,7 @@ def test_verified_age_is_counted_on_the_calendar_date_in_seoul(
     # 2026-02-28T15:30Z is already 2026-03-01 in Seoul: born 2012-02-29 has turned 14 there.
     clock = FakeClock(datetime(2026, 2, 28, 14, 59, 59, tzinfo=UTC))
     with serving(make_settings(tmp_path, database_url), clock=clock) as (_, client):
-        person = sandbox_person(birth_date="2012-02-29")
+        person = new_person(birth_date="2012-02-29")
         before = client.verify(person)
         assert (before.age, before.is_under_14) == (13, True)
         clock.advance(timedelta(minutes=30, seconds=1))
@@ -575,12 +570,12 @@ def test_verified_age_is_counted_on_the_calendar_date_in_seoul(
 
 
 def test_a_child_under_14_waits_for_the_guardian(client: Client) -> None:
-    child = sandbox_person(birth_date=birth_date_for_age(10), name="정어린")
+    child = new_person(birth_date=birth_date_for_age(10), name="정어린")
     done = client.verify(child)
     assert done.is_under_14
     assert done.age == 10
 
-    missing = fails(
+    missing = failure_of(
         lambda: signup_with_token(client, done.verification_token, "child-one@example.com")
     )
     assert (missing.code, missing.reason) == (
@@ -599,7 +594,7 @@ def test_a_child_under_14_waits_for_the_guardian(client: Client) -> None:
     assert signed.guardian_consent_request.id
     assert signed.guardian_consent_request.HasField("expires_at")
 
-    login = fails(lambda: client.login("child-one@example.com"))
+    login = failure_of(lambda: client.login("child-one@example.com"))
     assert (login.code, login.reason) == (
         grpc.StatusCode.FAILED_PRECONDITION,
         "ACCOUNT_PENDING_GUARDIAN_CONSENT",
@@ -608,7 +603,7 @@ def test_a_child_under_14_waits_for_the_guardian(client: Client) -> None:
 
 def test_age_band_in_access_token_and_introspection(client: Client) -> None:
     for age, band in ((15, "youth"), (30, "adult")):
-        person = sandbox_person(birth_date=birth_date_for_age(age))
+        person = new_person(birth_date=birth_date_for_age(age))
         signed = client.sign_up(person, email=email())
         assert jwt_claims(signed.session.access_token)["age_band"] == band
 

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import grpc
 import jwt
-import pytest
 from sqlalchemy import column, func, select, table
 
 from idservice.bootstrap import App
 from idservice.config import Settings
 from idservice.v1 import account_pb2, auth_pb2, common_pb2
 from tests.conftest import make_settings
-from tests.support.client import STRONG_PASSWORD, Client, RpcFailure, decode, new_person
+from tests.support.client import STRONG_PASSWORD, Client, RpcFailure, failure_of, new_person
 from tests.support.serving import FakeClock, serving
 
 RPC_TIMEOUT = 30.0
@@ -33,13 +31,6 @@ WRONG_PASSWORD = "not the right password at all"
 C = grpc.StatusCode
 outbox = table("outbox", column("type"))
 accounts = table("accounts", column("id"), column("password_hash"))
-
-
-def failure_of(call: Callable[[], object]) -> RpcFailure:
-    """Run a call that must fail and decode its rich error."""
-    with pytest.raises(grpc.RpcError) as info:
-        call()
-    return decode(info.value)
 
 
 def assert_failure(failure: RpcFailure, code: grpc.StatusCode, reason: str) -> None:

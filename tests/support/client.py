@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -58,6 +59,15 @@ def decode(error: grpc.RpcError) -> RpcFailure:
             detail.Unpack(retry)
             failure.retry_seconds = retry.retry_delay.ToNanoseconds() / 1e9
     return failure
+
+
+def failure_of(call: Callable[[], object]) -> RpcFailure:
+    """Run a call that must fail and decode its rich error."""
+    try:
+        call()
+    except grpc.RpcError as error:
+        return decode(error)
+    raise AssertionError("the call succeeded")
 
 
 @dataclass(frozen=True)
