@@ -235,7 +235,7 @@ def new_person(rng: random.Random) -> Person:
         name=rng.choice(NAMES),
         birth_date=birth.isoformat(),
         phone=new_mobile_number(rng),
-        seed=uuid.uuid4().hex,
+        seed=str(uuid.uuid4()),
     )
 
 
@@ -250,7 +250,7 @@ def next_attempt() -> int:
 
 
 def new_email() -> str:
-    return f"load-{uuid.uuid4().hex[:16]}@example.com"
+    return f"load-{uuid.uuid4().hex[:12]}@example.com"
 
 
 def new_password() -> str:

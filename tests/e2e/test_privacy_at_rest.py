@@ -73,7 +73,7 @@ def random_phone() -> str:
 
 
 def sandbox_human(name: str, birth_date: str) -> tuple[Human, str]:
-    seed = uuid.uuid4().hex
+    seed = str(uuid.uuid4())
     human = Human(name, birth_date, random_phone(), sandbox_ci(seed), sandbox_di(seed))
     return human, seed
 

@@ -94,7 +94,7 @@ def new_mobile_number() -> str:
 
 def new_person(birth_date: str = "1990-01-15", name: str = "홍길동") -> Person:
     return Person(
-        name=name, birth_date=birth_date, phone=new_mobile_number(), seed=uuid.uuid4().hex
+        name=name, birth_date=birth_date, phone=new_mobile_number(), seed=str(uuid.uuid4())
     )
 
 
