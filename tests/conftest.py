@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from idservice.adapters.crypto import KeyRing
 from idservice.bootstrap import App, build_app
@@ -16,6 +17,12 @@ from idservice.config import Settings
 from idservice.entrypoints.grpc.server import RunningServer, create_server
 from tests.support.client import Client
 from tests.support.postgres import PostgresCluster, find_pg_bin
+
+# The test command must pass or fail the same way on every run, so property tests replay the same
+# examples by default; `HYPOTHESIS_PROFILE=explore` draws new ones each run to hunt for bugs.
+hypothesis_settings.register_profile("repeatable", derandomize=True, database=None)
+hypothesis_settings.register_profile("explore", derandomize=False, database=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 REQUIRE_POSTGRES = os.environ.get("IDSERVICE_TEST_REQUIRE_POSTGRES") == "1"
 _database_counter = itertools.count()
