@@ -288,6 +288,7 @@ def _customer_with(**changes: Any) -> dict[str, Any]:
     "body",
     [
         pytest.param(b"<html>gateway</html>", id="not-json"),
+        pytest.param(b"[" * 100_000 + b"]" * 100_000, id="nested-past-the-parser-limit"),
         pytest.param([1, 2], id="not-an-object"),
         pytest.param({"status": "CANCELLED", "id": "iv-bad"}, id="unknown-status"),
         pytest.param({"status": "VERIFIED", "id": "iv-bad"}, id="no-verified-customer"),

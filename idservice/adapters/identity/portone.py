@@ -181,7 +181,7 @@ class PortOneIdentityProvider(IdentityProvider):
     def _verified_person(self, response: httpx.Response, verification_id: str) -> VerifiedPerson:
         try:
             body = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's limit
             logger.warning("PortOne answered 200 with a body that is not JSON")
             raise _unavailable() from None
         if not isinstance(body, dict):
@@ -213,7 +213,7 @@ def _error_type(response: httpx.Response) -> str:
     """PortOne's error `type` code, if the body has a recognisable one (safe to log)."""
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return "(none)"
     error_type = body.get("type") if isinstance(body, dict) else None
     if isinstance(error_type, str) and _ERROR_TYPE.fullmatch(error_type):

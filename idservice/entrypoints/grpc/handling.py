@@ -8,7 +8,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -75,6 +75,56 @@ def _string_fields(message: Message, prefix: str = "") -> Iterator[tuple[str, st
                 yield from _string_fields(value, f"{path}.")
 
 
+class MalformedRequest:
+    """Stands in for a request whose bytes are not the method's message (see TolerantDecoding)."""
+
+    __slots__ = ()
+
+
+MALFORMED = MalformedRequest()
+
+
+if TYPE_CHECKING:
+    _ServerInterceptor = grpc.ServerInterceptor[Any, Any]
+else:
+    _ServerInterceptor = grpc.ServerInterceptor
+
+
+class TolerantDecoding(_ServerInterceptor):
+    """Hand undecodable request bytes to the handler as MALFORMED instead of failing in grpc.
+
+    grpc answers a request it cannot parse (truncated bytes, invalid UTF-8 in a string field)
+    with a bare INTERNAL, and contract §3 allows INTERNAL for no input; the `rpc` wrapper turns
+    MALFORMED into INVALID_ARGUMENT VALIDATION_FAILED. Only methods under `prefixes` are touched.
+    """
+
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        self._prefixes = prefixes
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = continuation(handler_call_details)
+        method = getattr(handler_call_details, "method", "") or ""
+        parse = getattr(handler, "request_deserializer", None)
+        if handler is None or parse is None or not method.startswith(self._prefixes):
+            return handler
+
+        def tolerant(data: bytes) -> object:
+            try:
+                return parse(data)
+            except Exception:
+                return MALFORMED
+
+        # grpc's method handlers are namedtuples.
+        replaced: grpc.RpcMethodHandler[Any, Any] = handler._replace(  # type: ignore[attr-defined]
+            request_deserializer=tolerant
+        )
+        return replaced
+
+
 def reject_rrn(message: Message) -> None:
     """korea-rules CI/DI 1: a value that looks like a 주민등록번호 anywhere is invalid input."""
     violations = check_no_rrn(dict(_string_fields(message)))
@@ -102,6 +152,10 @@ def rpc(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
     def wrapper(self: Any, request: Req, context: grpc.ServicerContext) -> Resp:
         started = time.perf_counter()
         try:
+            if isinstance(request, MalformedRequest):
+                raise ValidationFailed(
+                    [FieldViolation("request", f"is not a valid {_request_type(handler)} message")]
+                )
             if request.ByteSize() > MAX_REQUEST_BYTES:
                 raise ValidationFailed(
                     [FieldViolation("request", f"must be at most {MAX_REQUEST_BYTES} bytes")]
@@ -137,6 +191,11 @@ def rpc(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
         raise AssertionError("abort_with_status returned")  # pragma: no cover
 
     return wrapper
+
+
+def _request_type(handler: Handler[Any, Any]) -> str:
+    annotation = handler.__annotations__.get("request", "request")
+    return str(getattr(annotation, "__name__", annotation)).rsplit(".", 1)[-1]
 
 
 def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:

@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from idservice.bootstrap import App
 from idservice.config import ConfigError, Settings
+from idservice.entrypoints.grpc.handling import TolerantDecoding
 from idservice.entrypoints.grpc.servicers import (
     AccountServicer,
     AuthServicer,
@@ -160,6 +161,7 @@ def create_server(app: App, address: str | None = None) -> RunningServer:
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc"),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+        interceptors=[TolerantDecoding(tuple(f"/{name}/" for name in SERVICE_NAMES))],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
