@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import logging
+import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -107,10 +109,28 @@ class Secrets:
                 self.values.add(escaped)
 
     def found_in(self, text: str) -> list[str]:
-        return sorted(v for v in self.values if v in text)
+        return sorted(v for v in self.values if _needle(v).search(text))
 
     def found_in_bytes(self, data: bytes) -> list[str]:
-        return sorted(v for v in self.values if v.encode("utf-8") in data)
+        return sorted(v for v in self.values if _byte_needle(v).search(data))
+
+
+# Digits-only forms (a phone's last eight digits, 19900115) are short enough to turn up inside
+# random hex (hashes, UUIDs, nonces) by chance; they count only as a whole token.
+_NUMERIC = re.compile(r"[0-9+ .\-/]+")
+_OUTSIDE_TOKEN = "(?<![0-9A-Za-z]){}(?![0-9A-Za-z])"
+
+
+@functools.cache
+def _needle(value: str) -> re.Pattern[str]:
+    if _NUMERIC.fullmatch(value):
+        return re.compile(_OUTSIDE_TOKEN.format(re.escape(value)))
+    return re.compile(re.escape(value))
+
+
+@functools.cache
+def _byte_needle(value: str) -> re.Pattern[bytes]:
+    return re.compile(_needle(value).pattern.encode("utf-8"))
 
 
 def fails(call: Callable[[], object]) -> RpcFailure:
