@@ -38,8 +38,11 @@ MAX_TOKEN_LENGTH = 512
 # A provider call gets at most this long when the caller set no deadline.
 DEFAULT_UPSTREAM_TIMEOUT_SECONDS = 10.0
 # Kept back from the caller's deadline so that a slow provider is answered with
-# UPSTREAM_UNAVAILABLE before the deadline passes (not DEADLINE_EXCEEDED at the caller).
+# UPSTREAM_UNAVAILABLE before the deadline passes (not DEADLINE_EXCEEDED at the caller): a fifth
+# of the budget, at least 0.25 s (the writes after the call), at most 2 s.
 UPSTREAM_DEADLINE_MARGIN_SECONDS = 0.25
+UPSTREAM_DEADLINE_MARGIN_SHARE = 0.2
+UPSTREAM_DEADLINE_MARGIN_MAX_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,11 @@ class CompletedVerification:
     duplicate: Duplicate
 
 
+def _deadline_margin(timeout: float) -> float:
+    share = UPSTREAM_DEADLINE_MARGIN_SHARE * timeout
+    return min(max(UPSTREAM_DEADLINE_MARGIN_SECONDS, share), UPSTREAM_DEADLINE_MARGIN_MAX_SECONDS)
+
+
 def complete_verification(
     svc: Services, *, provider: str | None, verification_id: str, timeout: float | None
 ) -> CompletedVerification:
@@ -74,7 +82,7 @@ def complete_verification(
     budget = (
         DEFAULT_UPSTREAM_TIMEOUT_SECONDS
         if timeout is None
-        else min(timeout - UPSTREAM_DEADLINE_MARGIN_SECONDS, 30.0)
+        else min(timeout - _deadline_margin(timeout), 30.0)
     )
     person = adapter.fetch(verification_id, timeout=max(budget, 0.05))
     if looks_like_rrn(person.name) or (name == "sandbox" and looks_like_rrn(verification_id)):

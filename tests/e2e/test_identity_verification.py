@@ -36,7 +36,7 @@ PORTONE = identity_pb2.VERIFICATION_PROVIDER_PORTONE
 SANDBOX = identity_pb2.VERIFICATION_PROVIDER_SANDBOX
 # The client-side deadline of the slow-upstream call, and how long the stand-in stalls (far
 # beyond it, so only the service's own budget can produce an answer).
-SLOW_CALL_DEADLINE_SECONDS = 2.0
+SLOW_CALL_DEADLINE_SECONDS = 3.0
 SLOW_UPSTREAM_SECONDS = 20.0
 # Concurrent callers in the race tests.
 RACERS = 4
