@@ -26,6 +26,7 @@ from idservice.service_layer.sessions import (
     IssuedSession,
     check_password,
     get_account,
+    invalid_credentials,
     start_session,
 )
 from idservice.service_layer.validation import (
@@ -548,14 +549,16 @@ def update_profile(
             Reason.IDENTITY_VERIFICATION_REQUIRED,
             "an age under 14 needs identity verification and the guardian's consent",
         )
-    account.name = new_name if new_name is not None else account.name
-    account.phone_number = new_phone if new_phone is not None else account.phone_number
-    account.birth_date = new_birth if new_birth is not None else account.birth_date
     with svc.uow() as uow:
         if person is not None:
             verification.consume(svc, uow, verification_token, now=now)
-        uow.accounts.save_profile(account, now=now)
+        uow.accounts.save_profile(
+            account.id, name=new_name, phone_number=new_phone, birth_date=new_birth, now=now
+        )
         uow.commit()
+    account.name = new_name if new_name is not None else account.name
+    account.phone_number = new_phone if new_phone is not None else account.phone_number
+    account.birth_date = new_birth if new_birth is not None else account.birth_date
     return account
 
 
@@ -579,7 +582,11 @@ def change_password(
     check_password(svc, account, current_password, now=now)
     new_hash = svc.hasher.hash(new_password)
     with svc.uow() as uow:
-        uow.accounts.set_password_hash(account.id, new_hash, now=now)
+        if account.password_hash is None or not uow.accounts.replace_password_hash(
+            account.id, expected=account.password_hash, new=new_hash, now=now
+        ):
+            # Another change won the race: the current password checked above is stale.
+            raise invalid_credentials()
         uow.sessions.revoke_others(
             account.id, keep=caller.session_id, now=now, reason="password_changed"
         )

@@ -138,8 +138,12 @@ def password_login(svc: Services, *, email: str, password: str) -> IssuedSession
         )
     new_hash = svc.hasher.hash(password) if outcome.needs_rehash else None
     with svc.uow() as uow:
-        if new_hash is not None:
-            uow.accounts.set_password_hash(account.id, new_hash, now=now)
+        # The session opens only if the password checked is still the account's: a
+        # ChangePassword that committed meanwhile wins, and one that comes after revokes it.
+        if not uow.accounts.replace_password_hash(
+            account.id, expected=account.password_hash, new=new_hash, now=now
+        ):
+            raise invalid_credentials()
         issued = start_session(svc, uow, account, amr=(SignInMethod.PASSWORD.value,), now=now)
         uow.commit()
     return issued

@@ -89,25 +89,44 @@ class AccountRepository:
                 raise
             raise UniqueViolation(column) from None
 
-    def save_profile(self, account: Account, *, now: datetime) -> None:
+    def save_profile(
+        self,
+        account_id: str,
+        *,
+        name: str | None = None,
+        phone_number: str | None = None,
+        birth_date: date | None = None,
+        now: datetime,
+    ) -> None:
+        """Write only the given fields, so concurrent corrections of other fields survive."""
         enc = self._encrypt_field
-        self._c.execute(
-            update(t.accounts)
-            .where(t.accounts.c.id == account.id)
-            .values(
-                name_ct=enc(account.id, "name", account.name),
-                phone_ct=enc(account.id, "phone", account.phone_number),
-                birth_date_ct=enc(account.id, "birth_date", account.birth_date.isoformat()),
-                updated_at=now,
-            )
-        )
+        values: dict[str, object] = {"updated_at": now}
+        if name is not None:
+            values["name_ct"] = enc(account_id, "name", name)
+        if phone_number is not None:
+            values["phone_ct"] = enc(account_id, "phone", phone_number)
+        if birth_date is not None:
+            values["birth_date_ct"] = enc(account_id, "birth_date", birth_date.isoformat())
+        self._c.execute(update(t.accounts).where(t.accounts.c.id == account_id).values(values))
 
-    def set_password_hash(self, account_id: str, password_hash: str, *, now: datetime) -> None:
-        self._c.execute(
-            update(t.accounts)
-            .where(t.accounts.c.id == account_id)
-            .values(password_hash=password_hash, updated_at=now)
+    def replace_password_hash(
+        self, account_id: str, *, expected: str, new: str | None, now: datetime
+    ) -> bool:
+        """Swap the hash only if it is still `expected` (None: keep it, just lock the row).
+
+        False means the password changed since it was checked: the check no longer holds. The
+        row lock also orders this transaction against a concurrent ChangePassword.
+        """
+        a = t.accounts.c
+        values: dict[str, object] = (
+            {"password_hash": expected} if new is None else {"password_hash": new, "updated_at": now}
         )
+        result = self._c.execute(
+            update(t.accounts)
+            .where(a.id == account_id, a.password_hash == expected)
+            .values(values)
+        )
+        return bool(result.rowcount == 1)
 
     def begin_login_attempt(
         self, account_id: str, *, now: datetime, policy: LockoutPolicy

@@ -1,0 +1,187 @@
+"""Interleavings that sequential calls never produce, forced with a hasher that pauses once.
+
+The hasher is the real Argon2 one; it only holds back the first verification's result until the
+test lets it go, so another use case can commit in between.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from idservice.adapters.hashing import (
+    Argon2Parameters,
+    BoundedExecutor,
+    PasswordHasher,
+    VerifyOutcome,
+)
+from idservice.bootstrap import App, build_app
+from idservice.domain.errors import DomainError, Reason
+from idservice.service_layer import accounts, sessions
+from idservice.service_layer.validation import email_lookup_key, normalize_email
+from tests.conftest import make_settings
+from tests.support.client import STRONG_PASSWORD, new_person
+
+NEW_PASSWORD = "a different horse, battery and staple"
+WAIT_SECONDS = 30
+
+
+class PausingHasher(PasswordHasher):
+    """Argon2id as usual, but the first verification after `arm()` waits for `release()`."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            Argon2Parameters(time_cost=1, memory_cost=1024, parallelism=1),
+            executor=BoundedExecutor(2, 8),
+        )
+        self._armed = False
+        self.reached = threading.Event()
+        self._gate = threading.Event()
+
+    def arm(self) -> None:
+        self._armed = True
+
+    def release(self) -> None:
+        self._gate.set()
+
+    def verify_later(self, encoded: str, password: str) -> Future[VerifyOutcome]:
+        real = super().verify_later(encoded, password)
+        if not self._armed:
+            return real
+        self._armed = False
+        held: Future[VerifyOutcome] = Future()
+
+        def relay() -> None:
+            self.reached.set()
+            self._gate.wait(WAIT_SECONDS)
+            held.set_result(real.result())
+
+        threading.Thread(target=relay, daemon=True).start()
+        return held
+
+
+@pytest.fixture
+def hasher() -> PausingHasher:
+    return PausingHasher()
+
+
+@pytest.fixture
+def race_app(tmp_path: Path, database_url: str, hasher: PausingHasher) -> Iterator[App]:
+    settings = make_settings(tmp_path, database_url, require_identity_verification=False)
+    app = build_app(settings, hasher=hasher)
+    try:
+        yield app
+    finally:
+        app.close()
+
+
+def sign_up(app: App, email: str) -> sessions.IssuedSession:
+    person = new_person()
+    result = accounts.sign_up(
+        app.services,
+        accounts.SignUpCommand(
+            email=email,
+            password=STRONG_PASSWORD,
+            name=person.name,
+            phone_number=person.phone,
+            birth_date=person.birth_date,
+            consents_given=True,
+            terms_version=app.settings.terms_version,
+            privacy_policy_version=app.settings.privacy_policy_version,
+        ),
+    )
+    assert result.session is not None
+    return result.session
+
+
+def caller_of(app: App, issued: sessions.IssuedSession) -> sessions.Caller:
+    return sessions.authenticate(app.services, issued.access_token)
+
+
+def test_login_checked_before_a_password_change_gets_no_session(
+    race_app: App, hasher: PausingHasher
+) -> None:
+    email = "race-change@example.com"
+    first = sign_up(race_app, email)
+    outcome: list[object] = []
+
+    def log_in() -> None:
+        try:
+            outcome.append(
+                sessions.password_login(race_app.services, email=email, password=STRONG_PASSWORD)
+            )
+        except DomainError as error:
+            outcome.append(error.reason)
+
+    hasher.arm()
+    login = threading.Thread(target=log_in)
+    login.start()
+    assert hasher.reached.wait(WAIT_SECONDS)  # the old password has been checked, not yet used
+    accounts.change_password(
+        race_app.services,
+        caller_of(race_app, first),
+        current_password=STRONG_PASSWORD,
+        new_password=NEW_PASSWORD,
+    )
+    hasher.release()
+    login.join(WAIT_SECONDS)
+    # The old password no longer opens a session once the change has committed.
+    assert outcome == [Reason.INVALID_CREDENTIALS]
+    with race_app.services.uow(readonly=True) as uow:
+        account = uow.accounts.get_by_email(email_lookup_key(normalize_email(email)))
+    assert account is not None and account.password_hash is not None
+    assert race_app.services.hasher.verify(account.password_hash, NEW_PASSWORD).ok
+    # And the new password works.
+    assert sessions.password_login(race_app.services, email=email, password=NEW_PASSWORD)
+
+
+def test_two_password_changes_with_one_current_password_let_one_win(
+    race_app: App, hasher: PausingHasher
+) -> None:
+    email = "race-twice@example.com"
+    issued = sign_up(race_app, email)
+    caller = caller_of(race_app, issued)
+    outcome: list[object] = []
+
+    def change(to: str) -> None:
+        try:
+            accounts.change_password(
+                race_app.services, caller, current_password=STRONG_PASSWORD, new_password=to
+            )
+            outcome.append(to)
+        except DomainError as error:
+            outcome.append(error.reason)
+
+    hasher.arm()
+    slow = threading.Thread(target=change, args=("the slow change, made second",))
+    slow.start()
+    assert hasher.reached.wait(WAIT_SECONDS)
+    change(NEW_PASSWORD)
+    hasher.release()
+    slow.join(WAIT_SECONDS)
+    assert outcome == [NEW_PASSWORD, Reason.INVALID_CREDENTIALS]
+    assert sessions.password_login(race_app.services, email=email, password=NEW_PASSWORD)
+
+
+def test_a_profile_correction_writes_only_its_own_fields(race_app: App) -> None:
+    issued = sign_up(race_app, "race-profile@example.com")
+    caller = caller_of(race_app, issued)
+    before = sessions.get_account(race_app.services, caller)
+    with race_app.services.uow() as uow:  # another correction lands between read and write
+        uow.accounts.save_profile(before.id, phone_number="+821055556666", now=before.created_at)
+        uow.commit()
+    with race_app.services.uow() as uow:
+        uow.accounts.save_profile(before.id, name="김바뀜", now=before.created_at)
+        uow.commit()
+    after = sessions.get_account(race_app.services, caller)
+    assert (after.name, after.phone_number, after.birth_date) == (
+        "김바뀜",
+        "+821055556666",
+        before.birth_date,
+    )
+    assert isinstance(after.birth_date, date)
