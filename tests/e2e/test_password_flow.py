@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from cryptography.exceptions import InvalidKey
+from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+from sqlalchemy import select
 
+from idservice.adapters.db.tables import accounts
+from idservice.bootstrap import App
 from idservice.v1 import account_pb2, auth_pb2, common_pb2
 from tests.support.client import STRONG_PASSWORD, Client, decode, new_person
 
@@ -53,3 +58,16 @@ def test_wrong_password_and_unknown_email_fail_alike(client: Client) -> None:
     assert (a.code, a.reason, a.message) == (b.code, b.reason, b.message)
     assert a.code == grpc.StatusCode.UNAUTHENTICATED
     assert a.reason == "INVALID_CREDENTIALS"
+
+
+def test_stored_hash_verifies_with_a_second_argon2_implementation(client: Client, app: App) -> None:
+    signed = client.sign_up(new_person(), email="second.argon2@example.com")
+    with app.engine.connect() as connection:
+        stored = connection.execute(
+            select(accounts.c.password_hash).where(accounts.c.id == signed.account.id)
+        ).scalar_one()
+    assert stored.startswith("$argon2id$v=19$")
+    # cryptography's Argon2id (OpenSSL), not argon2-cffi, reads the PHC string from the database.
+    Argon2id.verify_phc_encoded(STRONG_PASSWORD.encode(), stored)
+    with pytest.raises(InvalidKey):
+        Argon2id.verify_phc_encoded(b"not the password", stored)
