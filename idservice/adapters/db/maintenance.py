@@ -71,12 +71,14 @@ def reencrypt_all(engine: Engine, cipher: FieldCipher) -> dict[str, int]:
                 for row_key, value in rows:
                     if cipher.needs_reencrypt(value):
                         fresh = cipher.reencrypt(value, context=spec.context(row_key))
-                        connection.execute(
+                        # Only if the value is still the one read: a concurrent write (already
+                        # under the current key) or erasure must not be undone.
+                        result = connection.execute(
                             update(spec.table)
-                            .where(key_col == row_key)
+                            .where(key_col == row_key, value_col == value)
                             .values({spec.column: fresh})
                         )
-                        done += 1
+                        done += result.rowcount
             if len(rows) < BATCH_SIZE:
                 break
             last = rows[-1][0]
