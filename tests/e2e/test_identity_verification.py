@@ -15,7 +15,11 @@ from zoneinfo import ZoneInfo
 
 import grpc
 import pytest
+from sqlalchemy import update
 
+from idservice.adapters.db.tables import rejoin_holds
+from idservice.adapters.identity.sandbox import sandbox_ci, sandbox_di
+from idservice.bootstrap import App
 from idservice.config import Settings
 from idservice.v1 import account_pb2, auth_pb2, common_pb2, identity_pb2
 from tests.conftest import make_settings
@@ -23,6 +27,7 @@ from tests.fakes.portone import PortOneStandIn
 from tests.support.client import (
     STRONG_PASSWORD,
     Client,
+    Person,
     decode,
     failure_of,
     new_person,
@@ -616,3 +621,48 @@ def test_age_band_in_access_token_and_introspection(client: Client) -> None:
         )
         assert introspection.active
         assert introspection.age_band == band
+
+
+# -- re-join cooldown ---------------------------------------------------------------------------
+
+
+def hold(app: App, person: Person, *, until: datetime, ci: bool = True, di: bool = True) -> None:
+    """What withdrawing leaves behind: the person's CI/DI blind indexes, held until `until`."""
+    with app.services.uow() as uow:
+        uow.accounts.add_rejoin_hold(
+            str(uuid.uuid4()),
+            ci=sandbox_ci(person.seed) if ci else None,
+            di=sandbox_di(person.seed) if di else None,
+            until=until,
+        )
+        uow.commit()
+
+
+@pytest.mark.parametrize("held", ["ci-and-di", "ci-only", "di-only"])
+def test_person_in_rejoin_cooldown_is_refused_until_it_ends(
+    client: Client, app: App, held: str
+) -> None:
+    person = new_person()
+    until = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
+    hold(app, person, until=until, ci=held != "di-only", di=held != "ci-only")
+
+    verified = client.verify(person)
+    # Flagged as a duplicate, with nothing about the withdrawn account (its data is destroyed).
+    assert verified.duplicate.exists
+    assert not verified.duplicate.sign_in_methods and not verified.duplicate.masked_email
+    failure = failure_of(lambda: client.accounts.SignUp(client.signup_request(person)))
+    assert (failure.code, failure.reason) == (
+        grpc.StatusCode.ALREADY_EXISTS,
+        "IDENTITY_ALREADY_REGISTERED",
+    )
+    assert datetime.fromisoformat(failure.metadata["rejoin_allowed_after"]) == until
+    assert "sign_in_methods" not in failure.metadata or not failure.metadata["sign_in_methods"]
+
+    # Once the cooldown is over the same person signs up again.
+    with app.engine.begin() as connection:
+        connection.execute(
+            update(rejoin_holds).values(hold_until=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    assert not client.verify(person).duplicate.exists
+    signed = client.accounts.SignUp(client.signup_request(person))
+    assert signed.account.status == common_pb2.ACCOUNT_STATUS_ACTIVE
