@@ -8,61 +8,21 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from concurrent.futures import Future
 from datetime import date
 from pathlib import Path
 
 import pytest
 
-from idservice.adapters.hashing import (
-    Argon2Parameters,
-    BoundedExecutor,
-    PasswordHasher,
-    VerifyOutcome,
-)
 from idservice.bootstrap import App, build_app
 from idservice.domain.errors import DomainError, Reason
 from idservice.service_layer import accounts, sessions
 from idservice.service_layer.validation import email_lookup_key, normalize_email
 from tests.conftest import make_settings
 from tests.support.client import STRONG_PASSWORD, new_person
+from tests.support.pausing import PausingHasher
 
 NEW_PASSWORD = "a different horse, battery and staple"
 WAIT_SECONDS = 30
-
-
-class PausingHasher(PasswordHasher):
-    """Argon2id as usual, but the first verification after `arm()` waits for `release()`."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            Argon2Parameters(time_cost=1, memory_cost=1024, parallelism=1),
-            executor=BoundedExecutor(2, 8),
-        )
-        self._armed = False
-        self.reached = threading.Event()
-        self._gate = threading.Event()
-
-    def arm(self) -> None:
-        self._armed = True
-
-    def release(self) -> None:
-        self._gate.set()
-
-    def verify_later(self, encoded: str, password: str) -> Future[VerifyOutcome]:
-        real = super().verify_later(encoded, password)
-        if not self._armed:
-            return real
-        self._armed = False
-        held: Future[VerifyOutcome] = Future()
-
-        def relay() -> None:
-            self.reached.set()
-            self._gate.wait(WAIT_SECONDS)
-            held.set_result(real.result())
-
-        threading.Thread(target=relay, daemon=True).start()
-        return held
 
 
 @pytest.fixture

@@ -119,12 +119,12 @@ class AccountRepository:
         """
         a = t.accounts.c
         values: dict[str, object] = (
-            {"password_hash": expected} if new is None else {"password_hash": new, "updated_at": now}
+            {"password_hash": expected}
+            if new is None
+            else {"password_hash": new, "updated_at": now}
         )
         result = self._c.execute(
-            update(t.accounts)
-            .where(a.id == account_id, a.password_hash == expected)
-            .values(values)
+            update(t.accounts).where(a.id == account_id, a.password_hash == expected).values(values)
         )
         return bool(result.rowcount == 1)
 

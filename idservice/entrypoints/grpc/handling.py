@@ -125,6 +125,40 @@ class TolerantDecoding(_ServerInterceptor):
         return replaced
 
 
+class DrainGate(_ServerInterceptor):
+    """Once draining, answer new calls to `prefixes` SERVER_BUSY (with RetryInfo) at once.
+
+    The interceptor runs when grpc hands a call to the server, before the call is queued for a
+    worker thread: calls that arrived before the drain began still run to completion, and calls
+    that arrive during it get the contract's status instead of a bare CANCELLED when the
+    transport finally stops.
+    """
+
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        self._prefixes = prefixes
+        self.draining = False
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = continuation(handler_call_details)
+        method = getattr(handler_call_details, "method", "") or ""
+        if not self.draining or handler is None or not method.startswith(self._prefixes):
+            return handler
+
+        def refuse(_request: object, context: grpc.ServicerContext) -> None:
+            metrics.observe(method.rsplit("/", 1)[-1], "RESOURCE_EXHAUSTED", "SERVER_BUSY", 0.0)
+            context.abort_with_status(to_status(server_busy()))
+
+        return grpc.unary_unary_rpc_method_handler(refuse, request_deserializer=_raw)
+
+
+def _raw(data: bytes) -> bytes:
+    return data
+
+
 def reject_rrn(message: Message) -> None:
     """korea-rules CI/DI 1: a value that looks like a 주민등록번호 anywhere is invalid input."""
     violations = check_no_rrn(dict(_string_fields(message)))

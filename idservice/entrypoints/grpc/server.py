@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 from cryptography import x509
@@ -18,7 +20,7 @@ from sqlalchemy import text
 
 from idservice.bootstrap import App
 from idservice.config import ConfigError, Settings
-from idservice.entrypoints.grpc.handling import TolerantDecoding
+from idservice.entrypoints.grpc.handling import DrainGate, TolerantDecoding
 from idservice.entrypoints.grpc.servicers import (
     AccountServicer,
     AuthServicer,
@@ -52,6 +54,46 @@ DATABASE_PROBE_SECONDS = 2.0
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
+# After the grace period grpc cancels the calls still running, but their handler threads go on
+# to the end of their current step; the app (database, hasher) closes only after them.
+HANDLER_SETTLE_SECONDS = 5.0
+
+
+class TrackedExecutor(futures.ThreadPoolExecutor):
+    """A thread pool that can wait until every task handed to it has finished."""
+
+    def __init__(self, max_workers: int, thread_name_prefix: str) -> None:
+        super().__init__(max_workers=max_workers, thread_name_prefix=thread_name_prefix)
+        self._idle = threading.Condition()
+        self._outstanding = 0
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> futures.Future[Any]:
+        with self._idle:
+            self._outstanding += 1
+        try:
+            return super().submit(self._run, fn, *args, **kwargs)
+        except BaseException:
+            self._finished()
+            raise
+
+    def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self._finished()
+
+    def _finished(self) -> None:
+        with self._idle:
+            self._outstanding -= 1
+            if self._outstanding == 0:
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once no task is queued or running; False if `timeout` seconds pass first."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._outstanding == 0, timeout=max(timeout, 0.0))
+
+
 @dataclass
 class RunningServer:
     """A started server and the parts its shutdown needs."""
@@ -60,6 +102,8 @@ class RunningServer:
     port: int
     health: health.HealthServicer
     app: App
+    executor: TrackedExecutor
+    gate: DrainGate
     _stop_probe: threading.Event = field(default_factory=threading.Event)
     _draining: bool = False
 
@@ -103,11 +147,23 @@ class RunningServer:
         self.server.stop(0).wait()
 
     def stop(self, grace: float) -> None:
-        """Drain: refuse new calls, mark NOT_SERVING, let in-flight calls finish."""
+        """Drain: mark NOT_SERVING, refuse new calls, let in-flight calls finish, then close.
+
+        New calls get SERVER_BUSY with RetryInfo while the calls already received finish (at
+        most `grace` seconds in all); only then does the transport stop. Calls still running
+        when the grace period ends are cancelled, and the app closes once their threads are
+        done.
+        """
+        deadline = time.monotonic() + grace
         self._draining = True
+        self.gate.draining = True
         self.set_serving(False)
         self._stop_probe.set()
-        self.server.stop(grace).wait()
+        self.executor.wait_idle(deadline - time.monotonic())
+        self.server.stop(max(deadline - time.monotonic(), 0.0)).wait()
+        if not self.executor.wait_idle(HANDLER_SETTLE_SECONDS):
+            log.warning("closing with request handlers still running")
+        self.executor.shutdown(wait=False)
         self.app.close()
 
 
@@ -158,10 +214,13 @@ def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
 def create_server(app: App, address: str | None = None) -> RunningServer:
     """Build and start the server on `address` (port 0 picks a free one); returns the port."""
     settings = app.settings
+    executor = TrackedExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc")
+    prefixes = tuple(f"/{name}/" for name in SERVICE_NAMES)
+    gate = DrainGate(prefixes)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc"),
+        executor,
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
-        interceptors=[TolerantDecoding(tuple(f"/{name}/" for name in SERVICE_NAMES))],
+        interceptors=[gate, TolerantDecoding(prefixes)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
@@ -193,7 +252,9 @@ def create_server(app: App, address: str | None = None) -> RunningServer:
         raise ConfigError("IDSERVICE_LISTEN", f"cannot listen on {target}") from None
     if port == 0:
         raise ConfigError("IDSERVICE_LISTEN", f"cannot listen on {target}")
-    running = RunningServer(server=server, port=port, health=health_servicer, app=app)
+    running = RunningServer(
+        server=server, port=port, health=health_servicer, app=app, executor=executor, gate=gate
+    )
     running.set_serving(database_reachable(app))
     server.start()
     threading.Thread(target=running.probe_database_forever, name="db-probe", daemon=True).start()

@@ -1,0 +1,129 @@
+"""Draining on shutdown: calls already received finish; calls arriving meanwhile get SERVER_BUSY.
+
+The process-level test (test_process.py) shows SIGTERM drains and exits 0; these hold a SignUp
+in the middle of its work to show what every other caller sees meanwhile, and that the app
+closes only after the handlers are done even when the grace period runs out.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy import func, select
+
+from idservice.adapters.db.tables import accounts
+from idservice.bootstrap import App, build_app
+from idservice.entrypoints.grpc.server import RunningServer, create_server
+from idservice.v1 import auth_pb2, common_pb2
+from tests.conftest import make_settings
+from tests.support.client import Client, failure_of, new_person
+from tests.support.pausing import PausingHasher
+
+WAIT_SECONDS = 30.0
+
+
+@pytest.fixture
+def hasher() -> PausingHasher:
+    return PausingHasher()
+
+
+@pytest.fixture
+def draining_app(tmp_path: Path, hasher: PausingHasher) -> Iterator[App]:
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'idservice.db'}")
+    app = build_app(settings, hasher=hasher)
+    try:
+        yield app
+    finally:
+        app.close()  # idempotent: stop() already closed it
+
+
+@pytest.fixture
+def running(draining_app: App) -> Iterator[RunningServer]:
+    server = create_server(draining_app, "127.0.0.1:0")
+    try:
+        yield server
+    finally:
+        server.halt()
+
+
+def account_count(app: App) -> int:
+    with app.engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(accounts)).scalar_one())
+
+
+def test_calls_during_the_drain_are_busy_while_the_call_in_flight_finishes(
+    running: RunningServer, draining_app: App, hasher: PausingHasher
+) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        client = Client(channel, terms_version=draining_app.settings.terms_version)
+        request = client.signup_request(new_person())
+        hasher.arm()
+        signup = client.accounts.SignUp.future(request, timeout=WAIT_SECONDS)
+        assert hasher.reached.wait(WAIT_SECONDS)  # the SignUp is in flight, mid-hash
+
+        stopper = threading.Thread(target=running.stop, args=(WAIT_SECONDS,))
+        stopper.start()
+        health = health_pb2_grpc.HealthStub(channel)
+        watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=WAIT_SECONDS)
+        try:
+            for update in watch:
+                if update.status == health_pb2.HealthCheckResponse.NOT_SERVING:
+                    break
+        finally:
+            watch.cancel()
+
+        # A call arriving now is refused with the contract's retryable answer, not cut off.
+        busy = failure_of(
+            lambda: client.auth.IntrospectToken(
+                auth_pb2.IntrospectTokenRequest(access_token="x"), timeout=WAIT_SECONDS
+            )
+        )
+        assert (busy.code, busy.reason, busy.domain) == (
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "SERVER_BUSY",
+            "idservice.v1",
+        )
+        assert busy.retry_seconds is not None and busy.retry_seconds > 0
+        assert stopper.is_alive()  # still waiting for the SignUp
+
+        hasher.release()
+        response = signup.result(timeout=WAIT_SECONDS)
+        assert response.account.status == common_pb2.ACCOUNT_STATUS_ACTIVE
+        stopper.join(WAIT_SECONDS)
+        assert not stopper.is_alive()
+    assert account_count(draining_app) == 1
+
+
+def test_app_closes_after_handlers_even_when_the_grace_period_runs_out(
+    running: RunningServer,
+    draining_app: App,
+    hasher: PausingHasher,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        client = Client(channel, terms_version=draining_app.settings.terms_version)
+        hasher.arm()
+        signup = client.accounts.SignUp.future(
+            client.signup_request(new_person()), timeout=WAIT_SECONDS
+        )
+        assert hasher.reached.wait(WAIT_SECONDS)
+        # The grace period ends while the SignUp is held: grpc cancels the call, but its handler
+        # still runs; the database and hasher must stay open until it is done.
+        released = threading.Timer(1.0, hasher.release)
+        released.start()
+        running.stop(0.2)
+        released.join()
+        with pytest.raises(grpc.RpcError):
+            signup.result(timeout=WAIT_SECONDS)
+    problems = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert problems == []
+    # The handler finished its transaction: the account exists (a retry with the same
+    # idempotency key would be answered with it).
+    assert account_count(draining_app) == 1
