@@ -109,6 +109,19 @@ class AccountRepository:
             values["birth_date_ct"] = enc(account_id, "birth_date", birth_date.isoformat())
         self._c.execute(update(t.accounts).where(t.accounts.c.id == account_id).values(values))
 
+    def delete_pending(self, account_id: str) -> bool:
+        """Destroy an account still waiting for guardian consent (never any other account).
+
+        Its consent requests go with it (ON DELETE CASCADE); it never had sessions.
+        """
+        a = t.accounts.c
+        result = self._c.execute(
+            delete(t.accounts).where(
+                a.id == account_id, a.status == AccountStatus.PENDING_GUARDIAN_CONSENT.value
+            )
+        )
+        return bool(result.rowcount == 1)
+
     def replace_password_hash(
         self, account_id: str, *, expected: str, new: str | None, now: datetime
     ) -> bool:
@@ -530,6 +543,17 @@ class GuardianConsentRepository:
             )
         )
 
+    def expired_pending(self, *, now: datetime, limit: int) -> list[tuple[str, str]]:
+        """(request id, child account id) of pending requests whose window has ended."""
+        c = t.guardian_consent_requests.c
+        rows = self._c.execute(
+            select(c.id, c.account_id)
+            .where(c.status == "pending", c.expires_at <= now)
+            .order_by(c.expires_at)
+            .limit(limit)
+        ).all()
+        return [(row.id, row.account_id) for row in rows]
+
 
 class IdempotencyRepository:
     """Responses of idempotent calls, encrypted, by keyed hash of the caller's key."""
@@ -621,6 +645,19 @@ class OutboxRepository:
                 next_attempt_at=event.created_at,
             )
         )
+
+    def delete_matching(self, event_type: str, *, key: str, value: str) -> int:
+        """Delete the events of `event_type` whose data has `key == value` (data destruction).
+
+        Payloads are encrypted, so each candidate is decrypted to be matched.
+        """
+        o = t.outbox.c
+        deleted = 0
+        for row in self._c.execute(select(o.id, o.payload_ct).where(o.type == event_type)):
+            body = json.loads(self._cipher.decrypt(row.payload_ct, context=f"outbox:{row.id}"))
+            if body.get("data", {}).get(key) == value:
+                deleted += self._c.execute(delete(t.outbox).where(o.id == row.id)).rowcount
+        return deleted
 
 
 def database_unavailable() -> DomainError:
