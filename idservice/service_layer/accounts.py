@@ -26,7 +26,6 @@ from idservice.service_layer.sessions import (
     IssuedSession,
     check_password,
     get_account,
-    invalid_credentials,
     start_session,
 )
 from idservice.service_layer.validation import (
@@ -562,6 +561,10 @@ def update_profile(
     return account
 
 
+def _wrong_current_password() -> DomainError:
+    return DomainError(Reason.INVALID_CREDENTIALS, "the current password is wrong")
+
+
 def change_password(
     svc: Services, caller: Caller, *, current_password: str, new_password: str
 ) -> None:
@@ -569,6 +572,8 @@ def change_password(
     now = svc.clock()
     account = get_account(svc, caller)
     with Violations() as v:
+        if not current_password:
+            v.add("current_password", "is required")
         if not new_password:
             v.add("new_password", "is required")
         else:
@@ -579,14 +584,19 @@ def change_password(
                     field="new_password",
                 )
             )
-    check_password(svc, account, current_password, now=now)
+    try:
+        check_password(svc, account, current_password, now=now)
+    except DomainError as error:
+        if error.reason is Reason.INVALID_CREDENTIALS:
+            raise _wrong_current_password() from None
+        raise
     new_hash = svc.hasher.hash(new_password)
     with svc.uow() as uow:
         if account.password_hash is None or not uow.accounts.replace_password_hash(
             account.id, expected=account.password_hash, new=new_hash, now=now
         ):
             # Another change won the race: the current password checked above is stale.
-            raise invalid_credentials()
+            raise _wrong_current_password()
         uow.sessions.revoke_others(
             account.id, keep=caller.session_id, now=now, reason="password_changed"
         )

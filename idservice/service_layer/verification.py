@@ -18,7 +18,13 @@ from idservice.domain.age import (
 from idservice.domain.age import (
     check_age as decide_age,
 )
-from idservice.domain.errors import DomainError, Reason, ValidationFailed, invalid
+from idservice.domain.errors import (
+    DomainError,
+    FieldViolation,
+    Reason,
+    ValidationFailed,
+    invalid,
+)
 from idservice.domain.identity import VerifiedPerson
 from idservice.domain.masking import mask_email
 from idservice.domain.model import Account
@@ -205,8 +211,16 @@ def check_age(
         person = peek(svc, verification_token, now=now)
         birth, verified = person.birth_date, True
     else:
-        # Not born yet on `as_of`, or born after today: no 만 나이 (korea-rules.md Age 7).
-        birth = parse_birth_date(birth_date, today=min(today, seoul_today(now)))
+        # Born after today: invalid input whatever `as_of` asks (korea-rules.md Age 7).
+        birth = parse_birth_date(birth_date, today=seoul_today(now))
+        if today < birth:
+            # Not born yet on `as_of`: no 만 나이. Either value may be the mistake.
+            raise ValidationFailed(
+                [
+                    FieldViolation("birth_date", "must not be after as_of"),
+                    FieldViolation("as_of", "must not be before the birth date"),
+                ]
+            )
         verified = False
     if today < birth:
         raise invalid("as_of", "must not be before the birth date")

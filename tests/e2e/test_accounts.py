@@ -382,10 +382,24 @@ def test_change_password_with_wrong_current_password_is_invalid_credentials(
         )
     )
     assert_failure(failure, C.UNAUTHENTICATED, "INVALID_CREDENTIALS")
+    assert failure.message == "the current password is wrong"
     # Nothing changed: the old password still logs in, the new one does not.
     assert client.login(signed.account.email).session.account_id == signed.account.id
     failure = failure_of(lambda: client.login(signed.account.email, NEW_PASSWORD))
     assert_failure(failure, C.UNAUTHENTICATED, "INVALID_CREDENTIALS")
+
+
+def test_change_password_with_both_fields_empty_names_both(client: Client) -> None:
+    signed = client.sign_up()
+    failure = failure_of(
+        lambda: client.accounts.ChangePassword(
+            account_pb2.ChangePasswordRequest(),
+            metadata=client.bearer(signed.session.access_token),
+            timeout=RPC_TIMEOUT,
+        )
+    )
+    assert_failure(failure, C.INVALID_ARGUMENT, "VALIDATION_FAILED")
+    assert sorted(failure.fields) == ["current_password", "new_password"]
 
 
 def test_change_password_revokes_other_sessions_and_keeps_the_callers(client: Client) -> None:
