@@ -67,6 +67,7 @@ DEV_RING_FILENAME: Final = "data_keys"
 _ENCRYPTION_INFO: Final = b"idservice/field-encryption/v1"
 _BLIND_INDEX_INFO_PREFIX: Final = b"idservice/blind-index/v1/"
 _TOKEN_HASH_INFO: Final = b"idservice/token-hash/v1"
+_SEALING_INFO: Final = b"idservice/sealing/v1"
 # Purposes are code constants, not input; a tight alphabet catches typos and empty strings.
 _PURPOSE_PATTERN: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 _STANDARD_OR_URLSAFE_B64: Final = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
@@ -239,6 +240,7 @@ class FieldCipher:
         self._ring = ring
         self._aeads = {k.key_id: AESGCM(_derive(k.material, _ENCRYPTION_INFO)) for k in ring.keys}
         self._token_key = _derive(ring.index_root.material, _TOKEN_HASH_INFO)
+        self._sealing_root = _derive(ring.index_root.material, _SEALING_INFO)
         # Filled lazily; a race only derives the same value twice.
         self._index_keys: dict[str, bytes] = {}
 
@@ -307,6 +309,40 @@ class FieldCipher:
             )
             self._index_keys[purpose] = key
         return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def seal(self, plaintext: str, *, secret: str, context: str) -> str:
+        """Encrypt under a key derived from the ring *and* `secret`, which is never stored.
+
+        For values only the caller who knows `secret` may get back (the tokens of an idempotent
+        response, sealed with the caller's key and password): the data keys and a database
+        copy alone cannot open them.
+        """
+        _require_context(context)
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        sealed = self._sealing_aead(secret).encrypt(
+            nonce, plaintext.encode("utf-8"), context.encode("utf-8")
+        )
+        return _b64url(nonce + sealed)
+
+    def unseal(self, token: str, *, secret: str, context: str) -> str:
+        """The plaintext of `seal`; FieldDecryptError for a wrong secret or context."""
+        _require_context(context)
+        if _URLSAFE_B64_NO_PADDING.fullmatch(token) is None:
+            raise FieldDecryptError("sealed value is not unpadded base64url")
+        blob = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        if len(blob) < NONCE_BYTES + TAG_BYTES:
+            raise FieldDecryptError("sealed value is too short")
+        try:
+            plaintext = self._sealing_aead(secret).decrypt(
+                blob[:NONCE_BYTES], blob[NONCE_BYTES:], context.encode("utf-8")
+            )
+        except InvalidTag:
+            raise FieldDecryptError("sealed value failed authentication") from None
+        return plaintext.decode("utf-8")
+
+    def _sealing_aead(self, secret: str) -> AESGCM:
+        key = hmac.new(self._sealing_root, secret.encode("utf-8"), hashlib.sha256).digest()
+        return AESGCM(key)
 
     def token_hash(self, secret: str) -> str:
         """Hex HMAC-SHA-256 of a bearer secret, for storing tokens and idempotency keys."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -189,13 +190,6 @@ def _replay(
             raise _key_reused()
         data = json.loads(stored.response)
         account = uow.accounts.get(data["account_id"])
-        s = data.get("session")
-        if s is not None:
-            record = uow.sessions.find_refresh(svc.cipher.token_hash(s["refresh_token"]))
-            if record is None or record.used_at is not None or not record.session.is_active(now):
-                # Rotated or ended since: handing the old tokens back would trip reuse
-                # detection and log the person out.
-                s = None
     if account is None:
         # The account is gone (withdrawn or its consent window closed): the key is spent.
         raise DomainError(
@@ -211,6 +205,7 @@ def _replay(
             if exc.reason is Reason.INVALID_CREDENTIALS:
                 raise _key_reused() from None
             raise
+    s = _unsealed_session(svc, cmd, key_hash, data.get("session_sealed"), now=now)
     session = None
     if s is not None:
         session = IssuedSession(
@@ -226,6 +221,39 @@ def _replay(
         c = data["consent_request"]
         consent = ConsentRequestRef(id=c["id"], expires_at=datetime.fromisoformat(c["expires_at"]))
     return SignUpResult(account=account, session=session, consent_request=consent)
+
+
+def _sealing_secret(cmd: SignUpCommand) -> str:
+    # The tokens of a stored response open only with the caller's key and password, neither of
+    # which is stored: a database copy with the data keys does not yield live tokens.
+    return f"{cmd.idempotency_key}\0{cmd.password}"
+
+
+def _sealing_context(key_hash: str) -> str:
+    return f"idempotency-session:{key_hash}"
+
+
+def _unsealed_session(
+    svc: Services, cmd: SignUpCommand, key_hash: str, sealed: object, *, now: datetime
+) -> dict[str, str] | None:
+    """The first session's tokens, if they open and are still live."""
+    if not isinstance(sealed, str):
+        return None
+    try:
+        s: dict[str, str] = json.loads(
+            svc.cipher.unseal(
+                sealed, secret=_sealing_secret(cmd), context=_sealing_context(key_hash)
+            )
+        )
+    except ValueError:  # another password: check_password has refused it already
+        return None
+    with svc.uow(readonly=True) as uow:
+        record = uow.sessions.find_refresh(svc.cipher.token_hash(s["refresh_token"]))
+    if record is None or record.used_at is not None or not record.session.is_active(now):
+        # Rotated or ended since: handing the old tokens back would trip reuse detection and
+        # log the person out.
+        return None
+    return s
 
 
 def _validate_signup(svc: Services, cmd: SignUpCommand, *, now: datetime) -> _Profile:
@@ -417,7 +445,14 @@ def _create_account(
                 key_hash,
                 operation="signup",
                 fingerprint=fingerprint,
-                response=_result_document(account, session, consent),
+                response=_result_document(
+                    account,
+                    session,
+                    consent,
+                    seal=lambda text: svc.cipher.seal(
+                        text, secret=_sealing_secret(cmd), context=_sealing_context(key_hash)
+                    ),
+                ),
                 now=now,
                 ttl=IDEMPOTENCY_TTL,
             )
@@ -459,17 +494,23 @@ def _open_consent_request(
 
 
 def _result_document(
-    account: Account, session: IssuedSession | None, consent: ConsentRequestRef | None
+    account: Account,
+    session: IssuedSession | None,
+    consent: ConsentRequestRef | None,
+    *,
+    seal: Callable[[str], str],
 ) -> bytes:
+    """The stored first result; the session's tokens are sealed (see _sealing_secret)."""
     doc: dict[str, object] = {"account_id": account.id}
     if session is not None:
-        doc["session"] = {
+        tokens = {
             "session_id": session.session_id,
             "access_token": session.access_token,
             "access_token_expires_at": session.access_token_expires_at.isoformat(),
             "refresh_token": session.refresh_token,
             "refresh_token_expires_at": session.refresh_token_expires_at.isoformat(),
         }
+        doc["session_sealed"] = seal(json.dumps(tokens))
     if consent is not None:
         doc["consent_request"] = {"id": consent.id, "expires_at": consent.expires_at.isoformat()}
     return json.dumps(doc).encode()

@@ -20,13 +20,14 @@ import pytest
 from google.protobuf import empty_pb2
 from sqlalchemy import Engine, MetaData, select
 
+from idservice.adapters.db import tables
 from idservice.adapters.identity.sandbox import sandbox_ci, sandbox_di
 from idservice.bootstrap import build_app
 from idservice.entrypoints.grpc.server import create_server
 from idservice.v1 import account_pb2, auth_pb2, common_pb2, identity_pb2
 from tests.conftest import make_settings
 from tests.fakes.portone import PortOneStandIn
-from tests.support.client import Client, RpcFailure, decode
+from tests.support.client import Client, RpcFailure, decode, new_person
 from tests.support.serving import serving
 
 SEOUL = ZoneInfo("Asia/Seoul")
@@ -426,3 +427,25 @@ def test_no_plaintext_personal_data_or_secrets_at_rest_or_in_logs(
     portone_warnings = [r for r in records if r.name.startswith("idservice.adapters.identity")]
     assert portone_warnings, "the flow should have logged the PortOne retry"
     assert secrets.found_in(log_text(records, caplog.text)) == []
+
+
+def test_stored_idempotent_response_does_not_open_with_the_data_keys_alone(
+    tmp_path: Path, database_url: str
+) -> None:
+    with serving(make_settings(tmp_path, database_url)) as (app, client):
+        request = client.signup_request(new_person(), idempotency_key="sealed-tokens")
+        first = client.accounts.SignUp(request)
+        with app.engine.connect() as connection:
+            (row,) = connection.execute(
+                select(tables.idempotency_keys.c.key_hash, tables.idempotency_keys.c.response_ct)
+            ).all()
+        # Everything the data keys open: the account id, but no token of the session.
+        stored = bytes.fromhex(
+            app.services.cipher.decrypt(row.response_ct, context=f"idempotency:{row.key_hash}")
+        ).decode()
+        assert first.account.id in stored
+        for token in (first.session.access_token, first.session.refresh_token):
+            assert token not in stored
+        # The caller who knows the key and the password still gets the first result back.
+        again = client.accounts.SignUp(request)
+        assert again.session.refresh_token == first.session.refresh_token

@@ -392,3 +392,24 @@ def test_concurrent_first_starts_agree_on_one_ring(tmp_path: Path) -> None:
     on_disk = KeyRing.parse((keys_dir / DEV_RING_FILENAME).read_text())
     assert all(ring == on_disk for ring in rings)
     assert [p.name for p in keys_dir.iterdir()] == [DEV_RING_FILENAME]
+
+
+# --- sealing (values that need a secret the database never holds) ----------------------------
+
+
+def test_sealed_value_opens_only_with_its_secret_and_context(cipher: FieldCipher) -> None:
+    sealed = cipher.seal("refresh-token-value", secret="key\0password", context=CONTEXT)
+    assert "refresh-token-value" not in sealed
+    assert cipher.unseal(sealed, secret="key\0password", context=CONTEXT) == "refresh-token-value"
+    # The same ring opens it again (another process), a different secret or context does not.
+    twin = FieldCipher(cipher.ring)
+    assert twin.unseal(sealed, secret="key\0password", context=CONTEXT) == "refresh-token-value"
+    for secret, context in (("key\0other", CONTEXT), ("key\0password", CONTEXT + "x")):
+        with pytest.raises(FieldDecryptError):
+            cipher.unseal(sealed, secret=secret, context=context)
+    # Nor does another ring with the right secret.
+    with pytest.raises(FieldDecryptError):
+        FieldCipher(KeyRing.generate("k1")).unseal(sealed, secret="key\0password", context=CONTEXT)
+    for garbage in ("", "not base64!", "AAAA"):
+        with pytest.raises(FieldDecryptError):
+            cipher.unseal(garbage, secret="key\0password", context=CONTEXT)
