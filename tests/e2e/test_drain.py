@@ -127,3 +127,43 @@ def test_app_closes_after_handlers_even_when_the_grace_period_runs_out(
     # The handler finished its transaction: the account exists (a retry with the same
     # idempotency key would be answered with it).
     assert account_count(draining_app) == 1
+
+
+def test_calls_beyond_the_concurrency_limit_get_server_busy_with_error_info(
+    tmp_path: Path, hasher: PausingHasher
+) -> None:
+    settings = make_settings(
+        tmp_path, f"sqlite:///{tmp_path / 'idservice.db'}", max_concurrent_rpcs=1
+    )
+    app = build_app(settings, hasher=hasher)
+    running = create_server(app, "127.0.0.1:0")
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            client = Client(channel, terms_version=settings.terms_version)
+            request = client.signup_request(new_person())
+            hasher.arm()
+            signup = client.accounts.SignUp.future(request, timeout=WAIT_SECONDS)
+            assert hasher.reached.wait(WAIT_SECONDS)  # the one place is taken
+            busy = failure_of(
+                lambda: client.auth.IntrospectToken(
+                    auth_pb2.IntrospectTokenRequest(access_token="x"), timeout=WAIT_SECONDS
+                )
+            )
+            assert (busy.code, busy.reason, busy.domain) == (
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "SERVER_BUSY",
+                "idservice.v1",
+            )
+            assert busy.retry_seconds is not None and busy.retry_seconds > 0
+            hasher.release()
+            assert signup.result(timeout=WAIT_SECONDS).account.id
+            # The place is free again once the SignUp's handler has returned (the answer can
+            # reach the client a moment before).
+            assert running.executor.wait_idle(WAIT_SECONDS)
+            answer = client.auth.IntrospectToken(
+                auth_pb2.IntrospectTokenRequest(access_token="x"), timeout=WAIT_SECONDS
+            )
+            assert not answer.active
+    finally:
+        running.halt()
+        app.close()

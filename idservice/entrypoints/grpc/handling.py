@@ -125,17 +125,22 @@ class TolerantDecoding(_ServerInterceptor):
         return replaced
 
 
-class DrainGate(_ServerInterceptor):
-    """Once draining, answer new calls to `prefixes` SERVER_BUSY (with RetryInfo) at once.
+class AdmissionGate(_ServerInterceptor):
+    """Answer a new call to `prefixes` SERVER_BUSY (with RetryInfo) at once when the server is
+    draining, or when `limit` calls are already queued or running (`outstanding()`).
 
-    The interceptor runs when grpc hands a call to the server, before the call is queued for a
-    worker thread: calls that arrived before the drain began still run to completion, and calls
-    that arrive during it get the contract's status instead of a bare CANCELLED when the
-    transport finally stops.
+    The interceptor runs when grpc hands a call to the server, before it is queued for a worker
+    thread. Calls that arrived before a drain began still run to completion; calls arriving
+    during it, or beyond the limit, get the contract's status rather than grpc's bare
+    CANCELLED or RESOURCE_EXHAUSTED.
     """
 
-    def __init__(self, prefixes: tuple[str, ...]) -> None:
+    def __init__(
+        self, prefixes: tuple[str, ...], *, limit: int, outstanding: Callable[[], int]
+    ) -> None:
         self._prefixes = prefixes
+        self._limit = limit
+        self._outstanding = outstanding
         self.draining = False
 
     def intercept_service(
@@ -145,7 +150,9 @@ class DrainGate(_ServerInterceptor):
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = continuation(handler_call_details)
         method = getattr(handler_call_details, "method", "") or ""
-        if not self.draining or handler is None or not method.startswith(self._prefixes):
+        if handler is None or not method.startswith(self._prefixes):
+            return handler
+        if not self.draining and self._outstanding() < self._limit:
             return handler
 
         def refuse(_request: object, context: grpc.ServicerContext) -> None:

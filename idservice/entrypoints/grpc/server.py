@@ -20,7 +20,7 @@ from sqlalchemy import text
 
 from idservice.bootstrap import App
 from idservice.config import ConfigError, Settings
-from idservice.entrypoints.grpc.handling import DrainGate, TolerantDecoding
+from idservice.entrypoints.grpc.handling import AdmissionGate, TolerantDecoding
 from idservice.entrypoints.grpc.servicers import (
     AccountServicer,
     AuthServicer,
@@ -88,6 +88,10 @@ class TrackedExecutor(futures.ThreadPoolExecutor):
             if self._outstanding == 0:
                 self._idle.notify_all()
 
+    def outstanding(self) -> int:
+        """Tasks queued or running."""
+        return self._outstanding
+
     def wait_idle(self, timeout: float) -> bool:
         """True once no task is queued or running; False if `timeout` seconds pass first."""
         with self._idle:
@@ -103,7 +107,7 @@ class RunningServer:
     health: health.HealthServicer
     app: App
     executor: TrackedExecutor
-    gate: DrainGate
+    gate: AdmissionGate
     _stop_probe: threading.Event = field(default_factory=threading.Event)
     _draining: bool = False
 
@@ -216,10 +220,14 @@ def create_server(app: App, address: str | None = None) -> RunningServer:
     settings = app.settings
     executor = TrackedExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc")
     prefixes = tuple(f"/{name}/" for name in SERVICE_NAMES)
-    gate = DrainGate(prefixes)
+    gate = AdmissionGate(
+        prefixes, limit=settings.max_concurrent_rpcs, outstanding=executor.outstanding
+    )
     server = grpc.server(
         executor,
-        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+        # The gate answers SERVER_BUSY first; grpc's own limit (a bare RESOURCE_EXHAUSTED) is a
+        # backstop for the calls the gate does not see (health, reflection).
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs * 2,
         interceptors=[gate, TolerantDecoding(prefixes)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
