@@ -297,6 +297,20 @@ def _verified(svc: Services, access_token: str) -> tuple[Caller, AccessClaims]:
     return caller, claims
 
 
+def current_account(svc: Services, access_token: str) -> Account:
+    """GetAccount: the bearer's account, with its session checked in the same read."""
+    now = svc.clock()
+    claims = svc.tokens.verify(access_token, now=now)
+    with svc.uow(readonly=True) as uow:
+        session = uow.sessions.get(claims.session_id)
+        if session is None or session.account_id != claims.account_id or not session.is_active(now):
+            raise DomainError(Reason.TOKEN_INVALID, "the session has ended")
+        account = uow.accounts.get(claims.account_id)
+    if account is None:
+        raise DomainError(Reason.TOKEN_INVALID, "the account no longer exists")
+    return account
+
+
 def get_account(svc: Services, caller: Caller) -> Account:
     """The caller's account (GetAccount, and every use case acting on it)."""
     with svc.uow(readonly=True) as uow:

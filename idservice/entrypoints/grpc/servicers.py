@@ -199,7 +199,7 @@ class AccountServicer(_Base, account_pb2_grpc.AccountServiceServicer):
     def GetAccount(
         self, request: account_pb2.GetAccountRequest, context: grpc.ServicerContext
     ) -> account_pb2.GetAccountResponse:
-        account = sessions.get_account(self.svc, self.caller(context))
+        account = sessions.current_account(self.svc, bearer_token(context))
         return account_pb2.GetAccountResponse(account=account_message(account, self.svc.clock()))
 
     @rpc
