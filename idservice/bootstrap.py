@@ -18,6 +18,7 @@ from idservice.adapters.hashing import Argon2Parameters, PasswordHasher, default
 from idservice.adapters.identity.base import IdentityProvider
 from idservice.adapters.identity.portone import PortOneIdentityProvider
 from idservice.adapters.identity.sandbox import SandboxIdentityProvider
+from idservice.adapters.notify import LogSink, WebhookSink
 from idservice.adapters.tokens import (
     AccessTokenIssuer,
     SigningKey,
@@ -25,6 +26,7 @@ from idservice.adapters.tokens import (
     load_signing_key,
 )
 from idservice.config import ConfigError, Settings
+from idservice.service_layer.ports import EventSink
 from idservice.service_layer.services import Services, utc_now
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ class App:
     settings: Settings
     services: Services
     engine: Engine
+    sink: EventSink
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -102,6 +105,13 @@ def build_identity_providers(
     return {"sandbox": SandboxIdentityProvider(clock=clock)}
 
 
+def build_event_sink(settings: Settings) -> EventSink:
+    """The webhook when IDSERVICE_NOTIFY_WEBHOOK_URL is set, else the log (contract §1)."""
+    if settings.notify_webhook_url:
+        return WebhookSink(settings.notify_webhook_url, settings.notify_webhook_secret)
+    return LogSink()
+
+
 def build_app(
     settings: Settings,
     *,
@@ -109,6 +119,7 @@ def build_app(
     clock: Callable[[], datetime] = utc_now,
     hasher: PasswordHasher | None = None,
     identity_providers: dict[str, IdentityProvider] | None = None,
+    sink: EventSink | None = None,
 ) -> App:
     """Wire everything from settings; overrides let tests swap a part for a real stand-in."""
     ring = load_key_ring(settings)
@@ -150,8 +161,10 @@ def build_app(
         identity_providers=providers,
         clock=clock,
     )
-    app = App(settings=settings, services=services, engine=engine)
+    event_sink = sink if sink is not None else build_event_sink(settings)
+    app = App(settings=settings, services=services, engine=engine, sink=event_sink)
     app.closers.append(engine.dispose)
+    app.closers.append(event_sink.close)
     app.closers.append(hasher.shutdown)
     for provider in providers.values():
         app.closers.append(provider.close)

@@ -154,6 +154,7 @@ class Settings:
     argon2_parallelism: int = _env(_parse_int(1, 16), 1)
     notify_webhook_url: str | None = _env(_parse_url)
     notify_webhook_secret: str | None = _env(str.strip, secret=True)
+    dispatch_in_serve: bool = _env(_parse_bool, True)
     guardian_consent_window: timedelta = _env(parse_duration, timedelta(days=5))
     rejoin_cooldown: timedelta = _env(parse_duration, timedelta(days=30))
     connection_log_retention: timedelta = _env(parse_duration, timedelta(days=90))

@@ -1,4 +1,4 @@
-"""The `idservice` command: serve, migrate, purge, reencrypt."""
+"""The `idservice` command: serve, migrate, purge, dispatch, reencrypt."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def _settings() -> Settings:
     return Settings.from_env()
 
 
-def cmd_serve(settings: Settings) -> int:
+def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
     from idservice.bootstrap import build_app
     from idservice.entrypoints.grpc.server import create_server
 
@@ -79,7 +79,7 @@ def cmd_serve(settings: Settings) -> int:
     return 0
 
 
-def cmd_migrate(settings: Settings) -> int:
+def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
     from idservice.adapters.db import migrations
     from idservice.adapters.db.engine import build_engine
 
@@ -92,7 +92,7 @@ def cmd_migrate(settings: Settings) -> int:
     return 0
 
 
-def cmd_reencrypt(settings: Settings) -> int:
+def cmd_reencrypt(settings: Settings, _args: argparse.Namespace) -> int:
     from idservice.adapters.db.maintenance import reencrypt_all
     from idservice.bootstrap import build_app
 
@@ -106,7 +106,7 @@ def cmd_reencrypt(settings: Settings) -> int:
     return 0
 
 
-def cmd_purge(settings: Settings) -> int:
+def cmd_purge(settings: Settings, _args: argparse.Namespace) -> int:
     from idservice.bootstrap import build_app
     from idservice.service_layer import retention
 
@@ -120,10 +120,56 @@ def cmd_purge(settings: Settings) -> int:
     return 0
 
 
+def cmd_dispatch(settings: Settings, args: argparse.Namespace) -> int:
+    """Deliver outbox events until SIGTERM/SIGINT, or once (`--once`) and print counts."""
+    from idservice.bootstrap import build_app
+    from idservice.service_layer import dispatch
+
+    app = build_app(settings)
+    try:
+        if args.once:
+            delivered = failed = 0
+            while True:
+                report = dispatch.dispatch_due(app.services, app.sink)
+                delivered, failed = delivered + report.delivered, failed + report.failed
+                if report.delivered + report.failed < dispatch.BATCH:
+                    break
+            print(f"delivered: {delivered}")  # noqa: T201
+            print(f"failed: {failed}")  # noqa: T201
+            return 0
+        stop = threading.Event()
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("received %s: stopping", signal.Signals(signum).name)
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        target = "the webhook" if settings.notify_webhook_url else "the log"
+        log.info("dispatching outbox events to %s", target)
+        while not stop.is_set():
+            sent = 0
+            try:
+                report = dispatch.dispatch_due(app.services, app.sink, should_stop=stop.is_set)
+                sent = report.delivered + report.failed
+            except Exception as exc:  # e.g. the database is down: try again shortly
+                log.warning("outbox dispatch failed: %s", type(exc).__name__)
+            if sent < dispatch.BATCH:
+                stop.wait(DISPATCH_POLL_SECONDS)
+        log.info("stopped")
+        return 0
+    finally:
+        app.close()
+
+
+# How long `dispatch` sleeps when nothing is due.
+DISPATCH_POLL_SECONDS = 1.0
+
 COMMANDS = {
     "serve": cmd_serve,
     "migrate": cmd_migrate,
     "purge": cmd_purge,
+    "dispatch": cmd_dispatch,
     "reencrypt": cmd_reencrypt,
 }
 
@@ -134,6 +180,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("serve", help="run the gRPC server")
     sub.add_parser("migrate", help="apply database migrations to IDSERVICE_DATABASE_URL")
     sub.add_parser("purge", help="run every retention job once and print counts")
+    dispatch = sub.add_parser(
+        "dispatch", help="deliver outbox events (serve does this too unless told not to)"
+    )
+    dispatch.add_argument(
+        "--once", action="store_true", help="deliver what is due, print counts and exit"
+    )
     sub.add_parser("reencrypt", help="re-encrypt personal fields under the current data key")
     args = parser.parse_args(argv)
     try:
@@ -145,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Databases, keys and logs this process creates are its own (no group/other access).
     os.umask(0o077)
     try:
-        return COMMANDS[args.command](settings)
+        return COMMANDS[args.command](settings, args)
     except ConfigError as exc:
         print(f"idservice: configuration error: {exc}", file=sys.stderr)  # noqa: T201
         return 2

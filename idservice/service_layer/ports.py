@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -41,3 +42,27 @@ class StoredVerification:
 class IdempotentResult:
     fingerprint: str
     response: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    """An outbox event due for delivery; `body` is its JSON document (decrypted)."""
+
+    id: str
+    type: str
+    attempts: int
+    body: bytes
+
+
+class DeliveryFailed(Exception):
+    """An event sink did not accept the event; the message is safe to log (no URL, no payload)."""
+
+
+class EventSink(ABC):
+    """Where outbox events go: takes one event document, or raises DeliveryFailed."""
+
+    @abstractmethod
+    def deliver(self, *, event_id: str, event_type: str, body: bytes) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...

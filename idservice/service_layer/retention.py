@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 # Revoked sessions are kept a day so that support can see why a person was signed out; their
 # refresh tokens are unusable from the moment of revocation.
 REVOKED_SESSION_RETENTION = timedelta(days=1)
+# Delivered events are kept a day (for support), then deleted: payloads may hold personal data.
+DELIVERED_EVENT_RETENTION = timedelta(days=1)
 # Consent requests expired per purge run; the next run takes the rest.
 EXPIRED_CONSENTS_PER_RUN = 500
 
@@ -30,6 +32,9 @@ def purge(svc: Services) -> dict[str, int]:
             ),
             "re-join holds released": uow.accounts.purge_rejoin_holds(now=now),
             "unconfirmed child accounts destroyed": _expire_guardian_consents(uow, now=now),
+            "delivered events deleted": uow.outbox.purge_delivered(
+                before=now - DELIVERED_EVENT_RETENTION
+            ),
         }
         uow.commit()
     return counts

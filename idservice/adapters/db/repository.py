@@ -24,6 +24,7 @@ from idservice.domain.model import (
 )
 from idservice.service_layer.ports import (
     IdempotentResult,
+    PendingEvent,
     RefreshRecord,
     StoredVerification,
     UniqueViolation,
@@ -645,6 +646,60 @@ class OutboxRepository:
                 next_attempt_at=event.created_at,
             )
         )
+
+    def due(self, *, now: datetime, limit: int) -> list[tuple[str, str, int]]:
+        """(id, type, attempts) of undelivered events due by `now`, oldest first."""
+        o = t.outbox.c
+        rows = self._c.execute(
+            select(o.id, o.type, o.attempts)
+            .where(o.delivered_at.is_(None), o.next_attempt_at <= now)
+            .order_by(o.created_at, o.id)
+            .limit(limit)
+        ).all()
+        return [(row.id, row.type, row.attempts) for row in rows]
+
+    def claim(self, event_id: str, *, now: datetime, until: datetime) -> PendingEvent | None:
+        """Take a due event for delivery until `until` (a lease); None if another took it.
+
+        A dispatcher that dies mid-delivery leaves the lease to run out, and the event is sent
+        again (at least once; receivers de-duplicate by `event_id`).
+        """
+        o = t.outbox.c
+        taken = self._c.execute(
+            update(t.outbox)
+            .where(o.id == event_id, o.delivered_at.is_(None), o.next_attempt_at <= now)
+            .values(next_attempt_at=until)
+        ).rowcount
+        if taken != 1:
+            return None
+        row = self._c.execute(
+            select(o.type, o.attempts, o.payload_ct).where(o.id == event_id)
+        ).one()
+        body = self._cipher.decrypt(row.payload_ct, context=f"outbox:{event_id}")
+        return PendingEvent(
+            id=event_id, type=row.type, attempts=row.attempts, body=body.encode("utf-8")
+        )
+
+    def mark_delivered(self, event_id: str, *, now: datetime) -> None:
+        self._c.execute(
+            update(t.outbox)
+            .where(t.outbox.c.id == event_id)
+            .values(delivered_at=now, attempts=t.outbox.c.attempts + 1)
+        )
+
+    def reschedule(self, event_id: str, *, attempts: int, next_attempt_at: datetime) -> None:
+        self._c.execute(
+            update(t.outbox)
+            .where(t.outbox.c.id == event_id)
+            .values(attempts=attempts, next_attempt_at=next_attempt_at)
+        )
+
+    def purge_delivered(self, *, before: datetime) -> int:
+        """Delete events delivered before `before` (their payloads may hold personal data)."""
+        o = t.outbox.c
+        return self._c.execute(
+            delete(t.outbox).where(o.delivered_at.is_not(None), o.delivered_at < before)
+        ).rowcount
 
     def delete_matching(self, event_type: str, *, key: str, value: str) -> int:
         """Delete the events of `event_type` whose data has `key == value` (data destruction).

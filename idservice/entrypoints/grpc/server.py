@@ -18,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy import text
 
+from idservice.adapters.notify import WEBHOOK_TIMEOUT_SECONDS
 from idservice.bootstrap import App
 from idservice.config import ConfigError, Settings
 from idservice.entrypoints.grpc.handling import AdmissionGate, TolerantDecoding
@@ -27,7 +28,7 @@ from idservice.entrypoints.grpc.servicers import (
     GuardianConsentServicer,
     IdentityServicer,
 )
-from idservice.service_layer import retention
+from idservice.service_layer import dispatch, retention
 from idservice.v1 import (
     account_pb2,
     account_pb2_grpc,
@@ -47,6 +48,8 @@ SERVICE_NAMES = (
     auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
     guardian_consent_pb2.DESCRIPTOR.services_by_name["GuardianConsentService"].full_name,
 )
+# How long the in-process dispatcher sleeps when nothing is due.
+DISPATCH_POLL_SECONDS = 1.0
 # How often the health service re-checks the database.
 DATABASE_PROBE_SECONDS = 2.0
 # The transport refuses larger messages before parsing (RESOURCE_EXHAUSTED without details);
@@ -110,6 +113,7 @@ class RunningServer:
     gate: AdmissionGate
     _stop_probe: threading.Event = field(default_factory=threading.Event)
     _draining: bool = False
+    _dispatcher: threading.Thread | None = None
 
     def set_serving(self, serving: bool) -> None:
         status = (
@@ -145,10 +149,39 @@ class RunningServer:
             if done:
                 log.info("purge: %s", ", ".join(f"{k}={v}" for k, v in done.items()))
 
+    @property
+    def dispatching(self) -> bool:
+        """True while this server delivers outbox events itself."""
+        return self._dispatcher is not None and self._dispatcher.is_alive()
+
+    def start_dispatcher(self) -> None:
+        """Deliver outbox events in a background thread until shutdown."""
+        self._dispatcher = threading.Thread(
+            target=self.dispatch_forever, name="dispatch", daemon=True
+        )
+        self._dispatcher.start()
+
+    def dispatch_forever(self) -> None:
+        while not self._stop_probe.is_set():
+            report = None
+            try:
+                report = dispatch.dispatch_due(
+                    self.app.services, self.app.sink, should_stop=self._stop_probe.is_set
+                )
+            except Exception as exc:
+                log.warning("outbox dispatch failed: %s", type(exc).__name__)
+            if report is None or report.delivered + report.failed < dispatch.BATCH:
+                self._stop_probe.wait(DISPATCH_POLL_SECONDS)
+
+    def _join_dispatcher(self) -> None:
+        if self._dispatcher is not None:
+            self._dispatcher.join(HANDLER_SETTLE_SECONDS + WEBHOOK_TIMEOUT_SECONDS)
+
     def halt(self) -> None:
         """Stop at once without closing the app (the owner closes it)."""
         self._stop_probe.set()
         self.server.stop(0).wait()
+        self._join_dispatcher()
 
     def stop(self, grace: float) -> None:
         """Drain: mark NOT_SERVING, refuse new calls, let in-flight calls finish, then close.
@@ -167,6 +200,7 @@ class RunningServer:
         self.server.stop(max(deadline - time.monotonic(), 0.0)).wait()
         if not self.executor.wait_idle(HANDLER_SETTLE_SECONDS):
             log.warning("closing with request handlers still running")
+        self._join_dispatcher()
         self.executor.shutdown(wait=False)
         self.app.close()
 
@@ -267,4 +301,6 @@ def create_server(app: App, address: str | None = None) -> RunningServer:
     server.start()
     threading.Thread(target=running.probe_database_forever, name="db-probe", daemon=True).start()
     threading.Thread(target=running.purge_forever, name="purge", daemon=True).start()
+    if settings.dispatch_in_serve:
+        running.start_dispatcher()
     return running

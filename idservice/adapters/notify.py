@@ -1,0 +1,84 @@
+"""Where outbox events go (contract §4): a signed webhook POST, or the log when none is set.
+
+The webhook gets the event document as JSON (`event_id`, `type`, `occurred_at`, `data`) with
+`X-Idservice-Signature: t=<unix time>,v1=<hex HMAC-SHA-256 over "t.body">` under
+IDSERVICE_NOTIFY_WEBHOOK_SECRET. Any 2xx is delivery; anything else is retried later. Without
+a webhook only each event's type and id are logged, never its payload (it may hold a guardian's
+name and phone).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Callable
+
+import httpx
+
+from idservice.service_layer.ports import DeliveryFailed, EventSink
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Idservice-Signature"
+EVENT_ID_HEADER = "X-Idservice-Event-Id"
+EVENT_TYPE_HEADER = "X-Idservice-Event-Type"
+WEBHOOK_TIMEOUT_SECONDS = 10.0
+
+
+class LogSink(EventSink):
+    """No webhook configured: the event's type and id go to the log, and it counts as delivered."""
+
+    def deliver(self, *, event_id: str, event_type: str, body: bytes) -> None:
+        log.info(
+            "outbox event %s %s delivered to the log (no webhook configured)", event_type, event_id
+        )
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def signature(secret: str, body: bytes, timestamp: int) -> str:
+    """The `X-Idservice-Signature` value for `body` sent at `timestamp` (unix seconds)."""
+    mac = hmac.new(secret.encode("utf-8"), f"{timestamp}.".encode("ascii") + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+class WebhookSink(EventSink):
+    """POSTs each event to the webhook, signed when a secret is configured."""
+
+    def __init__(
+        self,
+        url: str,
+        secret: str | None,
+        *,
+        timeout: float = WEBHOOK_TIMEOUT_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._url = url
+        self._secret = secret
+        self._clock = clock
+        # Redirects are not followed: a signed event goes only where it was configured to go.
+        self._client = httpx.Client(timeout=timeout, follow_redirects=False)
+
+    def __repr__(self) -> str:
+        return "WebhookSink()"  # the URL may carry a token in its query
+
+    def deliver(self, *, event_id: str, event_type: str, body: bytes) -> None:
+        headers = {
+            "Content-Type": "application/json",
+            EVENT_ID_HEADER: event_id,
+            EVENT_TYPE_HEADER: event_type,
+        }
+        if self._secret:
+            headers[SIGNATURE_HEADER] = signature(self._secret, body, int(self._clock()))
+        try:
+            response = self._client.post(self._url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise DeliveryFailed(f"webhook unreachable ({type(exc).__name__})") from None
+        if not response.is_success:
+            raise DeliveryFailed(f"webhook answered HTTP {response.status_code}")
+
+    def close(self) -> None:
+        self._client.close()

@@ -1,0 +1,271 @@
+"""Outbox delivery (contract §4): signed webhook POSTs, retries with backoff, at least once.
+
+The webhook is a real HTTP receiver on loopback (tests/fakes/webhook.py); the dispatcher runs
+in `serve`, on its own (`idservice dispatch`), or called directly with a clock the test moves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from idservice.adapters.crypto import KeyRing
+from idservice.adapters.db import tables
+from idservice.adapters.notify import LogSink
+from idservice.bootstrap import App, build_app
+from idservice.domain.model import OutboxEvent
+from idservice.entrypoints.grpc.server import create_server
+from idservice.service_layer import dispatch, retention
+from idservice.v1 import common_pb2
+from tests.conftest import make_settings
+from tests.fakes.webhook import WebhookStandIn
+from tests.support.client import new_person
+from tests.support.server_process import free_loopback_port, run_idservice
+from tests.support.serving import FakeClock, serving
+
+SECRET = "webhook-secret-for-tests"
+GUARDIAN_NAME = "정보호"
+GUARDIAN_PHONE = "+821024681357"
+
+
+@pytest.fixture
+def hook() -> Iterator[WebhookStandIn]:
+    with WebhookStandIn() as stand_in:
+        yield stand_in
+
+
+def add_event(app: App, event_type: str = "guardian_consent.requested") -> str:
+    event_id = str(uuid.uuid4())
+    with app.services.uow() as uow:
+        uow.outbox.add(
+            OutboxEvent(
+                id=event_id,
+                type=event_type,
+                payload={
+                    "consent_request_id": str(uuid.uuid4()),
+                    "guardian_name": GUARDIAN_NAME,
+                    "guardian_phone_number": GUARDIAN_PHONE,
+                },
+                created_at=app.services.clock(),
+            )
+        )
+        uow.commit()
+    return event_id
+
+
+def outbox_rows(app: App) -> dict[str, tuple[int, bool]]:
+    """event id -> (attempts, delivered)."""
+    o = tables.outbox.c
+    with app.engine.connect() as connection:
+        rows = connection.execute(select(o.id, o.attempts, o.delivered_at)).all()
+    return {row.id: (row.attempts, row.delivered_at is not None) for row in rows}
+
+
+def check_signature(headers: dict[str, str], body: bytes) -> None:
+    fields = dict(part.split("=", 1) for part in headers["x-idservice-signature"].split(","))
+    expected = hmac.new(SECRET.encode(), f"{fields['t']}.".encode() + body, hashlib.sha256)
+    assert hmac.compare_digest(fields["v1"], expected.hexdigest())
+
+
+def test_serve_posts_each_event_signed_to_the_webhook(
+    tmp_path: Path, database_url: str, hook: WebhookStandIn
+) -> None:
+    settings = make_settings(
+        tmp_path, database_url, notify_webhook_url=hook.url, notify_webhook_secret=SECRET
+    )
+    with serving(settings) as (app, client):
+        signed = client.sign_up(new_person())
+        (delivery,) = hook.wait_for(1)
+        document = json.loads(delivery.body)
+        assert set(document) == {"event_id", "type", "occurred_at", "data"}
+        assert document["type"] == "account.created"
+        assert document["data"]["account_id"] == signed.account.id
+        assert delivery.headers["content-type"] == "application/json"
+        assert delivery.headers["x-idservice-event-id"] == document["event_id"]
+        assert delivery.headers["x-idservice-event-type"] == "account.created"
+        check_signature(delivery.headers, delivery.body)
+        # A child's signup: the SMS sender's trigger carries the guardian's contact and code.
+        client.sign_up(
+            new_person(birth_date="2016-05-05"),
+            guardian=common_pb2.Guardian(name=GUARDIAN_NAME, phone_number="010-2468-1357"),
+        )
+        documents = [json.loads(d.body) for d in hook.wait_for(3)]
+        requested = next(d for d in documents if d["type"] == "guardian_consent.requested")
+        assert requested["data"]["guardian_phone_number"] == GUARDIAN_PHONE
+        assert len(requested["data"]["consent_code"]) == 8
+    assert all(delivered for _, delivered in outbox_rows(app).values())
+
+
+def test_a_failed_delivery_is_retried_with_backoff_until_accepted(
+    tmp_path: Path, hook: WebhookStandIn
+) -> None:
+    clock = FakeClock()
+    settings = make_settings(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'db.sqlite'}",
+        notify_webhook_url=hook.url,
+        notify_webhook_secret=SECRET,
+    )
+    app = build_app(settings, clock=clock)
+    try:
+        event_id = add_event(app)
+        hook.fail_next(2, status=503)
+        assert dispatch.dispatch_due(app.services, app.sink) == dispatch.DispatchReport(failed=1)
+        # Not due again until its backoff has passed.
+        assert dispatch.dispatch_due(app.services, app.sink) == dispatch.DispatchReport()
+        clock.advance(dispatch.retry_delay(1, jitter=1.2) + timedelta(seconds=1))
+        assert dispatch.dispatch_due(app.services, app.sink) == dispatch.DispatchReport(failed=1)
+        clock.advance(dispatch.retry_delay(1, jitter=1.2))  # the second wait is longer
+        assert dispatch.dispatch_due(app.services, app.sink) == dispatch.DispatchReport()
+        clock.advance(dispatch.retry_delay(2, jitter=1.2))
+        assert dispatch.dispatch_due(app.services, app.sink) == dispatch.DispatchReport(delivered=1)
+        deliveries = hook.received
+        assert [d.status for d in deliveries] == [503, 503, 204]
+        # The same event each time: receivers de-duplicate by event_id.
+        assert {d.headers["x-idservice-event-id"] for d in deliveries} == {event_id}
+        assert len({d.body for d in deliveries}) == 1
+        assert outbox_rows(app)[event_id] == (3, True)
+    finally:
+        app.close()
+
+
+def test_an_unreachable_webhook_is_a_failed_attempt_not_an_error(tmp_path: Path) -> None:
+    unreachable = f"http://127.0.0.1:{free_loopback_port()}/hook"
+    settings = make_settings(
+        tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", notify_webhook_url=unreachable
+    )
+    app = build_app(settings)
+    try:
+        event_id = add_event(app)
+        assert dispatch.dispatch_due(app.services, app.sink) == dispatch.DispatchReport(failed=1)
+        assert outbox_rows(app)[event_id] == (1, False)
+    finally:
+        app.close()
+
+
+def test_without_a_webhook_only_type_and_id_are_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    app = build_app(make_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}"))
+    try:
+        event_id = add_event(app)
+        assert dispatch.dispatch_due(app.services, app.sink) == dispatch.DispatchReport(delivered=1)
+    finally:
+        app.close()
+    logged = caplog.text
+    assert event_id in logged and "guardian_consent.requested" in logged
+    for personal in (GUARDIAN_NAME, GUARDIAN_PHONE, GUARDIAN_PHONE[3:]):
+        assert personal not in logged
+
+
+def test_two_dispatchers_on_one_database_send_each_event_once(
+    tmp_path: Path, database_url: str, hook: WebhookStandIn
+) -> None:
+    ring = KeyRing.generate("shared").serialize()
+    apps = [
+        build_app(
+            make_settings(
+                tmp_path / name,
+                database_url,
+                data_keys=ring,
+                notify_webhook_url=hook.url,
+                notify_webhook_secret=SECRET,
+            )
+        )
+        for name in ("a", "b")
+    ]
+    try:
+        ids = {add_event(apps[0]) for _ in range(40)}
+        start = threading.Barrier(2)
+        reports: list[dispatch.DispatchReport] = []
+
+        def run(app: App) -> None:
+            start.wait()
+            reports.append(dispatch.dispatch_due(app.services, app.sink))
+
+        threads = [threading.Thread(target=run, args=(app,)) for app in apps]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        sent = Counter(d.headers["x-idservice-event-id"] for d in hook.received)
+        assert set(sent) == ids
+        assert set(sent.values()) == {1}
+        assert sum(r.delivered for r in reports) == 40
+    finally:
+        for app in apps:
+            app.close()
+
+
+def test_dispatch_command_once_delivers_and_prints_counts(
+    tmp_path: Path, hook: WebhookStandIn
+) -> None:
+    ring = KeyRing.generate("cli").serialize()
+    database_url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    app = build_app(make_settings(tmp_path, database_url, data_keys=ring))
+    try:
+        ids = {add_event(app) for _ in range(3)}
+    finally:
+        app.close()
+    env = {
+        "IDSERVICE_DATABASE_URL": database_url,
+        "IDSERVICE_DATA_KEYS": ring,
+        "IDSERVICE_NOTIFY_WEBHOOK_URL": hook.url,
+        "IDSERVICE_NOTIFY_WEBHOOK_SECRET": SECRET,
+    }
+    done = run_idservice("dispatch", "--once", env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["delivered: 3", "failed: 0"]
+    assert {d.headers["x-idservice-event-id"] for d in hook.received} == ids
+    for delivery in hook.received:
+        check_signature(delivery.headers, delivery.body)
+    # Nothing is due any more.
+    again = run_idservice("dispatch", "--once", env=env, cwd=tmp_path)
+    assert again.stdout.splitlines() == ["delivered: 0", "failed: 0"]
+
+
+def test_delivered_events_are_deleted_a_day_later_and_undelivered_ones_kept(
+    tmp_path: Path, database_url: str
+) -> None:
+    clock = FakeClock()
+    settings = make_settings(
+        tmp_path, database_url, notify_webhook_url=f"http://127.0.0.1:{free_loopback_port()}/x"
+    )
+    app = build_app(settings, clock=clock, sink=LogSink())
+    try:
+        delivered = add_event(app)
+        assert dispatch.dispatch_due(app.services, app.sink).delivered == 1
+        waiting = add_event(app)  # never dispatched
+        assert retention.purge(app.services)["delivered events deleted"] == 0
+        clock.advance(retention.DELIVERED_EVENT_RETENTION + timedelta(minutes=1))
+        assert retention.purge(app.services)["delivered events deleted"] == 1
+        assert set(outbox_rows(app)) == {waiting} and delivered != waiting
+    finally:
+        app.close()
+
+
+@pytest.mark.parametrize("in_serve", [True, False])
+def test_serve_dispatches_unless_told_not_to(tmp_path: Path, in_serve: bool) -> None:
+    settings = make_settings(
+        tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", dispatch_in_serve=in_serve
+    )
+    app = build_app(settings)
+    running = create_server(app, "127.0.0.1:0")
+    try:
+        assert running.dispatching is in_serve
+    finally:
+        running.halt()
+        app.close()
+    assert not running.dispatching

@@ -1,0 +1,106 @@
+"""A webhook receiver on 127.0.0.1 for outbox delivery tests: records every POST it gets.
+
+with WebhookStandIn() as hook:
+    hook.fail_next(2, status=500)   # the next two POSTs answer 500, then 204 again
+    ... IDSERVICE_NOTIFY_WEBHOOK_URL=hook.url ...
+    hook.wait_for(1)                # the received requests, once there is one
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+WAIT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Delivery:
+    path: str
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+    status: int  # what the stand-in answered
+
+
+class WebhookStandIn:
+    """Answers 204 to every POST unless told to fail; thread-served, start with `with`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._received: list[Delivery] = []
+        self._failures: list[int] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/hooks/idservice"
+
+    def __enter__(self) -> WebhookStandIn:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+
+    def fail_next(self, times: int, *, status: int = 500) -> None:
+        with self._lock:
+            self._failures.extend([status] * times)
+
+    @property
+    def received(self) -> list[Delivery]:
+        with self._lock:
+            return list(self._received)
+
+    def wait_for(self, count: int, timeout: float = WAIT_SECONDS) -> list[Delivery]:
+        """The requests so far, once there are at least `count` (AssertionError on timeout)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while len(self._received) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"{len(self._received)} of {count} webhook calls came")
+                self._lock.wait(left)
+            return list(self._received)
+
+    def _record(self, path: str, headers: dict[str, str], body: bytes) -> int:
+        with self._lock:
+            status = self._failures.pop(0) if self._failures else 204
+            self._received.append(Delivery(path, headers, body, status))
+            self._lock.notify_all()
+            return status
+
+
+def _make_handler(stand_in: WebhookStandIn) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            headers = {key.lower(): value for key, value in self.headers.items()}
+            status = stand_in._record(self.path, headers, body)
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    return Handler
