@@ -56,9 +56,10 @@ def _sqlite_engine(url: str, pool_size: int) -> Engine:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
-        if connection.get_execution_options().get("readonly"):
-            connection.exec_driver_sql("BEGIN")
-        else:
+        # Reads run in autocommit: each statement sees one consistent WAL snapshot, and a read
+        # unit of work saves the BEGIN and ROLLBACK round trips (writes re-check everything
+        # they depend on inside their own transaction).
+        if not connection.get_execution_options().get("readonly"):
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
