@@ -224,9 +224,12 @@ def _replay(
 
 
 def _sealing_secret(cmd: SignUpCommand) -> str:
-    # The tokens of a stored response open only with the caller's key and password, neither of
-    # which is stored: a database copy with the data keys does not yield live tokens.
-    return f"{cmd.idempotency_key}\0{cmd.password}"
+    # The tokens of a stored response open only with the caller's idempotency key, which is
+    # stored only as a keyed hash: a database copy with the data keys does not yield live
+    # tokens unless the key can be guessed (callers use random keys). The password stays out:
+    # a key derived from it by a fast HMAC would let such a copy test password guesses at HMAC
+    # speed instead of Argon2's; a replay's password is checked against the Argon2 hash.
+    return cmd.idempotency_key
 
 
 def _sealing_context(key_hash: str) -> str:
@@ -245,7 +248,7 @@ def _unsealed_session(
                 sealed, secret=_sealing_secret(cmd), context=_sealing_context(key_hash)
             )
         )
-    except ValueError:  # another password: check_password has refused it already
+    except ValueError:  # not sealed by this key (cannot happen for a stored row of its own)
         return None
     with svc.uow(readonly=True) as uow:
         record = uow.sessions.find_refresh(svc.cipher.token_hash(s["refresh_token"]))
