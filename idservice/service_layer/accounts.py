@@ -28,6 +28,7 @@ from idservice.service_layer.sessions import (
     check_password,
     get_account,
     start_session,
+    still_matching_hash,
 )
 from idservice.service_layer.validation import (
     Violations,
@@ -635,13 +636,22 @@ def change_password(
             raise _wrong_current_password() from None
         raise
     new_hash = svc.hasher.hash(new_password)
-    with svc.uow() as uow:
-        if account.password_hash is None or not uow.accounts.replace_password_hash(
-            account.id, expected=account.password_hash, new=new_hash, now=now
-        ):
-            # Another change won the race: the current password checked above is stale.
+    expected = account.password_hash
+    if expected is None:
+        raise _wrong_current_password()
+    while True:
+        with svc.uow() as uow:
+            if uow.accounts.replace_password_hash(
+                account.id, expected=expected, new=new_hash, now=now
+            ):
+                uow.sessions.revoke_others(
+                    account.id, keep=caller.session_id, now=now, reason="password_changed"
+                )
+                uow.commit()
+                return
+        # The hash changed after the check: a login's re-hash keeps the current password,
+        # another change does not (then this one lost the race).
+        current = still_matching_hash(svc, account.id, current_password, previous=expected)
+        if current is None:
             raise _wrong_current_password()
-        uow.sessions.revoke_others(
-            account.id, keep=caller.session_id, now=now, reason="password_changed"
-        )
-        uow.commit()
+        expected = current

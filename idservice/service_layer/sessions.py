@@ -137,16 +137,43 @@ def password_login(svc: Services, *, email: str, password: str) -> IssuedSession
             "the account waits for the legal guardian's consent",
         )
     new_hash = svc.hasher.hash(password) if outcome.needs_rehash else None
-    with svc.uow() as uow:
-        # The session opens only if the password checked is still the account's: a
-        # ChangePassword that committed meanwhile wins, and one that comes after revokes it.
-        if not uow.accounts.replace_password_hash(
-            account.id, expected=account.password_hash, new=new_hash, now=now
-        ):
+    expected = account.password_hash
+    while True:
+        with svc.uow() as uow:
+            # The session opens only if the password checked is still the account's: a
+            # ChangePassword that committed meanwhile wins, and one that comes after revokes it.
+            if uow.accounts.replace_password_hash(
+                account.id, expected=expected, new=new_hash, now=now
+            ):
+                issued = start_session(
+                    svc, uow, account, amr=(SignInMethod.PASSWORD.value,), now=now
+                )
+                uow.commit()
+                return issued
+        # The hash changed after the check. A concurrent login's re-hash keeps the password;
+        # a password change does not.
+        current = still_matching_hash(svc, account.id, password, previous=expected)
+        if current is None:
             raise invalid_credentials()
-        issued = start_session(svc, uow, account, amr=(SignInMethod.PASSWORD.value,), now=now)
-        uow.commit()
-    return issued
+        expected, new_hash = current, None
+
+
+def still_matching_hash(
+    svc: Services, account_id: str, password: str, *, previous: str
+) -> str | None:
+    """The account's hash if it changed from `previous` but `password` still matches it.
+
+    Only called after a lost compare-and-swap, so the extra Argon2 work is rare; it is part of
+    the attempt already counted, not a new one.
+    """
+    with svc.uow(readonly=True) as uow:
+        current = uow.accounts.get(account_id)
+    if current is None or current.password_hash in (None, previous):
+        return None
+    assert current.password_hash is not None
+    if not svc.hasher.verify(current.password_hash, password).ok:
+        return None
+    return current.password_hash
 
 
 def _counted_verify(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from idservice.adapters.hashing import Argon2Parameters
 from idservice.bootstrap import App, build_app
 from idservice.domain.errors import DomainError, Reason
 from idservice.service_layer import accounts, sessions
@@ -145,3 +146,39 @@ def test_a_profile_correction_writes_only_its_own_fields(race_app: App) -> None:
         before.birth_date,
     )
     assert isinstance(after.birth_date, date)
+
+
+def test_two_logins_that_both_rehash_both_succeed(tmp_path: Path, database_url: str) -> None:
+    email = "race-rehash@example.com"
+    settings = make_settings(tmp_path, database_url, require_identity_verification=False)
+    # The account's hash is made with other parameters than the ones in force at login.
+    old = PausingHasher(Argon2Parameters(time_cost=1, memory_cost=2048, parallelism=1))
+    first_app = build_app(settings, hasher=old)
+    try:
+        sign_up(first_app, email)
+    finally:
+        first_app.close()
+    hasher = PausingHasher()
+    app = build_app(settings, hasher=hasher)
+    try:
+        outcome: list[object] = []
+
+        def log_in() -> None:
+            try:
+                outcome.append(
+                    sessions.password_login(app.services, email=email, password=STRONG_PASSWORD)
+                )
+            except DomainError as error:
+                outcome.append(error.reason)
+
+        hasher.arm()
+        held = threading.Thread(target=log_in)
+        held.start()
+        assert hasher.reached.wait(WAIT_SECONDS)  # checked against the old hash, not yet used
+        log_in()  # re-hashes under the new parameters and commits
+        hasher.release()
+        held.join(WAIT_SECONDS)
+        assert len(outcome) == 2
+        assert all(isinstance(result, sessions.IssuedSession) for result in outcome), outcome
+    finally:
+        app.close()

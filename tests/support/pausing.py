@@ -22,9 +22,9 @@ class PausingHasher(PasswordHasher):
     case can commit in between. `reached` is set once the held call is waiting.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, parameters: Argon2Parameters | None = None) -> None:
         super().__init__(
-            Argon2Parameters(time_cost=1, memory_cost=1024, parallelism=1),
+            parameters or Argon2Parameters(time_cost=1, memory_cost=1024, parallelism=1),
             executor=BoundedExecutor(2, 8),
         )
         self._armed = False
