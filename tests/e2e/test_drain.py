@@ -132,8 +132,9 @@ def test_app_closes_after_handlers_even_when_the_grace_period_runs_out(
 def test_calls_beyond_the_concurrency_limit_get_server_busy_with_error_info(
     tmp_path: Path, hasher: PausingHasher
 ) -> None:
+    # One worker thread, busy with the held SignUp: the refusal must not queue behind it.
     settings = make_settings(
-        tmp_path, f"sqlite:///{tmp_path / 'idservice.db'}", max_concurrent_rpcs=1
+        tmp_path, f"sqlite:///{tmp_path / 'idservice.db'}", max_concurrent_rpcs=1, max_workers=1
     )
     app = build_app(settings, hasher=hasher)
     running = create_server(app, "127.0.0.1:0")

@@ -7,6 +7,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -29,6 +30,8 @@ Resp = TypeVar("Resp", bound=Message)
 Handler = Callable[[Any, Req, grpc.ServicerContext], Resp]
 
 BEARER_PREFIX = "bearer "
+# Threads that answer SERVER_BUSY (cheap, so a few keep up with any overload).
+REFUSAL_THREADS = 2
 # Every request of the API is small; a larger one is refused before any work.
 MAX_REQUEST_BYTES = 64 * 1024
 # Opaque identifiers and secrets are not personal input: a 13-digit millisecond timestamp used
@@ -142,6 +145,12 @@ class AdmissionGate(_ServerInterceptor):
         self._limit = limit
         self._outstanding = outstanding
         self.draining = False
+        # Refusals run on their own threads: queued behind the work that overloads the server
+        # they would not be immediate, and they must not count as outstanding work.
+        self._refusals = ThreadPoolExecutor(max_workers=REFUSAL_THREADS, thread_name_prefix="busy")
+
+    def close(self) -> None:
+        self._refusals.shutdown(wait=False, cancel_futures=True)
 
     def intercept_service(
         self,
@@ -159,6 +168,7 @@ class AdmissionGate(_ServerInterceptor):
             metrics.observe(method.rsplit("/", 1)[-1], "RESOURCE_EXHAUSTED", "SERVER_BUSY", 0.0)
             context.abort_with_status(to_status(server_busy()))
 
+        refuse.experimental_thread_pool = self._refusals  # type: ignore[attr-defined]
         return grpc.unary_unary_rpc_method_handler(refuse, request_deserializer=_raw)
 
 

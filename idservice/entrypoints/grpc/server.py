@@ -60,6 +60,8 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 # After the grace period grpc cancels the calls still running, but their handler threads go on
 # to the end of their current step; the app (database, hasher) closes only after them.
 HANDLER_SETTLE_SECONDS = 5.0
+# After the drain, the transport stops with at least this grace for answers being sent.
+FINAL_ANSWER_SECONDS = 0.5
 
 
 class TrackedExecutor(futures.ThreadPoolExecutor):
@@ -182,6 +184,8 @@ class RunningServer:
         self._stop_probe.set()
         self.server.stop(0).wait()
         self._join_dispatcher()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.gate.close()
 
     def stop(self, grace: float) -> None:
         """Drain: mark NOT_SERVING, refuse new calls, let in-flight calls finish, then close.
@@ -197,11 +201,13 @@ class RunningServer:
         self.set_serving(False)
         self._stop_probe.set()
         self.executor.wait_idle(deadline - time.monotonic())
-        self.server.stop(max(deadline - time.monotonic(), 0.0)).wait()
+        # A moment past the deadline still, for answers already on their way out.
+        self.server.stop(max(deadline - time.monotonic(), FINAL_ANSWER_SECONDS)).wait()
         if not self.executor.wait_idle(HANDLER_SETTLE_SECONDS):
             log.warning("closing with request handlers still running")
         self._join_dispatcher()
         self.executor.shutdown(wait=False)
+        self.gate.close()
         self.app.close()
 
 
