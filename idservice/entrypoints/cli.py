@@ -129,9 +129,11 @@ def cmd_dispatch(settings: Settings, args: argparse.Namespace) -> int:
     try:
         if args.once:
             delivered = failed = 0
+            tried: set[str] = set()  # each event once, even if its retry falls due meanwhile
             while True:
-                report = dispatch.dispatch_due(app.services, app.sink)
+                report = dispatch.dispatch_due(app.services, app.sink, skip=tried)
                 delivered, failed = delivered + report.delivered, failed + report.failed
+                tried |= report.tried
                 if report.delivered + report.failed < dispatch.BATCH:
                     break
             print(f"delivered: {delivered}")  # noqa: T201

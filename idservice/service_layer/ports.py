@@ -46,12 +46,12 @@ class IdempotentResult:
 
 @dataclass(frozen=True, slots=True)
 class PendingEvent:
-    """An outbox event due for delivery; `body` is its JSON document (decrypted)."""
+    """An outbox event due for delivery; `body` is its JSON document, None if undecryptable."""
 
     id: str
     type: str
     attempts: int
-    body: bytes
+    body: bytes | None
 
 
 class DeliveryFailed(Exception):

@@ -49,12 +49,13 @@ def _expire_guardian_consents(uow: SqlUnitOfWork, *, now: datetime) -> int:
     guardian's name, phone and consent code. The person may then sign up again.
     """
     destroyed = 0
-    for request_id, account_id in uow.guardian_consents.expired_pending(
-        now=now, limit=EXPIRED_CONSENTS_PER_RUN
-    ):
-        uow.outbox.delete_matching(
-            "guardian_consent.requested", key="consent_request_id", value=request_id
-        )
+    expired = uow.guardian_consents.expired_pending(now=now, limit=EXPIRED_CONSENTS_PER_RUN)
+    uow.outbox.delete_matching(
+        "guardian_consent.requested",
+        key="consent_request_id",
+        values={request_id for request_id, _ in expired},
+    )
+    for request_id, account_id in expired:
         if not uow.accounts.delete_pending(account_id):
             continue  # decided meanwhile: the account is no longer pending
         uow.outbox.add(

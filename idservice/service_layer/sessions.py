@@ -325,7 +325,7 @@ def _verified(svc: Services, access_token: str) -> tuple[Caller, AccessClaims]:
 
 
 def current_account(svc: Services, access_token: str) -> Account:
-    """GetAccount: the bearer's account, with its session checked in the same read."""
+    """GetAccount: the bearer's account, its session checked in the same unit of work."""
     now = svc.clock()
     claims = svc.tokens.verify(access_token, now=now)
     with svc.uow(readonly=True) as uow:

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import logging
+import socket
 import threading
 import uuid
 from collections import Counter
@@ -31,12 +32,21 @@ from idservice.v1 import common_pb2
 from tests.conftest import make_settings
 from tests.fakes.webhook import WebhookStandIn
 from tests.support.client import new_person
-from tests.support.server_process import free_loopback_port, run_idservice
+from tests.support.server_process import run_idservice
 from tests.support.serving import FakeClock, serving
 
 SECRET = "webhook-secret-for-tests"
 GUARDIAN_NAME = "정보호"
 GUARDIAN_PHONE = "+821024681357"
+
+
+@pytest.fixture
+def refusing_url() -> Iterator[str]:
+    """A loopback URL that refuses connections for the whole test: the port is bound (so no
+    other server can take it) but never listened on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as bound:
+        bound.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{bound.getsockname()[1]}/hook"
 
 
 @pytest.fixture
@@ -140,10 +150,11 @@ def test_a_failed_delivery_is_retried_with_backoff_until_accepted(
         app.close()
 
 
-def test_an_unreachable_webhook_is_a_failed_attempt_not_an_error(tmp_path: Path) -> None:
-    unreachable = f"http://127.0.0.1:{free_loopback_port()}/hook"
+def test_an_unreachable_webhook_is_a_failed_attempt_not_an_error(
+    tmp_path: Path, refusing_url: str
+) -> None:
     settings = make_settings(
-        tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", notify_webhook_url=unreachable
+        tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", notify_webhook_url=refusing_url
     )
     app = build_app(settings)
     try:
@@ -240,9 +251,7 @@ def test_delivered_events_are_deleted_a_day_later_and_undelivered_ones_kept(
     tmp_path: Path, database_url: str
 ) -> None:
     clock = FakeClock()
-    settings = make_settings(
-        tmp_path, database_url, notify_webhook_url=f"http://127.0.0.1:{free_loopback_port()}/x"
-    )
+    settings = make_settings(tmp_path, database_url)
     app = build_app(settings, clock=clock, sink=LogSink())
     try:
         delivered = add_event(app)
@@ -269,3 +278,59 @@ def test_serve_dispatches_unless_told_not_to(tmp_path: Path, in_serve: bool) -> 
         running.halt()
         app.close()
     assert not running.dispatching
+
+
+def test_a_dispatcher_whose_lease_ran_out_does_not_move_the_new_holders_lease(
+    tmp_path: Path, database_url: str
+) -> None:
+    clock = FakeClock()
+    app = build_app(make_settings(tmp_path, database_url), clock=clock, sink=LogSink())
+    try:
+        event_id = add_event(app)
+        with app.services.uow() as uow:
+            first_lease = clock() + dispatch.CLAIM_LEASE
+            assert uow.outbox.claim(event_id, now=clock(), until=first_lease) is not None
+            uow.commit()
+        clock.advance(dispatch.CLAIM_LEASE + timedelta(seconds=1))  # the first holder stalls
+        with app.services.uow() as uow:
+            second_lease = clock() + dispatch.CLAIM_LEASE
+            assert uow.outbox.claim(event_id, now=clock(), until=second_lease) is not None
+            # The first holder's failure comes late: it must not reschedule the event.
+            assert not uow.outbox.reschedule(
+                event_id, lease=first_lease, attempts=1, next_attempt_at=clock()
+            )
+            uow.commit()
+        o = tables.outbox.c
+        with app.engine.connect() as connection:
+            row = connection.execute(select(o.next_attempt_at, o.attempts)).one()
+        assert (row.next_attempt_at, row.attempts) == (second_lease, 0)
+    finally:
+        app.close()
+
+
+def test_an_event_that_cannot_be_decrypted_is_retried_without_blocking_the_rest(
+    tmp_path: Path, hook: WebhookStandIn
+) -> None:
+    database_url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    old_ring = KeyRing.generate("old").serialize()
+    app = build_app(make_settings(tmp_path, database_url, data_keys=old_ring))
+    try:
+        lost = add_event(app)  # under a key that is about to leave the ring
+    finally:
+        app.close()
+    app = build_app(
+        make_settings(
+            tmp_path,
+            database_url,
+            data_keys=KeyRing.generate("new").serialize(),
+            notify_webhook_url=hook.url,
+        )
+    )
+    try:
+        readable = add_event(app)
+        report = dispatch.dispatch_due(app.services, app.sink)
+        assert (report.delivered, report.failed) == (1, 1)
+        assert [d.headers["x-idservice-event-id"] for d in hook.received] == [readable]
+        assert outbox_rows(app)[lost] == (1, False)
+    finally:
+        app.close()

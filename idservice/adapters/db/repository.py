@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from idservice.adapters.crypto import FieldCipher
+from idservice.adapters.crypto import FieldCipher, FieldDecryptError
 from idservice.adapters.db import tables as t
 from idservice.domain.errors import DomainError, Reason
 from idservice.domain.identity import VerifiedPerson
@@ -675,24 +675,33 @@ class OutboxRepository:
         row = self._c.execute(
             select(o.type, o.attempts, o.payload_ct).where(o.id == event_id)
         ).one()
-        body = self._cipher.decrypt(row.payload_ct, context=f"outbox:{event_id}")
-        return PendingEvent(
-            id=event_id, type=row.type, attempts=row.attempts, body=body.encode("utf-8")
-        )
+        try:
+            body: bytes | None = self._cipher.decrypt(
+                row.payload_ct, context=f"outbox:{event_id}"
+            ).encode("utf-8")
+        except FieldDecryptError:
+            body = None  # e.g. its key left the ring: reported, retried, never blocking others
+        return PendingEvent(id=event_id, type=row.type, attempts=row.attempts, body=body)
 
     def mark_delivered(self, event_id: str, *, now: datetime) -> None:
+        o = t.outbox.c
         self._c.execute(
             update(t.outbox)
-            .where(t.outbox.c.id == event_id)
-            .values(delivered_at=now, attempts=t.outbox.c.attempts + 1)
+            .where(o.id == event_id, o.delivered_at.is_(None))
+            .values(delivered_at=now, attempts=o.attempts + 1)
         )
 
-    def reschedule(self, event_id: str, *, attempts: int, next_attempt_at: datetime) -> None:
-        self._c.execute(
+    def reschedule(
+        self, event_id: str, *, lease: datetime, attempts: int, next_attempt_at: datetime
+    ) -> bool:
+        """Set the next attempt, only while the caller's lease is still the event's."""
+        o = t.outbox.c
+        result = self._c.execute(
             update(t.outbox)
-            .where(t.outbox.c.id == event_id)
+            .where(o.id == event_id, o.delivered_at.is_(None), o.next_attempt_at == lease)
             .values(attempts=attempts, next_attempt_at=next_attempt_at)
         )
+        return bool(result.rowcount == 1)
 
     def purge_delivered(self, *, before: datetime) -> int:
         """Delete events delivered before `before` (their payloads may hold personal data)."""
@@ -701,18 +710,26 @@ class OutboxRepository:
             delete(t.outbox).where(o.delivered_at.is_not(None), o.delivered_at < before)
         ).rowcount
 
-    def delete_matching(self, event_type: str, *, key: str, value: str) -> int:
-        """Delete the events of `event_type` whose data has `key == value` (data destruction).
+    def delete_matching(self, event_type: str, *, key: str, values: set[str]) -> int:
+        """Delete the events of `event_type` whose data has `key` in `values` (destruction).
 
-        Payloads are encrypted, so each candidate is decrypted to be matched.
+        Payloads are encrypted, so each candidate is decrypted once to be matched; one that
+        cannot be decrypted is skipped (its key has left the ring: nobody can read it).
         """
+        if not values:
+            return 0
         o = t.outbox.c
-        deleted = 0
+        doomed = []
         for row in self._c.execute(select(o.id, o.payload_ct).where(o.type == event_type)):
-            body = json.loads(self._cipher.decrypt(row.payload_ct, context=f"outbox:{row.id}"))
-            if body.get("data", {}).get(key) == value:
-                deleted += self._c.execute(delete(t.outbox).where(o.id == row.id)).rowcount
-        return deleted
+            try:
+                plain = self._cipher.decrypt(row.payload_ct, context=f"outbox:{row.id}")
+            except FieldDecryptError:
+                continue
+            if json.loads(plain).get("data", {}).get(key) in values:
+                doomed.append(row.id)
+        if not doomed:
+            return 0
+        return self._c.execute(delete(t.outbox).where(o.id.in_(doomed))).rowcount
 
 
 def database_unavailable() -> DomainError:
