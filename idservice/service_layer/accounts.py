@@ -23,6 +23,7 @@ from idservice.service_layer import verification
 from idservice.service_layer.ports import UniqueViolation
 from idservice.service_layer.services import Services, new_id
 from idservice.service_layer.sessions import (
+    MAX_HASH_SWAP_TRIES,
     Caller,
     IssuedSession,
     check_password,
@@ -639,7 +640,7 @@ def change_password(
     expected = account.password_hash
     if expected is None:
         raise _wrong_current_password()
-    while True:
+    for _ in range(MAX_HASH_SWAP_TRIES):
         with svc.uow() as uow:
             if uow.accounts.replace_password_hash(
                 account.id, expected=expected, new=new_hash, now=now
@@ -655,3 +656,4 @@ def change_password(
         if current is None:
             raise _wrong_current_password()
         expected = current
+    raise _wrong_current_password()  # the hash keeps changing: another change is under way

@@ -138,7 +138,7 @@ def password_login(svc: Services, *, email: str, password: str) -> IssuedSession
         )
     new_hash = svc.hasher.hash(password) if outcome.needs_rehash else None
     expected = account.password_hash
-    while True:
+    for _ in range(MAX_HASH_SWAP_TRIES):
         with svc.uow() as uow:
             # The session opens only if the password checked is still the account's: a
             # ChangePassword that committed meanwhile wins, and one that comes after revokes it.
@@ -156,6 +156,12 @@ def password_login(svc: Services, *, email: str, password: str) -> IssuedSession
         if current is None:
             raise invalid_credentials()
         expected, new_hash = current, None
+    raise _too_many_at_once()  # the hash keeps changing under this login: retry shortly
+
+
+# A password check is re-done at most this often when the hash changed under it (a concurrent
+# re-hash); more would mean the hash keeps changing, and the caller should try again.
+MAX_HASH_SWAP_TRIES = 3
 
 
 def still_matching_hash(
