@@ -8,6 +8,7 @@ closes only after the handlers are done even when the grace period runs out.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from sqlalchemy import func, select
 
 from idservice.adapters.db.tables import accounts
@@ -168,3 +170,26 @@ def test_calls_beyond_the_concurrency_limit_get_server_busy_with_error_info(
     finally:
         running.halt()
         app.close()
+
+
+def test_an_open_reflection_stream_is_not_work_the_drain_waits_for(
+    running: RunningServer,
+) -> None:
+    requests: queue.Queue[reflection_pb2.ServerReflectionRequest | None] = queue.Queue()
+
+    def outgoing() -> Iterator[reflection_pb2.ServerReflectionRequest]:
+        while (request := requests.get()) is not None:
+            yield request
+
+    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        stream = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+            outgoing(), timeout=WAIT_SECONDS
+        )
+        requests.put(reflection_pb2.ServerReflectionRequest(list_services=""))
+        listed = next(stream)
+        assert "idservice.v1.AccountService" in {
+            s.name for s in listed.list_services_response.service
+        }
+        # The stream stays open, yet no API work is outstanding: a drain would not wait for it.
+        assert running.executor.outstanding() == 0
+        requests.put(None)

@@ -30,8 +30,9 @@ Resp = TypeVar("Resp", bound=Message)
 Handler = Callable[[Any, Req, grpc.ServicerContext], Resp]
 
 BEARER_PREFIX = "bearer "
-# Threads that answer SERVER_BUSY (cheap, so a few keep up with any overload).
-REFUSAL_THREADS = 2
+# Threads that answer SERVER_BUSY (cheap, so a few keep up with any overload) and serve
+# reflection.
+REFUSAL_THREADS = 4
 # Every request of the API is small; a larger one is refused before any work.
 MAX_REQUEST_BYTES = 64 * 1024
 # Opaque identifiers and secrets are not personal input: a 13-digit millisecond timestamp used
@@ -146,11 +147,32 @@ class AdmissionGate(_ServerInterceptor):
         self._outstanding = outstanding
         self.draining = False
         # Refusals run on their own threads: queued behind the work that overloads the server
-        # they would not be immediate, and they must not count as outstanding work.
+        # they would not be immediate, and they must not count as outstanding work. Reflection
+        # runs there too.
         self._refusals = ThreadPoolExecutor(max_workers=REFUSAL_THREADS, thread_name_prefix="busy")
 
     def close(self) -> None:
         self._refusals.shutdown(wait=False, cancel_futures=True)
+
+    def _on_side_threads(
+        self, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        for arity in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
+            behavior = getattr(handler, arity, None)
+            if behavior is None:
+                continue
+            if hasattr(behavior, "experimental_thread_pool"):
+                return handler  # it brought its own threads (the health service does)
+
+            def moved(*args: Any, _behavior: Callable[..., Any] = behavior) -> Any:
+                return _behavior(*args)
+
+            moved.experimental_thread_pool = self._refusals  # type: ignore[attr-defined]
+            replaced: grpc.RpcMethodHandler[Any, Any] = handler._replace(  # type: ignore[attr-defined]
+                **{arity: moved}
+            )
+            return replaced
+        return handler
 
     def intercept_service(
         self,
@@ -159,8 +181,12 @@ class AdmissionGate(_ServerInterceptor):
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = continuation(handler_call_details)
         method = getattr(handler_call_details, "method", "") or ""
-        if handler is None or not method.startswith(self._prefixes):
-            return handler
+        if handler is None:
+            return None
+        if not method.startswith(self._prefixes):
+            # Reflection (and anything else not of the API) runs on the side threads: an open
+            # reflection stream is not work the drain should wait for.
+            return self._on_side_threads(handler)
         if not self.draining and self._outstanding() < self._limit:
             return handler
 
