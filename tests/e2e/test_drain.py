@@ -193,3 +193,33 @@ def test_an_open_reflection_stream_is_not_work_the_drain_waits_for(
         # The stream stays open, yet no API work is outstanding: a drain would not wait for it.
         assert running.executor.outstanding() == 0
         requests.put(None)
+
+
+def test_refusals_do_not_wait_for_clients_that_send_no_message(running: RunningServer) -> None:
+    running.gate.draining = True  # as during stop(): every API call is refused
+    hold = threading.Event()
+
+    def nothing() -> Iterator[bytes]:
+        hold.wait(WAIT_SECONDS)
+        yield from ()
+
+    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        raw = channel.stream_unary(
+            "/idservice.v1.AuthService/GetJwks",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        # More stalled callers (headers sent, no message) than there are refusal threads.
+        stalled = [raw.future(nothing(), timeout=WAIT_SECONDS) for _ in range(8)]
+        try:
+            busy = failure_of(
+                lambda: Client(channel).auth.IntrospectToken(
+                    auth_pb2.IntrospectTokenRequest(access_token="x"), timeout=WAIT_SECONDS
+                )
+            )
+            assert (busy.code, busy.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "SERVER_BUSY")
+        finally:
+            hold.set()
+        for call in stalled:
+            with pytest.raises(grpc.RpcError):
+                call.result()

@@ -138,8 +138,9 @@ class SqlUnitOfWorkFactory:
 
     def __init__(self, engine: Engine, cipher: FieldCipher) -> None:
         self.engine = engine
-        # Read-only work begins a plain (deferred) transaction on SQLite: readers never queue
-        # behind the write lock.
+        # Read-only work runs in autocommit on SQLite: readers never queue behind the write
+        # lock, and each statement sees one consistent snapshot, though two statements of one
+        # read may see different ones (nothing read-only depends on more; writes re-check).
         self._readonly_engine = engine.execution_options(readonly=True)
         self._cipher = cipher
         # SQLite has one writer at a time; queueing this process's writers on a lock is fairer

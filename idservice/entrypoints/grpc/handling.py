@@ -30,9 +30,11 @@ Resp = TypeVar("Resp", bound=Message)
 Handler = Callable[[Any, Req, grpc.ServicerContext], Resp]
 
 BEARER_PREFIX = "bearer "
-# Threads that answer SERVER_BUSY (cheap, so a few keep up with any overload) and serve
-# reflection.
-REFUSAL_THREADS = 4
+# Threads that answer SERVER_BUSY (cheap and never waiting on the client, so a few keep up
+# with any overload), and threads for reflection (off the API's pool, so an open reflection
+# stream is not work the drain waits for).
+REFUSAL_THREADS = 2
+SIDE_THREADS = 4
 # Every request of the API is small; a larger one is refused before any work.
 MAX_REQUEST_BYTES = 64 * 1024
 # Opaque identifiers and secrets are not personal input: a 13-digit millisecond timestamp used
@@ -147,12 +149,13 @@ class AdmissionGate(_ServerInterceptor):
         self._outstanding = outstanding
         self.draining = False
         # Refusals run on their own threads: queued behind the work that overloads the server
-        # they would not be immediate, and they must not count as outstanding work. Reflection
-        # runs there too.
+        # they would not be immediate, and they must not count as outstanding work.
         self._refusals = ThreadPoolExecutor(max_workers=REFUSAL_THREADS, thread_name_prefix="busy")
+        self._side = ThreadPoolExecutor(max_workers=SIDE_THREADS, thread_name_prefix="side")
 
     def close(self) -> None:
         self._refusals.shutdown(wait=False, cancel_futures=True)
+        self._side.shutdown(wait=False, cancel_futures=True)
 
     def _on_side_threads(
         self, handler: grpc.RpcMethodHandler[Any, Any]
@@ -167,7 +170,7 @@ class AdmissionGate(_ServerInterceptor):
             def moved(*args: Any, _behavior: Callable[..., Any] = behavior) -> Any:
                 return _behavior(*args)
 
-            moved.experimental_thread_pool = self._refusals  # type: ignore[attr-defined]
+            moved.experimental_thread_pool = self._side  # type: ignore[attr-defined]
             replaced: grpc.RpcMethodHandler[Any, Any] = handler._replace(  # type: ignore[attr-defined]
                 **{arity: moved}
             )
@@ -190,12 +193,14 @@ class AdmissionGate(_ServerInterceptor):
         if not self.draining and self._outstanding() < self._limit:
             return handler
 
-        def refuse(_request: object, context: grpc.ServicerContext) -> None:
+        def refuse(_requests: object, context: grpc.ServicerContext) -> None:
             metrics.observe(method.rsplit("/", 1)[-1], "RESOURCE_EXHAUSTED", "SERVER_BUSY", 0.0)
             context.abort_with_status(to_status(server_busy()))
 
         refuse.experimental_thread_pool = self._refusals  # type: ignore[attr-defined]
-        return grpc.unary_unary_rpc_method_handler(refuse, request_deserializer=_raw)
+        # Stream-unary, so the answer goes out without waiting for the request message: a
+        # client that sends headers and nothing else cannot hold a refusal thread.
+        return grpc.stream_unary_rpc_method_handler(refuse, request_deserializer=_raw)
 
 
 def _raw(data: bytes) -> bytes:
