@@ -30,6 +30,7 @@ from idservice.service_layer.sessions import (
     get_account,
     start_session,
     still_matching_hash,
+    too_many_at_once,
 )
 from idservice.service_layer.validation import (
     Violations,
@@ -640,7 +641,7 @@ def change_password(
     expected = account.password_hash
     if expected is None:
         raise _wrong_current_password()
-    for _ in range(MAX_HASH_SWAP_TRIES):
+    for tries_left in reversed(range(MAX_HASH_SWAP_TRIES)):
         with svc.uow() as uow:
             if uow.accounts.replace_password_hash(
                 account.id, expected=expected, new=new_hash, now=now
@@ -650,10 +651,13 @@ def change_password(
                 )
                 uow.commit()
                 return
+        if not tries_left:
+            break
         # The hash changed after the check: a login's re-hash keeps the current password,
         # another change does not (then this one lost the race).
         current = still_matching_hash(svc, account.id, current_password, previous=expected)
         if current is None:
             raise _wrong_current_password()
         expected = current
-    raise _wrong_current_password()  # the hash keeps changing: another change is under way
+    # The password was right each time, but the hash keeps changing: retry shortly.
+    raise too_many_at_once()

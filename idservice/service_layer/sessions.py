@@ -138,7 +138,7 @@ def password_login(svc: Services, *, email: str, password: str) -> IssuedSession
         )
     new_hash = svc.hasher.hash(password) if outcome.needs_rehash else None
     expected = account.password_hash
-    for _ in range(MAX_HASH_SWAP_TRIES):
+    for tries_left in reversed(range(MAX_HASH_SWAP_TRIES)):
         with svc.uow() as uow:
             # The session opens only if the password checked is still the account's: a
             # ChangePassword that committed meanwhile wins, and one that comes after revokes it.
@@ -150,16 +150,18 @@ def password_login(svc: Services, *, email: str, password: str) -> IssuedSession
                 )
                 uow.commit()
                 return issued
+        if not tries_left:
+            break
         # The hash changed after the check. A concurrent login's re-hash keeps the password;
         # a password change does not.
         current = still_matching_hash(svc, account.id, password, previous=expected)
         if current is None:
             raise invalid_credentials()
         expected, new_hash = current, None
-    raise _too_many_at_once()  # the hash keeps changing under this login: retry shortly
+    raise too_many_at_once()  # the hash keeps changing under this login: retry shortly
 
 
-# A password check is re-done at most this often when the hash changed under it (a concurrent
+# A write is tried at most this often when the hash changed under the password check (a concurrent
 # re-hash); more would mean the hash keeps changing, and the caller should try again.
 MAX_HASH_SWAP_TRIES = 3
 
@@ -224,11 +226,11 @@ def _admit(svc: Services, account_id: str, *, known: bool, now: datetime) -> Non
         if gate.locked_until is not None:
             raise _locked(gate.locked_until)
         if time.monotonic() >= give_up_at:
-            raise _too_many_at_once()
+            raise too_many_at_once()
         time.sleep(ADMISSION_POLL_SECONDS)
 
 
-def _too_many_at_once() -> DomainError:
+def too_many_at_once() -> DomainError:
     return DomainError(
         Reason.RATE_LIMITED,
         "too many password attempts at once for this account; retry shortly",
