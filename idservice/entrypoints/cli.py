@@ -128,16 +128,9 @@ def cmd_dispatch(settings: Settings, args: argparse.Namespace) -> int:
     app = build_app(settings)
     try:
         if args.once:
-            delivered = failed = 0
-            tried: set[str] = set()  # each event once, even if its retry falls due meanwhile
-            while True:
-                report = dispatch.dispatch_due(app.services, app.sink, skip=tried)
-                delivered, failed = delivered + report.delivered, failed + report.failed
-                tried |= report.tried
-                if report.delivered + report.failed < dispatch.BATCH:
-                    break
-            print(f"delivered: {delivered}")  # noqa: T201
-            print(f"failed: {failed}")  # noqa: T201
+            report = dispatch.dispatch_all_due(app.services, app.sink)
+            print(f"delivered: {report.delivered}")  # noqa: T201
+            print(f"failed: {report.failed}")  # noqa: T201
             return 0
         stop = threading.Event()
 

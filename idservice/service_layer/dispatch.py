@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Container
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -33,8 +33,10 @@ BATCH = 100
 class DispatchReport:
     delivered: int = 0
     failed: int = 0
-    # The events this call tried, delivered or not.
-    tried: frozenset[str] = field(default=frozenset(), compare=False)
+    # How many due events the call looked at, and the last one's (created_at, id): the cursor
+    # for a next page (see `idservice dispatch --once`).
+    seen: int = field(default=0, compare=False)
+    last: tuple[datetime, str] | None = field(default=None, compare=False)
 
 
 def retry_delay(attempts: int, *, jitter: float = 1.0) -> timedelta:
@@ -54,18 +56,15 @@ def dispatch_due(
     *,
     limit: int = BATCH,
     should_stop: Callable[[], bool] = _never,
-    skip: Container[str] = (),
+    after: tuple[datetime, str] | None = None,
 ) -> DispatchReport:
-    """Send the events due now (at most `limit`, none in `skip`); returns what went out."""
+    """Send the events due now, oldest first (at most `limit`, only those past `after`)."""
     with svc.uow(readonly=True) as uow:
-        due = uow.outbox.due(now=svc.clock(), limit=limit)
+        due = uow.outbox.due(now=svc.clock(), limit=limit, after=after)
     delivered = failed = 0
-    tried: set[str] = set()
-    for event_id, _type, _attempts in due:
+    for event_id, _created_at in due:
         if should_stop():
             break
-        if event_id in skip:
-            continue
         # The lease runs from the claim, not from the start of the batch, so a slow batch
         # never hands out leases that have already ended.
         claimed_at = svc.clock()
@@ -75,7 +74,6 @@ def dispatch_due(
             uow.commit()
         if event is None:
             continue  # another dispatcher has it
-        tried.add(event.id)
         try:
             if event.body is None:
                 raise DeliveryFailed("the payload cannot be decrypted (is its key in the ring?)")
@@ -88,7 +86,8 @@ def dispatch_due(
             uow.outbox.mark_delivered(event.id, now=svc.clock())
             uow.commit()
         delivered += 1
-    return DispatchReport(delivered=delivered, failed=failed, tried=frozenset(tried))
+    last = (due[-1][1], due[-1][0]) if due else None
+    return DispatchReport(delivered=delivered, failed=failed, seen=len(due), last=last)
 
 
 def _retry_later(
@@ -110,3 +109,23 @@ def _retry_later(
         why,
         delay.total_seconds() if kept else CLAIM_LEASE.total_seconds(),
     )
+
+
+def dispatch_all_due(svc: Services, sink: EventSink) -> DispatchReport:
+    """Try every event due now exactly once, page by page (`idservice dispatch --once`).
+
+    Pages follow (created_at, id), so an event that fails and falls due again while later pages
+    are sent is not tried a second time, and none is skipped.
+    """
+    delivered = failed = seen = 0
+    after = None
+    while True:
+        report = dispatch_due(svc, sink, after=after)
+        delivered, failed, seen = (
+            delivered + report.delivered,
+            failed + report.failed,
+            seen + report.seen,
+        )
+        if report.seen < BATCH or report.last is None:
+            return DispatchReport(delivered=delivered, failed=failed, seen=seen)
+        after = report.last

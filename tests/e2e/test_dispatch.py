@@ -28,6 +28,7 @@ from idservice.bootstrap import App, build_app
 from idservice.domain.model import OutboxEvent
 from idservice.entrypoints.grpc.server import create_server
 from idservice.service_layer import dispatch, retention
+from idservice.service_layer.ports import DeliveryFailed, EventSink
 from idservice.v1 import common_pb2
 from tests.conftest import make_settings
 from tests.fakes.webhook import WebhookStandIn
@@ -332,5 +333,38 @@ def test_an_event_that_cannot_be_decrypted_is_retried_without_blocking_the_rest(
         assert (report.delivered, report.failed) == (1, 1)
         assert [d.headers["x-idservice-event-id"] for d in hook.received] == [readable]
         assert outbox_rows(app)[lost] == (1, False)
+    finally:
+        app.close()
+
+
+class SlowFailingSink(EventSink):
+    """Every delivery fails after a while (the clock moves on), like a webhook that is down."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.tried: list[str] = []
+
+    def deliver(self, *, event_id: str, event_type: str, body: bytes) -> None:
+        self.tried.append(event_id)
+        self.clock.advance(timedelta(seconds=1))
+        raise DeliveryFailed("webhook answered HTTP 503")
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def test_dispatching_everything_due_once_tries_each_event_exactly_once(tmp_path: Path) -> None:
+    clock = FakeClock()
+    sink = SlowFailingSink(clock)
+    app = build_app(
+        make_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}"), clock=clock, sink=sink
+    )
+    try:
+        ids = [add_event(app) for _ in range(dispatch.BATCH + 50)]
+        clock.advance(timedelta(seconds=1))
+        # Each page takes long enough for the first failures to fall due again meanwhile.
+        report = dispatch.dispatch_all_due(app.services, app.sink)
+        assert (report.delivered, report.failed) == (0, len(ids))
+        assert sorted(sink.tried) == sorted(ids)
     finally:
         app.close()

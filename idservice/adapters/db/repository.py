@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, case, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from idservice.adapters.crypto import FieldCipher, FieldDecryptError
@@ -647,16 +647,19 @@ class OutboxRepository:
             )
         )
 
-    def due(self, *, now: datetime, limit: int) -> list[tuple[str, str, int]]:
-        """(id, type, attempts) of undelivered events due by `now`, oldest first."""
+    def due(
+        self, *, now: datetime, limit: int, after: tuple[datetime, str] | None = None
+    ) -> list[tuple[str, datetime]]:
+        """(id, created_at) of undelivered events due by `now`, oldest first.
+
+        With `after` (a previous page's last (created_at, id)), only the events after it.
+        """
         o = t.outbox.c
-        rows = self._c.execute(
-            select(o.id, o.type, o.attempts)
-            .where(o.delivered_at.is_(None), o.next_attempt_at <= now)
-            .order_by(o.created_at, o.id)
-            .limit(limit)
-        ).all()
-        return [(row.id, row.type, row.attempts) for row in rows]
+        query = select(o.id, o.created_at).where(o.delivered_at.is_(None), o.next_attempt_at <= now)
+        if after is not None:
+            query = query.where(tuple_(o.created_at, o.id) > tuple_(*after))
+        rows = self._c.execute(query.order_by(o.created_at, o.id).limit(limit)).all()
+        return [(row.id, row.created_at) for row in rows]
 
     def claim(self, event_id: str, *, now: datetime, until: datetime) -> PendingEvent | None:
         """Take a due event for delivery until `until` (a lease); None if another took it.
