@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable
 
@@ -46,7 +48,13 @@ def signature(secret: str, body: bytes, timestamp: int) -> str:
 
 
 class WebhookSink(EventSink):
-    """POSTs each event to the webhook, signed when a secret is configured."""
+    """POSTs each event to the webhook, signed when a secret is configured.
+
+    A call has `timeout` seconds in all: httpx's timeouts bound each network step, not the
+    whole exchange, so the POST runs on its own thread and a receiver that trickles its answer
+    is given up on (and its connection closed) when the time is up. The response body is never
+    read.
+    """
 
     def __init__(
         self,
@@ -59,8 +67,13 @@ class WebhookSink(EventSink):
         self._url = url
         self._secret = secret
         self._clock = clock
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._client = self._new_client()
+
+    def _new_client(self) -> httpx.Client:
         # Redirects are not followed: a signed event goes only where it was configured to go.
-        self._client = httpx.Client(timeout=timeout, follow_redirects=False)
+        return httpx.Client(timeout=self._timeout / 2, follow_redirects=False)
 
     def __repr__(self) -> str:
         return "WebhookSink()"  # the URL may carry a token in its query
@@ -73,12 +86,37 @@ class WebhookSink(EventSink):
         }
         if self._secret:
             headers[SIGNATURE_HEADER] = signature(self._secret, body, int(self._clock()))
+        with self._lock:
+            client = self._client
+        answers: queue.Queue[int | BaseException] = queue.Queue(maxsize=1)
+
+        def post() -> None:
+            try:
+                with client.stream("POST", self._url, content=body, headers=headers) as response:
+                    answers.put(response.status_code)
+            except BaseException as exc:  # handed to the waiting thread
+                answers.put(exc)
+
+        threading.Thread(target=post, name="webhook", daemon=True).start()
         try:
-            response = self._client.post(self._url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            raise DeliveryFailed(f"webhook unreachable ({type(exc).__name__})") from None
-        if not response.is_success:
-            raise DeliveryFailed(f"webhook answered HTTP {response.status_code}")
+            answer = answers.get(timeout=self._timeout)
+        except queue.Empty:
+            self._abandon(client)
+            raise DeliveryFailed(f"webhook took longer than {self._timeout:g} s") from None
+        if isinstance(answer, httpx.HTTPError):
+            raise DeliveryFailed(f"webhook unreachable ({type(answer).__name__})")
+        if isinstance(answer, BaseException):
+            raise DeliveryFailed(f"webhook call failed ({type(answer).__name__})")
+        if not 200 <= answer < 300:
+            raise DeliveryFailed(f"webhook answered HTTP {answer}")
+
+    def _abandon(self, client: httpx.Client) -> None:
+        """Close `client` (ending the stuck call's connection) and use a fresh one."""
+        with self._lock:
+            if self._client is client:
+                self._client = self._new_client()
+        client.close()
 
     def close(self) -> None:
-        self._client.close()
+        with self._lock:
+            self._client.close()

@@ -20,8 +20,8 @@ from idservice.service_layer.services import Services
 
 log = logging.getLogger(__name__)
 
-# How long a claimed event is left to its dispatcher before another may send it again; well
-# beyond a webhook call's worst case (10 s for each of connect, write, read and pool).
+# How long a claimed event is left to its dispatcher before another may send it again; far
+# beyond a webhook call, which is given up on after 10 s in all.
 CLAIM_LEASE = timedelta(minutes=5)
 # Retry delays double from the first to the cap: 5 s, 10 s, 20 s, ... 1 h, then hourly.
 FIRST_RETRY = timedelta(seconds=5)

@@ -175,9 +175,10 @@ class RunningServer:
             if report is None or report.delivered + report.failed < dispatch.BATCH:
                 self._stop_probe.wait(DISPATCH_POLL_SECONDS)
 
-    def _join_dispatcher(self) -> None:
+    def _join_dispatcher(self, timeout: float = WEBHOOK_TIMEOUT_SECONDS) -> None:
+        # Told to stop when the drain began, it finishes at most its current webhook call.
         if self._dispatcher is not None:
-            self._dispatcher.join(HANDLER_SETTLE_SECONDS + WEBHOOK_TIMEOUT_SECONDS)
+            self._dispatcher.join(max(timeout, 0.1))
 
     def halt(self) -> None:
         """Stop at once without closing the app (the owner closes it)."""
@@ -203,9 +204,10 @@ class RunningServer:
         self.executor.wait_idle(deadline - time.monotonic())
         # A moment past the deadline still, for answers already on their way out.
         self.server.stop(max(deadline - time.monotonic(), FINAL_ANSWER_SECONDS)).wait()
+        settled_by = time.monotonic() + HANDLER_SETTLE_SECONDS
         if not self.executor.wait_idle(HANDLER_SETTLE_SECONDS):
             log.warning("closing with request handlers still running")
-        self._join_dispatcher()
+        self._join_dispatcher(settled_by - time.monotonic())
         self.executor.shutdown(wait=False)
         self.gate.close()
         self.app.close()
