@@ -21,7 +21,7 @@ from sqlalchemy import text
 from idservice.adapters.notify import WEBHOOK_TIMEOUT_SECONDS
 from idservice.bootstrap import App
 from idservice.config import ConfigError, Settings
-from idservice.entrypoints.grpc.handling import AdmissionGate, TolerantDecoding
+from idservice.entrypoints.grpc.handling import ApiGate
 from idservice.entrypoints.grpc.servicers import (
     AccountServicer,
     AuthServicer,
@@ -112,7 +112,7 @@ class RunningServer:
     health: health.HealthServicer
     app: App
     executor: TrackedExecutor
-    gate: AdmissionGate
+    gate: ApiGate
     _stop_probe: threading.Event = field(default_factory=threading.Event)
     _draining: bool = False
     _dispatcher: threading.Thread | None = None
@@ -262,15 +262,13 @@ def create_server(app: App, address: str | None = None) -> RunningServer:
     settings = app.settings
     executor = TrackedExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc")
     prefixes = tuple(f"/{name}/" for name in SERVICE_NAMES)
-    gate = AdmissionGate(
-        prefixes, limit=settings.max_concurrent_rpcs, outstanding=executor.outstanding
-    )
+    gate = ApiGate(prefixes, limit=settings.max_concurrent_rpcs, outstanding=executor.outstanding)
     server = grpc.server(
         executor,
         # The gate answers SERVER_BUSY first; grpc's own limit (a bare RESOURCE_EXHAUSTED) is a
         # backstop for the calls the gate does not see (health, reflection).
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs * 2,
-        interceptors=[gate, TolerantDecoding(prefixes)],
+        interceptors=[gate],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
