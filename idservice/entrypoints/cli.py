@@ -37,6 +37,19 @@ def _settings() -> Settings:
     return Settings.from_env()
 
 
+def _stop_on_signals(doing: str) -> threading.Event:
+    """An event set by SIGTERM or SIGINT (logged as "received SIGTERM: <doing>")."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s: %s", signal.Signals(signum).name, doing)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return stop
+
+
 def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
     from idservice.bootstrap import build_app
     from idservice.entrypoints.grpc.server import create_server
@@ -65,14 +78,7 @@ def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
         settings.env,
         settings.identity_provider,
     )
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s: draining", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = _stop_on_signals("draining")
     stop.wait()
     running.stop(settings.shutdown_grace.total_seconds())
     log.info("stopped")
@@ -132,33 +138,15 @@ def cmd_dispatch(settings: Settings, args: argparse.Namespace) -> int:
             print(f"delivered: {report.delivered}")  # noqa: T201
             print(f"failed: {report.failed}")  # noqa: T201
             return 0
-        stop = threading.Event()
-
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            log.info("received %s: stopping", signal.Signals(signum).name)
-            stop.set()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        stop = _stop_on_signals("stopping")
         target = "the webhook" if settings.notify_webhook_url else "the log"
         log.info("dispatching outbox events to %s", target)
-        while not stop.is_set():
-            sent = 0
-            try:
-                report = dispatch.dispatch_due(app.services, app.sink, should_stop=stop.is_set)
-                sent = report.delivered + report.failed
-            except Exception as exc:  # e.g. the database is down: try again shortly
-                log.warning("outbox dispatch failed: %s", type(exc).__name__)
-            if sent < dispatch.BATCH:
-                stop.wait(DISPATCH_POLL_SECONDS)
+        dispatch.run_until(app.services, app.sink, stop)
         log.info("stopped")
         return 0
     finally:
         app.close()
 
-
-# How long `dispatch` sleeps when nothing is due.
-DISPATCH_POLL_SECONDS = 1.0
 
 COMMANDS = {
     "serve": cmd_serve,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,6 +28,8 @@ CLAIM_LEASE = timedelta(minutes=5)
 FIRST_RETRY = timedelta(seconds=5)
 MAX_RETRY = timedelta(hours=1)
 BATCH = 100
+# How long a running dispatcher sleeps when nothing is due.
+POLL_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,3 +132,20 @@ def dispatch_all_due(svc: Services, sink: EventSink) -> DispatchReport:
         if report.seen < BATCH or report.last is None:
             return DispatchReport(delivered=delivered, failed=failed, seen=seen)
         after = report.last
+
+
+def run_until(svc: Services, sink: EventSink, stop: threading.Event) -> None:
+    """Deliver events as they fall due until `stop` is set (serve's thread, `dispatch`).
+
+    A failure of the round itself (the database is down) is logged by type and retried on the
+    next poll.
+    """
+    while not stop.is_set():
+        sent = 0
+        try:
+            report = dispatch_due(svc, sink, should_stop=stop.is_set)
+            sent = report.delivered + report.failed
+        except Exception as exc:
+            log.warning("outbox dispatch failed: %s", type(exc).__name__)
+        if sent < BATCH:
+            stop.wait(POLL_SECONDS)

@@ -325,11 +325,15 @@ def _verified(svc: Services, access_token: str) -> tuple[Caller, AccessClaims]:
     now = svc.clock()
     claims = svc.tokens.verify(access_token, now=now)
     with svc.uow(readonly=True) as uow:
-        session = uow.sessions.get(claims.session_id)
-    if session is None or session.account_id != claims.account_id or not session.is_active(now):
-        raise DomainError(Reason.TOKEN_INVALID, "the session has ended")
+        _check_live(uow.sessions.get(claims.session_id), claims, now=now)
     caller = Caller(account_id=claims.account_id, session_id=claims.session_id, amr=claims.amr)
     return caller, claims
+
+
+def _check_live(session: Session | None, claims: AccessClaims, *, now: datetime) -> None:
+    """The token's session must still be the account's and active (Logout, reuse, password)."""
+    if session is None or session.account_id != claims.account_id or not session.is_active(now):
+        raise DomainError(Reason.TOKEN_INVALID, "the session has ended")
 
 
 def current_account(svc: Services, access_token: str) -> Account:
@@ -337,9 +341,7 @@ def current_account(svc: Services, access_token: str) -> Account:
     now = svc.clock()
     claims = svc.tokens.verify(access_token, now=now)
     with svc.uow(readonly=True) as uow:
-        session = uow.sessions.get(claims.session_id)
-        if session is None or session.account_id != claims.account_id or not session.is_active(now):
-            raise DomainError(Reason.TOKEN_INVALID, "the session has ended")
+        _check_live(uow.sessions.get(claims.session_id), claims, now=now)
         account = uow.accounts.get(claims.account_id)
     if account is None:
         raise DomainError(Reason.TOKEN_INVALID, "the account no longer exists")

@@ -48,8 +48,6 @@ SERVICE_NAMES = (
     auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
     guardian_consent_pb2.DESCRIPTOR.services_by_name["GuardianConsentService"].full_name,
 )
-# How long the in-process dispatcher sleeps when nothing is due.
-DISPATCH_POLL_SECONDS = 1.0
 # How often the health service re-checks the database.
 DATABASE_PROBE_SECONDS = 2.0
 # The transport refuses larger messages before parsing (RESOURCE_EXHAUSTED without details);
@@ -164,16 +162,7 @@ class RunningServer:
         self._dispatcher.start()
 
     def dispatch_forever(self) -> None:
-        while not self._stop_probe.is_set():
-            report = None
-            try:
-                report = dispatch.dispatch_due(
-                    self.app.services, self.app.sink, should_stop=self._stop_probe.is_set
-                )
-            except Exception as exc:
-                log.warning("outbox dispatch failed: %s", type(exc).__name__)
-            if report is None or report.delivered + report.failed < dispatch.BATCH:
-                self._stop_probe.wait(DISPATCH_POLL_SECONDS)
+        dispatch.run_until(self.app.services, self.app.sink, self._stop_probe)
 
     def _join_dispatcher(self, timeout: float = WEBHOOK_TIMEOUT_SECONDS) -> None:
         # Told to stop when the drain began, it finishes at most its current webhook call.
