@@ -24,7 +24,7 @@ from idservice.bootstrap import App, build_app
 from idservice.entrypoints.grpc.server import RunningServer, create_server
 from idservice.v1 import auth_pb2, common_pb2
 from tests.conftest import make_settings
-from tests.support.client import Client, failure_of, new_person
+from tests.support.client import Client, RpcFailure, failure_of, new_person
 from tests.support.pausing import PausingHasher
 
 WAIT_SECONDS = 30.0
@@ -52,6 +52,16 @@ def running(draining_app: App) -> Iterator[RunningServer]:
         yield server
     finally:
         server.halt()
+
+
+def assert_server_busy(failure: RpcFailure) -> None:
+    """The contract's overload answer: RESOURCE_EXHAUSTED SERVER_BUSY with a retry delay."""
+    assert (failure.code, failure.reason, failure.domain) == (
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "SERVER_BUSY",
+        "idservice.v1",
+    )
+    assert failure.retry_seconds is not None and failure.retry_seconds > 0
 
 
 def account_count(app: App) -> int:
@@ -86,12 +96,7 @@ def test_calls_during_the_drain_are_busy_while_the_call_in_flight_finishes(
                 auth_pb2.IntrospectTokenRequest(access_token="x"), timeout=WAIT_SECONDS
             )
         )
-        assert (busy.code, busy.reason, busy.domain) == (
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            "SERVER_BUSY",
-            "idservice.v1",
-        )
-        assert busy.retry_seconds is not None and busy.retry_seconds > 0
+        assert_server_busy(busy)
         assert stopper.is_alive()  # still waiting for the SignUp
 
         hasher.release()
@@ -152,12 +157,7 @@ def test_calls_beyond_the_concurrency_limit_get_server_busy_with_error_info(
                     auth_pb2.IntrospectTokenRequest(access_token="x"), timeout=WAIT_SECONDS
                 )
             )
-            assert (busy.code, busy.reason, busy.domain) == (
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                "SERVER_BUSY",
-                "idservice.v1",
-            )
-            assert busy.retry_seconds is not None and busy.retry_seconds > 0
+            assert_server_busy(busy)
             hasher.release()
             assert signup.result(timeout=WAIT_SECONDS).account.id
             # The place is free again once the SignUp's handler has returned (the answer can
@@ -217,7 +217,7 @@ def test_refusals_do_not_wait_for_clients_that_send_no_message(running: RunningS
                     auth_pb2.IntrospectTokenRequest(access_token="x"), timeout=WAIT_SECONDS
                 )
             )
-            assert (busy.code, busy.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "SERVER_BUSY")
+            assert_server_busy(busy)
         finally:
             hold.set()
         for call in stalled:

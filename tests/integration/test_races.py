@@ -60,6 +60,14 @@ def sign_up(app: App, email: str) -> sessions.IssuedSession:
     return result.session
 
 
+def login_outcome(app: App, email: str) -> sessions.IssuedSession | Reason:
+    """The session of a password login, or the reason it was refused."""
+    try:
+        return sessions.password_login(app.services, email=email, password=STRONG_PASSWORD)
+    except DomainError as error:
+        return error.reason
+
+
 def caller_of(app: App, issued: sessions.IssuedSession) -> sessions.Caller:
     return sessions.authenticate(app.services, issued.access_token)
 
@@ -72,12 +80,7 @@ def test_login_checked_before_a_password_change_gets_no_session(
     outcome: list[object] = []
 
     def log_in() -> None:
-        try:
-            outcome.append(
-                sessions.password_login(race_app.services, email=email, password=STRONG_PASSWORD)
-            )
-        except DomainError as error:
-            outcome.append(error.reason)
+        outcome.append(login_outcome(race_app, email))
 
     hasher.arm()
     login = threading.Thread(target=log_in)
@@ -164,12 +167,7 @@ def test_two_logins_that_both_rehash_both_succeed(tmp_path: Path, database_url: 
         outcome: list[object] = []
 
         def log_in() -> None:
-            try:
-                outcome.append(
-                    sessions.password_login(app.services, email=email, password=STRONG_PASSWORD)
-                )
-            except DomainError as error:
-                outcome.append(error.reason)
+            outcome.append(login_outcome(app, email))
 
         hasher.arm()
         held = threading.Thread(target=log_in)
