@@ -1,4 +1,8 @@
-"""The one composition root: build_app(settings, **overrides) wires adapters into Services."""
+"""The one composition root: build_app(settings, **overrides) wires the adapters into the ports.
+
+Entrypoints reach adapters only through what this module returns: an `App` that runs commands,
+probes the database and classifies storage errors, and the maintenance commands below.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from idservice.adapters.crypto import FieldCipher, KeyRing, KeyRingError, load_or_create_dev_ring
 from idservice.adapters.db import migrations
 from idservice.adapters.db.engine import build_engine
+from idservice.adapters.db.errors import as_domain_error
+from idservice.adapters.db.maintenance import reencrypt_all
 from idservice.adapters.db.unit_of_work import SqlUnitOfWorkFactory
 from idservice.adapters.hashing import Argon2Parameters, PasswordHasher, default_worker_count
-from idservice.adapters.identity.base import IdentityProvider
 from idservice.adapters.identity.portone import PortOneIdentityProvider
 from idservice.adapters.identity.sandbox import SandboxIdentityProvider
 from idservice.adapters.notify import LogSink, WebhookSink
@@ -26,10 +32,16 @@ from idservice.adapters.tokens import (
     load_signing_key,
 )
 from idservice.config import ConfigError, Settings
-from idservice.service_layer.ports import EventSink
-from idservice.service_layer.services import Services, utc_now
+from idservice.domain.errors import DomainError
+from idservice.domain.lockout import LockoutPolicy
+from idservice.service_layer.policy import Policy
+from idservice.service_layer.ports import EventSink, IdentityProvider
+from idservice.service_layer.registry import USE_CASES
+from idservice.service_layer.use_cases import Command, Dependencies, UseCases, utc_now
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R")
 
 
 @dataclass
@@ -37,10 +49,40 @@ class App:
     """A wired service: what `serve` runs and what tests drive."""
 
     settings: Settings
-    services: Services
+    use_cases: UseCases
     engine: Engine
-    sink: EventSink
+    cipher: FieldCipher
     closers: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def deps(self) -> Dependencies:
+        return self.use_cases.deps
+
+    @property
+    def sink(self) -> EventSink:
+        return self.use_cases.deps.sink
+
+    def handle(self, cmd: Command[R]) -> R:
+        """Run one command through its use case."""
+        return self.use_cases.handle(cmd)
+
+    def database_reachable(self) -> bool:
+        """One cheap read (read-only: on SQLite a probe must not take the write lock)."""
+        try:
+            with self.engine.execution_options(readonly=True).connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    @staticmethod
+    def storage_error(exc: BaseException) -> DomainError | None:
+        """DATABASE_UNAVAILABLE or SERVER_BUSY for a storage failure; None for anything else."""
+        return as_domain_error(exc)
+
+    def reencrypt(self) -> dict[str, int]:
+        """Re-encrypt every personal field under the current data key (counts per column)."""
+        return reencrypt_all(self.engine, self.cipher)
 
     def close(self) -> None:
         for close in reversed(self.closers):
@@ -112,6 +154,30 @@ def build_event_sink(settings: Settings) -> EventSink:
     return LogSink()
 
 
+def policy_from(settings: Settings) -> Policy:
+    """The business settings the use cases follow."""
+    return Policy(
+        terms_version=settings.terms_version,
+        privacy_policy_version=settings.privacy_policy_version,
+        require_identity_verification=settings.require_identity_verification,
+        identity_provider=settings.identity_provider,
+        refresh_token_ttl=settings.refresh_token_ttl,
+        guardian_consent_window=settings.guardian_consent_window,
+        rejoin_cooldown=settings.rejoin_cooldown,
+        lockout=LockoutPolicy(settings.lockout_threshold, settings.lockout_duration),
+    )
+
+
+def migrate_database(settings: Settings) -> str:
+    """Apply the migrations to IDSERVICE_DATABASE_URL; returns the revision reached."""
+    engine = build_engine(settings.database_url, pool_size=1)
+    try:
+        migrations.upgrade(engine)
+        return migrations.current_revision(engine) or "none"
+    finally:
+        engine.dispose()
+
+
 def build_app(
     settings: Settings,
     *,
@@ -147,8 +213,8 @@ def build_app(
         if identity_providers is not None
         else build_identity_providers(settings, clock)
     )
-    services = Services(
-        settings=settings,
+    event_sink = sink if sink is not None else build_event_sink(settings)
+    deps = Dependencies(
         uow=SqlUnitOfWorkFactory(engine, cipher),
         hasher=hasher,
         tokens=AccessTokenIssuer(
@@ -158,11 +224,12 @@ def build_app(
             ttl=settings.access_token_ttl,
         ),
         cipher=cipher,
-        identity_providers=providers,
+        providers=providers,
+        sink=event_sink,
+        policy=policy_from(settings),
         clock=clock,
     )
-    event_sink = sink if sink is not None else build_event_sink(settings)
-    app = App(settings=settings, services=services, engine=engine, sink=event_sink)
+    app = App(settings=settings, use_cases=UseCases(deps, USE_CASES), engine=engine, cipher=cipher)
     app.closers.append(engine.dispose)
     app.closers.append(event_sink.close)
     app.closers.append(hasher.shutdown)

@@ -344,9 +344,20 @@ class FieldCipher:
         key = hmac.new(self._sealing_root, secret.encode("utf-8"), hashlib.sha256).digest()
         return AESGCM(key)
 
-    def token_hash(self, secret: str) -> str:
-        """Hex HMAC-SHA-256 of a bearer secret, for storing tokens and idempotency keys."""
-        return hmac.new(self._token_key, secret.encode("utf-8"), hashlib.sha256).hexdigest()
+    def token_hash(self, value: str, *, purpose: str) -> str:
+        """Hex HMAC-SHA-256 of a bearer secret for `purpose`, for storing tokens, codes and keys.
+
+        The input is `"<purpose>:<value>"`, so hashes of different purposes never collide;
+        refresh tokens alone are hashed bare, the form they were first stored in.
+        """
+        if _PURPOSE_PATTERN.fullmatch(purpose) is None:
+            raise ValueError("token hash purpose must match [a-z0-9][a-z0-9_.-]{0,63}")
+        text = value if purpose == _BARE_TOKEN_PURPOSE else f"{purpose}:{value}"
+        return hmac.new(self._token_key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+# Refresh tokens were stored as HMACs of the bare token before purposes were named.
+_BARE_TOKEN_PURPOSE = "refresh-token"  # noqa: S105 - a purpose name, not a secret
 
 
 def _require_context(context: str) -> None:

@@ -15,6 +15,7 @@ import argon2
 from argon2.exceptions import VerificationError
 
 from idservice.domain.errors import DomainError, Reason
+from idservice.service_layer.ports import VerifyOutcome
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -49,14 +50,6 @@ class Argon2Parameters:
         # RFC 9106 §3.1: t ≥ 1, p ≥ 1 and m ≥ 8·p KiB; anything below is a configuration error.
         if self.time_cost < 1 or self.parallelism < 1 or self.memory_cost < 8 * self.parallelism:
             raise ValueError("Argon2 parameters need t >= 1, p >= 1 and m >= 8*p KiB")
-
-
-@dataclass(frozen=True, slots=True)
-class VerifyOutcome:
-    """Result of checking a password: `needs_rehash` means the stored hash uses old parameters."""
-
-    ok: bool
-    needs_rehash: bool
 
 
 def default_worker_count() -> int:

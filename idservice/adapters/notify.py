@@ -32,6 +32,8 @@ WEBHOOK_TIMEOUT_SECONDS = 10.0
 class LogSink(EventSink):
     """No webhook configured: the event's type and id go to the log, and it counts as delivered."""
 
+    max_delivery_seconds = 0.1
+
     def deliver(self, *, event_id: str, event_type: str, body: bytes) -> None:
         log.info(
             "outbox event %s %s delivered to the log (no webhook configured)", event_type, event_id
@@ -68,6 +70,7 @@ class WebhookSink(EventSink):
         self._secret = secret
         self._clock = clock
         self._timeout = timeout
+        self.max_delivery_seconds = timeout
         self._lock = threading.Lock()
         self._client = self._new_client()
 

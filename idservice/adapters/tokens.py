@@ -25,6 +25,7 @@ from joserfc.registry import Header
 
 from idservice.domain.age import AgeBand
 from idservice.domain.errors import DomainError, Reason
+from idservice.service_layer.ports import AccessClaims, IssuedToken
 
 logger = logging.getLogger(__name__)
 
@@ -55,28 +56,6 @@ class SigningKey:
     key: OKPKey | ECKey = field(repr=False)
     kid: str
     alg: SigningAlgorithm
-
-
-@dataclass(frozen=True, slots=True)
-class IssuedToken:
-    """A freshly signed access token."""
-
-    token: str = field(repr=False)
-    jti: str
-    expires_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class AccessClaims:
-    """The verified contents of an access token."""
-
-    account_id: str
-    session_id: str
-    jti: str
-    amr: tuple[str, ...]
-    age_band: str
-    issued_at: datetime
-    expires_at: datetime
 
 
 def load_signing_key(path: Path) -> SigningKey:

@@ -90,3 +90,12 @@ class ValidationFailed(DomainError):
 def invalid(field: str, description: str) -> ValidationFailed:
     """Shorthand for a single-field validation failure."""
     return ValidationFailed([FieldViolation(field, description)])
+
+
+def server_busy() -> DomainError:
+    """This process is saturated (or draining): retry, perhaps on another instance."""
+    return DomainError(Reason.SERVER_BUSY, "the service is busy; retry", retry_after_seconds=1.0)
+
+
+def database_unavailable() -> DomainError:
+    return DomainError(Reason.DATABASE_UNAVAILABLE, "the database is unavailable; retry")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from idservice.domain.errors import invalid
+
 # korea-rules.md "Identity verification, CI and DI" 2: CI and DI are opaque strings of at most
 # 128 characters (CI is 88 base64 characters, DI commonly 64, other lengths exist).
 MAX_IDENTITY_KEY_LENGTH = 128
@@ -62,3 +64,37 @@ class VerifiedPerson:
         ci = "present" if self.ci is not None else "absent"
         di = "present" if self.di is not None else "absent"
         return f"VerifiedPerson(ci={ci}, di={di})"
+
+
+# Generous for PortOne ids (merchant-chosen, e.g. "identity-verification-<uuid>") and for sandbox
+# ids carrying a name, a date, a phone and a seed; bounds the upstream URL length.
+MAX_VERIFICATION_ID_LENGTH = 200
+
+# The id becomes one URL path segment: these would end or restructure it even if quoted by
+# a careless hop, so they are refused rather than escaped.
+_FORBIDDEN_ID_CHARACTERS = frozenset("/?#")
+# "." and ".." are removed as dot segments by URL normalisation and would address another path.
+_DOT_SEGMENTS = frozenset({".", ".."})
+
+
+def check_verification_id(verification_id: str) -> str:
+    """Return `verification_id` if it is 1..200 printable characters without / ? # or spaces.
+
+    Raises VALIDATION_FAILED on the field `verification_id`. The description never echoes the
+    value: a sandbox id carries a name and a phone number.
+    """
+    if not isinstance(verification_id, str) or not verification_id:
+        raise invalid("verification_id", "is required")
+    if len(verification_id) > MAX_VERIFICATION_ID_LENGTH:
+        raise invalid("verification_id", f"must be at most {MAX_VERIFICATION_ID_LENGTH} characters")
+    if (
+        not verification_id.isprintable()
+        or any(c.isspace() for c in verification_id)
+        or any(c in _FORBIDDEN_ID_CHARACTERS for c in verification_id)
+        or verification_id in _DOT_SEGMENTS
+    ):
+        raise invalid(
+            "verification_id",
+            "must be printable characters without whitespace, '/', '?' or '#'",
+        )
+    return verification_id

@@ -86,25 +86,18 @@ def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
-    from idservice.adapters.db import migrations
-    from idservice.adapters.db.engine import build_engine
+    from idservice.bootstrap import migrate_database
 
-    engine = build_engine(settings.database_url, pool_size=1)
-    try:
-        migrations.upgrade(engine)
-        print(f"database at revision {migrations.current_revision(engine)}")  # noqa: T201
-    finally:
-        engine.dispose()
+    print(f"database at revision {migrate_database(settings)}")  # noqa: T201
     return 0
 
 
 def cmd_reencrypt(settings: Settings, _args: argparse.Namespace) -> int:
-    from idservice.adapters.db.maintenance import reencrypt_all
     from idservice.bootstrap import build_app
 
     app = build_app(settings)
     try:
-        counts = reencrypt_all(app.engine, app.services.cipher)
+        counts = app.reencrypt()
     finally:
         app.close()
     for table, count in counts.items():
@@ -114,11 +107,11 @@ def cmd_reencrypt(settings: Settings, _args: argparse.Namespace) -> int:
 
 def cmd_purge(settings: Settings, _args: argparse.Namespace) -> int:
     from idservice.bootstrap import build_app
-    from idservice.service_layer import retention
+    from idservice.service_layer.retention import Purge
 
     app = build_app(settings)
     try:
-        counts = retention.purge(app.services)
+        counts = app.handle(Purge())
     finally:
         app.close()
     for what, count in counts.items():
@@ -129,19 +122,20 @@ def cmd_purge(settings: Settings, _args: argparse.Namespace) -> int:
 def cmd_dispatch(settings: Settings, args: argparse.Namespace) -> int:
     """Deliver outbox events until SIGTERM/SIGINT, or once (`--once`) and print counts."""
     from idservice.bootstrap import build_app
-    from idservice.service_layer import dispatch
+    from idservice.entrypoints.worker import dispatch_until
+    from idservice.service_layer.dispatch import DispatchAllDue
 
     app = build_app(settings)
     try:
         if args.once:
-            report = dispatch.dispatch_all_due(app.services, app.sink)
+            report = app.handle(DispatchAllDue())
             print(f"delivered: {report.delivered}")  # noqa: T201
             print(f"failed: {report.failed}")  # noqa: T201
             return 0
         stop = _stop_on_signals("stopping")
         target = "the webhook" if settings.notify_webhook_url else "the log"
         log.info("dispatching outbox events to %s", target)
-        dispatch.run_until(app.services, app.sink, stop)
+        dispatch_until(app, stop)
         log.info("stopped")
         return 0
     finally:

@@ -1,9 +1,10 @@
 """Outbox delivery (contract §4): every event at least once, retried with backoff.
 
 `serve` runs this in a background thread unless IDSERVICE_DISPATCH_IN_SERVE=false, and
-`idservice dispatch` runs it alone. Several dispatchers may run against one database: each event
-is claimed with a short lease before it is sent, so it normally goes out once; after a crash
-mid-delivery it goes out again when the lease ends (receivers de-duplicate by `event_id`).
+`idservice dispatch` runs it alone (both through `idservice.entrypoints.worker`). Several
+dispatchers may run against one database: each event is claimed with a short lease before it
+is sent, so it normally goes out once; after a crash mid-delivery it goes out again when the
+lease ends (receivers de-duplicate by `event_id`).
 Events are sent oldest first but not strictly in order across retries and dispatchers.
 """
 
@@ -11,13 +12,12 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from idservice.service_layer.ports import DeliveryFailed, EventSink
-from idservice.service_layer.services import Services
+from idservice.service_layer.ports import Clock, DeliveryFailed, EventSink, UnitOfWorkFactory
+from idservice.service_layer.use_cases import Command
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +28,6 @@ CLAIM_LEASE = timedelta(minutes=5)
 FIRST_RETRY = timedelta(seconds=5)
 MAX_RETRY = timedelta(hours=1)
 BATCH = 100
-# How long a running dispatcher sleeps when nothing is due.
-POLL_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,28 +51,31 @@ def _never() -> bool:
     return False
 
 
-def dispatch_due(
-    svc: Services,
-    sink: EventSink,
-    *,
-    limit: int = BATCH,
-    should_stop: Callable[[], bool] = _never,
-    after: tuple[datetime, str] | None = None,
-) -> DispatchReport:
+@dataclass(frozen=True, slots=True)
+class DispatchDue(Command[DispatchReport]):
     """Send the events due now, oldest first (at most `limit`, only those past `after`)."""
-    with svc.uow(readonly=True) as uow:
-        due = uow.outbox.due(now=svc.clock(), limit=limit, after=after)
+
+    limit: int = BATCH
+    should_stop: Callable[[], bool] = _never
+    after: tuple[datetime, str] | None = None
+
+
+def dispatch_due(
+    cmd: DispatchDue, *, uow: UnitOfWorkFactory, sink: EventSink, clock: Clock
+) -> DispatchReport:
+    with uow(readonly=True) as tx:
+        due = tx.outbox.due(now=clock(), limit=cmd.limit, after=cmd.after)
     delivered = failed = 0
     for event_id, _created_at in due:
-        if should_stop():
+        if cmd.should_stop():
             break
         # The lease runs from the claim, not from the start of the batch, so a slow batch
         # never hands out leases that have already ended.
-        claimed_at = svc.clock()
+        claimed_at = clock()
         lease = claimed_at + CLAIM_LEASE
-        with svc.uow() as uow:
-            event = uow.outbox.claim(event_id, now=claimed_at, until=lease)
-            uow.commit()
+        with uow() as tx:
+            event = tx.outbox.claim(event_id, now=claimed_at, until=lease)
+            tx.commit()
         if event is None:
             continue  # another dispatcher has it
         try:
@@ -82,28 +83,37 @@ def dispatch_due(
                 raise DeliveryFailed("the payload cannot be decrypted (is its key in the ring?)")
             sink.deliver(event_id=event.id, event_type=event.type, body=event.body)
         except DeliveryFailed as failure:
-            _retry_later(svc, event.id, event.type, event.attempts + 1, lease, str(failure))
+            _retry_later(
+                event.id, event.type, event.attempts + 1, lease, str(failure), uow=uow, clock=clock
+            )
             failed += 1
             continue
-        with svc.uow() as uow:
-            uow.outbox.mark_delivered(event.id, now=svc.clock())
-            uow.commit()
+        with uow() as tx:
+            tx.outbox.mark_delivered(event.id, now=clock())
+            tx.commit()
         delivered += 1
     last = (due[-1][1], due[-1][0]) if due else None
     return DispatchReport(delivered=delivered, failed=failed, seen=len(due), last=last)
 
 
 def _retry_later(
-    svc: Services, event_id: str, event_type: str, attempts: int, lease: datetime, why: str
+    event_id: str,
+    event_type: str,
+    attempts: int,
+    lease: datetime,
+    why: str,
+    *,
+    uow: UnitOfWorkFactory,
+    clock: Clock,
 ) -> None:
     # ±20 % jitter keeps a webhook that comes back from being hit by every retry at once.
     delay = retry_delay(attempts, jitter=random.uniform(0.8, 1.2))  # noqa: S311
-    with svc.uow() as uow:
+    with uow() as tx:
         # Only while this dispatcher's lease holds: past it, another one may be sending.
-        kept = uow.outbox.reschedule(
-            event_id, lease=lease, attempts=attempts, next_attempt_at=svc.clock() + delay
+        kept = tx.outbox.reschedule(
+            event_id, lease=lease, attempts=attempts, next_attempt_at=clock() + delay
         )
-        uow.commit()
+        tx.commit()
     log.warning(
         "outbox event %s %s not delivered (attempt %d): %s; next try in %d s",
         event_type,
@@ -114,16 +124,20 @@ def _retry_later(
     )
 
 
-def dispatch_all_due(svc: Services, sink: EventSink) -> DispatchReport:
-    """Try every event due now exactly once, page by page (`idservice dispatch --once`).
+@dataclass(frozen=True, slots=True)
+class DispatchAllDue(Command[DispatchReport]):
+    """Try every event due now exactly once, page by page (`idservice dispatch --once`)."""
 
-    Pages follow (created_at, id), so an event that fails and falls due again while later pages
-    are sent is not tried a second time, and none is skipped.
-    """
+
+def dispatch_all_due(
+    cmd: DispatchAllDue, *, uow: UnitOfWorkFactory, sink: EventSink, clock: Clock
+) -> DispatchReport:
+    """Pages follow (created_at, id), so an event that fails and falls due again while later
+    pages are sent is not tried a second time, and none is skipped."""
     delivered = failed = seen = 0
     after = None
     while True:
-        report = dispatch_due(svc, sink, after=after)
+        report = dispatch_due(DispatchDue(after=after), uow=uow, sink=sink, clock=clock)
         delivered, failed, seen = (
             delivered + report.delivered,
             failed + report.failed,
@@ -132,20 +146,3 @@ def dispatch_all_due(svc: Services, sink: EventSink) -> DispatchReport:
         if report.seen < BATCH or report.last is None:
             return DispatchReport(delivered=delivered, failed=failed, seen=seen)
         after = report.last
-
-
-def run_until(svc: Services, sink: EventSink, stop: threading.Event) -> None:
-    """Deliver events as they fall due until `stop` is set (serve's thread, `dispatch`).
-
-    A failure of the round itself (the database is down) is logged by type and retried on the
-    next poll.
-    """
-    while not stop.is_set():
-        sent = 0
-        try:
-            report = dispatch_due(svc, sink, should_stop=stop.is_set)
-            sent = report.delivered + report.failed
-        except Exception as exc:
-            log.warning("outbox dispatch failed: %s", type(exc).__name__)
-        if sent < BATCH:
-            stop.wait(POLL_SECONDS)

@@ -1,41 +1,33 @@
-"""Identity verification (본인인증): complete it once, hand out a single-use token, check ages."""
+"""Identity verification (본인인증): complete it once and hand out a single-use token."""
 
 from __future__ import annotations
 
+import hmac
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING
 
-from idservice.domain.age import (
-    CHILD_CONSENT_AGE,
-    AgePolicy,
-    age_on,
-    parse_birth_date,
-    parse_date,
-    seoul_today,
-)
-from idservice.domain.age import (
-    check_age as decide_age,
-)
-from idservice.domain.errors import (
-    DomainError,
-    FieldViolation,
-    Reason,
-    ValidationFailed,
-    invalid,
-)
+from idservice.domain.accounts import Account
+from idservice.domain.age import CHILD_CONSENT_AGE, age_on, seoul_today
+from idservice.domain.errors import DomainError, Reason, ValidationFailed, invalid
 from idservice.domain.identity import VerifiedPerson
-from idservice.domain.masking import mask_email
-from idservice.domain.model import Account
+from idservice.domain.ids import new_id
 from idservice.domain.rrn import looks_like_rrn
-from idservice.service_layer.ports import StoredVerification, UniqueViolation
-from idservice.service_layer.services import Services, new_id
-from idservice.service_layer.sessions import Caller, get_account
+from idservice.service_layer.duplicates import Duplicate, duplicate_of
+from idservice.service_layer.policy import Policy
+from idservice.service_layer.ports import (
+    Clock,
+    IdentityProvider,
+    SecretsCipher,
+    StoredVerification,
+    TokenPurpose,
+    UniqueViolation,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+from idservice.service_layer.use_cases import Command
 from idservice.service_layer.validation import normalize_phone
-
-if TYPE_CHECKING:
-    from idservice.adapters.db.unit_of_work import SqlUnitOfWork
 
 # Contract §2: a verification token is single use and lives 30 minutes.
 VERIFICATION_TOKEN_TTL = timedelta(minutes=30)
@@ -43,19 +35,14 @@ VERIFICATION_TOKEN_BYTES = 32
 MAX_TOKEN_LENGTH = 512
 # A provider call gets at most this long when the caller set no deadline.
 DEFAULT_UPSTREAM_TIMEOUT_SECONDS = 10.0
+MAX_UPSTREAM_TIMEOUT_SECONDS = 30.0
+MIN_UPSTREAM_TIMEOUT_SECONDS = 0.05
 # Kept back from the caller's deadline so that a slow provider is answered with
 # UPSTREAM_UNAVAILABLE before the deadline passes (not DEADLINE_EXCEEDED at the caller): a fifth
 # of the budget, at least 0.25 s (the writes after the call), at most 2 s.
 UPSTREAM_DEADLINE_MARGIN_SECONDS = 0.25
 UPSTREAM_DEADLINE_MARGIN_SHARE = 0.2
 UPSTREAM_DEADLINE_MARGIN_MAX_SECONDS = 2.0
-
-
-@dataclass(frozen=True, slots=True)
-class Duplicate:
-    exists: bool
-    sign_in_methods: tuple[str, ...] = ()
-    masked_email: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,30 +55,47 @@ class CompletedVerification:
     duplicate: Duplicate
 
 
-def _deadline_margin(timeout: float) -> float:
-    share = UPSTREAM_DEADLINE_MARGIN_SHARE * timeout
-    return min(max(UPSTREAM_DEADLINE_MARGIN_SECONDS, share), UPSTREAM_DEADLINE_MARGIN_MAX_SECONDS)
+@dataclass(frozen=True, slots=True)
+class CompleteVerification(Command[CompletedVerification]):
+    # None: the configured provider.
+    provider: str | None
+    verification_id: str
+    # Seconds left before the caller's deadline; None when the caller set none.
+    timeout: float | None = None
+
+
+def upstream_budget(timeout: float | None) -> float:
+    """How long a provider call may take inside the caller's deadline."""
+    if timeout is None:
+        return DEFAULT_UPSTREAM_TIMEOUT_SECONDS
+    margin = min(
+        max(UPSTREAM_DEADLINE_MARGIN_SECONDS, UPSTREAM_DEADLINE_MARGIN_SHARE * timeout),
+        UPSTREAM_DEADLINE_MARGIN_MAX_SECONDS,
+    )
+    budget = min(timeout - margin, MAX_UPSTREAM_TIMEOUT_SECONDS)
+    return max(budget, MIN_UPSTREAM_TIMEOUT_SECONDS)
 
 
 def complete_verification(
-    svc: Services, *, provider: str | None, verification_id: str, timeout: float | None
+    cmd: CompleteVerification,
+    *,
+    uow: UnitOfWorkFactory,
+    providers: Mapping[str, IdentityProvider],
+    cipher: SecretsCipher,
+    policy: Policy,
+    clock: Clock,
 ) -> CompletedVerification:
     """Fetch the result server-to-server, store it encrypted, and answer with a token."""
-    name = provider or svc.settings.identity_provider
-    adapter = svc.identity_providers.get(name)
+    name = cmd.provider or policy.identity_provider
+    adapter = providers.get(name)
     if adapter is None:
         raise DomainError(
             Reason.PROVIDER_NOT_CONFIGURED,
             "that identity verification provider is not configured",
             metadata={"provider": name},
         )
-    budget = (
-        DEFAULT_UPSTREAM_TIMEOUT_SECONDS
-        if timeout is None
-        else min(timeout - _deadline_margin(timeout), 30.0)
-    )
-    person = adapter.fetch(verification_id, timeout=max(budget, 0.05))
-    if looks_like_rrn(person.name) or (name == "sandbox" and looks_like_rrn(verification_id)):
+    person = adapter.fetch(cmd.verification_id, timeout=upstream_budget(cmd.timeout))
+    if looks_like_rrn(person.name) or (name == "sandbox" and looks_like_rrn(cmd.verification_id)):
         # korea-rules CI/DI 1: never take in a resident registration number, from anywhere.
         raise invalid("verification_id", "must not contain a resident registration number")
     try:
@@ -100,16 +104,18 @@ def complete_verification(
         normalize_phone(person.phone_number, require_valid=False)
     except ValidationFailed:
         raise invalid("verification_id", "the verified phone number is not usable") from None
-    now = svc.clock()
+    now = clock()
     token = secrets.token_urlsafe(VERIFICATION_TOKEN_BYTES)
     expires_at = now + VERIFICATION_TOKEN_TTL
-    with svc.uow() as uow:
+    with uow() as tx:
         try:
-            uow.verifications.add(
+            tx.verifications.add(
                 new_id(),
                 provider=name,
-                source_hash=svc.cipher.token_hash(f"verification-source:{name}:{verification_id}"),
-                token_hash=_token_hash(svc, token),
+                source_hash=cipher.token_hash(
+                    f"{name}:{cmd.verification_id}", purpose=TokenPurpose.VERIFICATION_SOURCE
+                ),
+                token_hash=_token_hash(token, cipher),
                 person=person,
                 now=now,
                 expires_at=expires_at,
@@ -120,18 +126,9 @@ def complete_verification(
                 Reason.VERIFICATION_NOT_FOUND,
                 "this verification was already used; verify again",
             ) from None
-        existing = uow.accounts.find_by_identity(ci=person.ci, di=person.di)
-        held = uow.accounts.rejoin_hold_until(ci=person.ci, di=person.di, now=now)
-        uow.commit()
-    today = seoul_today(now)
-    age = age_on(person.birth_date, today)
-    duplicate = Duplicate(exists=held is not None)
-    if existing is not None:
-        duplicate = Duplicate(
-            exists=True,
-            sign_in_methods=tuple(existing.sign_in_methods),
-            masked_email=mask_email(existing.email) if existing.email else "",
-        )
+        duplicate = duplicate_of(tx, person, now=now)
+        tx.commit()
+    age = age_on(person.birth_date, seoul_today(now))
     return CompletedVerification(
         token=token,
         expires_at=expires_at,
@@ -142,92 +139,68 @@ def complete_verification(
     )
 
 
-def _token_hash(svc: Services, token: str) -> str:
-    return svc.cipher.token_hash("verification-token:" + token)
+def _token_hash(token: str, cipher: SecretsCipher) -> str:
+    return cipher.token_hash(token, purpose=TokenPurpose.VERIFICATION_TOKEN)
 
 
-def _invalid_token() -> DomainError:
+def invalid_token() -> DomainError:
     return DomainError(
         Reason.VERIFICATION_TOKEN_INVALID, "the verification token is unknown, used or expired"
     )
 
 
-def load(svc: Services, token: str, *, now: datetime) -> StoredVerification:
+def load(
+    token: str, *, now: datetime, uow: UnitOfWorkFactory, cipher: SecretsCipher
+) -> StoredVerification:
+    """The stored verification of an unused, unexpired token."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
-        raise _invalid_token()
-    with svc.uow(readonly=True) as uow:
-        stored = uow.verifications.get_by_token(_token_hash(svc, token))
+        raise invalid_token()
+    with uow(readonly=True) as tx:
+        stored = tx.verifications.get_by_token(_token_hash(token, cipher))
     if stored is None or stored.consumed_at is not None or stored.expires_at <= now:
-        raise _invalid_token()
+        raise invalid_token()
     return stored
 
 
-def peek(svc: Services, token: str, *, now: datetime) -> VerifiedPerson:
+def peek(
+    token: str, *, now: datetime, uow: UnitOfWorkFactory, cipher: SecretsCipher
+) -> VerifiedPerson:
     """The verified person of an unused token (not consumed)."""
-    return load(svc, token, now=now).person
+    return load(token, now=now, uow=uow, cipher=cipher).person
 
 
-def consume(svc: Services, uow: SqlUnitOfWork, token: str, *, now: datetime) -> None:
+def consume(tx: UnitOfWork, token: str, *, now: datetime, cipher: SecretsCipher) -> None:
     """Use the token inside the caller's transaction; a second use fails."""
-    stored = uow.verifications.get_by_token(_token_hash(svc, token))
-    if stored is None or not uow.verifications.consume(stored.id, now=now):
-        raise _invalid_token()
+    stored = tx.verifications.get_by_token(_token_hash(token, cipher))
+    if stored is None or not tx.verifications.consume(stored.id, now=now):
+        raise invalid_token()
+
+
+def merge_verified(
+    person: VerifiedPerson, *, name: str, phone: str, birth: date | None
+) -> tuple[str, str, date]:
+    """Verified values win; a given value that differs is VERIFICATION_MISMATCH."""
+    verified_phone = normalize_phone(person.phone_number, require_valid=False)
+    mismatched = []
+    if name and name != person.name:
+        mismatched.append("name")
+    if phone and phone != verified_phone:
+        mismatched.append("phone_number")
+    if birth and birth != person.birth_date:
+        mismatched.append("birth_date")
+    if mismatched:
+        raise DomainError(
+            Reason.VERIFICATION_MISMATCH,
+            "the given values differ from the identity verification",
+            metadata={"fields": ",".join(mismatched)},
+        )
+    return person.name, verified_phone, person.birth_date
 
 
 def same_person(account: Account, person: VerifiedPerson) -> bool:
     """CI decides when both have one, else DI."""
     if account.ci and person.ci:
-        return secrets.compare_digest(account.ci.encode(), person.ci.encode())
+        return hmac.compare_digest(account.ci.encode(), person.ci.encode())
     if account.di and person.di:
-        return secrets.compare_digest(account.di.encode(), person.di.encode())
+        return hmac.compare_digest(account.di.encode(), person.di.encode())
     return False
-
-
-@dataclass(frozen=True, slots=True)
-class AgeAnswer:
-    age: int
-    allowed: bool
-    identity_verified: bool
-    changes_on: date | None
-
-
-def check_age(
-    svc: Services,
-    *,
-    policy: AgePolicy,
-    minimum_age: int | None,
-    as_of: str,
-    caller: Caller | None = None,
-    verification_token: str | None = None,
-    birth_date: str = "",
-) -> AgeAnswer:
-    """CheckAge for one subject: the caller's account, a verification, or a declared birth date."""
-    now = svc.clock()
-    today = parse_date(as_of, field="as_of") if as_of else seoul_today(now)
-    if caller is not None:
-        account = get_account(svc, caller)
-        birth, verified = account.birth_date, account.identity_verified
-    elif verification_token is not None:
-        person = peek(svc, verification_token, now=now)
-        birth, verified = person.birth_date, True
-    else:
-        # Born after today: invalid input whatever `as_of` asks (korea-rules.md Age 7).
-        birth = parse_birth_date(birth_date, today=seoul_today(now))
-        if today < birth:
-            # Not born yet on `as_of`: no 만 나이. Either value may be the mistake.
-            raise ValidationFailed(
-                [
-                    FieldViolation("birth_date", "must not be after as_of"),
-                    FieldViolation("as_of", "must not be before the birth date"),
-                ]
-            )
-        verified = False
-    if today < birth:
-        raise invalid("as_of", "must not be before the birth date")
-    decision = decide_age(birth, policy, today, minimum_age)
-    return AgeAnswer(
-        age=decision.age,
-        allowed=decision.allowed,
-        identity_verified=verified,
-        changes_on=decision.changes_on,
-    )

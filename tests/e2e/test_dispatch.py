@@ -25,10 +25,11 @@ from idservice.adapters.crypto import KeyRing
 from idservice.adapters.db import tables
 from idservice.adapters.notify import LogSink
 from idservice.bootstrap import App, build_app
-from idservice.domain.model import OutboxEvent
+from idservice.domain.events import Event, EventType
 from idservice.entrypoints.grpc.server import create_server
-from idservice.service_layer import dispatch, retention
+from idservice.service_layer import dispatch
 from idservice.service_layer.ports import DeliveryFailed, EventSink
+from idservice.service_layer.retention import DELIVERED_EVENT_RETENTION, Purge
 from idservice.v1 import common_pb2
 from tests.conftest import make_settings
 from tests.fakes.webhook import WebhookStandIn
@@ -56,19 +57,19 @@ def hook() -> Iterator[WebhookStandIn]:
         yield stand_in
 
 
-def add_event(app: App, event_type: str = "guardian_consent.requested") -> str:
+def add_event(app: App, event_type: EventType = EventType.GUARDIAN_CONSENT_REQUESTED) -> str:
     event_id = str(uuid.uuid4())
-    with app.services.uow() as uow:
+    with app.deps.uow() as uow:
         uow.outbox.add(
-            OutboxEvent(
+            Event(
                 id=event_id,
                 type=event_type,
-                payload={
+                data={
                     "consent_request_id": str(uuid.uuid4()),
                     "guardian_name": GUARDIAN_NAME,
                     "guardian_phone_number": GUARDIAN_PHONE,
                 },
-                created_at=app.services.clock(),
+                occurred_at=app.deps.clock(),
             )
         )
         uow.commit()
@@ -132,15 +133,15 @@ def test_a_failed_delivery_is_retried_with_backoff_until_accepted(
     try:
         event_id = add_event(app)
         hook.fail_next(2, status=503)
-        assert dispatch.dispatch_due(app.services, app.sink) == dispatch.DispatchReport(failed=1)
+        assert app.handle(dispatch.DispatchDue()) == dispatch.DispatchReport(failed=1)
         # Not due again until its backoff has passed.
-        assert dispatch.dispatch_due(app.services, app.sink) == dispatch.DispatchReport()
+        assert app.handle(dispatch.DispatchDue()) == dispatch.DispatchReport()
         clock.advance(dispatch.retry_delay(1, jitter=1.2) + timedelta(seconds=1))
-        assert dispatch.dispatch_due(app.services, app.sink) == dispatch.DispatchReport(failed=1)
+        assert app.handle(dispatch.DispatchDue()) == dispatch.DispatchReport(failed=1)
         clock.advance(dispatch.retry_delay(1, jitter=1.2))  # the second wait is longer
-        assert dispatch.dispatch_due(app.services, app.sink) == dispatch.DispatchReport()
+        assert app.handle(dispatch.DispatchDue()) == dispatch.DispatchReport()
         clock.advance(dispatch.retry_delay(2, jitter=1.2))
-        assert dispatch.dispatch_due(app.services, app.sink) == dispatch.DispatchReport(delivered=1)
+        assert app.handle(dispatch.DispatchDue()) == dispatch.DispatchReport(delivered=1)
         deliveries = hook.received
         assert [d.status for d in deliveries] == [503, 503, 204]
         # The same event each time: receivers de-duplicate by event_id.
@@ -160,7 +161,7 @@ def test_an_unreachable_webhook_is_a_failed_attempt_not_an_error(
     app = build_app(settings)
     try:
         event_id = add_event(app)
-        assert dispatch.dispatch_due(app.services, app.sink) == dispatch.DispatchReport(failed=1)
+        assert app.handle(dispatch.DispatchDue()) == dispatch.DispatchReport(failed=1)
         assert outbox_rows(app)[event_id] == (1, False)
     finally:
         app.close()
@@ -173,7 +174,7 @@ def test_without_a_webhook_only_type_and_id_are_logged(
     app = build_app(make_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}"))
     try:
         event_id = add_event(app)
-        assert dispatch.dispatch_due(app.services, app.sink) == dispatch.DispatchReport(delivered=1)
+        assert app.handle(dispatch.DispatchDue()) == dispatch.DispatchReport(delivered=1)
     finally:
         app.close()
     logged = caplog.text
@@ -205,7 +206,7 @@ def test_two_dispatchers_on_one_database_send_each_event_once(
 
         def run(app: App) -> None:
             start.wait()
-            reports.append(dispatch.dispatch_due(app.services, app.sink))
+            reports.append(app.handle(dispatch.DispatchDue()))
 
         threads = [threading.Thread(target=run, args=(app,)) for app in apps]
         for thread in threads:
@@ -256,11 +257,11 @@ def test_delivered_events_are_deleted_a_day_later_and_undelivered_ones_kept(
     app = build_app(settings, clock=clock, sink=LogSink())
     try:
         delivered = add_event(app)
-        assert dispatch.dispatch_due(app.services, app.sink).delivered == 1
+        assert app.handle(dispatch.DispatchDue()).delivered == 1
         waiting = add_event(app)  # never dispatched
-        assert retention.purge(app.services)["delivered events deleted"] == 0
-        clock.advance(retention.DELIVERED_EVENT_RETENTION + timedelta(minutes=1))
-        assert retention.purge(app.services)["delivered events deleted"] == 1
+        assert app.handle(Purge())["delivered events deleted"] == 0
+        clock.advance(DELIVERED_EVENT_RETENTION + timedelta(minutes=1))
+        assert app.handle(Purge())["delivered events deleted"] == 1
         assert set(outbox_rows(app)) == {waiting} and delivered != waiting
     finally:
         app.close()
@@ -288,12 +289,12 @@ def test_a_dispatcher_whose_lease_ran_out_does_not_move_the_new_holders_lease(
     app = build_app(make_settings(tmp_path, database_url), clock=clock, sink=LogSink())
     try:
         event_id = add_event(app)
-        with app.services.uow() as uow:
+        with app.deps.uow() as uow:
             first_lease = clock() + dispatch.CLAIM_LEASE
             assert uow.outbox.claim(event_id, now=clock(), until=first_lease) is not None
             uow.commit()
         clock.advance(dispatch.CLAIM_LEASE + timedelta(seconds=1))  # the first holder stalls
-        with app.services.uow() as uow:
+        with app.deps.uow() as uow:
             second_lease = clock() + dispatch.CLAIM_LEASE
             assert uow.outbox.claim(event_id, now=clock(), until=second_lease) is not None
             # The first holder's failure comes late: it must not reschedule the event.
@@ -329,7 +330,7 @@ def test_an_event_that_cannot_be_decrypted_is_retried_without_blocking_the_rest(
     )
     try:
         readable = add_event(app)
-        report = dispatch.dispatch_due(app.services, app.sink)
+        report = app.handle(dispatch.DispatchDue())
         assert (report.delivered, report.failed) == (1, 1)
         assert [d.headers["x-idservice-event-id"] for d in hook.received] == [readable]
         assert outbox_rows(app)[lost] == (1, False)
@@ -363,7 +364,7 @@ def test_dispatching_everything_due_once_tries_each_event_exactly_once(tmp_path:
         ids = [add_event(app) for _ in range(dispatch.BATCH + 50)]
         clock.advance(timedelta(seconds=1))
         # Each page takes long enough for the first failures to fall due again meanwhile.
-        report = dispatch.dispatch_all_due(app.services, app.sink)
+        report = app.handle(dispatch.DispatchAllDue())
         assert (report.delivered, report.failed) == (0, len(ids))
         assert sorted(sink.tried) == sorted(ids)
     finally:

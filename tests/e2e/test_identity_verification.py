@@ -628,7 +628,7 @@ def test_age_band_in_access_token_and_introspection(client: Client) -> None:
 
 def hold(app: App, person: Person, *, until: datetime, ci: bool = True, di: bool = True) -> None:
     """What withdrawing leaves behind: the person's CI/DI blind indexes, held until `until`."""
-    with app.services.uow() as uow:
+    with app.deps.uow() as uow:
         uow.accounts.add_rejoin_hold(
             str(uuid.uuid4()),
             ci=sandbox_ci(person.seed) if ci else None,

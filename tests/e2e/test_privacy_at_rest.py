@@ -441,7 +441,7 @@ def test_stored_idempotent_response_does_not_open_with_the_data_keys_alone(
             ).all()
         # Everything the data keys open: the account id, but no token of the session.
         stored = bytes.fromhex(
-            app.services.cipher.decrypt(row.response_ct, context=f"idempotency:{row.key_hash}")
+            app.cipher.decrypt(row.response_ct, context=f"idempotency:{row.key_hash}")
         ).decode()
         assert first.account.id in stored
         for token in (first.session.access_token, first.session.refresh_token):

@@ -10,7 +10,7 @@ import grpc
 from sqlalchemy import column, func, select, table
 
 from idservice.adapters.db import tables
-from idservice.service_layer import retention
+from idservice.service_layer.retention import Purge
 from idservice.v1 import auth_pb2, common_pb2
 from tests.conftest import make_settings
 from tests.support.client import decode, failure_of, new_person
@@ -27,7 +27,7 @@ def test_purge_destroys_what_has_expired(tmp_path: Path, database_url: str) -> N
         client.verify(new_person())  # never used
         signed = client.sign_up(idempotency_key="purge-me")
         client.auth.Logout(auth_pb2.LogoutRequest(refresh_token=signed.session.refresh_token))
-        assert retention.purge(app.services) == {
+        assert app.handle(Purge()) == {
             "expired verifications destroyed": 0,
             "expired idempotent responses deleted": 0,
             "ended sessions deleted": 0,
@@ -36,7 +36,7 @@ def test_purge_destroys_what_has_expired(tmp_path: Path, database_url: str) -> N
             "delivered events deleted": 0,
         }
         clock.advance(timedelta(days=2))
-        counts = retention.purge(app.services)
+        counts = app.handle(Purge())
         assert counts["expired verifications destroyed"] == 1
         assert counts["expired idempotent responses deleted"] == 1
         assert counts["ended sessions deleted"] == 1
@@ -88,10 +88,10 @@ def test_unconfirmed_child_signup_is_destroyed_when_the_window_ends(
         assert waiting.account.status == common_pb2.ACCOUNT_STATUS_PENDING_GUARDIAN_CONSENT
         clock.advance(settings.guardian_consent_window - timedelta(minutes=1))
         other = client.sign_up(new_person(birth_date="2016-06-06"), guardian=guardian)
-        assert retention.purge(app.services)["unconfirmed child accounts destroyed"] == 0
+        assert app.handle(Purge())["unconfirmed child accounts destroyed"] == 0
 
         clock.advance(timedelta(minutes=2))  # the first child's window has ended
-        assert retention.purge(app.services)["unconfirmed child accounts destroyed"] == 1
+        assert app.handle(Purge())["unconfirmed child accounts destroyed"] == 1
         with app.engine.connect() as connection:
             ids = set(connection.execute(select(tables.accounts.c.id)).scalars())
             requests = set(
@@ -106,9 +106,7 @@ def test_unconfirmed_child_signup_is_destroyed_when_the_window_ends(
         # The guardian's name, phone and code went with the request event; one is left (the
         # other child's), and the expiry is recorded with ids only.
         assert outbox_types(app).count("guardian_consent.requested") == 1
-        body = json.loads(
-            app.services.cipher.decrypt(expired.payload_ct, context=f"outbox:{expired.id}")
-        )
+        body = json.loads(app.cipher.decrypt(expired.payload_ct, context=f"outbox:{expired.id}"))
         assert set(body["data"]) == {"consent_request_id", "account_id", "expired_at"}
         assert body["data"]["account_id"] == waiting.account.id
         assert body["data"]["consent_request_id"] == waiting.guardian_consent_request.id
@@ -121,4 +119,4 @@ def test_unconfirmed_child_signup_is_destroyed_when_the_window_ends(
         assert login.reason == "INVALID_CREDENTIALS"
         renewed = client.sign_up(child, email="child-expires@example.com", guardian=guardian)
         assert renewed.account.status == common_pb2.ACCOUNT_STATUS_PENDING_GUARDIAN_CONSENT
-        assert retention.purge(app.services)["unconfirmed child accounts destroyed"] == 0
+        assert app.handle(Purge())["unconfirmed child accounts destroyed"] == 0

@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import pytest
 
-from idservice.adapters.identity.base import check_verification_id
 from idservice.adapters.identity.portone import PortOneIdentityProvider
 from idservice.adapters.identity.sandbox import SandboxIdentityProvider, sandbox_ci, sandbox_di
 from idservice.domain.errors import DomainError, Reason
@@ -21,6 +20,7 @@ from idservice.domain.identity import (
     InvalidVerifiedPersonError,
     VerifiedPerson,
     check_identity_keys,
+    check_verification_id,
 )
 from tests.fakes.portone import PortOneStandIn, verified_body
 

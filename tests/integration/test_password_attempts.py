@@ -11,7 +11,8 @@ from sqlalchemy import column, select, table
 from idservice.adapters.hashing import Argon2Parameters, BoundedExecutor, PasswordHasher
 from idservice.bootstrap import build_app
 from idservice.domain.errors import DomainError, Reason
-from idservice.service_layer import accounts, sessions
+from idservice.service_layer.login import PasswordLogin
+from idservice.service_layer.signup import SignUp
 from tests.conftest import make_settings
 from tests.support.client import STRONG_PASSWORD, new_person
 
@@ -32,9 +33,8 @@ def test_server_busy_attempts_do_not_count_toward_the_lock(tmp_path: Path) -> No
     app = build_app(settings, hasher=hasher)
     try:
         person = new_person()
-        accounts.sign_up(
-            app.services,
-            accounts.SignUpCommand(
+        app.handle(
+            SignUp(
                 email="busy@example.com",
                 password=STRONG_PASSWORD,
                 name=person.name,
@@ -50,17 +50,13 @@ def test_server_busy_attempts_do_not_count_toward_the_lock(tmp_path: Path) -> No
         try:
             for _ in range(settings.lockout_threshold + 2):
                 with pytest.raises(DomainError) as info:
-                    sessions.password_login(
-                        app.services, email="busy@example.com", password=STRONG_PASSWORD
-                    )
+                    app.handle(PasswordLogin(email="busy@example.com", password=STRONG_PASSWORD))
                 assert info.value.reason is Reason.SERVER_BUSY
         finally:
             gate.set()
             holder.result()
         assert failed_logins(app) == 0
-        issued = sessions.password_login(
-            app.services, email="busy@example.com", password=STRONG_PASSWORD
-        )
+        issued = app.handle(PasswordLogin(email="busy@example.com", password=STRONG_PASSWORD))
         assert issued.access_token
     finally:
         app.close()

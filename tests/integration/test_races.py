@@ -16,7 +16,10 @@ import pytest
 from idservice.adapters.hashing import Argon2Parameters
 from idservice.bootstrap import App, build_app
 from idservice.domain.errors import DomainError, Reason
-from idservice.service_layer import accounts, sessions
+from idservice.service_layer.login import PasswordLogin
+from idservice.service_layer.profile import ChangePassword, GetAccount
+from idservice.service_layer.sessions import IssuedSession
+from idservice.service_layer.signup import SignUp
 from idservice.service_layer.validation import email_lookup_key, normalize_email
 from tests.conftest import make_settings
 from tests.support.client import STRONG_PASSWORD, new_person
@@ -41,11 +44,10 @@ def race_app(tmp_path: Path, database_url: str, hasher: PausingHasher) -> Iterat
         app.close()
 
 
-def sign_up(app: App, email: str) -> sessions.IssuedSession:
+def sign_up(app: App, email: str) -> IssuedSession:
     person = new_person()
-    result = accounts.sign_up(
-        app.services,
-        accounts.SignUpCommand(
+    result = app.handle(
+        SignUp(
             email=email,
             password=STRONG_PASSWORD,
             name=person.name,
@@ -60,16 +62,12 @@ def sign_up(app: App, email: str) -> sessions.IssuedSession:
     return result.session
 
 
-def login_outcome(app: App, email: str) -> sessions.IssuedSession | Reason:
+def login_outcome(app: App, email: str) -> IssuedSession | Reason:
     """The session of a password login, or the reason it was refused."""
     try:
-        return sessions.password_login(app.services, email=email, password=STRONG_PASSWORD)
+        return app.handle(PasswordLogin(email=email, password=STRONG_PASSWORD))
     except DomainError as error:
         return error.reason
-
-
-def caller_of(app: App, issued: sessions.IssuedSession) -> sessions.Caller:
-    return sessions.authenticate(app.services, issued.access_token)
 
 
 def test_login_checked_before_a_password_change_gets_no_session(
@@ -86,22 +84,23 @@ def test_login_checked_before_a_password_change_gets_no_session(
     login = threading.Thread(target=log_in)
     login.start()
     assert hasher.reached.wait(WAIT_SECONDS)  # the old password has been checked, not yet used
-    accounts.change_password(
-        race_app.services,
-        caller_of(race_app, first),
-        current_password=STRONG_PASSWORD,
-        new_password=NEW_PASSWORD,
+    race_app.handle(
+        ChangePassword(
+            access_token=first.access_token,
+            current_password=STRONG_PASSWORD,
+            new_password=NEW_PASSWORD,
+        )
     )
     hasher.release()
     login.join(WAIT_SECONDS)
     # The old password no longer opens a session once the change has committed.
     assert outcome == [Reason.INVALID_CREDENTIALS]
-    with race_app.services.uow(readonly=True) as uow:
+    with race_app.deps.uow(readonly=True) as uow:
         account = uow.accounts.get_by_email(email_lookup_key(normalize_email(email)))
     assert account is not None and account.password_hash is not None
-    assert race_app.services.hasher.verify(account.password_hash, NEW_PASSWORD).ok
+    assert race_app.deps.hasher.verify(account.password_hash, NEW_PASSWORD).ok
     # And the new password works.
-    assert sessions.password_login(race_app.services, email=email, password=NEW_PASSWORD)
+    assert race_app.handle(PasswordLogin(email=email, password=NEW_PASSWORD))
 
 
 def test_two_password_changes_with_one_current_password_let_one_win(
@@ -109,13 +108,16 @@ def test_two_password_changes_with_one_current_password_let_one_win(
 ) -> None:
     email = "race-twice@example.com"
     issued = sign_up(race_app, email)
-    caller = caller_of(race_app, issued)
     outcome: list[object] = []
 
     def change(to: str) -> None:
         try:
-            accounts.change_password(
-                race_app.services, caller, current_password=STRONG_PASSWORD, new_password=to
+            race_app.handle(
+                ChangePassword(
+                    access_token=issued.access_token,
+                    current_password=STRONG_PASSWORD,
+                    new_password=to,
+                )
             )
             outcome.append(to)
         except DomainError as error:
@@ -129,20 +131,19 @@ def test_two_password_changes_with_one_current_password_let_one_win(
     hasher.release()
     slow.join(WAIT_SECONDS)
     assert outcome == [NEW_PASSWORD, Reason.INVALID_CREDENTIALS]
-    assert sessions.password_login(race_app.services, email=email, password=NEW_PASSWORD)
+    assert race_app.handle(PasswordLogin(email=email, password=NEW_PASSWORD))
 
 
 def test_a_profile_correction_writes_only_its_own_fields(race_app: App) -> None:
     issued = sign_up(race_app, "race-profile@example.com")
-    caller = caller_of(race_app, issued)
-    before = sessions.get_account(race_app.services, caller)
-    with race_app.services.uow() as uow:  # another correction lands between read and write
+    before = race_app.handle(GetAccount(access_token=issued.access_token))
+    with race_app.deps.uow() as uow:  # another correction lands between read and write
         uow.accounts.save_profile(before.id, phone_number="+821055556666", now=before.created_at)
         uow.commit()
-    with race_app.services.uow() as uow:
+    with race_app.deps.uow() as uow:
         uow.accounts.save_profile(before.id, name="김바뀜", now=before.created_at)
         uow.commit()
-    after = sessions.get_account(race_app.services, caller)
+    after = race_app.handle(GetAccount(access_token=issued.access_token))
     assert (after.name, after.phone_number, after.birth_date) == (
         "김바뀜",
         "+821055556666",
@@ -177,6 +178,6 @@ def test_two_logins_that_both_rehash_both_succeed(tmp_path: Path, database_url: 
         hasher.release()
         held.join(WAIT_SECONDS)
         assert len(outcome) == 2
-        assert all(isinstance(result, sessions.IssuedSession) for result in outcome), outcome
+        assert all(isinstance(result, IssuedSession) for result in outcome), outcome
     finally:
         app.close()

@@ -9,8 +9,8 @@ from idservice.adapters.hashing import (
     Argon2Parameters,
     BoundedExecutor,
     PasswordHasher,
-    VerifyOutcome,
 )
+from idservice.service_layer.ports import VerifyOutcome
 
 WAIT_SECONDS = 30.0
 

@@ -201,7 +201,9 @@ def test_blind_index_stable_when_a_new_current_key_is_added_in_front() -> None:
             assert after.blind_index("v", purpose=purpose) == before.blind_index(
                 "v", purpose=purpose
             )
-        assert after.token_hash("refresh") == before.token_hash("refresh")
+        assert after.token_hash("refresh", purpose="refresh-token") == before.token_hash(
+            "refresh", purpose="refresh-token"
+        )
 
 
 def test_dedicated_index_entry_keeps_indexes_when_the_oldest_key_retires() -> None:
@@ -209,7 +211,9 @@ def test_dedicated_index_entry_keeps_indexes_when_the_oldest_key_retires() -> No
     before = FieldCipher(_ring(k2, k1))
     retired = FieldCipher(_ring(k2, ("index", _key(1))))
     assert retired.blind_index("v", purpose="ci") == before.blind_index("v", purpose="ci")
-    assert retired.token_hash("t") == before.token_hash("t")
+    assert retired.token_hash("t", purpose="signup-key") == before.token_hash(
+        "t", purpose="signup-key"
+    )
     # The index entry never encrypts nor decrypts.
     assert retired.ring.keys == (DataKey("k2", _key(2)),)
     old_token = FieldCipher(_ring(k1)).encrypt(NAME, context=CONTEXT)
@@ -228,7 +232,7 @@ def test_dedicated_index_entry_wins_over_the_oldest_key() -> None:
 
 def test_different_purposes_give_unrelated_indexes(cipher: FieldCipher) -> None:
     values = {cipher.blind_index("same", purpose=p) for p in ("ci", "di", "email", "phone")}
-    values.add(cipher.token_hash("same"))
+    values.add(cipher.token_hash("same", purpose="signup-key"))
     assert len(values) == 5
 
 
@@ -236,7 +240,33 @@ def test_blind_index_depends_on_the_key() -> None:
     a = FieldCipher(_ring(("k1", _key(1))))
     b = FieldCipher(_ring(("k1", _key(2))))
     assert a.blind_index("v", purpose="ci") != b.blind_index("v", purpose="ci")
-    assert a.token_hash("v") != b.token_hash("v")
+    assert a.token_hash("v", purpose="signup-key") != b.token_hash("v", purpose="signup-key")
+
+
+def test_token_hashes_of_different_purposes_differ(cipher: FieldCipher) -> None:
+    purposes = ("refresh-token", "verification-token", "signup-key", "consent-code")
+    assert len({cipher.token_hash("same", purpose=p) for p in purposes}) == len(purposes)
+    # Each purpose prefixes the value, so "a:b" under "x" is not "b" under "x:a".
+    assert cipher.token_hash("a:b", purpose="signup-key") != cipher.token_hash(
+        "b", purpose="signup-key"
+    )
+
+
+def test_refresh_token_hashes_keep_their_first_stored_form(cipher: FieldCipher) -> None:
+    """Refresh tokens already stored were hashed bare; naming the purpose must not change that,
+    or every session would end at the upgrade."""
+    assert cipher.token_hash("tok", purpose="refresh-token") != cipher.token_hash(
+        "tok", purpose="signup-key"
+    )
+    assert cipher.token_hash("signup-key:tok", purpose="refresh-token") == cipher.token_hash(
+        "tok", purpose="signup-key"
+    )
+
+
+@pytest.mark.parametrize("purpose", ["", "CI", "ci/x", "a" * 65])
+def test_bad_token_hash_purpose_is_refused(cipher: FieldCipher, purpose: str) -> None:
+    with pytest.raises(ValueError, match="purpose"):
+        cipher.token_hash("v", purpose=purpose)
 
 
 @pytest.mark.parametrize("purpose", ["", "CI", "ci/x", "a" * 65])

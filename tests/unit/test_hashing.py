@@ -17,9 +17,9 @@ from idservice.adapters.hashing import (
     Argon2Parameters,
     BoundedExecutor,
     PasswordHasher,
-    VerifyOutcome,
 )
 from idservice.domain.errors import DomainError, Reason
+from idservice.service_layer.ports import VerifyOutcome
 
 # Small parameters keep the suite fast; the behaviour under test does not depend on the cost.
 FAST = Argon2Parameters(time_cost=1, memory_cost=1024, parallelism=1)

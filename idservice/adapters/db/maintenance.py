@@ -2,54 +2,12 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from dataclasses import dataclass
-
-from sqlalchemy import Engine, Table, select, update
+from sqlalchemy import Engine, select, update
 
 from idservice.adapters.crypto import FieldCipher
-from idservice.adapters.db import tables as t
-from idservice.adapters.db.repository import account_context
+from idservice.adapters.db.encrypted_columns import ENCRYPTED_COLUMNS
 
 BATCH_SIZE = 500
-
-
-@dataclass(frozen=True)
-class EncryptedColumn:
-    """A ciphertext column and how its encryption context is formed from the row key."""
-
-    table: Table
-    key: str
-    column: str
-    context: Callable[[str], str]
-
-
-ENCRYPTED_COLUMNS: tuple[EncryptedColumn, ...] = (
-    *(
-        EncryptedColumn(t.accounts, "id", f"{name}_ct", functools.partial(account_context, name))
-        for name in ("email", "name", "phone", "birth_date", "ci", "di")
-    ),
-    EncryptedColumn(
-        t.verifications, "id", "person_ct", lambda row_id: f"verifications.person:{row_id}"
-    ),
-    EncryptedColumn(
-        t.guardian_consent_requests,
-        "id",
-        "guardian_name_ct",
-        lambda row_id: f"consent.name:{row_id}",
-    ),
-    EncryptedColumn(
-        t.guardian_consent_requests,
-        "id",
-        "guardian_phone_ct",
-        lambda row_id: f"consent.phone:{row_id}",
-    ),
-    EncryptedColumn(
-        t.idempotency_keys, "key_hash", "response_ct", lambda row_id: f"idempotency:{row_id}"
-    ),
-    EncryptedColumn(t.outbox, "id", "payload_ct", lambda row_id: f"outbox:{row_id}"),
-)
 
 
 def reencrypt_all(engine: Engine, cipher: FieldCipher) -> dict[str, int]:

@@ -6,53 +6,32 @@ import threading
 from types import TracebackType
 
 from sqlalchemy import Connection, Engine, RootTransaction
-from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from idservice.adapters.crypto import FieldCipher
-from idservice.adapters.db.repository import (
-    AccountRepository,
-    GuardianConsentRepository,
-    IdempotencyRepository,
-    OutboxRepository,
-    SessionRepository,
-    VerificationRepository,
-    database_unavailable,
-)
-from idservice.domain.errors import DomainError, Reason
+from idservice.adapters.db.errors import is_busy, is_unavailable
+from idservice.adapters.db.repositories.accounts import SqlAccountRepository
+from idservice.adapters.db.repositories.guardian_consents import SqlGuardianConsentRepository
+from idservice.adapters.db.repositories.idempotency import SqlIdempotencyRepository
+from idservice.adapters.db.repositories.outbox import SqlOutboxRepository
+from idservice.adapters.db.repositories.sessions import SqlSessionRepository
+from idservice.adapters.db.repositories.verifications import SqlVerificationRepository
+from idservice.domain.errors import database_unavailable, server_busy
 
-_UNAVAILABLE = (OperationalError, DisconnectionError)
 # Which threads hold this process's SQLite write lock (to refuse a nested write loudly).
 _writing = threading.local()
 # How long a writer waits for this process's SQLite write lock (as long as SQLite itself would).
 WRITE_LOCK_TIMEOUT_SECONDS = 30.0
 
 
-def is_unavailable(exc: BaseException) -> bool:
-    """Errors that mean the database cannot be reached right now (retryable)."""
-    if isinstance(exc, _UNAVAILABLE):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
-
-
-def is_busy(exc: BaseException) -> bool:
-    """Every pooled connection stayed in use: the database is fine, this process is saturated."""
-    return isinstance(exc, PoolTimeoutError)
-
-
-def server_busy() -> DomainError:
-    return DomainError(Reason.SERVER_BUSY, "the service is busy; retry", retry_after_seconds=1.0)
-
-
 class SqlUnitOfWork:
     """`with uow: ...; uow.commit()` — leaving without commit rolls back."""
 
-    accounts: AccountRepository
-    sessions: SessionRepository
-    verifications: VerificationRepository
-    idempotency: IdempotencyRepository
-    outbox: OutboxRepository
-    guardian_consents: GuardianConsentRepository
+    accounts: SqlAccountRepository
+    sessions: SqlSessionRepository
+    verifications: SqlVerificationRepository
+    idempotency: SqlIdempotencyRepository
+    outbox: SqlOutboxRepository
+    guardian_consents: SqlGuardianConsentRepository
 
     def __init__(
         self, engine: Engine, cipher: FieldCipher, *, write_lock: threading.Lock | None = None
@@ -95,12 +74,12 @@ class SqlUnitOfWork:
                 raise server_busy() from exc
             raise
         c, cipher = self._connection, self._cipher
-        self.accounts = AccountRepository(c, cipher)
-        self.sessions = SessionRepository(c)
-        self.verifications = VerificationRepository(c, cipher)
-        self.idempotency = IdempotencyRepository(c, cipher)
-        self.outbox = OutboxRepository(c, cipher)
-        self.guardian_consents = GuardianConsentRepository(c, cipher)
+        self.accounts = SqlAccountRepository(c, cipher)
+        self.sessions = SqlSessionRepository(c)
+        self.verifications = SqlVerificationRepository(c, cipher)
+        self.idempotency = SqlIdempotencyRepository(c, cipher)
+        self.outbox = SqlOutboxRepository(c, cipher)
+        self.guardian_consents = SqlGuardianConsentRepository(c, cipher)
         return self
 
     def commit(self) -> None:

@@ -13,9 +13,13 @@ from urllib.parse import quote
 
 import httpx
 
-from idservice.adapters.identity.base import IdentityProvider, check_verification_id
 from idservice.domain.errors import DomainError, Reason
-from idservice.domain.identity import InvalidVerifiedPersonError, VerifiedPerson
+from idservice.domain.identity import (
+    InvalidVerifiedPersonError,
+    VerifiedPerson,
+    check_verification_id,
+)
+from idservice.service_layer.ports import IdentityProvider
 
 logger = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from idservice.adapters.identity.base import IdentityProvider, check_verification_id
 from idservice.domain.age import parse_birth_date, seoul_today
 from idservice.domain.errors import ValidationFailed, invalid
-from idservice.domain.identity import VerifiedPerson
+from idservice.domain.identity import VerifiedPerson, check_verification_id
+from idservice.service_layer.ports import IdentityProvider
 
 SANDBOX_PREFIX = "sandbox"
 # Domain-separation labels: a CI and a DI from the same seed must not be derivable from each other.

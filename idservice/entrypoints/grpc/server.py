@@ -16,40 +16,15 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from sqlalchemy import text
 
-from idservice.adapters.notify import WEBHOOK_TIMEOUT_SECONDS
 from idservice.bootstrap import App
 from idservice.config import ConfigError, Settings
-from idservice.entrypoints.grpc.handling import ApiGate
-from idservice.entrypoints.grpc.servicers import (
-    AccountServicer,
-    AuthServicer,
-    GuardianConsentServicer,
-    IdentityServicer,
-)
-from idservice.service_layer import dispatch, retention
-from idservice.v1 import (
-    account_pb2,
-    account_pb2_grpc,
-    auth_pb2,
-    auth_pb2_grpc,
-    guardian_consent_pb2,
-    guardian_consent_pb2_grpc,
-    identity_pb2,
-    identity_pb2_grpc,
-)
+from idservice.entrypoints import worker
+from idservice.entrypoints.grpc.interceptors import ApiGate
+from idservice.entrypoints.grpc.servicers import SERVICE_NAMES, register
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAMES = (
-    identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
-    account_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
-    auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
-    guardian_consent_pb2.DESCRIPTOR.services_by_name["GuardianConsentService"].full_name,
-)
-# How often the health service re-checks the database.
-DATABASE_PROBE_SECONDS = 2.0
 # The transport refuses larger messages before parsing (RESOURCE_EXHAUSTED without details);
 # requests up to this size get a VALIDATION_FAILED with details when over MAX_REQUEST_BYTES.
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -111,7 +86,7 @@ class RunningServer:
     app: App
     executor: TrackedExecutor
     gate: ApiGate
-    _stop_probe: threading.Event = field(default_factory=threading.Event)
+    _stop_background: threading.Event = field(default_factory=threading.Event)
     _draining: bool = False
     _dispatcher: threading.Thread | None = None
 
@@ -124,54 +99,30 @@ class RunningServer:
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, status)
 
-    def probe_database_forever(self) -> None:
-        last: bool | None = None
-        while not self._stop_probe.wait(DATABASE_PROBE_SECONDS):
-            ok = database_reachable(self.app)
-            if ok != last:
-                if not ok:
-                    log.warning("database unreachable: health NOT_SERVING")
-                elif last is not None:
-                    log.info("database reachable again: health SERVING")
-                self.set_serving(ok)
-                last = ok
-
-    def purge_forever(self) -> None:
-        """Run the retention jobs every IDSERVICE_PURGE_INTERVAL until shutdown."""
-        interval = self.app.settings.purge_interval.total_seconds()
-        while not self._stop_probe.wait(interval):
-            try:
-                counts = retention.purge(self.app.services)
-            except Exception as exc:
-                log.warning("purge failed: %s", type(exc).__name__)
-                continue
-            done = {what: count for what, count in counts.items() if count}
-            if done:
-                log.info("purge: %s", ", ".join(f"{k}={v}" for k, v in done.items()))
-
     @property
     def dispatching(self) -> bool:
         """True while this server delivers outbox events itself."""
         return self._dispatcher is not None and self._dispatcher.is_alive()
 
-    def start_dispatcher(self) -> None:
-        """Deliver outbox events in a background thread until shutdown."""
-        self._dispatcher = threading.Thread(
-            target=self.dispatch_forever, name="dispatch", daemon=True
-        )
-        self._dispatcher.start()
+    def start_background_work(self) -> None:
+        """The database probe, the purge and (unless turned off) the outbox dispatcher."""
+        app, stop = self.app, self._stop_background
+        worker.start_thread("db-probe", lambda: worker.probe_database(app, stop, self.set_serving))
+        worker.start_thread("purge", lambda: worker.purge_periodically(app, stop))
+        if app.settings.dispatch_in_serve:
+            self._dispatcher = worker.start_thread(
+                "dispatch", lambda: worker.dispatch_until(app, stop)
+            )
 
-    def dispatch_forever(self) -> None:
-        dispatch.run_until(self.app.services, self.app.sink, self._stop_probe)
-
-    def _join_dispatcher(self, timeout: float = WEBHOOK_TIMEOUT_SECONDS) -> None:
-        # Told to stop when the drain began, it finishes at most its current webhook call.
+    def _join_dispatcher(self, timeout: float | None = None) -> None:
+        # Told to stop when the drain began, it finishes at most its current delivery.
         if self._dispatcher is not None:
-            self._dispatcher.join(max(timeout, 0.1))
+            limit = self.app.sink.max_delivery_seconds if timeout is None else timeout
+            self._dispatcher.join(max(limit, 0.1))
 
     def halt(self) -> None:
         """Stop at once without closing the app (the owner closes it)."""
-        self._stop_probe.set()
+        self._stop_background.set()
         self.server.stop(0).wait()
         self._join_dispatcher()
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -189,7 +140,7 @@ class RunningServer:
         self._draining = True
         self.gate.draining = True
         self.set_serving(False)
-        self._stop_probe.set()
+        self._stop_background.set()
         self.executor.wait_idle(deadline - time.monotonic())
         # A moment past the deadline still, for answers already on their way out.
         self.server.stop(max(deadline - time.monotonic(), FINAL_ANSWER_SECONDS)).wait()
@@ -200,16 +151,6 @@ class RunningServer:
         self.executor.shutdown(wait=False)
         self.gate.close()
         self.app.close()
-
-
-def database_reachable(app: App) -> bool:
-    try:
-        # Read-only: on SQLite a probe must not take the write lock.
-        with app.engine.execution_options(readonly=True).connect() as connection:
-            connection.execute(text("SELECT 1"))
-        return True
-    except Exception:
-        return False
 
 
 def _read_pem(variable: str, path: Path) -> bytes:
@@ -263,13 +204,7 @@ def create_server(app: App, address: str | None = None) -> RunningServer:
             ("grpc.so_reuseport", 0),
         ],
     )
-    services = app.services
-    identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityServicer(services), server)
-    account_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(services), server)
-    auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(services), server)
-    guardian_consent_pb2_grpc.add_GuardianConsentServiceServicer_to_server(
-        GuardianConsentServicer(services), server
-    )
+    register(app, server)
     health_servicer = health.HealthServicer(
         experimental_non_blocking=True,
         experimental_thread_pool=futures.ThreadPoolExecutor(max_workers=2),
@@ -292,10 +227,7 @@ def create_server(app: App, address: str | None = None) -> RunningServer:
     running = RunningServer(
         server=server, port=port, health=health_servicer, app=app, executor=executor, gate=gate
     )
-    running.set_serving(database_reachable(app))
+    running.set_serving(app.database_reachable())
     server.start()
-    threading.Thread(target=running.probe_database_forever, name="db-probe", daemon=True).start()
-    threading.Thread(target=running.purge_forever, name="purge", daemon=True).start()
-    if settings.dispatch_in_serve:
-        running.start_dispatcher()
+    running.start_background_work()
     return running

@@ -1,9 +1,9 @@
-"""Accounts, sessions and verifications as plain records, with their state rules."""
+"""Accounts: their life-cycle states and transitions, sign-in methods and consents."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from enum import StrEnum
 
 
@@ -12,6 +12,37 @@ class AccountStatus(StrEnum):
 
     ACTIVE = "active"
     PENDING_GUARDIAN_CONSENT = "pending_guardian_consent"
+
+    @property
+    def may_sign_in(self) -> bool:
+        """korea-rules Guardian 2: a pending child cannot log in or get tokens."""
+        return self is AccountStatus.ACTIVE
+
+
+# The transitions an account may take. A pending child becomes active when the guardian
+# approves; rejection, expiry and withdrawal destroy the account instead of changing its status.
+TRANSITIONS: dict[AccountStatus, frozenset[AccountStatus]] = {
+    AccountStatus.PENDING_GUARDIAN_CONSENT: frozenset({AccountStatus.ACTIVE}),
+    AccountStatus.ACTIVE: frozenset(),
+}
+
+
+class InvalidTransition(ValueError):
+    """A status change the life-cycle does not allow (a bug in the caller, never input)."""
+
+
+def initial_status(*, needs_guardian_consent: bool) -> AccountStatus:
+    """A child under 14 starts pending (korea-rules Age 6, Guardian 2); everyone else active."""
+    return (
+        AccountStatus.PENDING_GUARDIAN_CONSENT if needs_guardian_consent else AccountStatus.ACTIVE
+    )
+
+
+def transition(current: AccountStatus, new: AccountStatus) -> AccountStatus:
+    """`new` if the life-cycle allows moving there from `current`; else InvalidTransition."""
+    if new not in TRANSITIONS[current]:
+        raise InvalidTransition(f"an account cannot go from {current} to {new}")
+    return new
 
 
 class SignInMethod(StrEnum):
@@ -58,36 +89,3 @@ class Account:
     def sign_in_methods(self) -> list[str]:
         methods = [SignInMethod.PASSWORD.value] if self.password_hash else []
         return methods + sorted(self.sns_providers)
-
-
-@dataclass(frozen=True, slots=True)
-class LockoutPolicy:
-    """Consecutive password failures before a lock, and its length (안전성 확보조치 기준 제5조⑥)."""
-
-    threshold: int
-    duration: timedelta
-
-
-@dataclass(slots=True)
-class Session:
-    """A signed-in session; its refresh tokens rotate."""
-
-    id: str
-    account_id: str
-    amr: tuple[str, ...]
-    created_at: datetime
-    expires_at: datetime
-    revoked_at: datetime | None = None
-
-    def is_active(self, now: datetime) -> bool:
-        return self.revoked_at is None and self.expires_at > now
-
-
-@dataclass(slots=True)
-class OutboxEvent:
-    """A state change other systems must act on, written in the same transaction."""
-
-    id: str
-    type: str
-    payload: dict[str, object]
-    created_at: datetime

@@ -1,0 +1,274 @@
+"""Accounts: encrypted personal fields, blind indexes, the login-attempt gate, re-join holds."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, case, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from idservice.adapters.crypto import FieldCipher
+from idservice.adapters.db import encrypted_columns as ec
+from idservice.adapters.db import tables as t
+from idservice.adapters.db.errors import unique_column
+from idservice.domain.accounts import Account, AccountStatus, Consents
+from idservice.domain.lockout import ATTEMPT_IN_FLIGHT_TTL, LockoutPolicy, LoginGate
+from idservice.service_layer.ports import UniqueViolation
+
+
+class SqlAccountRepository:
+    """Accounts; the database's unique indexes decide email and CI/DI uniqueness."""
+
+    _UNIQUE = ("email_index", "ci_index", "di_index")
+
+    def __init__(self, connection: Connection, cipher: FieldCipher) -> None:
+        self._c = connection
+        self._cipher = cipher
+
+    # -- indexes -------------------------------------------------------------------------
+    def email_index(self, email_key: str) -> str:
+        return self._cipher.blind_index(email_key, purpose="email")
+
+    def ci_index(self, ci: str) -> str:
+        return self._cipher.blind_index(ci, purpose="ci")
+
+    def di_index(self, di: str) -> str:
+        return self._cipher.blind_index(di, purpose="di")
+
+    # -- writes --------------------------------------------------------------------------
+    def add(self, account: Account, *, email_key: str | None) -> None:
+        """Insert; raises UniqueViolation('email_index'|'ci_index'|'di_index') on a duplicate."""
+        row = self._to_row(account, email_key=email_key)
+        row["created_at"] = account.created_at
+        try:
+            with self._c.begin_nested():
+                self._c.execute(insert(t.accounts).values(**row))
+        except IntegrityError as exc:
+            column = unique_column(exc, self._UNIQUE)
+            if column is None:
+                raise
+            raise UniqueViolation(column) from None
+
+    def save_profile(
+        self,
+        account_id: str,
+        *,
+        name: str | None = None,
+        phone_number: str | None = None,
+        birth_date: date | None = None,
+        now: datetime,
+    ) -> None:
+        """Write only the given fields, so concurrent corrections of other fields survive."""
+        values: dict[str, object] = {"updated_at": now}
+        for column, value in (
+            (ec.ACCOUNT_NAME, name),
+            (ec.ACCOUNT_PHONE, phone_number),
+            (ec.ACCOUNT_BIRTH_DATE, birth_date.isoformat() if birth_date else None),
+        ):
+            if value is not None:
+                values[column.column] = column.encrypt(self._cipher, account_id, value)
+        self._c.execute(update(t.accounts).where(t.accounts.c.id == account_id).values(values))
+
+    def delete_pending(self, account_id: str) -> bool:
+        """Destroy an account still waiting for guardian consent (never any other account).
+
+        Its consent requests go with it (ON DELETE CASCADE); it never had sessions.
+        """
+        a = t.accounts.c
+        result = self._c.execute(
+            delete(t.accounts).where(
+                a.id == account_id, a.status == AccountStatus.PENDING_GUARDIAN_CONSENT.value
+            )
+        )
+        return bool(result.rowcount == 1)
+
+    def replace_password_hash(
+        self, account_id: str, *, expected: str, new: str | None, now: datetime
+    ) -> bool:
+        """Swap the hash only if it is still `expected` (None: keep it, just lock the row).
+
+        False means the password changed since it was checked: the check no longer holds. The
+        row lock also orders this transaction against a concurrent ChangePassword.
+        """
+        a = t.accounts.c
+        values: dict[str, object] = (
+            {"password_hash": expected}
+            if new is None
+            else {"password_hash": new, "updated_at": now}
+        )
+        result = self._c.execute(
+            update(t.accounts).where(a.id == account_id, a.password_hash == expected).values(values)
+        )
+        return bool(result.rowcount == 1)
+
+    def begin_login_attempt(
+        self, account_id: str, *, now: datetime, policy: LockoutPolicy
+    ) -> LoginGate:
+        """Admit a password attempt before its outcome is known, or say why not.
+
+        One conditional UPDATE applies `LockoutPolicy.admits`: failures so far plus attempts
+        still in flight must stay under the threshold. In-flight marks expire after
+        ATTEMPT_IN_FLIGHT_TTL in case a process dies between begin and end.
+        """
+        a = t.accounts.c
+        in_flight = case((a.attempts_expire_at > now, a.attempts_in_flight), else_=0)
+        admitted = self._c.execute(
+            update(t.accounts)
+            .where(
+                a.id == account_id,
+                or_(a.locked_until.is_(None), a.locked_until <= now),
+                a.failed_logins + in_flight < policy.threshold,
+            )
+            .values(
+                attempts_in_flight=in_flight + 1,
+                attempts_expire_at=now + ATTEMPT_IN_FLIGHT_TTL,
+            )
+        ).rowcount
+        if admitted == 1:
+            return LoginGate(admitted=True)
+        until = self._c.execute(select(a.locked_until).where(a.id == account_id)).scalar()
+        if isinstance(until, datetime) and until > now:
+            return LoginGate(admitted=False, locked_until=until)
+        return LoginGate(admitted=False)
+
+    def end_login_attempt(
+        self, account_id: str, *, succeeded: bool, now: datetime, policy: LockoutPolicy
+    ) -> None:
+        """Record an admitted attempt's outcome; the failure that reaches the threshold locks."""
+        a = t.accounts.c
+        in_flight = case((a.attempts_in_flight > 0, a.attempts_in_flight - 1), else_=0)
+        if succeeded:
+            values: dict[str, Any] = {"failed_logins": 0, "locked_until": None}
+        else:
+            reaches = a.failed_logins + 1 >= policy.threshold
+            values = {
+                "failed_logins": case((reaches, 0), else_=a.failed_logins + 1),
+                "locked_until": case((reaches, policy.lock_until(now)), else_=a.locked_until),
+            }
+        self._c.execute(
+            update(t.accounts)
+            .where(a.id == account_id)
+            .values(attempts_in_flight=in_flight, **values)
+        )
+
+    # -- reads ---------------------------------------------------------------------------
+    def get(self, account_id: str) -> Account | None:
+        row = self._c.execute(select(t.accounts).where(t.accounts.c.id == account_id)).first()
+        return None if row is None else self._from_row(row._mapping)
+
+    def get_by_email(self, email_key: str) -> Account | None:
+        index = self.email_index(email_key)
+        row = self._c.execute(select(t.accounts).where(t.accounts.c.email_index == index)).first()
+        return None if row is None else self._from_row(row._mapping)
+
+    def find_by_identity(self, *, ci: str | None, di: str | None) -> Account | None:
+        conditions = self._identity_conditions(t.accounts, ci=ci, di=di)
+        if not conditions:
+            return None
+        row = self._c.execute(select(t.accounts).where(or_(*conditions))).first()
+        return None if row is None else self._from_row(row._mapping)
+
+    # -- re-join holds -------------------------------------------------------------------
+    def rejoin_hold_until(
+        self, *, ci: str | None, di: str | None, now: datetime
+    ) -> datetime | None:
+        """End of the re-join cooldown of a withdrawn person with this CI or DI, if running."""
+        conditions = self._identity_conditions(t.rejoin_holds, ci=ci, di=di)
+        if not conditions:
+            return None
+        value = self._c.execute(
+            select(func.max(t.rejoin_holds.c.hold_until)).where(
+                and_(or_(*conditions), t.rejoin_holds.c.hold_until > now)
+            )
+        ).scalar()
+        return value if isinstance(value, datetime) else None
+
+    def purge_rejoin_holds(self, *, now: datetime) -> int:
+        """Release CI/DI blind indexes whose re-join cooldown is over."""
+        return self._c.execute(
+            delete(t.rejoin_holds).where(t.rejoin_holds.c.hold_until <= now)
+        ).rowcount
+
+    def add_rejoin_hold(
+        self, hold_id: str, *, ci: str | None, di: str | None, until: datetime
+    ) -> None:
+        self._c.execute(
+            insert(t.rejoin_holds).values(
+                id=hold_id,
+                ci_index=self.ci_index(ci) if ci else None,
+                di_index=self.di_index(di) if di else None,
+                hold_until=until,
+            )
+        )
+
+    def _identity_conditions(self, table: Any, *, ci: str | None, di: str | None) -> list[Any]:
+        conditions = []
+        if ci:
+            conditions.append(table.c.ci_index == self.ci_index(ci))
+        if di:
+            conditions.append(table.c.di_index == self.di_index(di))
+        return conditions
+
+    # -- mapping -------------------------------------------------------------------------
+    def _to_row(self, a: Account, *, email_key: str | None) -> dict[str, Any]:
+        def enc(column: ec.EncryptedColumn, value: str) -> str:
+            return column.encrypt(self._cipher, a.id, value)
+
+        return {
+            "id": a.id,
+            "status": a.status.value,
+            "email_ct": enc(ec.ACCOUNT_EMAIL, a.email) if a.email else None,
+            "email_index": self.email_index(email_key) if email_key else None,
+            "name_ct": enc(ec.ACCOUNT_NAME, a.name),
+            "phone_ct": enc(ec.ACCOUNT_PHONE, a.phone_number),
+            "birth_date_ct": enc(ec.ACCOUNT_BIRTH_DATE, a.birth_date.isoformat()),
+            "identity_verified": a.identity_verified,
+            "ci_ct": enc(ec.ACCOUNT_CI, a.ci) if a.ci else None,
+            "ci_index": self.ci_index(a.ci) if a.ci else None,
+            "di_ct": enc(ec.ACCOUNT_DI, a.di) if a.di else None,
+            "di_index": self.di_index(a.di) if a.di else None,
+            "password_hash": a.password_hash,
+            "failed_logins": a.failed_logins,
+            "locked_until": a.locked_until,
+            "terms_version": a.consents.terms_version,
+            "privacy_policy_version": a.consents.privacy_policy_version,
+            "terms_accepted_at": a.consents.accepted_at,
+            "marketing_opt_in": a.consents.marketing_opt_in,
+            "marketing_updated_at": a.consents.marketing_updated_at,
+            "processing_suspended": a.consents.processing_suspended,
+            "updated_at": a.created_at,
+        }
+
+    def _from_row(self, r: Any) -> Account:
+        account_id: str = r["id"]
+
+        def dec(column: ec.EncryptedColumn) -> str | None:
+            value = r[column.column]
+            return None if value is None else column.decrypt(self._cipher, account_id, value)
+
+        birth = dec(ec.ACCOUNT_BIRTH_DATE)
+        assert birth is not None
+        return Account(
+            id=account_id,
+            status=AccountStatus(r["status"]),
+            email=dec(ec.ACCOUNT_EMAIL),
+            name=dec(ec.ACCOUNT_NAME) or "",
+            phone_number=dec(ec.ACCOUNT_PHONE) or "",
+            birth_date=date.fromisoformat(birth),
+            identity_verified=bool(r["identity_verified"]),
+            ci=dec(ec.ACCOUNT_CI),
+            di=dec(ec.ACCOUNT_DI),
+            password_hash=r["password_hash"],
+            failed_logins=r["failed_logins"],
+            locked_until=r["locked_until"],
+            created_at=r["created_at"],
+            consents=Consents(
+                terms_version=r["terms_version"],
+                privacy_policy_version=r["privacy_policy_version"],
+                accepted_at=r["terms_accepted_at"],
+                marketing_opt_in=bool(r["marketing_opt_in"]),
+                marketing_updated_at=r["marketing_updated_at"],
+                processing_suspended=bool(r["processing_suspended"]),
+            ),
+        )

@@ -1,0 +1,71 @@
+"""Responses of idempotent calls, encrypted, by keyed hash of the caller's key."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from idservice.adapters.crypto import FieldCipher
+from idservice.adapters.db import tables as t
+from idservice.adapters.db.encrypted_columns import IDEMPOTENT_RESPONSE
+from idservice.service_layer.ports import IdempotentResult, UniqueViolation
+
+
+class SqlIdempotencyRepository:
+    def __init__(self, connection: Connection, cipher: FieldCipher) -> None:
+        self._c = connection
+        self._cipher = cipher
+
+    def get(self, key_hash: str, *, operation: str, now: datetime) -> IdempotentResult | None:
+        k = t.idempotency_keys.c
+        row = self._c.execute(
+            select(t.idempotency_keys).where(
+                k.key_hash == key_hash, k.operation == operation, k.expires_at > now
+            )
+        ).first()
+        if row is None:
+            return None
+        m = row._mapping
+        plain = IDEMPOTENT_RESPONSE.decrypt(self._cipher, key_hash, m["response_ct"])
+        return IdempotentResult(fingerprint=m["fingerprint"], response=bytes.fromhex(plain))
+
+    def put(
+        self,
+        key_hash: str,
+        *,
+        operation: str,
+        fingerprint: str,
+        response: bytes,
+        now: datetime,
+        ttl: timedelta,
+    ) -> None:
+        """Store; raises UniqueViolation('key_hash') when a concurrent call stored first."""
+        k = t.idempotency_keys.c
+        # An expired record of the same key is replaced.
+        self._c.execute(
+            delete(t.idempotency_keys).where(k.key_hash == key_hash, k.expires_at <= now)
+        )
+        try:
+            with self._c.begin_nested():
+                self._c.execute(
+                    insert(t.idempotency_keys).values(
+                        key_hash=key_hash,
+                        operation=operation,
+                        fingerprint=fingerprint,
+                        response_ct=IDEMPOTENT_RESPONSE.encrypt(
+                            self._cipher, key_hash, response.hex()
+                        ),
+                        created_at=now,
+                        expires_at=now + ttl,
+                    )
+                )
+        except IntegrityError:
+            raise UniqueViolation("key_hash") from None
+
+    def purge_expired(self, *, now: datetime) -> int:
+        """Delete stored responses (they hold sealed session tokens) once their key expired."""
+        return self._c.execute(
+            delete(t.idempotency_keys).where(t.idempotency_keys.c.expires_at <= now)
+        ).rowcount

@@ -1,0 +1,71 @@
+"""Background work beside the API: the database probe, the purge and the outbox dispatcher.
+
+`idservice serve` runs all three in threads (the dispatcher unless
+IDSERVICE_DISPATCH_IN_SERVE=false); `idservice dispatch` runs the dispatcher alone. Each loop
+ends when `stop` is set, and survives a failing round (e.g. the database is down) by logging its
+type and trying again on the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from idservice.bootstrap import App
+from idservice.service_layer.dispatch import BATCH, DispatchDue
+from idservice.service_layer.retention import Purge
+
+log = logging.getLogger(__name__)
+
+# How often the health service re-checks the database.
+DATABASE_PROBE_SECONDS = 2.0
+# How long a running dispatcher sleeps when nothing is due.
+DISPATCH_POLL_SECONDS = 1.0
+
+
+def probe_database(app: App, stop: threading.Event, on_change: Callable[[bool], None]) -> None:
+    """Report each change of the database's reachability until `stop` is set."""
+    last: bool | None = None
+    while not stop.wait(DATABASE_PROBE_SECONDS):
+        ok = app.database_reachable()
+        if ok != last:
+            if not ok:
+                log.warning("database unreachable: health NOT_SERVING")
+            elif last is not None:
+                log.info("database reachable again: health SERVING")
+            on_change(ok)
+            last = ok
+
+
+def purge_periodically(app: App, stop: threading.Event) -> None:
+    """Run the retention jobs every IDSERVICE_PURGE_INTERVAL until `stop` is set."""
+    interval = app.settings.purge_interval.total_seconds()
+    while not stop.wait(interval):
+        try:
+            counts = app.handle(Purge())
+        except Exception as exc:
+            log.warning("purge failed: %s", type(exc).__name__)
+            continue
+        done = {what: count for what, count in counts.items() if count}
+        if done:
+            log.info("purge: %s", ", ".join(f"{k}={v}" for k, v in done.items()))
+
+
+def dispatch_until(app: App, stop: threading.Event) -> None:
+    """Deliver outbox events as they fall due until `stop` is set."""
+    while not stop.is_set():
+        sent = 0
+        try:
+            report = app.handle(DispatchDue(should_stop=stop.is_set))
+            sent = report.delivered + report.failed
+        except Exception as exc:
+            log.warning("outbox dispatch failed: %s", type(exc).__name__)
+        if sent < BATCH:
+            stop.wait(DISPATCH_POLL_SECONDS)
+
+
+def start_thread(name: str, target: Callable[[], None]) -> threading.Thread:
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    return thread

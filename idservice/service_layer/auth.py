@@ -1,0 +1,82 @@
+"""Who is calling: a bearer access token verified, and its session checked to be still live."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from idservice.domain.accounts import Account
+from idservice.domain.errors import DomainError, Reason
+from idservice.domain.sessions import Session
+from idservice.service_layer.ports import (
+    AccessClaims,
+    Clock,
+    TokenIssuer,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+
+# Longest bearer token we look at; anything larger is not ours.
+MAX_TOKEN_LENGTH = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The account and session of a verified bearer access token."""
+
+    account_id: str
+    session_id: str
+    amr: tuple[str, ...]
+
+
+def session_ended() -> DomainError:
+    return DomainError(Reason.TOKEN_INVALID, "the session has ended")
+
+
+def check_live(session: Session | None, claims: AccessClaims, *, now: datetime) -> None:
+    """The token's session must still be the account's and active (Logout, reuse, password)."""
+    if session is None or session.account_id != claims.account_id or not session.is_active(now):
+        raise session_ended()
+
+
+def verify_access(
+    access_token: str, *, tokens: TokenIssuer, uow: UnitOfWorkFactory, now: datetime
+) -> tuple[Caller, AccessClaims]:
+    """The caller of a bearer token and its claims; TOKEN_INVALID / TOKEN_EXPIRED otherwise."""
+    claims = tokens.verify(access_token, now=now)
+    with uow(readonly=True) as tx:
+        check_live(tx.sessions.get(claims.session_id), claims, now=now)
+    caller = Caller(account_id=claims.account_id, session_id=claims.session_id, amr=claims.amr)
+    return caller, claims
+
+
+def authenticate(
+    access_token: str, *, tokens: TokenIssuer, uow: UnitOfWorkFactory, clock: Clock
+) -> Caller:
+    """Every account-bound call starts here: the token verified and its session live."""
+    return verify_access(access_token, tokens=tokens, uow=uow, now=clock())[0]
+
+
+def account_of(tx: UnitOfWork, caller: Caller) -> Account:
+    """The caller's account, read in the caller's unit of work."""
+    account = tx.accounts.get(caller.account_id)
+    if account is None:
+        raise DomainError(Reason.TOKEN_INVALID, "the account no longer exists")
+    return account
+
+
+def load_account(caller: Caller, *, uow: UnitOfWorkFactory) -> Account:
+    with uow(readonly=True) as tx:
+        return account_of(tx, caller)
+
+
+def authenticated_account(
+    access_token: str, *, tokens: TokenIssuer, uow: UnitOfWorkFactory, clock: Clock
+) -> Account:
+    """The bearer's account, its session checked in the same unit of work (one read)."""
+    now = clock()
+    claims = tokens.verify(access_token, now=now)
+    with uow(readonly=True) as tx:
+        check_live(tx.sessions.get(claims.session_id), claims, now=now)
+        caller = Caller(account_id=claims.account_id, session_id=claims.session_id, amr=claims.amr)
+        return account_of(tx, caller)

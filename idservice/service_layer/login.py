@@ -1,0 +1,94 @@
+"""PasswordLogin: a counted password check, then a session (SNS login will live beside it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+from idservice.domain.accounts import SignInMethod
+from idservice.domain.errors import DomainError, Reason
+from idservice.service_layer.passwords import (
+    MAX_PASSWORD_INPUT,
+    NO_ACCOUNT_ID,
+    counted_verify,
+    invalid_credentials,
+    swap_password_hash,
+)
+from idservice.service_layer.policy import Policy
+from idservice.service_layer.ports import (
+    Clock,
+    PasswordHasher,
+    SecretsCipher,
+    TokenIssuer,
+    UnitOfWorkFactory,
+)
+from idservice.service_layer.sessions import IssuedSession, start_session
+from idservice.service_layer.use_cases import Command
+from idservice.service_layer.validation import email_lookup_key, normalize_email
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class PasswordLogin(Command[IssuedSession]):
+    email: str
+    password: str
+
+
+def pending_guardian_consent() -> DomainError:
+    return DomainError(
+        Reason.ACCOUNT_PENDING_GUARDIAN_CONSENT,
+        "the account waits for the legal guardian's consent",
+    )
+
+
+def password_login(
+    cmd: PasswordLogin,
+    *,
+    uow: UnitOfWorkFactory,
+    hasher: PasswordHasher,
+    tokens: TokenIssuer,
+    cipher: SecretsCipher,
+    policy: Policy,
+    clock: Clock,
+) -> IssuedSession:
+    """Argon2 runs outside any transaction; failures count toward a lock."""
+    if not cmd.email or not cmd.password or len(cmd.password) > MAX_PASSWORD_INPUT:
+        raise invalid_credentials()
+    try:
+        key = email_lookup_key(normalize_email(cmd.email))
+    except DomainError:
+        hasher.burn(cmd.password)
+        raise invalid_credentials() from None
+    now = clock()
+    with uow(readonly=True) as tx:
+        account = tx.accounts.get_by_email(key)
+    verify = partial(counted_verify, now=now, uow=uow, hasher=hasher, lockout=policy.lockout)
+    if account is None or account.password_hash is None:
+        verify(NO_ACCOUNT_ID, None, cmd.password)
+        raise invalid_credentials()
+    outcome = verify(account.id, account.password_hash, cmd.password)
+    if not outcome.ok:
+        raise invalid_credentials()
+    if not account.status.may_sign_in:
+        raise pending_guardian_consent()
+    # The session opens only if the password checked is still the account's: a ChangePassword
+    # that committed meanwhile wins, and one that comes after revokes it.
+    return swap_password_hash(
+        account.id,
+        cmd.password,
+        expected=account.password_hash,
+        new=hasher.hash(cmd.password) if outcome.needs_rehash else None,
+        replaces_password=False,
+        write=lambda tx: start_session(
+            tx,
+            account,
+            amr=(SignInMethod.PASSWORD.value,),
+            now=now,
+            tokens=tokens,
+            cipher=cipher,
+            policy=policy,
+        ),
+        stale=invalid_credentials,
+        now=now,
+        uow=uow,
+        hasher=hasher,
+    )

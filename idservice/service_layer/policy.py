@@ -1,0 +1,23 @@
+"""The business settings use cases follow, taken from configuration once by bootstrap."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from idservice.domain.lockout import LockoutPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What the operator decides (contract §1); the rules themselves live in the domain."""
+
+    terms_version: str = "2024-05-15"
+    privacy_policy_version: str = "2024-05-15"
+    require_identity_verification: bool = True
+    # The configured identity provider, used when a call names none.
+    identity_provider: str = "sandbox"
+    refresh_token_ttl: timedelta = timedelta(days=30)
+    guardian_consent_window: timedelta = timedelta(days=5)
+    rejoin_cooldown: timedelta = timedelta(days=30)
+    lockout: LockoutPolicy = LockoutPolicy(threshold=5, duration=timedelta(minutes=15))

@@ -1,0 +1,71 @@
+"""Ports: what the use cases need from the world, as Protocols and ABCs.
+
+Adapters implement them and `idservice.bootstrap` wires them in; the service-layer tests use
+in-memory fakes of the same types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from idservice.service_layer.ports.events import DeliveryFailed, EventSink
+from idservice.service_layer.ports.providers import IdentityProvider
+from idservice.service_layer.ports.security import (
+    AccessClaims,
+    IssuedToken,
+    PasswordHasher,
+    PendingCheck,
+    SecretsCipher,
+    TokenIssuer,
+    TokenPurpose,
+    VerifyOutcome,
+)
+from idservice.service_layer.ports.storage import (
+    AccountRepository,
+    GuardianConsentRepository,
+    IdempotencyRepository,
+    IdempotentResult,
+    NewConsentRequest,
+    OutboxRepository,
+    PendingEvent,
+    RefreshRecord,
+    SessionRepository,
+    StoredVerification,
+    UniqueViolation,
+    UnitOfWork,
+    UnitOfWorkFactory,
+    VerificationRepository,
+)
+
+# The time source of every use case: an aware UTC datetime (tests pass a controllable clock).
+Clock = Callable[[], datetime]
+
+__all__ = [
+    "AccessClaims",
+    "AccountRepository",
+    "Clock",
+    "DeliveryFailed",
+    "EventSink",
+    "GuardianConsentRepository",
+    "IdempotencyRepository",
+    "IdempotentResult",
+    "IdentityProvider",
+    "IssuedToken",
+    "NewConsentRequest",
+    "OutboxRepository",
+    "PasswordHasher",
+    "PendingCheck",
+    "PendingEvent",
+    "RefreshRecord",
+    "SecretsCipher",
+    "SessionRepository",
+    "StoredVerification",
+    "TokenIssuer",
+    "TokenPurpose",
+    "UniqueViolation",
+    "UnitOfWork",
+    "UnitOfWorkFactory",
+    "VerificationRepository",
+    "VerifyOutcome",
+]

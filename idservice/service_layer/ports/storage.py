@@ -1,0 +1,272 @@
+"""Storage ports: the unit of work and one repository per aggregate, with the records they return.
+
+The SQL adapters (`idservice.adapters.db`) implement these; the service-layer tests use in-memory
+fakes of the same Protocols. The database decides uniqueness: an insert that hits a unique index
+raises UniqueViolation naming it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from types import TracebackType
+from typing import Protocol, Self
+
+from idservice.domain.accounts import Account
+from idservice.domain.events import Event
+from idservice.domain.identity import VerifiedPerson
+from idservice.domain.lockout import LockoutPolicy, LoginGate
+from idservice.domain.sessions import RevokeReason, Session
+
+
+class UniqueViolation(Exception):
+    """An insert hit a unique index; `column` names the index's column."""
+
+    def __init__(self, column: str) -> None:
+        super().__init__(column)
+        self.column = column
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshRecord:
+    """A stored refresh token and its session."""
+
+    session: Session
+    expires_at: datetime
+    used_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVerification:
+    """A completed identity verification waiting to be used once."""
+
+    id: str
+    provider: str
+    person: VerifiedPerson
+    expires_at: datetime
+    consumed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotentResult:
+    fingerprint: str
+    response: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    """An outbox event due for delivery; `body` is its JSON document, None if undecryptable."""
+
+    id: str
+    type: str
+    attempts: int
+    body: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewConsentRequest:
+    """A guardian consent request as it is opened."""
+
+    id: str
+    account_id: str
+    guardian_name: str
+    guardian_phone: str
+    code_hash: str
+    created_at: datetime
+    expires_at: datetime
+
+
+class AccountRepository(Protocol):
+    """Accounts; unique indexes on the email, CI and DI blind indexes decide duplicates."""
+
+    def add(self, account: Account, *, email_key: str | None) -> None:
+        """Insert; UniqueViolation('email_index'|'ci_index'|'di_index') on a duplicate."""
+
+    def get(self, account_id: str) -> Account | None: ...
+
+    def get_by_email(self, email_key: str) -> Account | None: ...
+
+    def find_by_identity(self, *, ci: str | None, di: str | None) -> Account | None: ...
+
+    def save_profile(
+        self,
+        account_id: str,
+        *,
+        name: str | None = None,
+        phone_number: str | None = None,
+        birth_date: date | None = None,
+        now: datetime,
+    ) -> None:
+        """Write only the given fields, so concurrent corrections of other fields survive."""
+
+    def delete_pending(self, account_id: str) -> bool:
+        """Destroy an account still waiting for guardian consent (never any other account)."""
+
+    def replace_password_hash(
+        self, account_id: str, *, expected: str, new: str | None, now: datetime
+    ) -> bool:
+        """Swap the hash only if it is still `expected` (None: keep it, just lock the row)."""
+
+    def begin_login_attempt(
+        self, account_id: str, *, now: datetime, policy: LockoutPolicy
+    ) -> LoginGate:
+        """Admit a password attempt before its outcome is known, or say why not."""
+
+    def end_login_attempt(
+        self, account_id: str, *, succeeded: bool, now: datetime, policy: LockoutPolicy
+    ) -> None:
+        """Record an admitted attempt's outcome; the failure that reaches the threshold locks."""
+
+    def rejoin_hold_until(
+        self, *, ci: str | None, di: str | None, now: datetime
+    ) -> datetime | None:
+        """End of the re-join cooldown of a withdrawn person with this CI or DI, if running."""
+
+    def add_rejoin_hold(
+        self, hold_id: str, *, ci: str | None, di: str | None, until: datetime
+    ) -> None: ...
+
+    def purge_rejoin_holds(self, *, now: datetime) -> int: ...
+
+
+class SessionRepository(Protocol):
+    """Sessions and their rotating refresh tokens (stored as keyed hashes only)."""
+
+    def add(self, session: Session) -> None: ...
+
+    def add_refresh_token(
+        self, token_hash: str, *, session_id: str, now: datetime, expires_at: datetime
+    ) -> None: ...
+
+    def get(self, session_id: str) -> Session | None: ...
+
+    def find_refresh(self, token_hash: str) -> RefreshRecord | None: ...
+
+    def mark_refresh_used(self, token_hash: str, *, now: datetime) -> bool:
+        """Use a refresh token once; False when another call used it first."""
+
+    def revoke(self, session_id: str, *, now: datetime, reason: RevokeReason) -> bool: ...
+
+    def revoke_others(
+        self, account_id: str, *, keep: str | None, now: datetime, reason: RevokeReason
+    ) -> int: ...
+
+    def purge_ended(self, *, now: datetime, revoked_before: datetime) -> int: ...
+
+
+class VerificationRepository(Protocol):
+    """Completed verifications: the person encrypted, referenced by a hashed single-use token."""
+
+    def add(
+        self,
+        verification_id: str,
+        *,
+        provider: str,
+        source_hash: str,
+        token_hash: str,
+        person: VerifiedPerson,
+        now: datetime,
+        expires_at: datetime,
+    ) -> None:
+        """Insert; UniqueViolation('source_hash') when the verification was used before."""
+
+    def get_by_token(self, token_hash: str) -> StoredVerification | None: ...
+
+    def consume(self, verification_id: str, *, now: datetime) -> bool:
+        """Use the token once and drop the stored person; False if already used or expired."""
+
+    def purge_expired(self, *, now: datetime) -> int: ...
+
+
+class GuardianConsentRepository(Protocol):
+    """Consent requests of children under 14; the guardian's name and contact are encrypted."""
+
+    def add(self, request: NewConsentRequest) -> None: ...
+
+    def expired_pending(self, *, now: datetime, limit: int) -> list[tuple[str, str]]:
+        """(request id, child account id) of pending requests whose window has ended."""
+
+
+class IdempotencyRepository(Protocol):
+    """Responses of idempotent calls, encrypted, by keyed hash of the caller's key."""
+
+    def get(self, key_hash: str, *, operation: str, now: datetime) -> IdempotentResult | None: ...
+
+    def put(
+        self,
+        key_hash: str,
+        *,
+        operation: str,
+        fingerprint: str,
+        response: bytes,
+        now: datetime,
+        ttl: timedelta,
+    ) -> None:
+        """Store; UniqueViolation('key_hash') when a concurrent call stored first."""
+
+    def purge_expired(self, *, now: datetime) -> int: ...
+
+
+class OutboxRepository(Protocol):
+    """Events written in the state change's transaction, claimed with leases for delivery."""
+
+    def add(self, event: Event) -> None: ...
+
+    def due(
+        self, *, now: datetime, limit: int, after: tuple[datetime, str] | None = None
+    ) -> list[tuple[str, datetime]]:
+        """(id, created_at) of undelivered events due by `now`, oldest first."""
+
+    def claim(self, event_id: str, *, now: datetime, until: datetime) -> PendingEvent | None:
+        """Take a due event for delivery until `until` (a lease); None if another took it."""
+
+    def mark_delivered(self, event_id: str, *, now: datetime) -> None: ...
+
+    def reschedule(
+        self, event_id: str, *, lease: datetime, attempts: int, next_attempt_at: datetime
+    ) -> bool:
+        """Set the next attempt, only while the caller's lease is still the event's."""
+
+    def purge_delivered(self, *, before: datetime) -> int: ...
+
+    def delete_matching(self, event_type: str, *, key: str, values: set[str]) -> int:
+        """Delete the events of `event_type` whose data has `key` in `values` (destruction)."""
+
+
+class UnitOfWork(Protocol):
+    """`with uow: ...; uow.commit()` — one transaction; leaving without commit rolls back."""
+
+    @property
+    def accounts(self) -> AccountRepository: ...
+
+    @property
+    def sessions(self) -> SessionRepository: ...
+
+    @property
+    def verifications(self) -> VerificationRepository: ...
+
+    @property
+    def guardian_consents(self) -> GuardianConsentRepository: ...
+
+    @property
+    def idempotency(self) -> IdempotencyRepository: ...
+
+    @property
+    def outbox(self) -> OutboxRepository: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    """Opens units of work; `readonly=True` for reads (no write lock, may run in autocommit)."""
+
+    def __call__(self, *, readonly: bool = False) -> UnitOfWork: ...

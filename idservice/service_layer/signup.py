@@ -1,0 +1,455 @@
+"""SignUp: validate everything, hash outside the transaction, then one atomic write.
+
+The flow: an idempotent replay answers first; then the request is validated (fields, terms,
+the verified identity, a child's guardian); known conflicts are refused before the Argon2 work;
+and one transaction consumes the verification token, inserts the account (unique indexes decide
+duplicates), opens a session or a guardian consent request, and writes the events.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import date, datetime
+
+from idservice.domain import events
+from idservice.domain.accounts import Account, Consents, SignInMethod, initial_status
+from idservice.domain.age import parse_birth_date, seoul_today
+from idservice.domain.errors import DomainError, Reason
+from idservice.domain.guardian_consent import (
+    GuardianContact,
+    needs_guardian_consent,
+    require_guardian_contact,
+)
+from idservice.domain.identity import VerifiedPerson
+from idservice.domain.ids import new_id
+from idservice.service_layer import duplicates, idempotency, verification
+from idservice.service_layer.guardian_consent import ConsentRequestRef, open_request
+from idservice.service_layer.passwords import check_password
+from idservice.service_layer.policy import Policy
+from idservice.service_layer.ports import (
+    Clock,
+    PasswordHasher,
+    SecretsCipher,
+    TokenIssuer,
+    TokenPurpose,
+    UniqueViolation,
+    UnitOfWorkFactory,
+)
+from idservice.service_layer.sessions import IssuedSession, start_session
+from idservice.service_layer.use_cases import Command
+from idservice.service_layer.validation import (
+    Violations,
+    email_lookup_key,
+    normalize_email,
+    normalize_phone,
+    validate_name,
+    validate_password,
+)
+
+# What a SignUp sees when a concurrent call with the same idempotency key committed first.
+_LOST_RACE_REASONS = frozenset(
+    {Reason.EMAIL_TAKEN, Reason.IDENTITY_ALREADY_REGISTERED, Reason.VERIFICATION_TOKEN_INVALID}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SignUpResult:
+    account: Account
+    session: IssuedSession | None
+    consent_request: ConsentRequestRef | None
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class SignUp(Command[SignUpResult]):
+    """A SignUp request, as the caller sent it."""
+
+    idempotency_key: str = ""
+    email: str = ""
+    password: str = ""
+    sns_signup_ticket: str = ""
+    name: str = ""
+    phone_number: str = ""
+    birth_date: str = ""
+    verification_token: str = ""
+    consents_given: bool = False
+    terms_version: str = ""
+    privacy_policy_version: str = ""
+    marketing_opt_in: bool = False
+    guardian_given: bool = False
+    guardian_name: str = ""
+    guardian_phone_number: str = ""
+
+    def body(self) -> dict[str, object]:
+        """What the idempotency fingerprint covers: all but the key and the password (checked
+        against the account's Argon2 hash on a replay)."""
+        body = asdict(self)
+        body.pop("idempotency_key")
+        body.pop("password")
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class _Profile:
+    """A validated SignUp: what the account will hold."""
+
+    email: str
+    email_key: str
+    name: str
+    phone: str
+    birth: date
+    person: VerifiedPerson | None
+    guardian: GuardianContact | None
+
+
+def sign_up(
+    cmd: SignUp,
+    *,
+    uow: UnitOfWorkFactory,
+    hasher: PasswordHasher,
+    tokens: TokenIssuer,
+    cipher: SecretsCipher,
+    policy: Policy,
+    clock: Clock,
+) -> SignUpResult:
+    now = clock()
+    key = idempotency.key_for(
+        cmd.idempotency_key, operation=idempotency.SIGNUP, body=cmd.body(), cipher=cipher
+    )
+
+    def replay() -> SignUpResult | None:
+        if key is None:
+            return None
+        return _replay(cmd, key, now=now, uow=uow, hasher=hasher, cipher=cipher, policy=policy)
+
+    first = replay()
+    if first is not None:
+        return first
+    try:
+        profile = _validate(cmd, now=now, uow=uow, cipher=cipher, policy=policy)
+        with uow(readonly=True) as tx:
+            # Only a shortcut before the Argon2 work: the unique indexes still decide races.
+            duplicates.refuse_known_conflicts(
+                tx, email_key=profile.email_key, person=profile.person, now=now
+            )
+        password_hash = hasher.hash(cmd.password)
+        return _create_account(
+            cmd,
+            profile,
+            password_hash,
+            key,
+            now=now,
+            uow=uow,
+            tokens=tokens,
+            cipher=cipher,
+            policy=policy,
+        )
+    except DomainError as exc:
+        # A concurrent call with the same key may have won the race (its account holds the
+        # email and identity, and it used the verification token): answer with its result.
+        if key is not None and exc.reason in _LOST_RACE_REASONS:
+            won = replay()
+            if won is not None:
+                return won
+        raise
+    except UniqueViolation:
+        # Only idempotency.remember raises UniqueViolation here, and only with a key.
+        won = replay()
+        if won is not None:
+            return won
+        raise idempotency.key_reused() from None
+
+
+def _replay(
+    cmd: SignUp,
+    key: idempotency.IdempotencyKey,
+    *,
+    now: datetime,
+    uow: UnitOfWorkFactory,
+    hasher: PasswordHasher,
+    cipher: SecretsCipher,
+    policy: Policy,
+) -> SignUpResult | None:
+    """The first result of this key, if the body is the same; tokens only while still live."""
+    data = idempotency.recall(key, now=now, uow=uow)
+    if data is None:
+        return None
+    with uow(readonly=True) as tx:
+        account = tx.accounts.get(str(data["account_id"]))
+    if account is None:
+        # The account is gone (withdrawn or its consent window closed): the key is spent.
+        raise idempotency.key_reused("the idempotency key belongs to a finished signup")
+    if account.password_hash:
+        try:
+            # Counted like a login: a replay is no way around the lock.
+            check_password(
+                account, cmd.password, now=now, uow=uow, hasher=hasher, lockout=policy.lockout
+            )
+        except DomainError as exc:
+            if exc.reason is Reason.INVALID_CREDENTIALS:
+                raise idempotency.key_reused() from None
+            raise
+    session = _live_session(
+        account.id,
+        idempotency.unseal(key, data.get("session_sealed"), cipher=cipher),
+        now=now,
+        uow=uow,
+        cipher=cipher,
+    )
+    consent = None
+    stored_consent = data.get("consent_request")
+    if isinstance(stored_consent, dict):
+        consent = ConsentRequestRef(
+            id=stored_consent["id"], expires_at=datetime.fromisoformat(stored_consent["expires_at"])
+        )
+    return SignUpResult(account=account, session=session, consent_request=consent)
+
+
+def _live_session(
+    account_id: str,
+    unsealed: str | None,
+    *,
+    now: datetime,
+    uow: UnitOfWorkFactory,
+    cipher: SecretsCipher,
+) -> IssuedSession | None:
+    """The first session's tokens, if they opened and the session has not moved on since."""
+    if unsealed is None:
+        return None
+    s: dict[str, str] = json.loads(unsealed)
+    with uow(readonly=True) as tx:
+        record = tx.sessions.find_refresh(
+            cipher.token_hash(s["refresh_token"], purpose=TokenPurpose.REFRESH_TOKEN)
+        )
+    if record is None or record.used_at is not None or not record.session.is_active(now):
+        # Rotated or ended since: handing the old tokens back would trip reuse detection and
+        # log the person out.
+        return None
+    return IssuedSession(
+        account_id=account_id,
+        session_id=s["session_id"],
+        access_token=s["access_token"],
+        access_token_expires_at=datetime.fromisoformat(s["access_token_expires_at"]),
+        refresh_token=s["refresh_token"],
+        refresh_token_expires_at=datetime.fromisoformat(s["refresh_token_expires_at"]),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Fields:
+    """The caller's own values, each validated (empty where not given)."""
+
+    email: str
+    name: str
+    phone: str
+    birth: date | None
+    guardian: GuardianContact | None
+
+
+def _read_fields(cmd: SignUp, *, today: date, policy: Policy) -> _Fields:
+    """Every field checked; all bad fields reported together (VALIDATION_FAILED)."""
+    with Violations() as v:
+        if cmd.sns_signup_ticket:
+            v.add(
+                "sns_signup_ticket", "SNS signup is not available; sign up with email and password"
+            )
+        if not cmd.email:
+            v.add("email", "is required")
+        if not cmd.password:
+            v.add("password", "is required")
+        email = v.check(lambda: normalize_email(cmd.email), default="") if cmd.email else ""
+        name = v.check(lambda: validate_name(cmd.name), default="") if cmd.name else ""
+        phone = (
+            v.check(lambda: normalize_phone(cmd.phone_number), default="")
+            if cmd.phone_number
+            else ""
+        )
+        birth = (
+            v.check(lambda: parse_birth_date(cmd.birth_date, today=today), default=None)
+            if cmd.birth_date
+            else None
+        )
+        if cmd.password:
+            v.check(lambda: validate_password(cmd.password, user_inputs=[email, name or cmd.name]))
+        if not cmd.consents_given or not cmd.terms_version:
+            v.add("consents.terms_version", "is required")
+        if not cmd.consents_given or not cmd.privacy_policy_version:
+            v.add("consents.privacy_policy_version", "is required")
+        # Without a token these come from the caller; when a verification is required, the
+        # answer is IDENTITY_VERIFICATION_REQUIRED below, not "name is required".
+        if not cmd.verification_token and not policy.require_identity_verification:
+            for field, given in (
+                ("name", cmd.name),
+                ("phone_number", cmd.phone_number),
+                ("birth_date", cmd.birth_date),
+            ):
+                if not given:
+                    v.add(field, "is required")
+        guardian = None
+        if cmd.guardian_given and (cmd.guardian_name or cmd.guardian_phone_number):
+            guardian = GuardianContact(
+                name=v.check(
+                    lambda: validate_name(cmd.guardian_name, field="guardian.name"), default=""
+                ),
+                phone_number=v.check(
+                    lambda: normalize_phone(
+                        cmd.guardian_phone_number, field="guardian.phone_number"
+                    ),
+                    default="",
+                ),
+            )
+    return _Fields(email=email, name=name, phone=phone, birth=birth, guardian=guardian)
+
+
+def _require_current_terms(cmd: SignUp, policy: Policy) -> None:
+    if (
+        cmd.terms_version != policy.terms_version
+        or cmd.privacy_policy_version != policy.privacy_policy_version
+    ):
+        raise DomainError(
+            Reason.TERMS_VERSION_MISMATCH,
+            "accept the current terms and privacy policy",
+            metadata={
+                "terms_version": policy.terms_version,
+                "privacy_policy_version": policy.privacy_policy_version,
+            },
+        )
+
+
+def _validate(
+    cmd: SignUp,
+    *,
+    now: datetime,
+    uow: UnitOfWorkFactory,
+    cipher: SecretsCipher,
+    policy: Policy,
+) -> _Profile:
+    today = seoul_today(now)
+    fields = _read_fields(cmd, today=today, policy=policy)
+    _require_current_terms(cmd, policy)
+    name, phone, birth = fields.name, fields.phone, fields.birth
+    person: VerifiedPerson | None = None
+    if cmd.verification_token:
+        person = verification.peek(cmd.verification_token, now=now, uow=uow, cipher=cipher)
+        name, phone, birth = verification.merge_verified(
+            person, name=name, phone=phone, birth=birth
+        )
+        if not cmd.name:
+            # The name came from the verification: the password must not contain it either.
+            validate_password(cmd.password, user_inputs=[fields.email, name])
+    elif policy.require_identity_verification:
+        raise DomainError(
+            Reason.IDENTITY_VERIFICATION_REQUIRED, "complete identity verification first"
+        )
+    assert birth is not None  # required above when there is no verification
+    guardian = None
+    if needs_guardian_consent(birth, today):
+        guardian = require_guardian_contact(fields.guardian, child_phone=phone)
+    return _Profile(
+        email=fields.email,
+        email_key=email_lookup_key(fields.email),
+        name=name,
+        phone=phone,
+        birth=birth,
+        person=person,
+        guardian=guardian,
+    )
+
+
+def _create_account(
+    cmd: SignUp,
+    profile: _Profile,
+    password_hash: str,
+    key: idempotency.IdempotencyKey | None,
+    *,
+    now: datetime,
+    uow: UnitOfWorkFactory,
+    tokens: TokenIssuer,
+    cipher: SecretsCipher,
+    policy: Policy,
+) -> SignUpResult:
+    child = profile.guardian is not None
+    person = profile.person
+    account = Account(
+        id=new_id(),
+        status=initial_status(needs_guardian_consent=child),
+        email=profile.email,
+        name=profile.name,
+        phone_number=profile.phone,
+        birth_date=profile.birth,
+        identity_verified=person is not None,
+        ci=person.ci if person else None,
+        di=person.di if person else None,
+        password_hash=password_hash,
+        created_at=now,
+        consents=Consents(
+            terms_version=cmd.terms_version,
+            privacy_policy_version=cmd.privacy_policy_version,
+            accepted_at=now,
+            # korea-rules Guardian 2: a pending child receives no marketing.
+            marketing_opt_in=cmd.marketing_opt_in and not child,
+            marketing_updated_at=now,
+        ),
+    )
+    with uow() as tx:
+        if cmd.verification_token:
+            verification.consume(tx, cmd.verification_token, now=now, cipher=cipher)
+        if person is not None:
+            duplicates.refuse_rejoin_hold(tx, person, now=now)
+        try:
+            tx.accounts.add(account, email_key=profile.email_key)
+        except UniqueViolation as exc:
+            raise duplicates.unique_violation_error(tx, exc.column, person) from None
+        session = None
+        consent = None
+        if profile.guardian is not None:
+            consent = open_request(
+                tx, account, profile.guardian, now=now, cipher=cipher, policy=policy
+            )
+        else:
+            session = start_session(
+                tx,
+                account,
+                amr=(SignInMethod.PASSWORD.value,),
+                now=now,
+                tokens=tokens,
+                cipher=cipher,
+                policy=policy,
+            )
+        tx.outbox.add(
+            events.account_created(
+                account_id=account.id,
+                status=account.status.value,
+                identity_verified=account.identity_verified,
+                now=now,
+            )
+        )
+        if key is not None:
+            idempotency.remember(
+                tx, key, _first_result(key, account, session, consent, cipher), now=now
+            )
+        tx.commit()
+    return SignUpResult(account=account, session=session, consent_request=consent)
+
+
+def _first_result(
+    key: idempotency.IdempotencyKey,
+    account: Account,
+    session: IssuedSession | None,
+    consent: ConsentRequestRef | None,
+    cipher: SecretsCipher,
+) -> dict[str, object]:
+    """The stored first result; the session's tokens are sealed under the caller's key."""
+    doc: dict[str, object] = {"account_id": account.id}
+    if session is not None:
+        tokens = {
+            "session_id": session.session_id,
+            "access_token": session.access_token,
+            "access_token_expires_at": session.access_token_expires_at.isoformat(),
+            "refresh_token": session.refresh_token,
+            "refresh_token_expires_at": session.refresh_token_expires_at.isoformat(),
+        }
+        doc["session_sealed"] = idempotency.seal(key, json.dumps(tokens), cipher=cipher)
+    if consent is not None:
+        doc["consent_request"] = {"id": consent.id, "expires_at": consent.expires_at.isoformat()}
+    return doc
