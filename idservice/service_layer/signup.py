@@ -8,7 +8,6 @@ duplicates), opens a session or a guardian consent request, and writes the event
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 
@@ -24,19 +23,18 @@ from idservice.domain.guardian_consent import (
 from idservice.domain.identity import VerifiedPerson
 from idservice.domain.ids import new_id
 from idservice.service_layer import duplicates, idempotency, verification
-from idservice.service_layer.guardian_consent import ConsentRequestRef, open_request
-from idservice.service_layer.passwords import check_password
+from idservice.service_layer.guardian_consent import open_request
 from idservice.service_layer.policy import Policy
 from idservice.service_layer.ports import (
     Clock,
     PasswordHasher,
     SecretsCipher,
     TokenIssuer,
-    TokenPurpose,
     UniqueViolation,
     UnitOfWorkFactory,
 )
-from idservice.service_layer.sessions import IssuedSession, start_session
+from idservice.service_layer.sessions import start_session
+from idservice.service_layer.signup_replay import SignUpResult, first_result, replay_signup
 from idservice.service_layer.use_cases import Command
 from idservice.service_layer.validation import (
     Violations,
@@ -51,13 +49,6 @@ from idservice.service_layer.validation import (
 _LOST_RACE_REASONS = frozenset(
     {Reason.EMAIL_TAKEN, Reason.IDENTITY_ALREADY_REGISTERED, Reason.VERIFICATION_TOKEN_INVALID}
 )
-
-
-@dataclass(frozen=True, slots=True)
-class SignUpResult:
-    account: Account
-    session: IssuedSession | None
-    consent_request: ConsentRequestRef | None
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -120,7 +111,9 @@ def sign_up(
     def replay() -> SignUpResult | None:
         if key is None:
             return None
-        return _replay(cmd, key, now=now, uow=uow, hasher=hasher, cipher=cipher, policy=policy)
+        return replay_signup(
+            key, cmd.password, now=now, uow=uow, hasher=hasher, cipher=cipher, policy=policy
+        )
 
     first = replay()
     if first is not None:
@@ -158,81 +151,6 @@ def sign_up(
         if won is not None:
             return won
         raise idempotency.key_reused() from None
-
-
-def _replay(
-    cmd: SignUp,
-    key: idempotency.IdempotencyKey,
-    *,
-    now: datetime,
-    uow: UnitOfWorkFactory,
-    hasher: PasswordHasher,
-    cipher: SecretsCipher,
-    policy: Policy,
-) -> SignUpResult | None:
-    """The first result of this key, if the body is the same; tokens only while still live."""
-    data = idempotency.recall(key, now=now, uow=uow)
-    if data is None:
-        return None
-    with uow(readonly=True) as tx:
-        account = tx.accounts.get(str(data["account_id"]))
-    if account is None:
-        # The account is gone (withdrawn or its consent window closed): the key is spent.
-        raise idempotency.key_reused("the idempotency key belongs to a finished signup")
-    if account.password_hash:
-        try:
-            # Counted like a login: a replay is no way around the lock.
-            check_password(
-                account, cmd.password, now=now, uow=uow, hasher=hasher, lockout=policy.lockout
-            )
-        except DomainError as exc:
-            if exc.reason is Reason.INVALID_CREDENTIALS:
-                raise idempotency.key_reused() from None
-            raise
-    session = _live_session(
-        account.id,
-        idempotency.unseal(key, data.get("session_sealed"), cipher=cipher),
-        now=now,
-        uow=uow,
-        cipher=cipher,
-    )
-    consent = None
-    stored_consent = data.get("consent_request")
-    if isinstance(stored_consent, dict):
-        consent = ConsentRequestRef(
-            id=stored_consent["id"], expires_at=datetime.fromisoformat(stored_consent["expires_at"])
-        )
-    return SignUpResult(account=account, session=session, consent_request=consent)
-
-
-def _live_session(
-    account_id: str,
-    unsealed: str | None,
-    *,
-    now: datetime,
-    uow: UnitOfWorkFactory,
-    cipher: SecretsCipher,
-) -> IssuedSession | None:
-    """The first session's tokens, if they opened and the session has not moved on since."""
-    if unsealed is None:
-        return None
-    s: dict[str, str] = json.loads(unsealed)
-    with uow(readonly=True) as tx:
-        record = tx.sessions.find_refresh(
-            cipher.token_hash(s["refresh_token"], purpose=TokenPurpose.REFRESH_TOKEN)
-        )
-    if record is None or record.used_at is not None or not record.session.is_active(now):
-        # Rotated or ended since: handing the old tokens back would trip reuse detection and
-        # log the person out.
-        return None
-    return IssuedSession(
-        account_id=account_id,
-        session_id=s["session_id"],
-        access_token=s["access_token"],
-        access_token_expires_at=datetime.fromisoformat(s["access_token_expires_at"]),
-        refresh_token=s["refresh_token"],
-        refresh_token_expires_at=datetime.fromisoformat(s["refresh_token_expires_at"]),
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,29 +286,8 @@ def _create_account(
     cipher: SecretsCipher,
     policy: Policy,
 ) -> SignUpResult:
-    child = profile.guardian is not None
     person = profile.person
-    account = Account(
-        id=new_id(),
-        status=initial_status(needs_guardian_consent=child),
-        email=profile.email,
-        name=profile.name,
-        phone_number=profile.phone,
-        birth_date=profile.birth,
-        identity_verified=person is not None,
-        ci=person.ci if person else None,
-        di=person.di if person else None,
-        password_hash=password_hash,
-        created_at=now,
-        consents=Consents(
-            terms_version=cmd.terms_version,
-            privacy_policy_version=cmd.privacy_policy_version,
-            accepted_at=now,
-            # korea-rules Guardian 2: a pending child receives no marketing.
-            marketing_opt_in=cmd.marketing_opt_in and not child,
-            marketing_updated_at=now,
-        ),
-    )
+    account = _new_account(cmd, profile, password_hash, now=now)
     with uow() as tx:
         if cmd.verification_token:
             verification.consume(tx, cmd.verification_token, now=now, cipher=cipher)
@@ -426,30 +323,33 @@ def _create_account(
         )
         if key is not None:
             idempotency.remember(
-                tx, key, _first_result(key, account, session, consent, cipher), now=now
+                tx, key, first_result(key, account, session, consent, cipher=cipher), now=now
             )
         tx.commit()
     return SignUpResult(account=account, session=session, consent_request=consent)
 
 
-def _first_result(
-    key: idempotency.IdempotencyKey,
-    account: Account,
-    session: IssuedSession | None,
-    consent: ConsentRequestRef | None,
-    cipher: SecretsCipher,
-) -> dict[str, object]:
-    """The stored first result; the session's tokens are sealed under the caller's key."""
-    doc: dict[str, object] = {"account_id": account.id}
-    if session is not None:
-        tokens = {
-            "session_id": session.session_id,
-            "access_token": session.access_token,
-            "access_token_expires_at": session.access_token_expires_at.isoformat(),
-            "refresh_token": session.refresh_token,
-            "refresh_token_expires_at": session.refresh_token_expires_at.isoformat(),
-        }
-        doc["session_sealed"] = idempotency.seal(key, json.dumps(tokens), cipher=cipher)
-    if consent is not None:
-        doc["consent_request"] = {"id": consent.id, "expires_at": consent.expires_at.isoformat()}
-    return doc
+def _new_account(cmd: SignUp, profile: _Profile, password_hash: str, *, now: datetime) -> Account:
+    child = profile.guardian is not None
+    person = profile.person
+    return Account(
+        id=new_id(),
+        status=initial_status(needs_guardian_consent=child),
+        email=profile.email,
+        name=profile.name,
+        phone_number=profile.phone,
+        birth_date=profile.birth,
+        identity_verified=person is not None,
+        ci=person.ci if person else None,
+        di=person.di if person else None,
+        password_hash=password_hash,
+        created_at=now,
+        consents=Consents(
+            terms_version=cmd.terms_version,
+            privacy_policy_version=cmd.privacy_policy_version,
+            accepted_at=now,
+            # korea-rules Guardian 2: a pending child receives no marketing.
+            marketing_opt_in=cmd.marketing_opt_in and not child,
+            marketing_updated_at=now,
+        ),
+    )
