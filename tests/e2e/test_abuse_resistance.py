@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
@@ -12,7 +13,7 @@ from sqlalchemy import column, select, table
 from idservice.bootstrap import App
 from idservice.v1 import account_pb2, auth_pb2, identity_pb2
 from tests.conftest import make_settings
-from tests.support.client import STRONG_PASSWORD, Client, decode, new_person
+from tests.support.client import STRONG_PASSWORD, Client, decode, failure_of, new_person
 from tests.support.serving import serving
 
 accounts = table("accounts", column("id"), column("identity_verified"))
@@ -38,7 +39,11 @@ def test_concurrent_wrong_passwords_cannot_outrun_the_lock(client: Client, app: 
     guesses = reasons.count("INVALID_CREDENTIALS")
     assert guesses <= app.settings.lockout_threshold
     assert set(reasons) <= {"INVALID_CREDENTIALS", "ACCOUNT_LOCKED", "SERVER_BUSY", "RATE_LIMITED"}
-    assert reason_of(lambda: client.login(email)) == "ACCOUNT_LOCKED"
+    locked = failure_of(lambda: client.login(email))
+    assert locked.reason == "ACCOUNT_LOCKED"
+    # Times in error metadata use the same RFC 3339 `Z` form as events and JSON timestamps.
+    assert locked.metadata["locked_until"].endswith("Z")
+    assert datetime.fromisoformat(locked.metadata["locked_until"]) > datetime.now(UTC)
 
 
 def test_concurrent_right_passwords_all_sign_in(client: Client) -> None:

@@ -101,6 +101,7 @@ def test_serve_posts_each_event_signed_to_the_webhook(
         (delivery,) = hook.wait_for(1)
         document = json.loads(delivery.body)
         assert set(document) == {"event_id", "type", "occurred_at", "data"}
+        assert document["occurred_at"].endswith("Z")
         assert document["type"] == "account.created"
         assert document["data"]["account_id"] == signed.account.id
         assert delivery.headers["content-type"] == "application/json"

@@ -655,6 +655,7 @@ def test_person_in_rejoin_cooldown_is_refused_until_it_ends(
         grpc.StatusCode.ALREADY_EXISTS,
         "IDENTITY_ALREADY_REGISTERED",
     )
+    assert failure.metadata["rejoin_allowed_after"].endswith("Z")
     assert datetime.fromisoformat(failure.metadata["rejoin_allowed_after"]) == until
     assert "sign_in_methods" not in failure.metadata or not failure.metadata["sign_in_methods"]
 
