@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from idservice.adapters.crypto import FieldCipher, KeyRing, KeyRingError, load_or_create_dev_ring
 from idservice.adapters.db import migrations
 from idservice.adapters.db.engine import build_engine
+from idservice.adapters.db.password_parameters import sample_password_hashes
 from idservice.adapters.db.unit_of_work import SqlUnitOfWorkFactory
 from idservice.adapters.hashing import Argon2Parameters, PasswordHasher, default_worker_count
 from idservice.adapters.identity.base import IdentityProvider
@@ -142,6 +143,7 @@ def build_app(
             # SERVER_BUSY at once instead of starving cheap calls (token checks, refreshes).
             max_queue=max(1, settings.max_workers // 2 - workers),
         )
+    hasher.calibrate_decoy(sample_password_hashes(engine))  # unknown emails cost what most do
     providers = (
         identity_providers
         if identity_providers is not None
