@@ -125,7 +125,11 @@ def build_app(
     """Wire everything from settings; overrides let tests swap a part for a real stand-in."""
     ring = load_key_ring(settings)
     signing_key = load_signer(settings)
-    engine = build_engine(settings.database_url, pool_size=settings.db_pool_size)
+    engine = build_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        create_directory=settings.creates_database_directory,
+    )
     if migrate:
         migrations.upgrade(engine)
     cipher = FieldCipher(ring)

@@ -89,7 +89,9 @@ def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
     from idservice.adapters.db import migrations
     from idservice.adapters.db.engine import build_engine
 
-    engine = build_engine(settings.database_url, pool_size=1)
+    engine = build_engine(
+        settings.database_url, pool_size=1, create_directory=settings.creates_database_directory
+    )
     try:
         migrations.upgrade(engine)
         print(f"database at revision {migrations.current_revision(engine)}")  # noqa: T201

@@ -458,6 +458,23 @@ def test_invalid_configuration_stops_startup_with_one_line(
     assert not (workdir / "var").exists()
 
 
+@pytest.mark.parametrize("command", ["serve", "migrate", "purge"])
+def test_sqlite_in_a_missing_directory_is_one_line_and_creates_nothing(
+    workdir: Path, command: str
+) -> None:
+    # A typo in the path must not start an empty database somewhere new; only the default
+    # ./var is created (test_fresh_defaults_create_var_and_serve_the_password_flow).
+    env = {**FAST_ARGON2, "IDSERVICE_DATABASE_URL": "sqlite:///./data/idservice.db"}
+    result = run_idservice(command, env=env, cwd=workdir)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("idservice: configuration error: IDSERVICE_DATABASE_URL: ")
+    assert "./data" not in lines[0]
+    assert list(workdir.iterdir()) == []
+
+
 def _write_self_signed_tls(directory: Path) -> tuple[Path, Path]:
     """A throwaway P-256 certificate and key for 127.0.0.1, as PEM files."""
     key = ec.generate_private_key(ec.SECP256R1())
