@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import importlib.metadata
 import itertools
 import os
 import re
@@ -29,6 +30,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from idservice.adapters.crypto import DataKey, KeyRing
 from idservice.adapters.db import tables
 from idservice.bootstrap import build_app
+from idservice.entrypoints.cli import COMMANDS
 from idservice.entrypoints.grpc.server import create_server
 from idservice.v1 import account_pb2, auth_pb2, common_pb2
 from tests.conftest import make_settings
@@ -556,6 +558,31 @@ def test_configuration_refused_while_starting_names_the_variable(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"idservice: configuration error: {variable}: "), result.stderr
     assert "Traceback" not in result.stderr
+
+
+# ----------------------------------------------------------------- help and version
+
+
+@pytest.mark.parametrize("command", [None, *sorted(COMMANDS)])
+def test_help_says_what_each_command_does_and_where_configuration_comes_from(
+    workdir: Path, command: str | None
+) -> None:
+    args = ["--help"] if command is None else [command, "--help"]
+    result = run_idservice(*args, env={}, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    usage, description, *rest = result.stdout.split("\n\n")
+    assert usage.startswith("usage: idservice"), result.stdout
+    # A sentence about what it does, not just the option list.
+    assert not description.startswith(("options:", "positional arguments:")), result.stdout
+    assert len(description.split()) >= 5, result.stdout
+    assert "IDSERVICE_*" in " ".join(rest).replace("\n", " "), result.stdout
+    assert list(workdir.iterdir()) == []  # asking for help touches nothing
+
+
+def test_version_prints_the_installed_version(workdir: Path) -> None:
+    result = run_idservice("--version", env={}, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"idservice {importlib.metadata.version('idservice')}\n"
 
 
 # ----------------------------------------------------------------- 4. migrate
