@@ -20,6 +20,7 @@ from idservice.adapters.db import migrations
 from idservice.adapters.db.engine import build_engine
 from idservice.adapters.db.errors import as_domain_error
 from idservice.adapters.db.maintenance import reencrypt_all
+from idservice.adapters.db.password_parameters import sample_password_hashes
 from idservice.adapters.db.unit_of_work import SqlUnitOfWorkFactory
 from idservice.adapters.hashing import Argon2Parameters, PasswordHasher, default_worker_count
 from idservice.adapters.identity.portone import PortOneIdentityProvider
@@ -170,7 +171,9 @@ def policy_from(settings: Settings) -> Policy:
 
 def migrate_database(settings: Settings) -> str:
     """Apply the migrations to IDSERVICE_DATABASE_URL; returns the revision reached."""
-    engine = build_engine(settings.database_url, pool_size=1)
+    engine = build_engine(
+        settings.database_url, pool_size=1, create_directory=settings.creates_database_directory
+    )
     try:
         migrations.upgrade(engine)
         return migrations.current_revision(engine) or "none"
@@ -190,7 +193,11 @@ def build_app(
     """Wire everything from settings; overrides let tests swap a part for a real stand-in."""
     ring = load_key_ring(settings)
     signing_key = load_signer(settings)
-    engine = build_engine(settings.database_url, pool_size=settings.db_pool_size)
+    engine = build_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        create_directory=settings.creates_database_directory,
+    )
     if migrate:
         migrations.upgrade(engine)
     cipher = FieldCipher(ring)
@@ -208,6 +215,7 @@ def build_app(
             # SERVER_BUSY at once instead of starving cheap calls (token checks, refreshes).
             max_queue=max(1, settings.max_workers // 2 - workers),
         )
+    hasher.calibrate_decoy(sample_password_hashes(engine))  # unknown emails cost what most do
     providers = (
         identity_providers
         if identity_providers is not None

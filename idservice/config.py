@@ -18,6 +18,10 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DATABASE_URL = re.compile(r"^(sqlite(\+pysqlite)?|postgresql(\+psycopg)?)://")
 # Contract §2: access tokens live at most 15 minutes.
 MAX_ACCESS_TOKEN_TTL = timedelta(minutes=15)
+# Contract §1: with no configuration the service keeps its SQLite file under ./var/, which it
+# creates. Any other SQLite URL must name a directory that exists: a typo in the path is an
+# error, not a new directory with an empty database in it.
+DEFAULT_DATABASE_URL = "sqlite:///./var/idservice.db"
 
 T = TypeVar("T")
 
@@ -123,7 +127,7 @@ class Settings:
     env: Literal["development", "production"] = _env(_parse_env, "development")
     listen: str = _env(_parse_hostport, "127.0.0.1:50051")
     var_dir: Path = _env(Path, Path("./var"))
-    database_url: str = _env(str.strip, "sqlite:///./var/idservice.db", secret=True)
+    database_url: str = _env(str.strip, DEFAULT_DATABASE_URL, secret=True)
     data_keys: str | None = _env(str.strip, secret=True)
     signing_key_file: Path | None = _env(Path)
     issuer: str = _env(str.strip, "idservice")
@@ -182,6 +186,11 @@ class Settings:
     def keys_dir(self) -> Path:
         return self.var_dir / "keys"
 
+    @property
+    def creates_database_directory(self) -> bool:
+        """Only the default SQLite database's directory (./var) is created when missing."""
+        return self.database_url == DEFAULT_DATABASE_URL
+
     @classmethod
     def from_env(
         cls, environ: Mapping[str, str] | None = None, *, read_dotenv: bool = True
@@ -223,6 +232,16 @@ class Settings:
             raise ConfigError(
                 PREFIX + "DATABASE_URL", "expected a sqlite:// or postgresql+psycopg:// URL"
             )
+        sqlite_directory = _sqlite_directory(self.database_url)
+        if (
+            sqlite_directory is not None
+            and not self.creates_database_directory
+            and not sqlite_directory.is_dir()
+        ):
+            raise ConfigError(
+                PREFIX + "DATABASE_URL",
+                "the SQLite database's directory does not exist; create it first",
+            )
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             missing = "TLS_KEY_FILE" if self.tls_cert_file else "TLS_CERT_FILE"
             raise ConfigError(PREFIX + missing, "TLS needs both a certificate and a key file")
@@ -246,6 +265,22 @@ class Settings:
             raise ConfigError(
                 PREFIX + "NOTIFY_WEBHOOK_SECRET", "required with a webhook URL in production"
             )
+
+
+def _sqlite_directory(url: str) -> Path | None:
+    """The directory of a SQLite database file; None for other databases and in-memory ones."""
+    if not url.startswith("sqlite"):
+        return None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        database = make_url(url).database or ""
+    except ArgumentError:
+        raise ConfigError(PREFIX + "DATABASE_URL", "is not a valid SQLAlchemy URL") from None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser().parent
 
 
 def _read_dotenv(path: Path) -> dict[str, str]:

@@ -490,6 +490,7 @@ def spawned_service(
     """Run `idservice serve` on 127.0.0.1 (port chosen by the OS) in a temporary directory."""
     with tempfile.TemporaryDirectory(prefix="idservice-load-") as tmp:
         var_dir = Path(tmp) / "var"
+        var_dir.mkdir()  # the service creates only the default ./var; this one is named
         url = database_url or f"sqlite:///{var_dir / 'idservice.db'}"
         server = ServerProcess(
             [sys.executable, "-m", "idservice", "serve"],

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import threading
 import unicodedata
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final, ParamSpec, TypeVar
@@ -20,6 +22,8 @@ from idservice.service_layer.ports import VerifyOutcome
 P = ParamSpec("P")
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 # Waiting hashes allowed per worker before SERVER_BUSY. At OWASP parameters a hash takes tens of
 # milliseconds, so 64 queued per core is roughly a second or two of backlog: beyond that a caller
 # is better served by retrying than by waiting behind the burst.
@@ -32,6 +36,14 @@ HASH_BYTES = 32
 # NIST SP 800-63B §3.1.1.2: normalise Unicode passwords (NFKC or NFKD) before hashing, so the
 # same Hangul typed on keyboards that send composed syllables or decomposed jamo still matches.
 UNICODE_NORMAL_FORM: Final = "NFKC"
+# Stored hashes whose parameters lie outside what the service could have been configured with
+# (IDSERVICE_ARGON2_*) are never adopted for the decoy: one odd row must not make every
+# unknown-email attempt cost gigabytes.
+MAX_DECOY_TIME_COST = 20
+MAX_DECOY_MEMORY_COST = 4 * 1024 * 1024  # KiB
+MAX_DECOY_PARALLELISM = 16
+DECOY_SALT_BYTES_RANGE = range(8, 65)
+DECOY_HASH_BYTES_RANGE = range(4, 65)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,9 +151,12 @@ class PasswordHasher:
             queue = max_queue if max_queue is not None else pool_size * QUEUE_DEPTH_PER_WORKER
             self._executor = BoundedExecutor(pool_size, queue)
             self._owns_executor = True
-        # burn() verifies against this, so an unknown email costs exactly what a known one does;
-        # made with the configured parameters so the work matches current hashes.
-        self._dummy_hash = self._argon2.hash(secrets.token_urlsafe(32))
+        # burn() verifies against this decoy, so an unknown email costs what a known one does.
+        # It starts at the configured parameters; calibrate_decoy() moves it to those of the
+        # most common stored hash (after a parameter change most accounts keep the old ones
+        # until their next login).
+        self._decoy_hash = self._argon2.hash(secrets.token_urlsafe(32))
+        self._configured = argon2.extract_parameters(self._decoy_hash)
 
     def hash(self, password: str) -> str:
         """The PHC string `$argon2id$v=19$m=…,t=…,p=…$salt$hash` of `password`."""
@@ -157,11 +172,57 @@ class PasswordHasher:
 
     def burn_later(self, password: str) -> Future[VerifyOutcome]:
         """`burn`, queued now and collected later (see verify_later)."""
-        return self._executor.submit(self._verify_now, self._dummy_hash, _normalize(password))
+        return self._executor.submit(self._verify_now, self._decoy_hash, _normalize(password))
 
     def burn(self, password: str) -> None:
         """Spend a real verification's work for an email that has no account (timing parity)."""
-        self._executor.run(self._verify_now, self._dummy_hash, _normalize(password))
+        self._executor.run(self._verify_now, self._decoy_hash, _normalize(password))
+
+    @property
+    def decoy_parameters(self) -> argon2.Parameters:
+        """The Argon2 parameters `burn` spends: what an unknown email costs."""
+        return argon2.extract_parameters(self._decoy_hash)
+
+    def calibrate_decoy(self, stored_hashes: Iterable[str]) -> argon2.Parameters:
+        """Set the decoy to the parameters most of `stored_hashes` use, and return them.
+
+        `stored_hashes` is a sample of the accounts' PHC strings. A wrong password costs what
+        the account's own hash costs, so after IDSERVICE_ARGON2_* is raised an unknown email
+        hashed at the new parameters would stand out against the many accounts still at the
+        old ones; the most common parameters make it look like a typical account. Hashes that
+        are not Argon2id or whose parameters are out of range are ignored; with none left the
+        decoy stays as it is. Ties go to the configured parameters, then to
+        the more expensive.
+        """
+        counts: Counter[_CostKey] = Counter()
+        examples: dict[_CostKey, argon2.Parameters] = {}
+        for encoded in stored_hashes:
+            params = _decoy_candidate(encoded)
+            if params is not None:
+                key = _cost_key(params)
+                counts[key] += 1
+                examples.setdefault(key, params)
+        if not counts:
+            return self.decoy_parameters
+        configured = _cost_key(self._configured)
+        key, count = max(
+            counts.items(),
+            key=lambda item: (item[1], item[0] == configured, item[0][0] * item[0][1], item[0]),
+        )
+        if key != _cost_key(self.decoy_parameters):
+            decoy = argon2.PasswordHasher.from_parameters(examples[key])
+            self._decoy_hash = decoy.hash(secrets.token_urlsafe(32))
+        if key != configured:
+            log.info(
+                "unknown emails cost the most common stored Argon2 parameters "
+                "(m=%d,t=%d,p=%d; %d of %d sampled hashes), not the configured ones",
+                key[1],
+                key[0],
+                key[2],
+                count,
+                sum(counts.values()),
+            )
+        return self.decoy_parameters
 
     def shutdown(self) -> None:
         """Close the worker pool if this hasher created it."""
@@ -180,3 +241,35 @@ class PasswordHasher:
 
 def _normalize(password: str) -> str:
     return unicodedata.normalize(UNICODE_NORMAL_FORM, password)
+
+
+# (time_cost, memory_cost, parallelism, salt_len, hash_len)
+_CostKey = tuple[int, int, int, int, int]
+
+
+def _cost_key(params: argon2.Parameters) -> _CostKey:
+    """What the work of verifying a hash depends on: t, m, p and the salt and tag lengths."""
+    return (
+        params.time_cost,
+        params.memory_cost,
+        params.parallelism,
+        params.salt_len,
+        params.hash_len,
+    )
+
+
+def _decoy_candidate(encoded: str) -> argon2.Parameters | None:
+    """The parameters of a stored Argon2id PHC string, or None if unusable for the decoy."""
+    try:
+        params = argon2.extract_parameters(encoded)
+    except (ValueError, TypeError):
+        return None
+    usable = (
+        params.type is argon2.Type.ID
+        and 1 <= params.time_cost <= MAX_DECOY_TIME_COST
+        and 1 <= params.parallelism <= MAX_DECOY_PARALLELISM
+        and 8 * params.parallelism <= params.memory_cost <= MAX_DECOY_MEMORY_COST
+        and params.salt_len in DECOY_SALT_BYTES_RANGE
+        and params.hash_len in DECOY_HASH_BYTES_RANGE
+    )
+    return params if usable else None

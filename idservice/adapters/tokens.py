@@ -36,8 +36,8 @@ MAX_ACCESS_TOKEN_TTL: Final = timedelta(minutes=15)
 # Our tokens are well under 1 KiB; refusing anything over 8 KiB before base64 or JSON work bounds
 # what a caller can make verification spend.
 MAX_TOKEN_BYTES: Final = 8 * 1024
-# RFC 7519 §4.1.6 allows a small leeway for clock skew between replicas; only "iat" gets it,
-# "exp" is never extended.
+# RFC 7519 §4.1.5–4.1.6 allow a small leeway for clock skew between replicas; only the claims
+# that say "not yet" ("iat", "nbf") get it, "exp" is never extended.
 ISSUED_AT_LEEWAY_SECONDS: Final = 60
 # RFC 9068 §2.1: explicit typing keeps any other JWT this key might sign from passing as an
 # access token (RFC 8725 §3.11).
@@ -284,6 +284,14 @@ class AccessTokenIssuer:
             raise _token_invalid("access token lifetime is out of bounds")
         if issued_at > now_seconds + ISSUED_AT_LEEWAY_SECONDS:
             raise _token_invalid("access token is issued in the future")
+        # RFC 7519 §4.1.5: not accepted before "nbf" (optional; we do not issue it), with the
+        # same leeway as "iat".
+        if "nbf" in claims:
+            not_before = claims["nbf"]
+            if not _is_seconds(not_before):
+                raise _token_invalid("access token has an invalid 'nbf' claim")
+            if not_before > now_seconds + ISSUED_AT_LEEWAY_SECONDS:
+                raise _token_invalid("access token is not valid yet")
         # RFC 7519 §4.1.4: not accepted on or after the expiration time.
         if now_seconds >= expires_at:
             raise DomainError(Reason.TOKEN_EXPIRED, "access token has expired")

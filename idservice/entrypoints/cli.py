@@ -1,8 +1,9 @@
-"""The `idservice` command: serve, migrate, purge, dispatch, reencrypt."""
+"""The `idservice` command: serve, migrate, purge, dispatch, reencrypt (and --version)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import os
 import signal
@@ -151,19 +152,69 @@ COMMANDS = {
 }
 
 
+# Each subcommand: (one-line help in the command list, description for its own --help).
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "serve": (
+        "run the gRPC server",
+        "Run the gRPC server (with health and reflection) on IDSERVICE_LISTEN. Migrates the "
+        "database first, delivers outbox events and runs the retention jobs periodically. With "
+        "no configuration at all: SQLite under ./var/, development keys in ./var/keys/, the "
+        "sandbox identity provider, 127.0.0.1:50051. SIGTERM drains in-flight calls, then exits.",
+    ),
+    "migrate": (
+        "apply database migrations to IDSERVICE_DATABASE_URL",
+        "Apply the database migrations (Alembic) to IDSERVICE_DATABASE_URL and print the "
+        "revision reached. Safe to run repeatedly and from several processes at once.",
+    ),
+    "purge": (
+        "run every retention job once and print counts",
+        "Run every retention and destruction job once (expired verifications and idempotent "
+        "responses, ended sessions, finished re-join holds, child accounts whose guardian "
+        "consent window ended, delivered outbox events) and print how many of each it "
+        "destroyed: counts only, no personal data. serve runs it every "
+        "IDSERVICE_PURGE_INTERVAL.",
+    ),
+    "dispatch": (
+        "deliver outbox events (serve does this too unless told not to)",
+        "Deliver outbox events to IDSERVICE_NOTIFY_WEBHOOK_URL (or log their type and id) "
+        "until SIGTERM, for deployments that run delivery apart from the servers (set "
+        "IDSERVICE_DISPATCH_IN_SERVE=false there).",
+    ),
+    "reencrypt": (
+        "re-encrypt personal fields under the current data key",
+        "Re-encrypt every personal field under the current (first) key of IDSERVICE_DATA_KEYS, "
+        "after a key rotation, and print how many values each table had re-encrypted.",
+    ),
+}
+CONFIGURATION_NOTE = (
+    "Configuration comes from IDSERVICE_* environment variables (a .env file in the working "
+    "directory is read too; the environment wins); see README.md for the list. Invalid "
+    "configuration exits with code 2 and one line naming the variable."
+)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("idservice")
+    except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="idservice", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the gRPC server")
-    sub.add_parser("migrate", help="apply database migrations to IDSERVICE_DATABASE_URL")
-    sub.add_parser("purge", help="run every retention job once and print counts")
-    dispatch = sub.add_parser(
-        "dispatch", help="deliver outbox events (serve does this too unless told not to)"
+    parser = argparse.ArgumentParser(
+        prog="idservice",
+        description="The identity verification and account registration gRPC service.",
+        epilog=CONFIGURATION_NOTE,
     )
-    dispatch.add_argument(
+    parser.add_argument("--version", action="version", version=f"idservice {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parsers = {
+        name: sub.add_parser(name, help=summary, description=details, epilog=CONFIGURATION_NOTE)
+        for name, (summary, details) in SUBCOMMANDS.items()
+    }
+    parsers["dispatch"].add_argument(
         "--once", action="store_true", help="deliver what is due, print counts and exit"
     )
-    sub.add_parser("reencrypt", help="re-encrypt personal fields under the current data key")
     args = parser.parse_args(argv)
     try:
         settings = _settings()

@@ -23,9 +23,11 @@ import threading
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import Any, Final, TypeVar, overload
 
 import phonenumbers
+from confusable_homoglyphs import categories as unicode_scripts
+from confusable_homoglyphs import confusables
 from email_validator import EmailNotValidError, validate_email
 from zxcvbn import zxcvbn
 
@@ -37,6 +39,16 @@ T = TypeVar("T")
 # RFC 5321 §4.5.3.1.3 limits a path to 256 octets including the angle brackets, which leaves
 # 254 for the address (RFC 3696 erratum 1690); email-validator applies the same bound.
 MAX_EMAIL_LENGTH = 254
+# Look-alike addresses: NFKC folds compatibility forms (full-width "ｈｏｎｇ＠…", ligatures, circled
+# letters) into the plain characters they show, so a copy cannot take a second account. Letters
+# of different scripts that look alike (a Cyrillic "і" among Latin letters) do not fold, so an
+# address part that mixes scripts confusably is refused. Characters of no particular script
+# (digits, ".", "-", "_", combining marks) are left out of that comparison.
+EMAIL_NORMAL_FORM: Final = "NFKC"
+_SCRIPTLESS: Final = frozenset({"COMMON", "INHERITED", "UNKNOWN"})
+CONFUSABLE_EMAIL_DESCRIPTION: Final = (
+    "must not mix look-alike letters of different scripts (e.g. Latin and Cyrillic)"
+)
 
 # E.164 allows 15 digits; 32 characters leaves room for "+82 (0)10-1234-5678"-style
 # punctuation while keeping the parser away from arbitrarily long input.
@@ -82,13 +94,17 @@ RRN_DESCRIPTION = "must not contain a resident registration number"
 
 
 def normalize_email(value: str, *, field: str = "email") -> str:
-    """The address in normalised form: domain lowercased (IDNA), local part NFC, case kept.
+    """The address in normalised form: NFKC, domain lowercased (IDNA), local part's case kept.
 
     Syntax only (no DNS): `email_validator.validate_email(..., check_deliverability=False)`.
-    Surrounding whitespace is dropped. Special-use domains (`.test`, `.local`, `localhost`) are
-    refused by email-validator. Store `email_lookup_key()` of the result for uniqueness.
+    NFKC comes first (a full-width copy is the same address), then surrounding whitespace is
+    dropped. Special-use domains (`.test`, `.local`, `localhost`) are refused by
+    email-validator. A local part or domain label that mixes scripts with look-alike letters
+    (Latin with a Cyrillic "і") is refused; one script alone (Latin, Hangul, …) is fine, and
+    so are scripts side by side whose letters do not look alike (Latin beside Hangul).
+    Store `email_lookup_key()` of the result for uniqueness.
     """
-    text = value.strip()
+    text = unicodedata.normalize(EMAIL_NORMAL_FORM, value).strip()
     if not text:
         raise invalid(field, "is required")
     if len(text) > MAX_EMAIL_LENGTH:
@@ -100,15 +116,34 @@ def normalize_email(value: str, *, field: str = "email") -> str:
         raise invalid(field, "must be a valid email address") from None
     if len(normalized) > MAX_EMAIL_LENGTH:
         raise invalid(field, f"must be at most {MAX_EMAIL_LENGTH} characters")
+    local, _, domain = normalized.rpartition("@")
+    if any(_mixes_scripts_confusably(part) for part in (local, *domain.split("."))):
+        raise invalid(field, CONFUSABLE_EMAIL_DESCRIPTION)
     return normalized
+
+
+def _mixes_scripts_confusably(text: str) -> bool:
+    """True when `text` holds letters of two or more scripts and one of them looks like a letter
+    of another (confusable-homoglyphs, from Unicode's confusables.txt and Scripts.txt)."""
+    letters = "".join(ch for ch in text if unicode_scripts.alias(ch).upper() not in _SCRIPTLESS)
+    scripts: set[str] = unicode_scripts.unique_aliases(letters)
+    if len(scripts) < 2:
+        return False
+    # Each script in turn as the one imitated: do the letters of the others look like its own?
+    return any(
+        bool(confusables.is_confusable(letters, preferred_aliases=[script]))
+        for script in sorted(scripts)
+    )
 
 
 def email_lookup_key(normalized: str) -> str:
     """The case-insensitive key of a normalised address, for uniqueness and login look-ups.
 
-    Case folding can leave a string that is no longer NFC (e.g. "ǰ"), so the key is NFC again.
+    NFKC, case folded, NFKC again: case folding can leave a string that is no longer normalised
+    (e.g. "ǰ"). For an ASCII address this is just its lower case.
     """
-    return unicodedata.normalize("NFC", normalized.casefold())
+    folded = unicodedata.normalize(EMAIL_NORMAL_FORM, normalized).casefold()
+    return unicodedata.normalize(EMAIL_NORMAL_FORM, folded)
 
 
 def normalize_phone(value: str, *, field: str = "phone_number", require_valid: bool = True) -> str:

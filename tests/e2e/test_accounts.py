@@ -239,6 +239,45 @@ def test_email_taken_ignores_case(client: Client, app: App) -> None:
     assert account_count(app) == 1
 
 
+def full_width(text: str) -> str:
+    """The full-width form of printable ASCII (what some Korean and Japanese IMEs type)."""
+    return "".join(chr(ord(ch) + 0xFEE0) if "!" <= ch <= "~" else ch for ch in text)
+
+
+def test_look_alike_emails_do_not_make_a_second_account(client: Client, app: App) -> None:
+    local = f"gildong.{uuid.uuid4().hex[:8]}"
+    original = f"{local}@example.com"
+    signed = client.sign_up(new_person(), email=original)
+    cyrillic_i = original.replace("i", "\u0456", 1)  # Cyrillic і (U+0456) for the first Latin i
+    assert cyrillic_i != original
+    taken = (C.ALREADY_EXISTS, "EMAIL_TAKEN", None)
+    problems: list[str] = []
+    for label, email, code, reason, fields in [
+        ("full-width local part", f"{full_width(local)}@example.com", *taken),
+        ("full-width copy", full_width(original), *taken),
+        ("Cyrillic i", cyrillic_i, C.INVALID_ARGUMENT, "VALIDATION_FAILED", ["email"]),
+    ]:
+        request = client.signup_request(new_person(), email=email)
+        failure = outcome_of(partial(sign_up, client, request))
+        problems += mismatch(label, failure, code, reason, fields)
+        assert failure is None or email.partition("@")[0] not in failure.message
+    assert not problems, "\n".join(problems)
+    assert account_count(app) == 1
+    # The original logs in, and so do its full-width copies (the same lookup key).
+    assert client.login(original).session.account_id == signed.account.id
+    assert client.login(f"{full_width(local)}@example.com").session.account_id == signed.account.id
+    assert client.login(full_width(original)).session.account_id == signed.account.id
+    failure = failure_of(lambda: client.login(cyrillic_i))
+    assert_failure(failure, C.UNAUTHENTICATED, "INVALID_CREDENTIALS")
+
+
+def test_hangul_and_latin_addresses_sign_up(client: Client, app: App) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    for email in (f"홍길동{suffix}@example.com", f"gildong{suffix}홍@example.com"):
+        assert client.sign_up(new_person(), email=email).account.email == email
+    assert account_count(app) == 2
+
+
 def test_spaced_phone_number_is_stored_and_returned_as_e164(client: Client) -> None:
     person = new_person()
     expected = "+82" + person.phone.replace("-", "")[1:]

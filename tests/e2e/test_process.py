@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import importlib.metadata
 import itertools
 import os
 import re
@@ -29,6 +30,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from idservice.adapters.crypto import DataKey, KeyRing
 from idservice.adapters.db import tables
 from idservice.bootstrap import build_app
+from idservice.entrypoints.cli import COMMANDS
 from idservice.entrypoints.grpc.server import create_server
 from idservice.v1 import account_pb2, auth_pb2, common_pb2
 from tests.conftest import make_settings
@@ -458,6 +460,23 @@ def test_invalid_configuration_stops_startup_with_one_line(
     assert not (workdir / "var").exists()
 
 
+@pytest.mark.parametrize("command", ["serve", "migrate", "purge"])
+def test_sqlite_in_a_missing_directory_is_one_line_and_creates_nothing(
+    workdir: Path, command: str
+) -> None:
+    # A typo in the path must not start an empty database somewhere new; only the default
+    # ./var is created (test_fresh_defaults_create_var_and_serve_the_password_flow).
+    env = {**FAST_ARGON2, "IDSERVICE_DATABASE_URL": "sqlite:///./data/idservice.db"}
+    result = run_idservice(command, env=env, cwd=workdir)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("idservice: configuration error: IDSERVICE_DATABASE_URL: ")
+    assert "./data" not in lines[0]
+    assert list(workdir.iterdir()) == []
+
+
 def _write_self_signed_tls(directory: Path) -> tuple[Path, Path]:
     """A throwaway P-256 certificate and key for 127.0.0.1, as PEM files."""
     key = ec.generate_private_key(ec.SECP256R1())
@@ -539,6 +558,31 @@ def test_configuration_refused_while_starting_names_the_variable(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"idservice: configuration error: {variable}: "), result.stderr
     assert "Traceback" not in result.stderr
+
+
+# ----------------------------------------------------------------- help and version
+
+
+@pytest.mark.parametrize("command", [None, *sorted(COMMANDS)])
+def test_help_says_what_each_command_does_and_where_configuration_comes_from(
+    workdir: Path, command: str | None
+) -> None:
+    args = ["--help"] if command is None else [command, "--help"]
+    result = run_idservice(*args, env={}, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    usage, description, *rest = result.stdout.split("\n\n")
+    assert usage.startswith("usage: idservice"), result.stdout
+    # A sentence about what it does, not just the option list.
+    assert not description.startswith(("options:", "positional arguments:")), result.stdout
+    assert len(description.split()) >= 5, result.stdout
+    assert "IDSERVICE_*" in " ".join(rest).replace("\n", " "), result.stdout
+    assert list(workdir.iterdir()) == []  # asking for help touches nothing
+
+
+def test_version_prints_the_installed_version(workdir: Path) -> None:
+    result = run_idservice("--version", env={}, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"idservice {importlib.metadata.version('idservice')}\n"
 
 
 # ----------------------------------------------------------------- 4. migrate

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -325,3 +326,59 @@ def test_loadtest_refuses_bad_arguments_before_any_traffic(
     result = run_script("loadtest.py", *args, "--duration", "1", cwd=tmp_path)
     assert result.returncode == 2, explain(result)
     assert message in result.stderr
+
+
+# -- bootstrap -------------------------------------------------------------------------------
+# A one-module project with no dependencies: bootstrap.sh treats it exactly like this one.
+MINIMAL_PYPROJECT = """\
+[build-system]
+requires = ["setuptools>=69"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "stampcheck"
+version = "{version}"
+"""
+
+
+def run_bootstrap(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(project / "scripts" / "bootstrap.sh"), *args],
+        cwd=project,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=SCRIPT_TIMEOUT_SECONDS,
+        check=False,
+    )
+
+
+def test_bootstrap_skips_pip_while_pyproject_is_unchanged(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "scripts").mkdir(parents=True)
+    shutil.copy2(SCRIPTS / "bootstrap.sh", project / "scripts" / "bootstrap.sh")
+    (project / "pyproject.toml").write_text(MINIMAL_PYPROJECT.format(version="1.0"))
+    (project / "stampcheck").mkdir()
+    (project / "stampcheck" / "__init__.py").write_text("")
+
+    first = run_bootstrap(project)  # a fresh clone: creates .venv and installs
+    assert first.returncode == 0, explain(first)
+    venv_python = project / ".venv" / "bin" / "python"
+    assert subprocess.run([venv_python, "-c", "import stampcheck"], check=False).returncode == 0
+
+    # From here on the venv cannot run pip: any install attempt fails, loudly.
+    (site_packages,) = (project / ".venv" / "lib").glob("python*/site-packages")
+    for path in site_packages.glob("pip*"):
+        shutil.rmtree(path)
+    again = run_bootstrap(project)
+    assert again.returncode == 0, explain(again)  # nothing changed: pip is not run
+
+    # The development extras were never installed, so --dev does run pip.
+    dev = run_bootstrap(project, "--dev")
+    assert dev.returncode != 0 and "No module named pip" in dev.stderr, explain(dev)
+
+    # A changed pyproject.toml installs again, and a failed install is retried next time.
+    (project / "pyproject.toml").write_text(MINIMAL_PYPROJECT.format(version="1.1"))
+    for _ in range(2):
+        changed = run_bootstrap(project)
+        assert changed.returncode != 0 and "No module named pip" in changed.stderr, explain(changed)

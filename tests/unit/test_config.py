@@ -93,3 +93,41 @@ def test_dotenv_is_read_and_the_environment_wins(
     s = Settings.from_env()
     assert s.lockout_threshold == 7
     assert s.issuer == "from-env"
+
+
+def test_sqlite_in_a_missing_directory_names_the_variable(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-dir" / "idservice.db"
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"IDSERVICE_DATABASE_URL": f"sqlite:///{missing}"})
+    assert info.value.variable == "IDSERVICE_DATABASE_URL"
+    assert "no-such-dir" not in str(info.value)
+    assert not missing.parent.exists()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///{tmp}/idservice.db",
+        "sqlite+pysqlite:///{tmp}/idservice.db",
+        "sqlite://",
+        "sqlite:///:memory:",
+        "postgresql+psycopg://u@127.0.0.1:1/x",
+    ],
+)
+def test_sqlite_in_an_existing_directory_or_in_memory_is_fine(tmp_path: Path, url: str) -> None:
+    settings = Settings.from_env({"IDSERVICE_DATABASE_URL": url.format(tmp=tmp_path)})
+    assert not settings.creates_database_directory
+
+
+def test_only_the_default_database_directory_is_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # a fresh clone: no ./var yet
+    default = Settings.from_env({})
+    assert default.creates_database_directory
+    # Spelled out, the default is still the default.
+    spelled = Settings.from_env({"IDSERVICE_DATABASE_URL": "sqlite:///./var/idservice.db"})
+    assert spelled.creates_database_directory
+    with pytest.raises(ConfigError):
+        Settings.from_env({"IDSERVICE_DATABASE_URL": "sqlite:///./var/other.db"})
+    assert not (tmp_path / "var").exists()

@@ -8,6 +8,7 @@ import unicodedata
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import argon2
 import pytest
 from cryptography.exceptions import InvalidKey
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
@@ -20,6 +21,7 @@ from idservice.adapters.hashing import (
 )
 from idservice.domain.errors import DomainError, Reason
 from idservice.service_layer.ports import VerifyOutcome
+from tests.support.recording import RecordingExecutor
 
 # Small parameters keep the suite fast; the behaviour under test does not depend on the cost.
 FAST = Argon2Parameters(time_cost=1, memory_cost=1024, parallelism=1)
@@ -187,3 +189,97 @@ def test_parameters_below_rfc_9106_minimums_are_refused() -> None:
 
 def test_defaults_are_owasp() -> None:
     assert Argon2Parameters() == Argon2Parameters(time_cost=2, memory_cost=19456, parallelism=1)
+
+
+# --- the unknown-email decoy ------------------------------------------------------------------
+
+OLD_PARAMETERS = Argon2Parameters(time_cost=1, memory_cost=1024, parallelism=1)
+NEW_PARAMETERS = Argon2Parameters(time_cost=2, memory_cost=2048, parallelism=1)
+
+
+def cost(params: argon2.Parameters) -> tuple[int, int, int]:
+    return (params.time_cost, params.memory_cost, params.parallelism)
+
+
+def costs(params: Argon2Parameters) -> tuple[int, int, int]:
+    return (params.time_cost, params.memory_cost, params.parallelism)
+
+
+@pytest.fixture
+def recorder() -> Iterator[RecordingExecutor]:
+    executor = RecordingExecutor()
+    yield executor
+    executor.shutdown()
+
+
+@pytest.fixture
+def old_hashes() -> list[str]:
+    old = PasswordHasher(OLD_PARAMETERS, workers=1)
+    try:
+        return [old.hash(f"old password {i}") for i in range(3)]
+    finally:
+        old.shutdown()
+
+
+def test_decoy_starts_at_the_configured_parameters(recorder: RecordingExecutor) -> None:
+    hasher = PasswordHasher(NEW_PARAMETERS, executor=recorder)
+    assert cost(hasher.decoy_parameters) == costs(NEW_PARAMETERS)
+    hasher.burn("nobody's password")
+    assert [cost(p) for p in recorder.verified_parameters()] == [costs(NEW_PARAMETERS)]
+
+
+def test_burn_costs_the_most_common_stored_parameters(
+    recorder: RecordingExecutor, old_hashes: list[str]
+) -> None:
+    hasher = PasswordHasher(NEW_PARAMETERS, executor=recorder)
+    new_hash = hasher.hash("a new account's password")
+    chosen = hasher.calibrate_decoy([*old_hashes, new_hash])
+    assert cost(chosen) == costs(OLD_PARAMETERS) == cost(hasher.decoy_parameters)
+    # The work really spent: a wrong password on an old account and an unknown email, alike.
+    hasher.verify(old_hashes[0], "wrong password")
+    hasher.burn("unknown email's password")
+    assert hasher.burn_later("again").result(timeout=HANG_GUARD_SECONDS).ok is False
+    verified = [cost(p) for p in recorder.verified_parameters()]
+    assert verified == [costs(OLD_PARAMETERS)] * 3
+    # New hashes keep the configured parameters; only the decoy follows the stored ones.
+    assert cost(argon2.extract_parameters(hasher.hash("another"))) == costs(NEW_PARAMETERS)
+
+
+def test_decoy_follows_the_majority_back(old_hashes: list[str]) -> None:
+    hasher = PasswordHasher(NEW_PARAMETERS, workers=1)
+    try:
+        hasher.calibrate_decoy(old_hashes)
+        new_hashes = [hasher.hash(f"rehashed {i}") for i in range(4)]
+        assert cost(hasher.calibrate_decoy([*old_hashes, *new_hashes])) == costs(NEW_PARAMETERS)
+    finally:
+        hasher.shutdown()
+
+
+def test_a_tie_goes_to_the_configured_parameters(old_hashes: list[str]) -> None:
+    hasher = PasswordHasher(NEW_PARAMETERS, workers=1)
+    try:
+        new_hash = hasher.hash("one new")
+        assert cost(hasher.calibrate_decoy([old_hashes[0], new_hash])) == costs(NEW_PARAMETERS)
+    finally:
+        hasher.shutdown()
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        [],
+        ["", "not a hash", "$2b$12$" + "a" * 53],  # garbage and bcrypt
+        # Argon2i, not Argon2id
+        ["$argon2i$v=19$m=1024,t=1,p=1$c29tZXNhbHQxMjM0NTY3OA$" + "A" * 43],
+        # Out of range: zero cost, or more memory than the configuration allows
+        ["$argon2id$v=19$m=0,t=0,p=0$c29tZXNhbHQxMjM0NTY3OA$" + "A" * 43],
+        ["$argon2id$v=19$m=8388608,t=1,p=1$c29tZXNhbHQxMjM0NTY3OA$" + "A" * 43],
+        ["$argon2id$v=19$m=1024,t=99,p=1$c29tZXNhbHQxMjM0NTY3OA$" + "A" * 43],
+    ],
+)
+def test_unusable_stored_hashes_leave_the_decoy_alone(stored: list[str]) -> None:
+    hasher = PasswordHasher(NEW_PARAMETERS, workers=1)
+    try:
+        assert cost(hasher.calibrate_decoy(stored)) == costs(NEW_PARAMETERS)
+    finally:
+        hasher.shutdown()

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from idservice.domain.rrn import looks_like_rrn
+from idservice.domain.rrn import MAX_SEPARATOR_RUN, looks_like_rrn
 
 FULL_WIDTH = str.maketrans("0123456789-", "０１２３４５６７８９－")
 
@@ -40,6 +40,29 @@ FULL_WIDTH = str.maketrans("0123456789-", "０１２３４５６７８９－")
         "abc9001011234567def",
         "12-900101-1234567",
         "김900101-1234567",
+        # Any run of up to four separators that are neither letters nor digits.
+        "900101.1234567@example.com",
+        "900101_1234567",
+        "900101/1234567",
+        "900101+1234567",
+        "900101=1234567",
+        "900101--1234567",
+        "900101 - 1234567",
+        "900101 -- 1234567",
+        "900101:1234567",
+        "900101,1234567",
+        "900101\n1234567",
+        "900101\t1234567",
+        "900101・1234567",  # katakana middle dot
+        "900101、1234567",  # ideographic comma
+        "900101★1234567",
+        "900101\u03011234567",  # a combining mark
+        "(900101)(1234567)",
+        "sandbox:홍길동:900101:1234567",
+        # Invisible format characters are dropped: they neither pad nor split.
+        "900101\u200b\u200b\u200b\u200b\u200b-1234567",  # zero-width spaces
+        "900101\u00ad1234567",  # soft hyphen
+        "9001\u200b01-1234\u2060567",  # inside the digits
     ],
 )
 def test_rrn_shapes_are_flagged(text: str) -> None:
@@ -88,9 +111,17 @@ def test_rrn_shapes_are_flagged(text: str) -> None:
         "900101-12345678",  # 8 digits after
         "900101-123456",  # 6 digits after
         "90010112345678",  # 14 digits
-        "900101--1234567",  # two separators
-        "900101_1234567",  # not a separator
-        "900101.1234567",
+        "900101_12345678",  # 8 digits after a separator
+        # Letters end the number: words or an identifier, not one number.
+        "900101a1234567",
+        "900101번1234567",
+        "900101 번 1234567",
+        "생년 900101, 사번 1234567",
+        "900101x-1234567",
+        # Two numbers further apart than four separators are not joined.
+        "900101     1234567",
+        "900101 --- 1234567",
+        "900101.....1234567",
         "123e4567-e89b-12d3-a456-426614174000",  # a UUID
     ],
 )
@@ -122,6 +153,11 @@ def test_most_millisecond_timestamps_do_not_collide() -> None:
 
 
 SEPARATORS = st.sampled_from(["", "-", " ", "–"])
+# Characters that are neither letters nor digits and that NFKC leaves alone (so a run keeps its
+# length): whitespace, punctuation, symbols, control characters.
+SEPARATOR_CHARACTERS = st.characters(
+    categories=["Zs", "Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Sm", "Sc", "Sk", "So", "Cc"]
+).filter(lambda c: unicodedata.normalize("NFKC", c) == c)
 # Surrounding text that stays digit-free after NFKC ("¼" becomes "1⁄4", "①" becomes "1").
 NON_DIGIT_TEXT = st.text(
     st.characters().filter(
@@ -162,6 +198,23 @@ def test_every_rrn_with_a_valid_date_is_flagged(
     if full_width:
         rrn = rrn.translate(FULL_WIDTH)
     assert looks_like_rrn(before + rrn + after)
+
+
+@given(
+    separator=st.text(SEPARATOR_CHARACTERS, max_size=MAX_SEPARATOR_RUN),
+    before=NON_DIGIT_TEXT,
+    after=NON_DIGIT_TEXT,
+)
+@example(separator="_", before="", after="")
+@example(separator=".", before="", after="@example.com")
+def test_any_short_run_of_separators_is_flagged(separator: str, before: str, after: str) -> None:
+    assert looks_like_rrn(f"{before}900101{separator}1234567{after}")
+
+
+@given(separator=st.text(SEPARATOR_CHARACTERS, min_size=MAX_SEPARATOR_RUN + 1, max_size=40))
+@example(separator=" " * (MAX_SEPARATOR_RUN + 1))
+def test_numbers_further_apart_are_not_joined(separator: str) -> None:
+    assert not looks_like_rrn(f"900101{separator}1234567")
 
 
 MOBILE_PREFIXES = st.sampled_from(["10", "11", "16", "17", "18", "19"])

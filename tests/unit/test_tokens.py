@@ -25,6 +25,7 @@ from joserfc.jwk import OKPKey
 from joserfc.jws import JWSRegistry
 
 from idservice.adapters.tokens import (
+    ISSUED_AT_LEEWAY_SECONDS,
     MAX_TOKEN_BYTES,
     AccessTokenIssuer,
     SigningKey,
@@ -301,6 +302,52 @@ def test_a_correctly_signed_raw_token_is_accepted(
     # Guards the rejection tests above: they fail for the reason they name, not a broken helper.
     token = sign_raw(ed_key, {"alg": "EdDSA", "typ": "at+jwt", "kid": ed_key.kid}, good_claims())
     assert issuer.verify(token, now=NOW).account_id == "acct_01"
+
+
+NOW_SECONDS = int(NOW.timestamp())
+
+
+def signed_with(ed_key: SigningKey, **claims: Any) -> str:
+    header = {"alg": "EdDSA", "typ": "at+jwt", "kid": ed_key.kid}
+    return sign_raw(ed_key, header, good_claims() | claims)
+
+
+@pytest.mark.parametrize(
+    "nbf",
+    [
+        NOW_SECONDS + ISSUED_AT_LEEWAY_SECONDS + 1,  # beyond the clock-skew leeway
+        NOW_SECONDS + 300,
+        "2025-03-01T09:30:15Z",
+        True,
+        1.5,
+        -1,
+        None,
+    ],
+)
+def test_nbf_in_the_future_or_malformed_is_invalid(
+    issuer: AccessTokenIssuer, ed_key: SigningKey, nbf: object
+) -> None:
+    assert_reason(Reason.TOKEN_INVALID, issuer, signed_with(ed_key, nbf=nbf), NOW)
+
+
+@pytest.mark.parametrize(
+    "nbf",
+    [NOW_SECONDS - 600, NOW_SECONDS, NOW_SECONDS + ISSUED_AT_LEEWAY_SECONDS],
+)
+def test_nbf_reached_or_within_the_leeway_is_accepted(
+    issuer: AccessTokenIssuer, ed_key: SigningKey, nbf: int
+) -> None:
+    assert issuer.verify(signed_with(ed_key, nbf=nbf), now=NOW).account_id == "acct_01"
+
+
+def test_nbf_in_the_future_becomes_valid_when_reached(
+    issuer: AccessTokenIssuer, ed_key: SigningKey
+) -> None:
+    not_before = NOW + timedelta(seconds=ISSUED_AT_LEEWAY_SECONDS + 120)
+    token = signed_with(ed_key, nbf=int(not_before.timestamp()))
+    assert_reason(Reason.TOKEN_INVALID, issuer, token, NOW)
+    later = not_before - timedelta(seconds=ISSUED_AT_LEEWAY_SECONDS)
+    assert issuer.verify(token, now=later).account_id == "acct_01"
 
 
 @pytest.mark.parametrize(

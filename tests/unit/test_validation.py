@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from idservice.domain.errors import FieldViolation, Reason, ValidationFailed
 from idservice.domain.masking import mask_email, mask_name
 from idservice.service_layer.validation import (
+    CONFUSABLE_EMAIL_DESCRIPTION,
     MAX_EMAIL_LENGTH,
     MAX_NAME_LENGTH,
     MAX_PASSWORD_LENGTH,
@@ -38,6 +39,7 @@ KNOWN_DESCRIPTIONS = frozenset(
         "is required",
         f"must be at most {MAX_EMAIL_LENGTH} characters",
         "must be a valid email address",
+        CONFUSABLE_EMAIL_DESCRIPTION,
         f"must be at most {MAX_PHONE_INPUT_LENGTH} characters",
         "may contain only digits, spaces, +, -, ( and )",
         "must be a valid phone number",
@@ -165,6 +167,76 @@ def test_email_lookup_key_is_case_insensitive(a: str, b: str) -> None:
 def test_email_lookup_key_is_nfc() -> None:
     key = email_lookup_key(normalize_email("ǰ@example.com"))
     assert unicodedata.is_normalized("NFC", key)
+
+
+FULL_WIDTH_ASCII = {code: code + 0xFEE0 for code in range(ord("!"), ord("~") + 1)}
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalized"),
+    [
+        ("ｈｏｎｇ@example.com", "hong@example.com"),  # full-width local part
+        ("ｈｏｎｇ＠ｅｘａｍｐｌｅ．ｃｏｍ", "hong@example.com"),  # all of it full-width
+        ("\u3000hong@example.com", "hong@example.com"),  # ideographic space
+        ("ﬁle@example.com", "file@example.com"),  # ligature
+        ("ⓗong@example.com", "hong@example.com"),  # circled letter
+    ],
+)
+def test_normalize_email_folds_compatibility_forms(raw: str, normalized: str) -> None:
+    assert normalize_email(raw) == normalized
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "gildong.kim@example.com",
+        "홍길동@example.com",  # Hangul only
+        "홍길동.kim@example.com",  # Hangul beside Latin: nothing looks alike
+        "gildong2024홍@example.com",
+        "김金@example.com",  # Hangul and Han
+        "иван@example.com",  # Cyrillic only
+        "αλέξης@example.com",  # Greek only
+        "hong_1.0-x+y@example.com",  # digits and punctuation belong to no script
+        "홍길동@예시.한국",
+    ],
+)
+def test_normalize_email_accepts_one_script_or_scripts_that_do_not_look_alike(raw: str) -> None:
+    assert normalize_email(raw) == unicodedata.normalize("NFKC", raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "g\u0456ldong@example.com",  # Cyrillic і among Latin letters
+        "p\u0430ypal@example.com",  # Cyrillic а
+        "h\u03bfng@example.com",  # Greek ο
+        "\u0438v\u0430\u043d@example.com",  # Latin v among Cyrillic letters
+        "ｇ\u0456ｌｄｏｎｇ@example.com",  # full-width, then still mixed
+        "hong@ex\u0430mple.com",  # a domain label mixing Latin and Cyrillic
+    ],
+)
+def test_normalize_email_refuses_look_alike_letters_of_mixed_scripts(raw: str) -> None:
+    violation = violation_of(lambda: normalize_email(raw))
+    assert violation == FieldViolation("email", CONFUSABLE_EMAIL_DESCRIPTION)
+
+
+def test_full_width_copy_has_the_original_lookup_key() -> None:
+    original = "Gildong.Kim+tag@Example.com"
+    copy = original.translate(FULL_WIDTH_ASCII)
+    assert copy != original
+    assert email_lookup_key(normalize_email(copy)) == email_lookup_key(normalize_email(original))
+
+
+def test_email_lookup_key_of_ascii_is_its_lower_case() -> None:
+    # Keys stored before NFKC was added stay valid for ASCII addresses.
+    assert email_lookup_key(normalize_email("Hong.Gil-Dong@Example.COM")) == (
+        "hong.gil-dong@example.com"
+    )
+
+
+def test_email_lookup_key_is_nfkc() -> None:
+    assert email_lookup_key("ǰ@example.com") == unicodedata.normalize("NFKC", "ǰ@example.com")
+    assert unicodedata.is_normalized("NFKC", email_lookup_key(normalize_email("Ǳ@example.com")))
 
 
 # --- phone --------------------------------------------------------------------------------------

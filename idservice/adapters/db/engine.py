@@ -12,11 +12,16 @@ from sqlalchemy.engine import make_url
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def build_engine(url: str, *, pool_size: int = 20) -> Engine:
-    """Create the engine for a URL; creates the SQLite file's directory if needed."""
+def build_engine(url: str, *, pool_size: int = 20, create_directory: bool = False) -> Engine:
+    """Create the engine for a URL.
+
+    `create_directory` makes a SQLite file's missing directory (only the default database's
+    ./var is created: Settings.creates_database_directory); otherwise a missing directory is
+    left for SQLite to refuse.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, pool_size)
+        return _sqlite_engine(url, pool_size, create_directory=create_directory)
     return create_engine(
         url,
         pool_pre_ping=True,
@@ -28,10 +33,11 @@ def build_engine(url: str, *, pool_size: int = 20) -> Engine:
     )
 
 
-def _sqlite_engine(url: str, pool_size: int) -> Engine:
+def _sqlite_engine(url: str, pool_size: int, *, create_directory: bool) -> Engine:
     parsed = make_url(url)
     database = parsed.database or ""
-    if database and database != ":memory:" and not database.startswith("file:"):
+    file_based = database and database != ":memory:" and not database.startswith("file:")
+    if create_directory and file_based:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     # No pre-ping: a local file cannot drop a connection the way a server can.
     engine = create_engine(
