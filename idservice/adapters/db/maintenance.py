@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, Table, select, update
 
 from idservice.adapters.crypto import FieldCipher
+from idservice.adapters.db import key_check
 from idservice.adapters.db import tables as t
 from idservice.adapters.db.repository import account_context
 
@@ -53,7 +54,10 @@ ENCRYPTED_COLUMNS: tuple[EncryptedColumn, ...] = (
 
 
 def reencrypt_all(engine: Engine, cipher: FieldCipher) -> dict[str, int]:
-    """Rewrite every value not under the current key; returns counts per table.column."""
+    """Rewrite every value not under the current key; returns counts per table.column.
+
+    Then the data keys that no longer encrypt anything are unregistered (see key_check).
+    """
     counts: dict[str, int] = {}
     for spec in ENCRYPTED_COLUMNS:
         key_col = spec.table.c[spec.key]
@@ -83,4 +87,5 @@ def reencrypt_all(engine: Engine, cipher: FieldCipher) -> dict[str, int]:
                 break
             last = rows[-1][0]
         counts[f"{spec.table.name}.{spec.column}"] = done
+    key_check.forget_unused_data_keys(engine, cipher, ENCRYPTED_COLUMNS)
     return counts
