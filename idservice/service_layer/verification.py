@@ -32,7 +32,7 @@ from idservice.domain.rrn import looks_like_rrn
 from idservice.service_layer.ports import StoredVerification, UniqueViolation
 from idservice.service_layer.services import Services, new_id
 from idservice.service_layer.sessions import Caller, get_account
-from idservice.service_layer.validation import normalize_phone
+from idservice.service_layer.validation import validate_provider_person
 
 if TYPE_CHECKING:
     from idservice.adapters.db.unit_of_work import SqlUnitOfWork
@@ -91,16 +91,13 @@ def complete_verification(
         else min(timeout - _deadline_margin(timeout), 30.0)
     )
     person = adapter.fetch(verification_id, timeout=max(budget, 0.05))
-    if looks_like_rrn(person.name) or (name == "sandbox" and looks_like_rrn(verification_id)):
+    if name == "sandbox" and looks_like_rrn(verification_id):
         # korea-rules CI/DI 1: never take in a resident registration number, from anywhere.
         raise invalid("verification_id", "must not contain a resident registration number")
-    try:
-        # SignUp uses the verified phone; one that is no phone number at all fails here, on
-        # the field the caller sent, not later on a field the caller never sent.
-        normalize_phone(person.phone_number, require_valid=False)
-    except ValidationFailed:
-        raise invalid("verification_id", "the verified phone number is not usable") from None
     now = svc.clock()
+    # Checked like caller input: the sandbox's person is the caller's; a provider's bad answer
+    # is UPSTREAM_UNAVAILABLE and never stored.
+    person = validate_provider_person(person, today=seoul_today(now), from_caller=name == "sandbox")
     token = secrets.token_urlsafe(VERIFICATION_TOKEN_BYTES)
     expires_at = now + VERIFICATION_TOKEN_TTL
     with svc.uow() as uow:
