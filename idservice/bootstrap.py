@@ -15,8 +15,15 @@ from typing import TypeVar
 
 from sqlalchemy import Engine, text
 
-from idservice.adapters.crypto import FieldCipher, KeyRing, KeyRingError, load_or_create_dev_ring
-from idservice.adapters.db import migrations
+from idservice.adapters.crypto import (
+    DEV_RING_FILENAME,
+    FieldCipher,
+    KeyRing,
+    KeyRingError,
+    load_or_create_dev_ring,
+)
+from idservice.adapters.db import key_check, migrations
+from idservice.adapters.db.encrypted_columns import ENCRYPTED_COLUMNS
 from idservice.adapters.db.engine import build_engine
 from idservice.adapters.db.errors import as_domain_error
 from idservice.adapters.db.maintenance import reencrypt_all
@@ -94,17 +101,36 @@ class App:
         self.closers.clear()
 
 
-def load_key_ring(settings: Settings) -> KeyRing:
-    if settings.data_keys:
-        try:
-            return KeyRing.parse(settings.data_keys)
-        except KeyRingError as exc:
-            raise ConfigError("IDSERVICE_DATA_KEYS", str(exc)) from None
+def load_key_ring(settings: Settings) -> KeyRing | None:
+    """The configured ring; None when the development ring is to be used."""
+    if not settings.data_keys:
+        return None
+    try:
+        return KeyRing.parse(settings.data_keys)
+    except KeyRingError as exc:
+        raise ConfigError("IDSERVICE_DATA_KEYS", str(exc)) from None
+
+
+def load_dev_key_ring(settings: Settings, engine: Engine) -> KeyRing:
+    """The development ring, generated only if the database was not written under another one."""
+    ring_file = settings.keys_dir / DEV_RING_FILENAME
+    try:
+        key_check.refuse_lost_dev_ring(engine, ring_file, ENCRYPTED_COLUMNS)
+    except key_check.KeyRingMismatchError as exc:
+        raise ConfigError("IDSERVICE_DATA_KEYS", str(exc)) from None
     log.warning(
         "using development data keys from %s; set IDSERVICE_DATA_KEYS outside development",
         settings.keys_dir,
     )
     return load_or_create_dev_ring(settings.keys_dir)
+
+
+def check_key_ring(engine: Engine, cipher: FieldCipher, now: datetime) -> None:
+    """Contract §1: refuse a ring that cannot open the data already stored."""
+    try:
+        key_check.check_key_ring(engine, cipher, ENCRYPTED_COLUMNS, now=now)
+    except key_check.KeyRingMismatchError as exc:
+        raise ConfigError("IDSERVICE_DATA_KEYS", str(exc)) from None
 
 
 def load_signer(settings: Settings) -> SigningKey:
@@ -191,16 +217,27 @@ def build_app(
     sink: EventSink | None = None,
 ) -> App:
     """Wire everything from settings; overrides let tests swap a part for a real stand-in."""
-    ring = load_key_ring(settings)
-    signing_key = load_signer(settings)
+    configured_ring = load_key_ring(settings)
+    # A configured key file is read now (a bad one stops start-up before anything is created);
+    # development keys are generated only once the data key ring has been accepted.
+    configured_signer = load_signer(settings) if settings.signing_key_file else None
     engine = build_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
         create_directory=settings.creates_database_directory,
     )
-    if migrate:
-        migrations.upgrade(engine)
-    cipher = FieldCipher(ring)
+    try:
+        if migrate:
+            migrations.upgrade(engine)
+        ring = (
+            configured_ring if configured_ring is not None else load_dev_key_ring(settings, engine)
+        )
+        cipher = FieldCipher(ring)
+        check_key_ring(engine, cipher, clock())
+        signing_key = configured_signer or load_signer(settings)
+    except BaseException:
+        engine.dispose()
+        raise
     if hasher is None:
         # At most half of the RPC threads hash (and wait for hashes); the rest stay for cheap calls.
         workers = min(default_worker_count(), max(1, settings.max_workers // 2))

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 PREFIX = "IDSERVICE_"
 _DURATION = re.compile(r"^\s*(\d{1,9})\s*([smhd])\s*$")
@@ -22,6 +23,24 @@ MAX_ACCESS_TOKEN_TTL = timedelta(minutes=15)
 # creates. Any other SQLite URL must name a directory that exists: a typo in the path is an
 # error, not a new directory with an empty database in it.
 DEFAULT_DATABASE_URL = "sqlite:///./var/idservice.db"
+# OWASP Password Storage Cheat Sheet (Argon2id): equally strong (memory KiB, time cost) pairs
+# at parallelism 1; production needs one pair met or exceeded in both values.
+OWASP_ARGON2_MINIMUMS: tuple[tuple[int, int], ...] = (
+    (47104, 1),
+    (19456, 2),
+    (12288, 3),
+    (9216, 4),
+    (7168, 5),
+)
+# Every setting that names an upstream the service calls (contract §1: production refuses
+# plaintext http:// to anything but loopback).
+UPSTREAM_URL_SETTINGS = (
+    "portone_api_base",
+    "google_discovery_url",
+    "kakao_discovery_url",
+    "kakao_api_base",
+    "notify_webhook_url",
+)
 
 T = TypeVar("T")
 
@@ -113,6 +132,35 @@ def _parse_log_level(text: str) -> str:
     if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
     return value
+
+
+def is_loopback_url(url: str) -> bool:
+    """True when the URL's host is loopback: localhost, 127.0.0.0/8 or ::1."""
+    split = urlsplit(url)
+    # A user part or a backslash lets parsers disagree on the host: not loopback.
+    if "@" in split.netloc or "\\" in split.netloc:
+        return False
+    try:
+        host = split.hostname
+    except ValueError:
+        return False
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def argon2_memory_minimum(time_cost: int) -> int | None:
+    """The least memory (KiB) OWASP accepts at `time_cost`; None when no pair allows it."""
+    allowed = [memory for memory, time in OWASP_ARGON2_MINIMUMS if time <= time_cost]
+    return min(allowed) if allowed else None
 
 
 def _env(parser: Callable[[str], Any], default: Any = None, *, secret: bool = False) -> Any:
@@ -265,6 +313,39 @@ class Settings:
             raise ConfigError(
                 PREFIX + "NOTIFY_WEBHOOK_SECRET", "required with a webhook URL in production"
             )
+        self._check_production_hardening()
+
+    def _check_production_hardening(self) -> None:
+        """Production refuses plaintext upstreams, weak Argon2 and keys in the dev directory."""
+        for name in UPSTREAM_URL_SETTINGS:
+            url: str | None = getattr(self, name)
+            if url and url.startswith("http://") and not is_loopback_url(url):
+                raise ConfigError(
+                    PREFIX + name.upper(),
+                    "plaintext http:// is refused in production except to loopback; use https://",
+                )
+        minimum = argon2_memory_minimum(self.argon2_time_cost)
+        if minimum is None or self.argon2_memory_cost < minimum:
+            pairs = ", ".join(f"m={m}/t={t}" for m, t in OWASP_ARGON2_MINIMUMS)
+            raise ConfigError(
+                PREFIX + "ARGON2_MEMORY_COST",
+                f"{self.argon2_memory_cost} KiB at IDSERVICE_ARGON2_TIME_COST="
+                f"{self.argon2_time_cost} is below the OWASP minimum for Argon2id; meet or "
+                f"exceed one of {pairs}",
+            )
+        if self.signing_key_file and _inside(self.signing_key_file, self.keys_dir):
+            raise ConfigError(
+                PREFIX + "SIGNING_KEY_FILE",
+                f"must not be inside the development keys directory {self.keys_dir}",
+            )
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    """Whether `path` lies in `directory` (both resolved: `..` and symlinks do not hide it)."""
+    try:
+        return path.resolve().is_relative_to(directory.resolve())
+    except (OSError, RuntimeError):  # a symlink loop: reading the key reports it
+        return False
 
 
 def _sqlite_directory(url: str) -> Path | None:

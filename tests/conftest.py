@@ -29,6 +29,9 @@ _database_counter = itertools.count()
 
 # Small Argon2 parameters keep the suite fast; production parameters are the config defaults.
 TEST_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_cost": 1024, "argon2_parallelism": 1}
+# One data key ring for the session, as a deployment has: start-up refuses another ring on a
+# database written under this one, so every app a test builds on one database must share it.
+TEST_DATA_KEYS = KeyRing.generate("test1").serialize()
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +66,7 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Set
     values: dict[str, object] = {
         "var_dir": tmp_path / "var",
         "database_url": database_url,
-        "data_keys": KeyRing.generate("test1").serialize(),
+        "data_keys": TEST_DATA_KEYS,
         **TEST_ARGON2,
     }
     values.update(overrides)

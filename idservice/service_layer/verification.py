@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 
 from idservice.domain.accounts import Account
 from idservice.domain.age import CHILD_CONSENT_AGE, age_on, seoul_today
-from idservice.domain.errors import DomainError, Reason, ValidationFailed, invalid
+from idservice.domain.errors import DomainError, Reason, invalid
 from idservice.domain.identity import VerifiedPerson
 from idservice.domain.ids import new_id
 from idservice.domain.rrn import looks_like_rrn
@@ -27,7 +27,7 @@ from idservice.service_layer.ports import (
     UnitOfWorkFactory,
 )
 from idservice.service_layer.use_cases import Command
-from idservice.service_layer.validation import normalize_phone
+from idservice.service_layer.validation import normalize_phone, validate_provider_person
 
 # Contract §2: a verification token is single use and lives 30 minutes.
 VERIFICATION_TOKEN_TTL = timedelta(minutes=30)
@@ -95,16 +95,13 @@ def complete_verification(
             metadata={"provider": name},
         )
     person = adapter.fetch(cmd.verification_id, timeout=upstream_budget(cmd.timeout))
-    if looks_like_rrn(person.name) or (name == "sandbox" and looks_like_rrn(cmd.verification_id)):
+    if name == "sandbox" and looks_like_rrn(cmd.verification_id):
         # korea-rules CI/DI 1: never take in a resident registration number, from anywhere.
         raise invalid("verification_id", "must not contain a resident registration number")
-    try:
-        # SignUp uses the verified phone; one that is no phone number at all fails here, on
-        # the field the caller sent, not later on a field the caller never sent.
-        normalize_phone(person.phone_number, require_valid=False)
-    except ValidationFailed:
-        raise invalid("verification_id", "the verified phone number is not usable") from None
     now = clock()
+    # Checked like caller input: the sandbox's person is the caller's; a provider's bad answer
+    # is UPSTREAM_UNAVAILABLE and never stored.
+    person = validate_provider_person(person, today=seoul_today(now), from_caller=name == "sandbox")
     token = secrets.token_urlsafe(VERIFICATION_TOKEN_BYTES)
     expires_at = now + VERIFICATION_TOKEN_TTL
     with uow() as tx:

@@ -15,15 +15,15 @@ from zoneinfo import ZoneInfo
 
 import grpc
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
-from idservice.adapters.db.tables import rejoin_holds
+from idservice.adapters.db.tables import rejoin_holds, verifications
 from idservice.adapters.identity.sandbox import sandbox_ci, sandbox_di
 from idservice.bootstrap import App
 from idservice.config import Settings
 from idservice.v1 import account_pb2, auth_pb2, common_pb2, identity_pb2
 from tests.conftest import make_settings
-from tests.fakes.portone import PortOneStandIn
+from tests.fakes.portone import PortOneStandIn, verified_body
 from tests.support.client import (
     STRONG_PASSWORD,
     Client,
@@ -384,6 +384,111 @@ def test_asking_for_portone_when_only_the_sandbox_runs_is_provider_not_configure
     )
     assert by_name.name == person.name
     assert client.verify(person).name == person.name
+
+
+# -- providers' answers are checked like callers' input -----------------------------------------
+
+# verifiedCustomer changes PortOne's answer shape allows (or a careless upstream might send) that
+# the service must refuse: UNAVAILABLE UPSTREAM_UNAVAILABLE, never INTERNAL, nothing stored.
+BAD_CUSTOMER_CHANGES: dict[str, dict[str, object]] = {
+    "gender-object": {"gender": {"code": "MALE"}},
+    "gender-array": {"gender": ["MALE"]},
+    "gender-number": {"gender": 1},
+    "name-number": {"name": 12345},
+    "name-boolean": {"name": True},
+    "phone-number-as-number": {"phoneNumber": 1023456789},
+    "birth-date-array": {"birthDate": [1990, 1, 15]},
+    "is-foreigner-string": {"isForeigner": "N"},
+    "ci-object": {"ci": {"value": "x"}},
+    "di-number": {"di": 12345},
+    "born-in-year-1": {"birthDate": "0001-01-01"},
+    "born-in-2999": {"birthDate": "2999-01-01"},
+    "name-of-5000-characters": {"name": "가" * 5000},
+    "name-with-nul-and-newline": {"name": "홍\x00길\n동"},
+    "name-shaped-like-an-rrn": {"name": "900101-1234567"},
+    "phone-shaped-like-an-rrn": {"phoneNumber": "900115-1234567"},
+}
+
+
+def bad_answer(verification_id: str, changes: dict[str, object]) -> dict[str, object]:
+    body = verified_body(
+        verification_id,
+        name="김본인",
+        phone=new_phone(),
+        birth_date="1991-07-23",
+        ci=new_ci(),
+        di=new_di(),
+    )
+    body["verifiedCustomer"].update(changes)
+    return body
+
+
+def stored_verifications(app: App) -> int:
+    with app.engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(verifications)).scalar_one())
+
+
+def test_bad_portone_answers_are_upstream_unavailable_and_store_nothing(
+    tmp_path: Path,
+    database_url: str,
+    portone: PortOneStandIn,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    answers: dict[str, object] = {
+        label: bad_answer(f"iv-bad-{label}", changes)
+        for label, changes in BAD_CUSTOMER_CHANGES.items()
+    }
+    answers["verified-customer-array"] = {
+        **bad_answer("iv-bad-verified-customer-array", {}),
+        "verifiedCustomer": [],
+    }
+    answers["status-object"] = {**bad_answer("iv-bad-status-object", {}), "status": {"v": 1}}
+    surrogate = json.dumps(bad_answer("iv-bad-lone-surrogate", {"name": "NAME"}))
+    answers["lone-surrogate"] = surrogate.replace('"NAME"', '"\\ud800"').encode()
+    for label, body in answers.items():
+        portone.add_response(f"iv-bad-{label}", 200, body)
+
+    with serving(portone_settings(tmp_path, database_url, portone.base_url)) as (app, client):
+        for label in answers:
+            failure = failure_of(partial(portone_verify, client, f"iv-bad-{label}"))
+            assert (failure.code, failure.reason) == (
+                grpc.StatusCode.UNAVAILABLE,
+                "UPSTREAM_UNAVAILABLE",
+            ), label
+            assert failure.domain == "idservice.v1"
+        assert stored_verifications(app) == 0
+
+        # The service itself is fine: a good answer still completes (and is all that is stored).
+        add_portone_person(portone, "iv-good-after-bad")
+        assert portone_verify(client, "iv-good-after-bad").verification_token
+        assert stored_verifications(app) == 1
+
+    # Each refusal was logged by field, never with the value.
+    logged = caplog.text
+    for changes in BAD_CUSTOMER_CHANGES.values():
+        for value in changes.values():
+            if isinstance(value, str) and len(value) > 1:
+                assert value not in logged
+    assert "invalid fields (birth_date)" in logged
+    assert "invalid fields (phone_number)" in logged
+
+
+def test_sandbox_persons_failing_the_rules_are_the_callers_invalid_input(
+    client: Client, app: App
+) -> None:
+    for verification_id in (
+        "sandbox:홍길동2:1990-01-15:010-2345-6789:seed-digits",  # a name with a digit
+        f"sandbox:{'가' * 60}:1990-01-15:010-2345-6789:seed-long",  # a name too long
+        "sandbox:홍길동:1990-01-15:0:seed-phone",  # no phone number at all
+    ):
+        request = identity_pb2.CompleteVerificationRequest(verification_id=verification_id)
+        failure = failure_of(partial(client.identity.CompleteVerification, request))
+        assert (failure.code, failure.reason, failure.fields) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "VALIDATION_FAILED",
+            ["verification_id"],
+        ), verification_id
+    assert stored_verifications(app) == 0
 
 
 # -- sandbox flow -------------------------------------------------------------------------------

@@ -743,6 +743,61 @@ def test_reencrypt_moves_fields_to_the_new_key(database_url: str, workdir: Path)
         assert _get_account(client, login.session.access_token).name == person.name
 
 
+# ----------------------------------------------------------------- 7. a ring that does not fit
+
+
+def _one_data_keys_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = _config_error_lines(result.stderr)
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("idservice: configuration error: IDSERVICE_DATA_KEYS: "), lines
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_serve_refuses_another_ring_on_an_existing_database(
+    database_url: str, workdir: Path
+) -> None:
+    stored_under = _valid_ring()
+    email = f"ring-{os.getpid()}@example.com"
+    with _in_process_client(workdir, database_url, stored_under) as client:
+        _sign_up(client, new_person(), email)
+    env = {
+        **FAST_ARGON2,
+        "IDSERVICE_DATABASE_URL": database_url,
+        "IDSERVICE_LISTEN": f"127.0.0.1:{free_loopback_port()}",
+    }
+    migrated = run_idservice("migrate", env=env, cwd=workdir)
+    assert migrated.returncode == 0, migrated.stderr
+
+    another = _valid_ring()
+    refused = run_idservice(
+        "serve", env={**env, "IDSERVICE_DATA_KEYS": another}, cwd=workdir, timeout=WAIT_SECONDS
+    )
+
+    _one_data_keys_error(refused)
+    for ring in (stored_under, another):
+        assert ring.partition(":")[2] not in refused.stderr
+    # The ring the data was stored under still serves it.
+    with _in_process_client(workdir, database_url, stored_under) as client:
+        assert client.login(email).session.account_id
+
+
+def test_serve_refuses_when_the_development_keys_were_lost(workdir: Path) -> None:
+    with ServerProcess(FAST_ARGON2, workdir, log_dir=workdir.parent) as proc:
+        _sign_up(Client(proc.channel()), new_person(), f"lost-{os.getpid()}@example.com")
+        assert proc.terminate() == 0, proc.logs()
+    keys = workdir / "var" / "keys"
+    shutil.rmtree(keys)  # ./var/idservice.db remains
+
+    env = {**FAST_ARGON2, "IDSERVICE_LISTEN": f"127.0.0.1:{free_loopback_port()}"}
+    refused = run_idservice("serve", env=env, cwd=workdir, timeout=WAIT_SECONDS)
+
+    line = _one_data_keys_error(refused)
+    assert "development key ring" in line and "missing" in line, line
+    assert not keys.exists(), "new development keys were generated"
+
+
 @pytest.mark.slow
 def test_purge_command_prints_counts_only(tmp_path: Path) -> None:
     result = run_idservice("purge", env=dict(FAST_ARGON2), cwd=tmp_path)

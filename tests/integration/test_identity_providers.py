@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
+import unicodedata
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from typing import Any
@@ -22,6 +24,7 @@ from idservice.domain.identity import (
     check_identity_keys,
     check_verification_id,
 )
+from idservice.service_layer.validation import validate_provider_person
 from tests.fakes.portone import PortOneStandIn, verified_body
 
 SECRET = "test-portone-secret-Zq8"
@@ -312,6 +315,145 @@ def test_malformed_verified_body_is_unavailable(
     portone.add_response("iv-bad", 200, body)
     assert reason_of(provider, "iv-bad") is Reason.UPSTREAM_UNAVAILABLE
     assert len(portone.requests) == 1  # a wrong shape will not fix itself on retry
+
+
+# Every place of the answer that holds a value, with each JSON type it must not have.
+_WRONG_TYPES: dict[str, Any] = {
+    "object": {"value": "MALE"},
+    "array": ["MALE"],
+    "number": 19900115,
+    "float": 1.5,
+    "true": True,
+    "false": False,
+}
+_STRING_FIELDS = ("name", "phoneNumber", "birthDate", "gender", "ci", "di")
+
+
+@pytest.mark.parametrize(
+    ("field", "kind"),
+    [
+        (field, kind)
+        for field in [*_STRING_FIELDS, "isForeigner", "verifiedCustomer", "status"]
+        for kind in _WRONG_TYPES
+        if not (field == "isForeigner" and kind in ("true", "false"))
+    ],
+)
+def test_wrong_json_types_anywhere_are_unavailable(
+    portone: PortOneStandIn, provider: PortOneIdentityProvider, field: str, kind: str
+) -> None:
+    body = _customer_with()
+    if field in ("verifiedCustomer", "status"):
+        body[field] = _WRONG_TYPES[kind]
+    else:
+        body["verifiedCustomer"][field] = _WRONG_TYPES[kind]
+    portone.add_response("iv-bad", 200, body)
+
+    assert reason_of(provider, "iv-bad") is Reason.UPSTREAM_UNAVAILABLE
+
+
+# -- provider answers are validated like caller input ------------------------------------------
+
+TODAY = date(2026, 3, 2)
+
+
+def bad_answer_cases() -> list[Any]:
+    """(field, verifiedCustomer changes): answers PortOne's shape allows but the rules refuse."""
+    return [
+        pytest.param("birth_date", {"birthDate": "0001-01-01"}, id="born-in-year-1"),
+        pytest.param("birth_date", {"birthDate": "2999-01-01"}, id="born-in-2999"),
+        pytest.param("birth_date", {"birthDate": "1899-12-31"}, id="born-before-1900"),
+        pytest.param("birth_date", {"birthDate": "2026-03-03"}, id="born-tomorrow-in-seoul"),
+        pytest.param("name", {"name": "가" * 5000}, id="name-of-5000-characters"),
+        pytest.param("name", {"name": "홍\x00길\n동"}, id="name-with-nul-and-newline"),
+        pytest.param("name", {"name": "홍길동\n"}, id="name-with-newline"),
+        pytest.param("name", {"name": "홍길동\u200b"}, id="name-with-format-character"),
+        pytest.param("name", {"name": "900101-1234567"}, id="name-is-an-rrn"),
+        pytest.param("name", {"name": "홍길동 9001011234567"}, id="name-holds-an-rrn"),
+        pytest.param("name", {"name": "홍길동2"}, id="name-with-digits"),
+        pytest.param("name", {"name": "   "}, id="name-blank"),
+        pytest.param("phone_number", {"phoneNumber": "900115-1234567"}, id="rrn-shaped-phone"),
+        pytest.param("phone_number", {"phoneNumber": "9001151234567"}, id="rrn-digits-phone"),
+        pytest.param("phone_number", {"phoneNumber": "call-me"}, id="phone-of-letters"),
+        pytest.param("phone_number", {"phoneNumber": "0" * 40}, id="phone-too-long"),
+    ]
+
+
+@pytest.mark.parametrize(("field", "changes"), bad_answer_cases())
+def test_a_bad_provider_answer_is_unavailable_and_logged_by_field(
+    portone: PortOneStandIn,
+    provider: PortOneIdentityProvider,
+    caplog: pytest.LogCaptureFixture,
+    field: str,
+    changes: dict[str, str],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    portone.add_response("iv-bad", 200, _customer_with(**changes))
+
+    with pytest.raises(DomainError) as caught:
+        validate_provider_person(provider.fetch("iv-bad", timeout=TIMEOUT), today=TODAY)
+
+    assert caught.value.reason is Reason.UPSTREAM_UNAVAILABLE
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(field in r.getMessage() for r in warnings), caplog.text
+    for value in changes.values():
+        assert not value.strip() or value not in caplog.text
+        assert value not in f"{caught.value} {caught.value.metadata}"
+
+
+def test_a_lone_surrogate_in_the_name_is_unavailable(
+    portone: PortOneStandIn, provider: PortOneIdentityProvider
+) -> None:
+    body = json.dumps(_customer_with(name="NAME-HERE")).replace("NAME-HERE", "\\ud800")
+    portone.add_response("iv-bad", 200, body.encode())
+    with pytest.raises(DomainError) as caught:
+        validate_provider_person(provider.fetch("iv-bad", timeout=TIMEOUT), today=TODAY)
+    assert caught.value.reason is Reason.UPSTREAM_UNAVAILABLE
+
+
+def test_a_good_provider_answer_is_normalised(
+    portone: PortOneStandIn, provider: PortOneIdentityProvider
+) -> None:
+    decomposed = unicodedata.normalize("NFD", NAME)
+    add_person(portone, "iv-ok", name=f"  {decomposed}  ", phone=PHONE, gender="FEMALE")
+
+    person = validate_provider_person(provider.fetch("iv-ok", timeout=TIMEOUT), today=TODAY)
+
+    assert person == VerifiedPerson(
+        name=NAME,
+        phone_number="+82" + PHONE[1:],
+        birth_date=date(1990, 1, 15),
+        gender="FEMALE",
+        is_foreigner=False,
+        ci=CI,
+        di=DI,
+    )
+
+
+def test_an_unassigned_but_well_formed_verified_phone_is_kept() -> None:
+    # The carrier verified it; the library's metadata may lag (require_valid=False).
+    person = _person(phone_number="01059751234")
+    assert validate_provider_person(person, today=TODAY).phone_number == "+821059751234"
+
+
+def test_a_digit_run_in_a_di_is_not_taken_for_an_rrn() -> None:
+    di = "ab" + "9001011234567" + "c" * 49  # 64 characters, 13 digits shaped like an RRN
+    assert validate_provider_person(_person(di=di), today=TODAY).di == di
+
+
+@pytest.mark.parametrize("gender", ["900101-1234567", "UNSPECIFIED"])
+def test_a_gender_other_than_the_known_codes_is_refused(gender: str) -> None:
+    # The PortOne adapter drops unknown codes; another provider's adapter may not.
+    with pytest.raises(DomainError) as caught:
+        validate_provider_person(_person(gender=gender), today=TODAY)
+    assert caught.value.reason is Reason.UPSTREAM_UNAVAILABLE
+
+
+def test_sandbox_persons_are_caller_input() -> None:
+    person = _person(name="홍길동2")
+    with pytest.raises(DomainError) as caught:
+        validate_provider_person(person, today=TODAY, from_caller=True)
+    assert caught.value.reason is Reason.VALIDATION_FAILED
+    assert [v.field for v in caught.value.violations] == ["verification_id"]
 
 
 # -- PortOne: the request on the wire ---------------------------------------------------------

@@ -131,3 +131,190 @@ def test_only_the_default_database_directory_is_created(
     with pytest.raises(ConfigError):
         Settings.from_env({"IDSERVICE_DATABASE_URL": "sqlite:///./var/other.db"})
     assert not (tmp_path / "var").exists()
+
+
+# -- production hardening (contract §1: refusals named by variable) ---------------------------
+
+
+def production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """A production configuration that passes every check; `extra` changes one thing."""
+    env = {
+        "IDSERVICE_ENV": "production",
+        "IDSERVICE_IDENTITY_PROVIDER": "portone",
+        "IDSERVICE_PORTONE_API_SECRET": "s",
+        "IDSERVICE_DATA_KEYS": "k1:" + "A" * 43 + "=",
+        "IDSERVICE_VAR_DIR": str(tmp_path / "var"),
+        "IDSERVICE_SIGNING_KEY_FILE": str(tmp_path / "secrets" / "signing.pem"),
+        "IDSERVICE_TLS_CERT_FILE": str(tmp_path / "tls" / "server.crt"),
+        "IDSERVICE_TLS_KEY_FILE": str(tmp_path / "tls" / "server.key"),
+    }
+    env.update(extra)
+    return env
+
+
+def refused_variable(env: dict[str, str]) -> str:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+    assert str(info.value).startswith(info.value.variable + ": ")
+    return info.value.variable
+
+
+def test_the_production_baseline_is_accepted(tmp_path: Path) -> None:
+    assert Settings.from_env(production_env(tmp_path)).production
+
+
+UPSTREAM_URL_VARIABLES = (
+    "IDSERVICE_PORTONE_API_BASE",
+    "IDSERVICE_GOOGLE_DISCOVERY_URL",
+    "IDSERVICE_KAKAO_DISCOVERY_URL",
+    "IDSERVICE_KAKAO_API_BASE",
+    "IDSERVICE_NOTIFY_WEBHOOK_URL",
+)
+
+
+@pytest.mark.parametrize("variable", UPSTREAM_URL_VARIABLES)
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://api.portone.io",
+        "http://example.com:8080/hook",
+        "http://10.0.0.5/hook",
+        "http://[2001:db8::1]/x",
+        "http://127.0.0.1.example.com/x",
+        "http://localhost.example.com/x",
+        "http://127.0.0.1@example.com/x",
+        "http://[::ffff:10.0.0.1]/x",
+    ],
+)
+def test_production_refuses_plaintext_upstreams(tmp_path: Path, variable: str, url: str) -> None:
+    env = production_env(tmp_path, **{variable: url, "IDSERVICE_NOTIFY_WEBHOOK_SECRET": "w"})
+    assert refused_variable(env) == variable
+
+
+@pytest.mark.parametrize("variable", UPSTREAM_URL_VARIABLES)
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.com/x",
+        "http://127.0.0.1:8080/x",
+        "http://127.9.8.7/x",
+        "http://localhost:9000/x",
+        "http://LOCALHOST/x",
+        "http://[::1]:9000/x",
+        "http://[::ffff:127.0.0.1]/x",
+    ],
+)
+def test_production_allows_https_and_loopback(tmp_path: Path, variable: str, url: str) -> None:
+    env = production_env(tmp_path, **{variable: url, "IDSERVICE_NOTIFY_WEBHOOK_SECRET": "w"})
+    Settings.from_env(env)
+
+
+def test_development_allows_plaintext_upstreams() -> None:
+    env = {variable: "http://example.com/x" for variable in UPSTREAM_URL_VARIABLES}
+    settings = Settings.from_env(env)
+    assert settings.notify_webhook_url == "http://example.com/x"
+
+
+@pytest.mark.parametrize(
+    ("memory", "time"),
+    # One below each OWASP pair, and each pair's memory at one pass less.
+    [
+        (47103, 1),
+        (19455, 2),
+        (12287, 3),
+        (9215, 4),
+        (7167, 5),
+        (7167, 20),
+        (19456, 1),
+        (12288, 2),
+        (9216, 3),
+        (7168, 4),
+        (1024, 20),
+    ],
+)
+def test_production_refuses_argon2_below_the_owasp_minimum(
+    tmp_path: Path, memory: int, time: int
+) -> None:
+    env = production_env(
+        tmp_path,
+        IDSERVICE_ARGON2_MEMORY_COST=str(memory),
+        IDSERVICE_ARGON2_TIME_COST=str(time),
+    )
+    assert refused_variable(env) == "IDSERVICE_ARGON2_MEMORY_COST"
+
+
+@pytest.mark.parametrize(
+    ("memory", "time"),
+    [(47104, 1), (19456, 2), (12288, 3), (9216, 4), (7168, 5), (7168, 20), (65536, 1), (19456, 3)],
+)
+def test_production_accepts_argon2_at_or_above_an_owasp_pair(
+    tmp_path: Path, memory: int, time: int
+) -> None:
+    env = production_env(
+        tmp_path,
+        IDSERVICE_ARGON2_MEMORY_COST=str(memory),
+        IDSERVICE_ARGON2_TIME_COST=str(time),
+        IDSERVICE_ARGON2_PARALLELISM="2",
+    )
+    settings = Settings.from_env(env)
+    assert (settings.argon2_memory_cost, settings.argon2_time_cost) == (memory, time)
+
+
+def test_development_allows_small_argon2_parameters() -> None:
+    Settings.from_env({"IDSERVICE_ARGON2_MEMORY_COST": "1024", "IDSERVICE_ARGON2_TIME_COST": "1"})
+
+
+@pytest.mark.parametrize(
+    "inside",
+    ["var/keys/signing_key.pem", "var/keys/prod/signing.pem", "other/../var/keys/signing.pem"],
+)
+def test_production_refuses_a_signing_key_in_the_development_keys_directory(
+    tmp_path: Path, inside: str
+) -> None:
+    env = production_env(tmp_path, IDSERVICE_SIGNING_KEY_FILE=str(tmp_path / inside))
+    assert refused_variable(env) == "IDSERVICE_SIGNING_KEY_FILE"
+
+
+def test_production_refuses_a_signing_key_linked_into_the_development_keys_directory(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "var" / "keys").mkdir(parents=True)
+    link = tmp_path / "signing.pem"
+    link.symlink_to(tmp_path / "var" / "keys" / "signing_key.pem")
+    env = production_env(tmp_path, IDSERVICE_SIGNING_KEY_FILE=str(link))
+    assert refused_variable(env) == "IDSERVICE_SIGNING_KEY_FILE"
+
+
+def test_production_refuses_the_default_keys_directory_given_relatively(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    env = production_env(tmp_path, IDSERVICE_SIGNING_KEY_FILE="./var/keys/signing_key.pem")
+    del env["IDSERVICE_VAR_DIR"]  # the default ./var
+    assert refused_variable(env) == "IDSERVICE_SIGNING_KEY_FILE"
+
+
+@pytest.mark.parametrize("outside", ["var/signing.pem", "var/keys-prod/signing.pem", "keys.pem"])
+def test_production_accepts_a_signing_key_outside_the_development_keys_directory(
+    tmp_path: Path, outside: str
+) -> None:
+    Settings.from_env(production_env(tmp_path, IDSERVICE_SIGNING_KEY_FILE=str(tmp_path / outside)))
+
+
+def test_production_accepts_tls_files_in_the_development_keys_directory(tmp_path: Path) -> None:
+    keys = tmp_path / "var" / "keys"
+    env = production_env(
+        tmp_path,
+        IDSERVICE_TLS_CERT_FILE=str(keys / "server.crt"),
+        IDSERVICE_TLS_KEY_FILE=str(keys / "server.key"),
+    )
+    Settings.from_env(env)
+
+
+def test_development_allows_a_signing_key_in_the_keys_directory(tmp_path: Path) -> None:
+    keys = tmp_path / "var" / "keys"
+    env = {
+        "IDSERVICE_VAR_DIR": str(tmp_path / "var"),
+        "IDSERVICE_SIGNING_KEY_FILE": str(keys / "signing_key.pem"),
+    }
+    Settings.from_env(env)

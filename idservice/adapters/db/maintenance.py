@@ -5,13 +5,17 @@ from __future__ import annotations
 from sqlalchemy import Engine, select, update
 
 from idservice.adapters.crypto import FieldCipher
+from idservice.adapters.db import key_check
 from idservice.adapters.db.encrypted_columns import ENCRYPTED_COLUMNS
 
 BATCH_SIZE = 500
 
 
 def reencrypt_all(engine: Engine, cipher: FieldCipher) -> dict[str, int]:
-    """Rewrite every value not under the current key; returns counts per table.column."""
+    """Rewrite every value not under the current key; returns counts per table.column.
+
+    Then the data keys that no longer encrypt anything are unregistered (see key_check).
+    """
     counts: dict[str, int] = {}
     for spec in ENCRYPTED_COLUMNS:
         key_col = spec.table.c[spec.key]
@@ -41,4 +45,5 @@ def reencrypt_all(engine: Engine, cipher: FieldCipher) -> dict[str, int]:
                 break
             last = rows[-1][0]
         counts[f"{spec.table.name}.{spec.column}"] = done
+    key_check.forget_unused_data_keys(engine, cipher, ENCRYPTED_COLUMNS)
     return counts

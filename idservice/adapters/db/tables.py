@@ -186,3 +186,14 @@ outbox = Table(
     Column("delivered_at", UtcDateTime),
     Index("ix_outbox_pending", "delivered_at", "next_attempt_at"),
 )
+
+# One check value per key of the data key ring that the stored data depends on (the blind-index
+# root, and each data key that has encrypted something): start-up refuses a ring that does not
+# reproduce them (idservice.adapters.db.key_check).
+key_checks = Table(
+    "key_checks",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("check_value", String(HASH), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)

@@ -239,6 +239,8 @@ def _parse_verified_customer(customer: Any) -> VerifiedPerson:
         raise _MalformedError("phoneNumber is missing")
     birth_date = _parse_birth_date(customer.get("birthDate"))
     gender = customer.get("gender")
+    if gender is not None and not isinstance(gender, str):
+        raise _MalformedError("gender is not a string")
     if gender is not None and gender not in KNOWN_GENDERS:
         # Unused by the rules: an unknown value is dropped rather than failing the person.
         logger.warning("PortOne answered an unknown gender code; ignoring it")
