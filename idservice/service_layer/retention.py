@@ -52,20 +52,23 @@ def _expire_guardian_consents(tx: UnitOfWork, *, now: datetime) -> int:
     deleted, and so is the undelivered `guardian_consent.requested` event, which holds the
     guardian's name, phone and consent code. The person may then sign up again.
     """
-    destroyed = 0
     expired = tx.guardian_consents.expired_pending(now=now, limit=EXPIRED_CONSENTS_PER_RUN)
+    # Only requests whose child account is still pending are destroyed (one decided meanwhile
+    # keeps its account, and its request event stays with it).
+    destroyed = {
+        request_id: account_id
+        for request_id, account_id in expired
+        if tx.accounts.delete_pending(account_id)
+    }
     tx.outbox.delete_matching(
         EventType.GUARDIAN_CONSENT_REQUESTED.value,
         key="consent_request_id",
-        values={request_id for request_id, _ in expired},
+        values=set(destroyed),
     )
-    for request_id, account_id in expired:
-        if not tx.accounts.delete_pending(account_id):
-            continue  # decided meanwhile: the account is no longer pending
+    for request_id, account_id in destroyed.items():
         tx.outbox.add(
             events.guardian_consent_expired(
                 consent_request_id=request_id, account_id=account_id, now=now
             )
         )
-        destroyed += 1
-    return destroyed
+    return len(destroyed)

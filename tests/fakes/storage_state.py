@@ -1,0 +1,150 @@
+"""The in-memory tables behind the storage fakes: one row type per SQL table, and `FakeState`.
+
+Rows hold plaintext (the SQL adapters' encryption and blind indexes are not observable through
+the ports) but keep exactly what the SQL rows keep, so the fakes answer the same: a consumed
+verification has no person left, a session's `revoked_at` is set only by `revoke`, an outbox
+event is its `Event.document()` JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from idservice.domain.accounts import Account
+from idservice.domain.identity import VerifiedPerson
+from idservice.domain.sessions import Session
+from idservice.service_layer.ports import NewConsentRequest
+
+
+class FakeIntegrityError(Exception):
+    """What the SQL adapters let through as sqlalchemy's IntegrityError: a primary-key clash, a
+    missing parent row (foreign key), a unique index the port does not name."""
+
+    def __init__(self, constraint: str) -> None:
+        super().__init__(constraint)
+        self.constraint = constraint
+
+
+class ReadOnlyWrite(RuntimeError):
+    """A repository write inside `uow(readonly=True)` (a use-case bug the fake refuses)."""
+
+
+def utc(instant: datetime) -> datetime:
+    """As the `UtcDateTime` column type stores it: naive refused, aware kept in UTC."""
+    if instant.tzinfo is None or instant.utcoffset() is None:
+        raise ValueError("naive datetime")
+    return instant.astimezone(UTC)
+
+
+def utc_or_none(instant: datetime | None) -> datetime | None:
+    return None if instant is None else utc(instant)
+
+
+@dataclass
+class AccountRow:
+    account: Account
+    email_key: str | None
+    attempts_in_flight: int = 0
+    attempts_expire_at: datetime | None = None
+
+
+@dataclass
+class SessionRow:
+    session: Session
+    revoked_reason: str | None = None
+
+
+@dataclass
+class RefreshRow:
+    session_id: str
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
+@dataclass
+class VerificationRow:
+    provider: str
+    source_hash: str
+    token_hash: str
+    # None once consumed or purged (the SQL column `person_ct` is set to NULL).
+    person: VerifiedPerson | None
+    created_at: datetime
+    expires_at: datetime
+    consumed_at: datetime | None = None
+
+
+@dataclass
+class HoldRow:
+    ci: str | None
+    di: str | None
+    until: datetime
+
+
+@dataclass
+class ConsentRow:
+    request: NewConsentRequest
+    status: str = "pending"
+
+
+@dataclass
+class IdempotencyRow:
+    operation: str
+    fingerprint: str
+    response: bytes
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass
+class OutboxRow:
+    type: str
+    document: str
+    created_at: datetime
+    attempts: int
+    next_attempt_at: datetime
+    delivered_at: datetime | None = None
+
+
+@dataclass
+class FakeState:
+    """Every table, keyed by primary key (dicts keep insertion order)."""
+
+    accounts: dict[str, AccountRow] = field(default_factory=dict)
+    sessions: dict[str, SessionRow] = field(default_factory=dict)
+    refresh_tokens: dict[str, RefreshRow] = field(default_factory=dict)
+    verifications: dict[str, VerificationRow] = field(default_factory=dict)
+    rejoin_holds: dict[str, HoldRow] = field(default_factory=dict)
+    consent_requests: dict[str, ConsentRow] = field(default_factory=dict)
+    idempotency: dict[str, IdempotencyRow] = field(default_factory=dict)
+    outbox: dict[str, OutboxRow] = field(default_factory=dict)
+
+    def drop_sessions(self, session_ids: set[str]) -> None:
+        """Delete sessions and their refresh tokens (ON DELETE CASCADE)."""
+        for token_hash, token in list(self.refresh_tokens.items()):
+            if token.session_id in session_ids:
+                del self.refresh_tokens[token_hash]
+        for session_id in session_ids:
+            self.sessions.pop(session_id, None)
+
+    def drop_account(self, account_id: str) -> None:
+        """Delete an account with its sessions and consent requests (ON DELETE CASCADE)."""
+        self.drop_sessions(
+            {s for s, row in self.sessions.items() if row.session.account_id == account_id}
+        )
+        for request_id, row in list(self.consent_requests.items()):
+            if row.request.account_id == account_id:
+                del self.consent_requests[request_id]
+        del self.accounts[account_id]
+
+
+class StateAccess(Protocol):
+    """How a repository reaches the tables of its unit of work."""
+
+    def read(self) -> FakeState:
+        """The state this unit of work sees (its own changes included)."""
+
+    def write(self) -> FakeState:
+        """The state to change; ReadOnlyWrite in a read-only unit of work."""

@@ -1,0 +1,242 @@
+"""The repository contract: one set of tests run on the fakes, SQLite and PostgreSQL.
+
+This is what keeps `tests/fakes/storage*.py` honest: whatever the service-layer tests learn from
+the fakes holds for the SQL adapters too. This module covers the unit of work, accounts and
+re-join holds; `test_repository_contract_sessions.py` the login gate and sessions;
+`test_repository_contract_records.py` verifications, idempotency, consents and the outbox.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from idservice.domain.accounts import Account, AccountStatus
+from idservice.service_layer.ports import UniqueViolation, UnitOfWorkFactory
+from tests.support.postgres import PostgresCluster
+from tests.support.records import NOW, make_account, make_consent_request, make_session, new_id
+from tests.support.repository_backends import BACKENDS, Backend, open_backend
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_cluster: PostgresCluster | None
+) -> Iterator[Backend]:
+    with open_backend(request.param, tmp_path, postgres_cluster) as opened:
+        yield opened
+
+
+def add_account(
+    uow: UnitOfWorkFactory, account: Account | None = None, *, key: str = ""
+) -> Account:
+    """Insert and commit `account` (a fresh one by default) under email key `key` or its own."""
+    account = account or make_account()
+    with uow() as tx:
+        tx.accounts.add(account, email_key=key or f"{account.id}@example.com")
+        tx.commit()
+    return account
+
+
+def get_account(uow: UnitOfWorkFactory, account_id: str) -> Account | None:
+    with uow(readonly=True) as tx:
+        return tx.accounts.get(account_id)
+
+
+# -- the unit of work ------------------------------------------------------------------------
+def test_nothing_is_stored_without_commit(backend: Backend) -> None:
+    account = make_account()
+    with backend.uow() as tx:
+        tx.accounts.add(account, email_key="a@example.com")
+        tx.sessions.add(make_session(account.id))
+        assert tx.accounts.get(account.id) == account  # its own writes are visible to it
+    assert get_account(backend.uow, account.id) is None
+    with backend.uow(readonly=True) as tx:
+        assert tx.accounts.get_by_email("a@example.com") is None
+
+
+def test_an_exception_rolls_the_unit_of_work_back(backend: Backend) -> None:
+    account = add_account(backend.uow)
+    with pytest.raises(LookupError), backend.uow() as tx:
+        tx.accounts.save_profile(account.id, name="바뀐이름", now=NOW)
+        raise LookupError
+    assert get_account(backend.uow, account.id) == account
+
+
+def test_committed_changes_are_seen_by_later_units_of_work(backend: Backend) -> None:
+    account = make_account()
+    with backend.uow() as tx:
+        tx.accounts.add(account, email_key="a@example.com")
+        tx.commit()
+    with backend.uow(readonly=True) as tx:
+        assert tx.accounts.get(account.id) == account
+        assert tx.accounts.get_by_email("a@example.com") == account
+
+
+def test_returned_records_are_copies(backend: Backend) -> None:
+    account = add_account(backend.uow)
+    with backend.uow() as tx:
+        loaded = tx.accounts.get(account.id)
+        assert loaded is not None
+        loaded.name = "딴사람"
+        loaded.consents.marketing_opt_in = True
+        assert tx.accounts.get(account.id) == account
+    account.name = "또딴사람"
+    assert get_account(backend.uow, account.id) == dataclasses.replace(account, name="홍길동")
+
+
+# -- accounts --------------------------------------------------------------------------------
+def test_an_account_reads_back_as_it_was_added(backend: Backend) -> None:
+    account = make_account(status=AccountStatus.PENDING_GUARDIAN_CONSENT)
+    account.failed_logins, account.locked_until = 2, NOW + timedelta(minutes=3)
+    add_account(backend.uow, account)
+    assert get_account(backend.uow, account.id) == account
+
+
+def test_empty_optional_values_are_stored_as_absent(backend: Backend) -> None:
+    account = make_account(email="", ci="", di="d1", password_hash=None)
+    account.sns_providers = ("kakao",)  # SNS links are not stored with the account
+    add_account(backend.uow, account, key="")
+    loaded = get_account(backend.uow, account.id)
+    assert loaded is not None
+    assert (loaded.email, loaded.ci, loaded.di, loaded.password_hash) == (None, None, "d1", None)
+    assert loaded.sns_providers == ()
+
+
+def test_the_email_key_is_unique_and_a_violation_leaves_the_transaction_usable(
+    backend: Backend,
+) -> None:
+    add_account(backend.uow, key="same@example.com")
+    other = make_account()
+    with backend.uow() as tx:
+        with pytest.raises(UniqueViolation) as violation:
+            tx.accounts.add(make_account(), email_key="same@example.com")
+        assert violation.value.column == "email_index"
+        tx.accounts.add(other, email_key="other@example.com")
+        tx.commit()
+    assert get_account(backend.uow, other.id) == other
+
+
+def test_accounts_without_an_email_key_never_conflict(backend: Backend) -> None:
+    with backend.uow() as tx:
+        tx.accounts.add(make_account(), email_key=None)
+        tx.accounts.add(make_account(), email_key=None)
+        tx.accounts.add(make_account(), email_key="")
+        tx.commit()
+
+
+@pytest.mark.parametrize("column", ["ci_index", "di_index"])
+def test_ci_and_di_are_unique(backend: Backend, column: str) -> None:
+    first = add_account(backend.uow)
+    clash = make_account(ci=first.ci) if column == "ci_index" else make_account(di=first.di)
+    with backend.uow() as tx, pytest.raises(UniqueViolation) as violation:
+        tx.accounts.add(clash, email_key="clash@example.com")
+    assert violation.value.column == column
+
+
+def test_a_duplicate_id_is_an_integrity_error(backend: Backend) -> None:
+    first = add_account(backend.uow)
+    twin = dataclasses.replace(first, ci=new_id(), di=new_id())
+    with backend.uow() as tx, pytest.raises(backend.integrity_error):
+        tx.accounts.add(twin, email_key="twin@example.com")
+
+
+def test_lookups_by_email_key_and_identity(backend: Backend) -> None:
+    account = add_account(backend.uow, key="hong@example.com")
+    other = add_account(backend.uow)
+    with backend.uow(readonly=True) as tx:
+        assert tx.accounts.get_by_email("hong@example.com") == account
+        assert tx.accounts.get_by_email("nobody@example.com") is None
+        assert tx.accounts.get_by_email("") is None
+        assert tx.accounts.get("no-such-id") is None
+        assert tx.accounts.find_by_identity(ci=account.ci, di=None) == account
+        assert tx.accounts.find_by_identity(ci=None, di=other.di) == other
+        assert tx.accounts.find_by_identity(ci="unknown", di=account.di) == account
+        assert tx.accounts.find_by_identity(ci=None, di=None) is None
+        assert tx.accounts.find_by_identity(ci="", di="") is None
+        assert tx.accounts.find_by_identity(ci="unknown", di="unknown") is None
+
+
+def test_save_profile_writes_only_the_given_fields(backend: Backend) -> None:
+    account = add_account(backend.uow)
+    with backend.uow() as tx:
+        tx.accounts.save_profile(account.id, name="홍길순", now=NOW)
+        tx.accounts.save_profile(account.id, birth_date=date(1991, 2, 3), now=NOW)
+        tx.accounts.save_profile("no-such-id", name="아무개", now=NOW)
+        tx.commit()
+    expected = dataclasses.replace(account, name="홍길순", birth_date=date(1991, 2, 3))
+    assert get_account(backend.uow, account.id) == expected
+
+
+def test_the_password_hash_is_swapped_only_from_the_expected_one(backend: Backend) -> None:
+    account = add_account(backend.uow)
+    no_password = add_account(backend.uow, make_account(password_hash=None))
+    with backend.uow() as tx:
+        assert not tx.accounts.replace_password_hash(account.id, expected="old", new="x", now=NOW)
+        assert tx.accounts.replace_password_hash(account.id, expected="hash-1", new=None, now=NOW)
+        assert tx.accounts.replace_password_hash(
+            account.id, expected="hash-1", new="hash-2", now=NOW
+        )
+        assert not tx.accounts.replace_password_hash(
+            no_password.id, expected="hash-1", new="x", now=NOW
+        )
+        assert not tx.accounts.replace_password_hash("nobody", expected="hash-1", new="x", now=NOW)
+        tx.commit()
+    loaded = get_account(backend.uow, account.id)
+    assert loaded is not None and loaded.password_hash == "hash-2"
+
+
+def test_only_a_pending_account_is_deleted_with_its_consent_requests(backend: Backend) -> None:
+    pending = add_account(backend.uow, make_account(status=AccountStatus.PENDING_GUARDIAN_CONSENT))
+    active = add_account(backend.uow)
+    request = make_consent_request(pending.id, window=timedelta(0))
+    with backend.uow() as tx:
+        tx.guardian_consents.add(request)
+        tx.commit()
+    with backend.uow() as tx:
+        assert not tx.accounts.delete_pending(active.id)
+        assert not tx.accounts.delete_pending("no-such-id")
+        assert tx.accounts.delete_pending(pending.id)
+        assert not tx.accounts.delete_pending(pending.id)
+        tx.commit()
+    assert get_account(backend.uow, pending.id) is None
+    assert get_account(backend.uow, active.id) == active
+    with backend.uow(readonly=True) as tx:
+        assert tx.guardian_consents.expired_pending(now=NOW, limit=10) == []
+        assert tx.accounts.find_by_identity(ci=pending.ci, di=pending.di) is None
+
+
+# -- re-join holds ---------------------------------------------------------------------------
+def test_a_rejoin_hold_runs_until_its_end_by_ci_or_di(backend: Backend) -> None:
+    with backend.uow() as tx:
+        tx.accounts.add_rejoin_hold(new_id(), ci="ci-1", di="di-1", until=NOW + timedelta(days=3))
+        tx.accounts.add_rejoin_hold(new_id(), ci=None, di="di-1", until=NOW + timedelta(days=9))
+        tx.accounts.add_rejoin_hold(new_id(), ci="ci-2", di="", until=NOW + timedelta(days=1))
+        tx.commit()
+    with backend.uow(readonly=True) as tx:
+        hold = tx.accounts.rejoin_hold_until
+        assert hold(ci="ci-1", di=None, now=NOW) == NOW + timedelta(days=3)
+        assert hold(ci="ci-1", di="di-1", now=NOW) == NOW + timedelta(days=9)  # the latest end
+        assert hold(ci="ci-2", di=None, now=NOW) == NOW + timedelta(days=1)
+        assert hold(ci="ci-2", di=None, now=NOW + timedelta(days=1)) is None
+        assert hold(ci="unknown", di="unknown", now=NOW) is None
+        assert hold(ci=None, di=None, now=NOW) is None
+        assert hold(ci="", di="", now=NOW) is None
+
+
+def test_ended_rejoin_holds_are_purged(backend: Backend) -> None:
+    with backend.uow() as tx:
+        for days in (1, 2, 5):
+            tx.accounts.add_rejoin_hold(
+                new_id(), ci=f"ci-{days}", di=None, until=NOW + timedelta(days=days)
+            )
+        tx.commit()
+    with backend.uow() as tx:
+        assert tx.accounts.purge_rejoin_holds(now=NOW + timedelta(days=2)) == 2
+        tx.commit()
+    with backend.uow(readonly=True) as tx:
+        assert tx.accounts.rejoin_hold_until(ci="ci-5", di=None, now=NOW) is not None
+        assert tx.accounts.rejoin_hold_until(ci="ci-1", di=None, now=NOW) is None

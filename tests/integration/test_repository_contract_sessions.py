@@ -1,0 +1,234 @@
+"""The repository contract (see test_repository_contract.py): the login gate and sessions."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from idservice.domain.accounts import Account
+from idservice.domain.lockout import ATTEMPT_IN_FLIGHT_TTL, LockoutPolicy, LoginGate
+from idservice.domain.sessions import RevokeReason, Session
+from idservice.service_layer.ports import UnitOfWorkFactory
+from tests.support.postgres import PostgresCluster
+from tests.support.records import NOW, make_account, make_session
+from tests.support.repository_backends import BACKENDS, Backend, open_backend
+
+POLICY = LockoutPolicy(threshold=3, duration=timedelta(minutes=15))
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_cluster: PostgresCluster | None
+) -> Iterator[Backend]:
+    with open_backend(request.param, tmp_path, postgres_cluster) as opened:
+        yield opened
+
+
+def add_account(uow: UnitOfWorkFactory) -> Account:
+    account = make_account()
+    with uow() as tx:
+        tx.accounts.add(account, email_key=f"{account.id}@example.com")
+        tx.commit()
+    return account
+
+
+def begin(uow: UnitOfWorkFactory, account_id: str, *, after: timedelta = timedelta(0)) -> LoginGate:
+    with uow() as tx:
+        gate = tx.accounts.begin_login_attempt(account_id, now=NOW + after, policy=POLICY)
+        tx.commit()
+    return gate
+
+
+def end(
+    uow: UnitOfWorkFactory, account_id: str, *, ok: bool, after: timedelta = timedelta(0)
+) -> None:
+    with uow() as tx:
+        tx.accounts.end_login_attempt(account_id, succeeded=ok, now=NOW + after, policy=POLICY)
+        tx.commit()
+
+
+def failed_logins(uow: UnitOfWorkFactory, account_id: str) -> tuple[int, object]:
+    with uow(readonly=True) as tx:
+        account = tx.accounts.get(account_id)
+    assert account is not None
+    return account.failed_logins, account.locked_until
+
+
+# -- the login-attempt gate ------------------------------------------------------------------
+def test_attempts_in_flight_count_toward_the_threshold(backend: Backend) -> None:
+    account = add_account(backend.uow)
+    assert [begin(backend.uow, account.id).admitted for _ in range(3)] == [True] * 3
+    assert begin(backend.uow, account.id) == LoginGate(admitted=False)
+    end(backend.uow, account.id, ok=True)
+    assert begin(backend.uow, account.id).admitted
+
+
+def test_in_flight_marks_expire(backend: Backend) -> None:
+    account = add_account(backend.uow)
+    for _ in range(3):
+        begin(backend.uow, account.id)
+    assert not begin(
+        backend.uow, account.id, after=ATTEMPT_IN_FLIGHT_TTL - timedelta(seconds=1)
+    ).admitted
+    assert begin(backend.uow, account.id, after=ATTEMPT_IN_FLIGHT_TTL).admitted
+
+
+def test_the_failure_reaching_the_threshold_places_the_lock(backend: Backend) -> None:
+    account = add_account(backend.uow)
+    for expected in (1, 2):
+        assert begin(backend.uow, account.id).admitted
+        end(backend.uow, account.id, ok=False)
+        assert failed_logins(backend.uow, account.id) == (expected, None)
+    assert begin(backend.uow, account.id).admitted
+    end(backend.uow, account.id, ok=False)
+    locked_until = NOW + POLICY.duration
+    # The lock replaces the count.
+    assert failed_logins(backend.uow, account.id) == (0, locked_until)
+    assert begin(backend.uow, account.id) == LoginGate(admitted=False, locked_until=locked_until)
+    before_end = POLICY.duration - timedelta(seconds=1)
+    assert not begin(backend.uow, account.id, after=before_end).admitted
+    assert begin(backend.uow, account.id, after=POLICY.duration).admitted
+
+
+def test_a_success_clears_failures_and_lock(backend: Backend) -> None:
+    account = add_account(backend.uow)
+    for _ in range(2):
+        begin(backend.uow, account.id)
+        end(backend.uow, account.id, ok=False)
+    begin(backend.uow, account.id)
+    end(backend.uow, account.id, ok=True)
+    assert failed_logins(backend.uow, account.id) == (0, None)
+
+
+def test_unknown_accounts_are_not_admitted_and_ends_never_go_negative(backend: Backend) -> None:
+    assert begin(backend.uow, "-") == LoginGate(admitted=False)
+    end(backend.uow, "-", ok=False)  # no error, nothing to record
+    account = add_account(backend.uow)
+    end(backend.uow, account.id, ok=True)  # an end without a begin
+    assert [begin(backend.uow, account.id).admitted for _ in range(4)] == [True] * 3 + [False]
+
+
+# -- sessions and refresh tokens -------------------------------------------------------------
+def add_session(uow: UnitOfWorkFactory, account_id: str, **kwargs: object) -> Session:
+    session = make_session(account_id, **kwargs)  # type: ignore[arg-type]
+    with uow() as tx:
+        tx.sessions.add(session)
+        tx.sessions.add_refresh_token(
+            f"rt-{session.id}", session_id=session.id, now=NOW, expires_at=session.expires_at
+        )
+        tx.commit()
+    return session
+
+
+def get_session(uow: UnitOfWorkFactory, session_id: str) -> Session | None:
+    with uow(readonly=True) as tx:
+        return tx.sessions.get(session_id)
+
+
+def test_a_session_reads_back_live_with_its_refresh_token(backend: Backend) -> None:
+    account = add_account(backend.uow)
+    session = dataclasses.replace(make_session(account.id), amr=("password", "otp"))
+    with backend.uow() as tx:
+        tx.sessions.add(dataclasses.replace(session, revoked_at=NOW))  # set by revoke() only
+        tx.sessions.add_refresh_token(
+            "rt-1", session_id=session.id, now=NOW, expires_at=NOW + timedelta(days=1)
+        )
+        tx.commit()
+    assert get_session(backend.uow, session.id) == session
+    with backend.uow(readonly=True) as tx:
+        record = tx.sessions.find_refresh("rt-1")
+        assert record is not None
+        assert (record.session, record.expires_at, record.used_at) == (
+            session,
+            NOW + timedelta(days=1),
+            None,
+        )
+        assert tx.sessions.find_refresh("rt-unknown") is None
+        assert tx.sessions.get("no-such-session") is None
+
+
+def test_sessions_and_tokens_need_their_parent_row(backend: Backend) -> None:
+    with backend.uow() as tx, pytest.raises(backend.integrity_error):
+        tx.sessions.add(make_session("no-such-account"))
+    with backend.uow() as tx, pytest.raises(backend.integrity_error):
+        tx.sessions.add_refresh_token("rt", session_id="no-such-session", now=NOW, expires_at=NOW)
+
+
+def test_a_refresh_token_is_used_once(backend: Backend) -> None:
+    session = add_session(backend.uow, add_account(backend.uow).id)
+    with backend.uow() as tx:
+        assert tx.sessions.mark_refresh_used(f"rt-{session.id}", now=NOW)
+        assert not tx.sessions.mark_refresh_used(f"rt-{session.id}", now=NOW + timedelta(seconds=1))
+        assert not tx.sessions.mark_refresh_used("rt-unknown", now=NOW)
+        tx.commit()
+    with backend.uow(readonly=True) as tx:
+        record = tx.sessions.find_refresh(f"rt-{session.id}")
+    assert record is not None and record.used_at == NOW
+
+
+def test_revoke_ends_a_session_once(backend: Backend) -> None:
+    session = add_session(backend.uow, add_account(backend.uow).id)
+    with backend.uow() as tx:
+        assert tx.sessions.revoke(session.id, now=NOW, reason=RevokeReason.LOGOUT)
+        assert not tx.sessions.revoke(
+            session.id, now=NOW + timedelta(hours=1), reason=RevokeReason.LOGOUT
+        )
+        assert not tx.sessions.revoke("no-such-session", now=NOW, reason=RevokeReason.LOGOUT)
+        tx.commit()
+    revoked = get_session(backend.uow, session.id)
+    assert revoked is not None and revoked.revoked_at == NOW and not revoked.is_active(NOW)
+    with backend.uow(readonly=True) as tx:
+        record = tx.sessions.find_refresh(f"rt-{session.id}")
+    assert record is not None and record.session.revoked_at == NOW
+
+
+def test_revoke_others_keeps_one_and_skips_ended_and_foreign_sessions(backend: Backend) -> None:
+    account, stranger = add_account(backend.uow), add_account(backend.uow)
+    keep, other, revoked = (add_session(backend.uow, account.id) for _ in range(3))
+    expired = add_session(backend.uow, account.id, ttl=timedelta(seconds=-1))
+    foreign = add_session(backend.uow, stranger.id)
+    reason = RevokeReason.PASSWORD_CHANGED
+    with backend.uow() as tx:
+        tx.sessions.revoke(revoked.id, now=NOW, reason=RevokeReason.LOGOUT)
+        # Expired but never revoked sessions are revoked too.
+        assert tx.sessions.revoke_others(account.id, keep=keep.id, now=NOW, reason=reason) == 2
+        assert tx.sessions.revoke_others(account.id, keep=keep.id, now=NOW, reason=reason) == 0
+        tx.commit()
+    assert get_session(backend.uow, keep.id) == keep
+    assert get_session(backend.uow, foreign.id) == foreign
+    for ended in (other, expired):
+        loaded = get_session(backend.uow, ended.id)
+        assert loaded is not None and loaded.revoked_at == NOW
+    with backend.uow() as tx:
+        assert tx.sessions.revoke_others(account.id, keep=None, now=NOW, reason=reason) == 1
+        tx.commit()
+
+
+def test_purge_deletes_expired_and_long_revoked_sessions_with_their_tokens(
+    backend: Backend,
+) -> None:
+    account = add_account(backend.uow)
+    live = add_session(backend.uow, account.id)
+    expired = add_session(backend.uow, account.id, ttl=timedelta(hours=1))
+    old_revoked, new_revoked = (
+        add_session(backend.uow, account.id),
+        add_session(backend.uow, account.id),
+    )
+    with backend.uow() as tx:
+        tx.sessions.revoke(old_revoked.id, now=NOW, reason=RevokeReason.LOGOUT)
+        tx.sessions.revoke(new_revoked.id, now=NOW + timedelta(hours=2), reason=RevokeReason.LOGOUT)
+        tx.commit()
+    with backend.uow() as tx:
+        now = NOW + timedelta(hours=3)
+        assert tx.sessions.purge_ended(now=now, revoked_before=NOW + timedelta(hours=1)) == 2
+        tx.commit()
+    assert get_session(backend.uow, live.id) == live
+    assert get_session(backend.uow, new_revoked.id) is not None
+    with backend.uow(readonly=True) as tx:
+        for gone in (expired, old_revoked):
+            assert tx.sessions.get(gone.id) is None
+            assert tx.sessions.find_refresh(f"rt-{gone.id}") is None
