@@ -33,6 +33,8 @@ from idservice.adapters.hashing import Argon2Parameters, PasswordHasher, default
 from idservice.adapters.identity.portone import PortOneIdentityProvider
 from idservice.adapters.identity.sandbox import SandboxIdentityProvider
 from idservice.adapters.notify import LogSink, WebhookSink
+from idservice.adapters.sns.google import GoogleProvider
+from idservice.adapters.sns.kakao import KakaoProvider
 from idservice.adapters.tokens import (
     AccessTokenIssuer,
     SigningKey,
@@ -42,8 +44,9 @@ from idservice.adapters.tokens import (
 from idservice.config import ConfigError, Settings
 from idservice.domain.errors import DomainError
 from idservice.domain.lockout import LockoutPolicy
+from idservice.domain.sns import SnsProvider
 from idservice.service_layer.policy import Policy
-from idservice.service_layer.ports import EventSink, IdentityProvider
+from idservice.service_layer.ports import EventSink, IdentityProvider, SnsIdentityProvider
 from idservice.service_layer.registry import USE_CASES
 from idservice.service_layer.use_cases import Command, Dependencies, UseCases, utc_now
 
@@ -174,6 +177,26 @@ def build_identity_providers(
     return {"sandbox": SandboxIdentityProvider(clock=clock)}
 
 
+def build_sns_providers(settings: Settings) -> dict[SnsProvider, SnsIdentityProvider]:
+    """Google and Kakao, each only when its client ids are configured (contract §1)."""
+    providers: dict[SnsProvider, SnsIdentityProvider] = {}
+    if settings.google_client_ids:
+        providers[SnsProvider.GOOGLE] = GoogleProvider(
+            discovery_url=settings.google_discovery_url,
+            client_ids=settings.google_client_ids,
+            client_secret=settings.google_client_secret,
+        )
+    if settings.kakao_client_ids:
+        providers[SnsProvider.KAKAO] = KakaoProvider(
+            discovery_url=settings.kakao_discovery_url,
+            client_ids=settings.kakao_client_ids,
+            api_base=settings.kakao_api_base,
+            app_id=settings.kakao_app_id,
+            client_secret=settings.kakao_client_secret,
+        )
+    return providers
+
+
 def build_event_sink(settings: Settings) -> EventSink:
     """The webhook when IDSERVICE_NOTIFY_WEBHOOK_URL is set, else the log (contract §1)."""
     if settings.notify_webhook_url:
@@ -259,6 +282,7 @@ def build_app(
         else build_identity_providers(settings, clock)
     )
     event_sink = sink if sink is not None else build_event_sink(settings)
+    sns_providers = build_sns_providers(settings)
     deps = Dependencies(
         uow=SqlUnitOfWorkFactory(engine, cipher),
         hasher=hasher,
@@ -270,6 +294,7 @@ def build_app(
         ),
         cipher=cipher,
         providers=providers,
+        sns=sns_providers,
         sink=event_sink,
         policy=policy_from(settings),
         clock=clock,
@@ -280,4 +305,6 @@ def build_app(
     app.closers.append(hasher.shutdown)
     for provider in providers.values():
         app.closers.append(provider.close)
+    for sns in sns_providers.values():
+        app.closers.append(sns.close)
     return app

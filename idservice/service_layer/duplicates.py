@@ -48,25 +48,27 @@ def identity_registered(
     )
 
 
-def refuse_rejoin_hold(tx: UnitOfWork, person: VerifiedPerson, *, now: datetime) -> None:
+def refuse_rejoin_hold(tx: UnitOfWork, *, ci: str | None, di: str | None, now: datetime) -> None:
     """A withdrawn person inside the re-join cooldown is still registered (korea-rules CI/DI 3)."""
-    hold = tx.accounts.rejoin_hold_until(ci=person.ci, di=person.di, now=now)
+    if not ci and not di:
+        return
+    hold = tx.accounts.rejoin_hold_until(ci=ci, di=di, now=now)
     if hold is not None:
         raise identity_registered(None, rejoin_after=hold)
 
 
 def refuse_known_conflicts(
-    tx: UnitOfWork, *, email_key: str, person: VerifiedPerson | None, now: datetime
+    tx: UnitOfWork, *, email_key: str | None, ci: str | None, di: str | None, now: datetime
 ) -> None:
     """EMAIL_TAKEN or IDENTITY_ALREADY_REGISTERED for a conflict already committed."""
-    if tx.accounts.get_by_email(email_key) is not None:
+    if email_key is not None and tx.accounts.get_by_email(email_key) is not None:
         raise email_taken()
-    if person is None:
+    if not ci and not di:
         return
-    existing = tx.accounts.find_by_identity(ci=person.ci, di=person.di)
+    existing = tx.accounts.find_by_identity(ci=ci, di=di)
     if existing is not None:
         raise identity_registered(existing)
-    refuse_rejoin_hold(tx, person, now=now)
+    refuse_rejoin_hold(tx, ci=ci, di=di, now=now)
 
 
 def duplicate_of(tx: UnitOfWork, person: VerifiedPerson, *, now: datetime) -> Duplicate:
@@ -83,12 +85,9 @@ def duplicate_of(tx: UnitOfWork, person: VerifiedPerson, *, now: datetime) -> Du
 
 
 def unique_violation_error(
-    tx: UnitOfWork, column: str, person: VerifiedPerson | None
+    tx: UnitOfWork, column: str, *, ci: str | None, di: str | None
 ) -> DomainError:
     """The domain's answer to a unique index that refused an account's insert."""
     if column == "email_index":
         return email_taken()
-    existing = tx.accounts.find_by_identity(
-        ci=person.ci if person else None, di=person.di if person else None
-    )
-    return identity_registered(existing)
+    return identity_registered(tx.accounts.find_by_identity(ci=ci, di=di))

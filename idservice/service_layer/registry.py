@@ -13,6 +13,7 @@ from idservice.service_layer import (
     retention,
     sessions,
     signup,
+    sns_login,
     verification,
 )
 from idservice.service_layer.use_cases import Command, UseCase
@@ -25,6 +26,9 @@ USE_CASES: Mapping[type[Command[Any]], UseCase] = {
     profile.UpdateProfile: profile.update_profile,
     profile.ChangePassword: profile.change_password,
     login.PasswordLogin: login.password_login,
+    sns_login.SnsLogin: sns_login.sns_login,
+    sns_login.LinkSnsIdentity: sns_login.link_sns_identity,
+    sns_login.UnlinkSnsIdentity: sns_login.unlink_sns_identity,
     sessions.RefreshSession: sessions.refresh_session,
     sessions.Logout: sessions.logout,
     sessions.IntrospectToken: sessions.introspect,

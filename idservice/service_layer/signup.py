@@ -22,6 +22,7 @@ from idservice.domain.guardian_consent import (
 )
 from idservice.domain.identity import VerifiedPerson
 from idservice.domain.ids import new_id
+from idservice.domain.sns import SnsProfile
 from idservice.service_layer import duplicates, idempotency, verification
 from idservice.service_layer.guardian_consent import open_request
 from idservice.service_layer.policy import Policy
@@ -35,6 +36,14 @@ from idservice.service_layer.ports import (
 )
 from idservice.service_layer.sessions import start_session
 from idservice.service_layer.signup_replay import SignUpResult, first_result, replay_signup
+from idservice.service_layer.sns_login import (
+    already_linked,
+    filled_from,
+    new_link,
+    ticket_hash,
+    ticket_invalid,
+    ticket_profile,
+)
 from idservice.service_layer.use_cases import Command
 from idservice.service_layer.validation import (
     Violations,
@@ -47,7 +56,13 @@ from idservice.service_layer.validation import (
 
 # What a SignUp sees when a concurrent call with the same idempotency key committed first.
 _LOST_RACE_REASONS = frozenset(
-    {Reason.EMAIL_TAKEN, Reason.IDENTITY_ALREADY_REGISTERED, Reason.VERIFICATION_TOKEN_INVALID}
+    {
+        Reason.EMAIL_TAKEN,
+        Reason.IDENTITY_ALREADY_REGISTERED,
+        Reason.VERIFICATION_TOKEN_INVALID,
+        Reason.SNS_TOKEN_INVALID,
+        Reason.SNS_IDENTITY_ALREADY_LINKED,
+    }
 )
 
 
@@ -85,12 +100,27 @@ class _Profile:
     """A validated SignUp: what the account will hold."""
 
     email: str
-    email_key: str
+    # None when the account has no email (an SNS signup whose provider shared none).
+    email_key: str | None
     name: str
     phone: str
     birth: date
     person: VerifiedPerson | None
     guardian: GuardianContact | None
+    # The SNS identity of a signup with a ticket.
+    sns: SnsProfile | None = None
+
+    @property
+    def ci(self) -> str | None:
+        """The verified CI, else the one the SNS provider (Kakao) gave: both take part in
+        duplicate detection alike."""
+        if self.person is not None and self.person.ci:
+            return self.person.ci
+        return self.sns.ci if self.sns is not None else None
+
+    @property
+    def di(self) -> str | None:
+        return self.person.di if self.person is not None else None
 
 
 def sign_up(
@@ -123,9 +153,9 @@ def sign_up(
         with uow(readonly=True) as tx:
             # Only a shortcut before the Argon2 work: the unique indexes still decide races.
             duplicates.refuse_known_conflicts(
-                tx, email_key=profile.email_key, person=profile.person, now=now
+                tx, email_key=profile.email_key, ci=profile.ci, di=profile.di, now=now
             )
-        password_hash = hasher.hash(cmd.password)
+        password_hash = hasher.hash(cmd.password) if cmd.password else None
         return _create_account(
             cmd,
             profile,
@@ -168,13 +198,14 @@ def _read_fields(cmd: SignUp, *, today: date, policy: Policy) -> _Fields:
     """Every field checked; all bad fields reported together (VALIDATION_FAILED)."""
     with Violations() as v:
         if cmd.sns_signup_ticket:
-            v.add(
-                "sns_signup_ticket", "SNS signup is not available; sign up with email and password"
-            )
-        if not cmd.email:
-            v.add("email", "is required")
-        if not cmd.password:
-            v.add("password", "is required")
+            for field, given in (("email", cmd.email), ("password", cmd.password)):
+                if given:
+                    v.add(field, "give either email and password or sns_signup_ticket")
+        else:
+            if not cmd.email:
+                v.add("email", "is required")
+            if not cmd.password:
+                v.add("password", "is required")
         email = v.check(lambda: normalize_email(cmd.email), default="") if cmd.email else ""
         name = v.check(lambda: validate_name(cmd.name), default="") if cmd.name else ""
         phone = (
@@ -195,7 +226,12 @@ def _read_fields(cmd: SignUp, *, today: date, policy: Policy) -> _Fields:
             v.add("consents.privacy_policy_version", "is required")
         # Without a token these come from the caller; when a verification is required, the
         # answer is IDENTITY_VERIFICATION_REQUIRED below, not "name is required".
-        if not cmd.verification_token and not policy.require_identity_verification:
+        # With an SNS ticket the provider's values fill what the caller left out (checked later).
+        if (
+            not cmd.verification_token
+            and not cmd.sns_signup_ticket
+            and not policy.require_identity_verification
+        ):
             for field, given in (
                 ("name", cmd.name),
                 ("phone_number", cmd.phone_number),
@@ -245,6 +281,8 @@ def _validate(
     today = seoul_today(now)
     fields = _read_fields(cmd, today=today, policy=policy)
     _require_current_terms(cmd, policy)
+    sns = ticket_profile(cmd.sns_signup_ticket, now=now, uow=uow, cipher=cipher)
+    email = sns.email if sns is not None else fields.email
     name, phone, birth = fields.name, fields.phone, fields.birth
     person: VerifiedPerson | None = None
     if cmd.verification_token:
@@ -252,32 +290,41 @@ def _validate(
         name, phone, birth = verification.merge_verified(
             person, name=name, phone=phone, birth=birth
         )
-        if not cmd.name:
+        if sns is not None and sns.ci and person.ci and sns.ci != person.ci:
+            raise DomainError(
+                Reason.VERIFICATION_MISMATCH,
+                "the SNS identity and the identity verification are of different people",
+                metadata={"fields": "ci"},
+            )
+        if not cmd.name and cmd.password:
             # The name came from the verification: the password must not contain it either.
-            validate_password(cmd.password, user_inputs=[fields.email, name])
+            validate_password(cmd.password, user_inputs=[email, name])
     elif policy.require_identity_verification:
         raise DomainError(
             Reason.IDENTITY_VERIFICATION_REQUIRED, "complete identity verification first"
         )
+    elif sns is not None:
+        name, phone, birth = filled_from(sns, name=name, phone=phone, birth=birth)
     assert birth is not None  # required above when there is no verification
     guardian = None
     if needs_guardian_consent(birth, today):
         guardian = require_guardian_contact(fields.guardian, child_phone=phone)
     return _Profile(
-        email=fields.email,
-        email_key=email_lookup_key(fields.email),
+        email=email,
+        email_key=email_lookup_key(email) if email else None,
         name=name,
         phone=phone,
         birth=birth,
         person=person,
         guardian=guardian,
+        sns=sns,
     )
 
 
 def _create_account(
     cmd: SignUp,
     profile: _Profile,
-    password_hash: str,
+    password_hash: str | None,
     key: idempotency.IdempotencyKey | None,
     *,
     now: datetime,
@@ -286,17 +333,26 @@ def _create_account(
     cipher: SecretsCipher,
     policy: Policy,
 ) -> SignUpResult:
-    person = profile.person
     account = _new_account(cmd, profile, password_hash, now=now)
     with uow() as tx:
         if cmd.verification_token:
             verification.consume(tx, cmd.verification_token, now=now, cipher=cipher)
-        if person is not None:
-            duplicates.refuse_rejoin_hold(tx, person, now=now)
+        if profile.sns is not None and not tx.signup_tickets.consume(
+            ticket_hash(cmd.sns_signup_ticket, cipher=cipher), now=now
+        ):
+            raise ticket_invalid()
+        duplicates.refuse_rejoin_hold(tx, ci=profile.ci, di=profile.di, now=now)
         try:
             tx.accounts.add(account, email_key=profile.email_key)
         except UniqueViolation as exc:
-            raise duplicates.unique_violation_error(tx, exc.column, person) from None
+            raise duplicates.unique_violation_error(
+                tx, exc.column, ci=profile.ci, di=profile.di
+            ) from None
+        if profile.sns is not None:
+            try:
+                tx.sns_identities.add(new_link(account.id, profile.sns, now=now))
+            except UniqueViolation:
+                raise already_linked() from None
         session = None
         consent = None
         if profile.guardian is not None:
@@ -307,7 +363,7 @@ def _create_account(
             session = start_session(
                 tx,
                 account,
-                amr=(SignInMethod.PASSWORD.value,),
+                amr=(profile.sns.provider.value if profile.sns else SignInMethod.PASSWORD.value,),
                 now=now,
                 tokens=tokens,
                 cipher=cipher,
@@ -329,7 +385,9 @@ def _create_account(
     return SignUpResult(account=account, session=session, consent_request=consent)
 
 
-def _new_account(cmd: SignUp, profile: _Profile, password_hash: str, *, now: datetime) -> Account:
+def _new_account(
+    cmd: SignUp, profile: _Profile, password_hash: str | None, *, now: datetime
+) -> Account:
     child = profile.guardian is not None
     person = profile.person
     return Account(
@@ -340,9 +398,10 @@ def _new_account(cmd: SignUp, profile: _Profile, password_hash: str, *, now: dat
         phone_number=profile.phone,
         birth_date=profile.birth,
         identity_verified=person is not None,
-        ci=person.ci if person else None,
-        di=person.di if person else None,
+        ci=profile.ci,
+        di=profile.di,
         password_hash=password_hash,
+        sns_providers=(profile.sns.provider.value,) if profile.sns else (),
         created_at=now,
         consents=Consents(
             terms_version=cmd.terms_version,

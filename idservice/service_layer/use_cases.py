@@ -1,19 +1,21 @@
 """Commands and the one place that runs them: each use case is a function `(cmd, *, deps…)`.
 
 A use case names in its signature the ports it uses (`uow`, `hasher`, `tokens`, `cipher`,
-`providers`, `sink`, `clock`, `policy`); `UseCases` fills them in from `Dependencies` once, when
-the application is built, as cosmicpython's bootstrap does. Entrypoints build a command from a
-request and call `handle`; tests can call a use case directly with fakes of the ports.
+`providers`, `sns`, `sink`, `clock`, `policy`); `UseCases` fills them in from `Dependencies`
+once, when the application is built, as cosmicpython's bootstrap does. Entrypoints build a
+command from a request and call `handle`; tests can call a use case directly with fakes of the
+ports.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar, cast
 
+from idservice.domain.sns import SnsProvider
 from idservice.service_layer.policy import Policy
 from idservice.service_layer.ports import (
     Clock,
@@ -21,6 +23,7 @@ from idservice.service_layer.ports import (
     IdentityProvider,
     PasswordHasher,
     SecretsCipher,
+    SnsIdentityProvider,
     TokenIssuer,
     UnitOfWorkFactory,
 )
@@ -49,6 +52,8 @@ class Dependencies:
     providers: Mapping[str, IdentityProvider]
     sink: EventSink
     policy: Policy
+    # Google and Kakao, when configured.
+    sns: Mapping[SnsProvider, SnsIdentityProvider] = field(default_factory=dict)
     clock: Clock = utc_now
 
 

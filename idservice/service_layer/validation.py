@@ -23,7 +23,6 @@ import re
 import threading
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import date, datetime
 from types import TracebackType
 from typing import Any, Final, TypeVar, overload
 
@@ -33,14 +32,7 @@ from confusable_homoglyphs import confusables
 from email_validator import EmailNotValidError, validate_email
 from zxcvbn import zxcvbn
 
-from idservice.domain.age import parse_birth_date
-from idservice.domain.errors import DomainError, FieldViolation, Reason, ValidationFailed, invalid
-from idservice.domain.identity import (
-    MAX_IDENTITY_KEY_LENGTH,
-    InvalidVerifiedPersonError,
-    VerifiedPerson,
-    check_identity_keys,
-)
+from idservice.domain.errors import FieldViolation, ValidationFailed, invalid
 from idservice.domain.rrn import looks_like_rrn
 
 T = TypeVar("T")
@@ -327,111 +319,3 @@ class Violations:
             raise ValidationFailed(self._violations) from None
         if exc is None:
             self.raise_if_any()
-
-
-# The gender codes a VerifiedPerson may carry (idservice.domain.identity).
-PROVIDER_GENDERS = frozenset({"MALE", "FEMALE", "OTHER"})
-# Control characters (newline, NUL, …), format characters and lone surrogates: no provider sends
-# them in a real name, phone or code, and a surrogate cannot even be encrypted (not UTF-8).
-_UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
-
-
-def validate_provider_person(
-    person: VerifiedPerson, *, today: date, from_caller: bool = False
-) -> VerifiedPerson:
-    """The person an identity provider vouched for, checked like caller input and normalised.
-
-    Name as `validate_name` (and without control characters: a newline from a provider is a
-    malformed answer, not a typing slip), phone as `normalize_phone(..., require_valid=False)`
-    (E.164), birth date a real day from 1900-01-01 to `today` in Seoul (korea-rules Age 7), no
-    string shaped like a resident registration number (korea-rules CI/DI 1), gender one of
-    PortOne's codes or none, CI/DI per korea-rules CI/DI 2. CI and DI are opaque identifiers and
-    skip the RRN check, like the other opaque values (docs/decisions.md): about one 64-hex DI
-    in 2,000 holds 13 digits in a row shaped like one.
-
-    A provider's answer that fails is the provider's fault, not the caller's: a WARNING names
-    the fields (never the values) and the call answers UPSTREAM_UNAVAILABLE, so nothing is
-    stored. With `from_caller` (the sandbox reads the person out of the caller's
-    `verification_id`) it is the caller's input: VALIDATION_FAILED on `verification_id`.
-    """
-    try:
-        return _checked_provider_person(person, today=today)
-    except ValidationFailed as failure:
-        if from_caller:
-            described = "; ".join(f"{v.field} {v.description}" for v in failure.violations)
-            raise invalid("verification_id", described) from None
-        fields = ", ".join(dict.fromkeys(v.field for v in failure.violations))
-        log.warning(
-            "identity provider answered a verified person with invalid fields (%s); "
-            "answering unavailable",
-            fields,
-        )
-        raise DomainError(
-            Reason.UPSTREAM_UNAVAILABLE, "identity verification provider is unavailable"
-        ) from None
-
-
-def _provider_text(v: Violations, field: str, value: object) -> str | None:
-    """`value` if it is a string without control characters or an RRN, else None (recorded)."""
-    if not isinstance(value, str):
-        v.add(field, "must be a string")
-        return None
-    if any(unicodedata.category(ch) in _UNPRINTABLE_CATEGORIES for ch in value):
-        v.add(field, "must not contain control characters")
-        return None
-    if looks_like_rrn(value):
-        v.add(field, RRN_DESCRIPTION)
-        return None
-    return value
-
-
-def _checked_provider_person(person: VerifiedPerson, *, today: date) -> VerifiedPerson:
-    with Violations() as v:
-        name: str | None = None
-        raw_name = _provider_text(v, "name", person.name)
-        if raw_name is not None:
-            name = v.check(lambda: validate_name(raw_name, field="name"), default=None)
-        phone: str | None = None
-        raw_phone = _provider_text(v, "phone_number", person.phone_number)
-        if raw_phone is not None:
-            phone = v.check(
-                lambda: normalize_phone(raw_phone, field="phone_number", require_valid=False),
-                default=None,
-            )
-        birth: date | None = None
-        if isinstance(person.birth_date, date) and not isinstance(person.birth_date, datetime):
-            birth = v.check(
-                lambda: parse_birth_date(person.birth_date.isoformat(), today=today),
-                default=None,
-            )
-        else:
-            v.add("birth_date", "must be a date")
-        gender = person.gender
-        if gender is not None:
-            code = _provider_text(v, "gender", gender)
-            if code is not None and code not in PROVIDER_GENDERS:
-                v.add("gender", "must be MALE, FEMALE or OTHER when given")
-        if not isinstance(person.is_foreigner, bool):
-            v.add("is_foreigner", "must be true or false")
-        for field, key in (("ci", person.ci), ("di", person.di)):
-            if key is None:
-                continue
-            if not isinstance(key, str):
-                v.add(field, "must be a string")
-                continue
-            try:
-                check_identity_keys(key, None)  # the same rules for either key
-            except InvalidVerifiedPersonError:
-                v.add(field, f"must be 1 to {MAX_IDENTITY_KEY_LENGTH} printable characters")
-        if person.ci is None and person.di is None:
-            v.add("ci", "or di is required")
-    assert name is not None and phone is not None and birth is not None  # else raised above
-    return VerifiedPerson(
-        name=name,
-        phone_number=phone,
-        birth_date=birth,
-        gender=gender,
-        is_foreigner=person.is_foreigner,
-        ci=person.ci,
-        di=person.di,
-    )

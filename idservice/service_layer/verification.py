@@ -26,8 +26,9 @@ from idservice.service_layer.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
+from idservice.service_layer.provider_answers import validate_provider_person
 from idservice.service_layer.use_cases import Command
-from idservice.service_layer.validation import normalize_phone, validate_provider_person
+from idservice.service_layer.validation import normalize_phone
 
 # Contract §2: a verification token is single use and lives 30 minutes.
 VERIFICATION_TOKEN_TTL = timedelta(minutes=30)

@@ -490,12 +490,6 @@ def test_unimplemented_rpcs_answer_unimplemented(client: Client) -> None:
             metadata=bearer,
             timeout=RPC_TIMEOUT,
         ),
-        "AuthService.SnsLogin": lambda: client.auth.SnsLogin(
-            auth_pb2.SnsLoginRequest(
-                provider=common_pb2.SNS_PROVIDER_GOOGLE, id_token="x", nonce="n"
-            ),
-            timeout=RPC_TIMEOUT,
-        ),
     }
     codes = {name: (outcome_of(call) or RpcFailure(C.OK)).code for name, call in calls.items()}
     assert codes == dict.fromkeys(calls, C.UNIMPLEMENTED)

@@ -6,12 +6,15 @@ from __future__ import annotations
 import base64
 import os
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
 
 from idservice.adapters.db.encrypted_columns import ENCRYPTED_COLUMNS
 from idservice.bootstrap import App
+from idservice.domain.sns import SnsProfile, SnsProvider
+from idservice.service_layer.sns_login import new_link
 from idservice.v1 import account_pb2, common_pb2
 from tests.conftest import make_settings
 from tests.support.client import Client, new_person
@@ -33,10 +36,17 @@ def _ciphertexts(app: App) -> dict[str, list[str]]:
     return found
 
 
-def _fill_every_encrypted_column(client: Client) -> str:
-    """An adult (idempotent signup), a child with a guardian, and an unused verification."""
+def _fill_every_encrypted_column(app: App, client: Client) -> str:
+    """An adult (idempotent signup) with a Kakao link, a child with a guardian, an unused
+    verification and an SNS signup ticket."""
     email = f"rotate-{uuid.uuid4().hex[:8]}@example.com"
-    client.sign_up(new_person(), email=email, idempotency_key=str(uuid.uuid4()))
+    adult = client.sign_up(new_person(), email=email, idempotency_key=str(uuid.uuid4()))
+    now = datetime.now(UTC)
+    profile = SnsProfile(SnsProvider.KAKAO, "kakao-1", nickname="라이언", picture_url="https://p")
+    with app.deps.uow() as tx:
+        tx.sns_identities.add(new_link(adult.account.id, profile, now=now))
+        tx.signup_tickets.add("f" * 64, profile, now=now, expires_at=now + timedelta(minutes=15))
+        tx.commit()
     child = new_person(birth_date="2018-05-05")
     client.sign_up(
         child,
@@ -52,7 +62,7 @@ def test_rotation_moves_every_column_and_the_old_key_can_go(
     old, new, index = _key(), _key(), _key()
     first = make_settings(tmp_path, database_url, data_keys=f"k1:{old},index:{index}")
     with serving(first) as (app, client):
-        email = _fill_every_encrypted_column(client)
+        email = _fill_every_encrypted_column(app, client)
         before = _ciphertexts(app)
     assert all(before.values()), {k: len(v) for k, v in before.items()}
 

@@ -30,6 +30,7 @@ from tests.fakes.storage_records import (
     FakeSessionRepository,
     FakeVerificationRepository,
 )
+from tests.fakes.storage_sns import FakeSignupTicketRepository, FakeSnsIdentityRepository
 from tests.fakes.storage_state import FakeIntegrityError, FakeState, ReadOnlyWrite
 
 __all__ = [
@@ -58,6 +59,8 @@ class FakeUnitOfWork:
         self.guardian_consents = FakeGuardianConsentRepository(self)
         self.idempotency = FakeIdempotencyRepository(self)
         self.outbox = FakeOutboxRepository(self)
+        self.sns_identities = FakeSnsIdentityRepository(self)
+        self.signup_tickets = FakeSignupTicketRepository(self)
 
     # -- StateAccess ---------------------------------------------------------------------
     def read(self) -> FakeState:

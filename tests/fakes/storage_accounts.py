@@ -12,6 +12,7 @@ from idservice.service_layer.ports import UniqueViolation
 from tests.fakes.storage_state import (
     AccountRow,
     FakeIntegrityError,
+    FakeState,
     HoldRow,
     StateAccess,
     utc,
@@ -37,6 +38,13 @@ def stored_account(account: Account) -> Account:
         sns_providers=(),
         consents=consents,
     )
+
+
+def loaded_account(state: FakeState, row: AccountRow) -> Account:
+    """What a read returns: a copy, with `sns_providers` from the account's linked identities."""
+    account = copy.deepcopy(row.account)
+    account.sns_providers = state.sns_providers(account.id)
+    return account
 
 
 def _matches_identity(
@@ -143,19 +151,22 @@ class FakeAccountRepository:
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, account_id: str) -> Account | None:
-        row = self._access.read().accounts.get(account_id)
-        return None if row is None else copy.deepcopy(row.account)
+        state = self._access.read()
+        row = state.accounts.get(account_id)
+        return None if row is None else loaded_account(state, row)
 
     def get_by_email(self, email_key: str) -> Account | None:
-        for row in self._access.read().accounts.values():
+        state = self._access.read()
+        for row in state.accounts.values():
             if email_key and row.email_key == email_key:
-                return copy.deepcopy(row.account)
+                return loaded_account(state, row)
         return None
 
     def find_by_identity(self, *, ci: str | None, di: str | None) -> Account | None:
-        for row in self._access.read().accounts.values():
+        state = self._access.read()
+        for row in state.accounts.values():
             if _matches_identity(ci, di, row.account.ci, row.account.di):
-                return copy.deepcopy(row.account)
+                return loaded_account(state, row)
         return None
 
     # -- re-join holds -------------------------------------------------------------------

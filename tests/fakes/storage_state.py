@@ -3,7 +3,7 @@
 Rows hold plaintext (the SQL adapters' encryption and blind indexes are not observable through
 the ports) but keep exactly what the SQL rows keep, so the fakes answer the same: a consumed
 verification has no person left, a session's `revoked_at` is set only by `revoke`, an outbox
-event is its `Event.document()` JSON.
+event is its `Event.document()` JSON, a used signup ticket has no profile left.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Protocol
 from idservice.domain.accounts import Account
 from idservice.domain.identity import VerifiedPerson
 from idservice.domain.sessions import Session
-from idservice.service_layer.ports import NewConsentRequest
+from idservice.domain.sns import SnsProfile
+from idservice.service_layer.ports import NewConsentRequest, SnsLink
 
 
 class FakeIntegrityError(Exception):
@@ -109,6 +110,15 @@ class OutboxRow:
 
 
 @dataclass
+class TicketRow:
+    # None once used (the SQL column `profile_ct` is set to NULL).
+    profile: SnsProfile | None
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
+@dataclass
 class FakeState:
     """Every table, keyed by primary key (dicts keep insertion order)."""
 
@@ -120,6 +130,19 @@ class FakeState:
     consent_requests: dict[str, ConsentRow] = field(default_factory=dict)
     idempotency: dict[str, IdempotencyRow] = field(default_factory=dict)
     outbox: dict[str, OutboxRow] = field(default_factory=dict)
+    # SnsLink is frozen and holds only immutable values: a row is replaced, never changed.
+    sns_identities: dict[str, SnsLink] = field(default_factory=dict)
+    signup_tickets: dict[str, TicketRow] = field(default_factory=dict)
+
+    def sns_providers(self, account_id: str) -> tuple[str, ...]:
+        """The providers linked to an account, sorted (as `Account.sns_providers` reads)."""
+        return tuple(
+            sorted(
+                link.provider.value
+                for link in self.sns_identities.values()
+                if link.account_id == account_id
+            )
+        )
 
     def drop_sessions(self, session_ids: set[str]) -> None:
         """Delete sessions and their refresh tokens (ON DELETE CASCADE)."""
@@ -130,13 +153,17 @@ class FakeState:
             self.sessions.pop(session_id, None)
 
     def drop_account(self, account_id: str) -> None:
-        """Delete an account with its sessions and consent requests (ON DELETE CASCADE)."""
+        """Delete an account with its sessions, consent requests and SNS links (ON DELETE
+        CASCADE)."""
         self.drop_sessions(
             {s for s, row in self.sessions.items() if row.session.account_id == account_id}
         )
         for request_id, row in list(self.consent_requests.items()):
             if row.request.account_id == account_id:
                 del self.consent_requests[request_id]
+        for link_id, link in list(self.sns_identities.items()):
+            if link.account_id == account_id:
+                del self.sns_identities[link_id]
         del self.accounts[account_id]
 
 

@@ -24,7 +24,7 @@ from idservice.domain.identity import (
     check_identity_keys,
     check_verification_id,
 )
-from idservice.service_layer.validation import validate_provider_person
+from idservice.service_layer.provider_answers import validate_provider_person
 from tests.fakes.portone import PortOneStandIn, verified_body
 
 SECRET = "test-portone-secret-Zq8"

@@ -3,7 +3,8 @@
 This is what keeps `tests/fakes/storage*.py` honest: whatever the service-layer tests learn from
 the fakes holds for the SQL adapters too. This module covers the unit of work, accounts and
 re-join holds; `test_repository_contract_sessions.py` the login gate and sessions;
-`test_repository_contract_records.py` verifications, idempotency, consents and the outbox.
+`test_repository_contract_records.py` verifications, idempotency, consents and the outbox;
+`test_repository_contract_sns.py` SNS links, accounts' `sns_providers` and signup tickets.
 """
 
 from __future__ import annotations

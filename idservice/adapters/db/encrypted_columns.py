@@ -48,6 +48,12 @@ GUARDIAN_NAME = EncryptedColumn(
 GUARDIAN_PHONE = EncryptedColumn(
     t.guardian_consent_requests, "id", "guardian_phone_ct", "consent.phone"
 )
+SNS_SUBJECT = EncryptedColumn(t.sns_identities, "id", "subject_ct", "sns.subject")
+SNS_NICKNAME = EncryptedColumn(t.sns_identities, "id", "nickname_ct", "sns.nickname")
+SNS_PICTURE = EncryptedColumn(t.sns_identities, "id", "picture_ct", "sns.picture")
+SIGNUP_TICKET_PROFILE = EncryptedColumn(
+    t.sns_signup_tickets, "ticket_hash", "profile_ct", "sns-ticket.profile"
+)
 IDEMPOTENT_RESPONSE = EncryptedColumn(t.idempotency_keys, "key_hash", "response_ct", "idempotency")
 OUTBOX_PAYLOAD = EncryptedColumn(t.outbox, "id", "payload_ct", "outbox")
 
@@ -61,6 +67,10 @@ ENCRYPTED_COLUMNS: tuple[EncryptedColumn, ...] = (
     VERIFICATION_PERSON,
     GUARDIAN_NAME,
     GUARDIAN_PHONE,
+    SNS_SUBJECT,
+    SNS_NICKNAME,
+    SNS_PICTURE,
+    SIGNUP_TICKET_PROFILE,
     IDEMPOTENT_RESPONSE,
     OUTBOX_PAYLOAD,
 )

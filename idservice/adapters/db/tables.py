@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.types import DateTime, TypeDecorator
 
@@ -161,6 +162,39 @@ guardian_consent_requests = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False, index=True),
     Column("decided_at", UtcDateTime),
+)
+
+sns_identities = Table(
+    "sns_identities",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column(
+        "account_id",
+        String(ID),
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("provider", String(16), nullable=False),
+    # Blind index of "<provider>:<subject>": one link per identity across all accounts.
+    Column("subject_index", String(HASH), nullable=False, unique=True),
+    Column("subject_ct", Text, nullable=False),
+    # Kept with the link and refreshed at each login (privacy policy 제1조).
+    Column("nickname_ct", Text),
+    Column("picture_ct", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_login_at", UtcDateTime, nullable=False),
+    UniqueConstraint("account_id", "provider", name="uq_sns_identities_account_provider"),
+)
+
+sns_signup_tickets = Table(
+    "sns_signup_tickets",
+    metadata,
+    Column("ticket_hash", String(HASH), primary_key=True),
+    # What the provider said about the person, until the ticket is used or expires.
+    Column("profile_ct", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False, index=True),
+    Column("used_at", UtcDateTime),
 )
 
 idempotency_keys = Table(

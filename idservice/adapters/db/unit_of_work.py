@@ -14,6 +14,10 @@ from idservice.adapters.db.repositories.guardian_consents import SqlGuardianCons
 from idservice.adapters.db.repositories.idempotency import SqlIdempotencyRepository
 from idservice.adapters.db.repositories.outbox import SqlOutboxRepository
 from idservice.adapters.db.repositories.sessions import SqlSessionRepository
+from idservice.adapters.db.repositories.sns import (
+    SqlSignupTicketRepository,
+    SqlSnsIdentityRepository,
+)
 from idservice.adapters.db.repositories.verifications import SqlVerificationRepository
 from idservice.domain.errors import database_unavailable, server_busy
 
@@ -32,6 +36,8 @@ class SqlUnitOfWork:
     idempotency: SqlIdempotencyRepository
     outbox: SqlOutboxRepository
     guardian_consents: SqlGuardianConsentRepository
+    sns_identities: SqlSnsIdentityRepository
+    signup_tickets: SqlSignupTicketRepository
 
     def __init__(
         self, engine: Engine, cipher: FieldCipher, *, write_lock: threading.Lock | None = None
@@ -80,6 +86,8 @@ class SqlUnitOfWork:
         self.idempotency = SqlIdempotencyRepository(c, cipher)
         self.outbox = SqlOutboxRepository(c, cipher)
         self.guardian_consents = SqlGuardianConsentRepository(c, cipher)
+        self.sns_identities = SqlSnsIdentityRepository(c, cipher)
+        self.signup_tickets = SqlSignupTicketRepository(c, cipher)
         return self
 
     def commit(self) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Protocol
 
 from google.protobuf import timestamp_pb2
 
 from idservice.domain.accounts import Account, AccountStatus
 from idservice.domain.age import AgePolicy, age_band, seoul_today
+from idservice.domain.sns import SnsProvider
+from idservice.service_layer.ports import SnsCredential
 from idservice.service_layer.sessions import IssuedSession
 from idservice.v1 import common_pb2, identity_pb2
 
@@ -27,6 +30,34 @@ VERIFICATION_PROVIDER = {
     identity_pb2.VERIFICATION_PROVIDER_PORTONE: "portone",
     identity_pb2.VERIFICATION_PROVIDER_SANDBOX: "sandbox",
 }
+
+
+SNS_PROVIDER = {
+    common_pb2.SNS_PROVIDER_GOOGLE: SnsProvider.GOOGLE,
+    common_pb2.SNS_PROVIDER_KAKAO: SnsProvider.KAKAO,
+}
+
+
+class SnsCredentialRequest(Protocol):
+    """The credential fields SnsLoginRequest and LinkSnsIdentityRequest share."""
+
+    id_token: str
+    nonce: str
+    authorization_code: str
+    code_verifier: str
+    redirect_uri: str
+    kakao_access_token: str
+
+
+def sns_credential(request: SnsCredentialRequest) -> SnsCredential:
+    return SnsCredential(
+        id_token=request.id_token,
+        nonce=request.nonce,
+        authorization_code=request.authorization_code,
+        code_verifier=request.code_verifier,
+        redirect_uri=request.redirect_uri,
+        kakao_access_token=request.kakao_access_token,
+    )
 
 
 def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:

@@ -10,7 +10,11 @@ from collections.abc import Callable
 from datetime import datetime
 
 from idservice.service_layer.ports.events import DeliveryFailed, EventSink
-from idservice.service_layer.ports.providers import IdentityProvider
+from idservice.service_layer.ports.providers import (
+    IdentityProvider,
+    SnsCredential,
+    SnsIdentityProvider,
+)
 from idservice.service_layer.ports.security import (
     AccessClaims,
     IssuedToken,
@@ -31,6 +35,10 @@ from idservice.service_layer.ports.storage import (
     PendingEvent,
     RefreshRecord,
     SessionRepository,
+    SignupTicketRepository,
+    SnsIdentityRepository,
+    SnsLink,
+    StoredTicket,
     StoredVerification,
     UniqueViolation,
     UnitOfWork,
@@ -60,6 +68,12 @@ __all__ = [
     "RefreshRecord",
     "SecretsCipher",
     "SessionRepository",
+    "SignupTicketRepository",
+    "SnsCredential",
+    "SnsIdentityProvider",
+    "SnsIdentityRepository",
+    "SnsLink",
+    "StoredTicket",
     "StoredVerification",
     "TokenIssuer",
     "TokenPurpose",

@@ -96,6 +96,7 @@ class TokenPurpose(StrEnum):
     SIGNUP_KEY = "signup-key"
     SIGNUP_BODY = "signup-body"
     CONSENT_CODE = "consent-code"
+    SNS_SIGNUP_TICKET = "sns-signup-ticket"
 
 
 class SecretsCipher(Protocol):

@@ -17,6 +17,7 @@ from idservice.domain.events import Event
 from idservice.domain.identity import VerifiedPerson
 from idservice.domain.lockout import LockoutPolicy, LoginGate
 from idservice.domain.sessions import RevokeReason, Session
+from idservice.domain.sns import SnsProfile, SnsProvider
 
 
 class UniqueViolation(Exception):
@@ -73,6 +74,28 @@ class NewConsentRequest:
     guardian_phone: str
     code_hash: str
     created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SnsLink:
+    """An SNS identity linked to an account, with the nickname and picture kept with it."""
+
+    id: str
+    account_id: str
+    provider: SnsProvider
+    subject: str
+    nickname: str
+    picture_url: str
+    created_at: datetime
+    last_login_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTicket:
+    """A signup ticket of an SNS login that found no account."""
+
+    profile: SnsProfile
     expires_at: datetime
 
 
@@ -233,6 +256,39 @@ class OutboxRepository(Protocol):
         """Delete the events of `event_type` whose data has `key` in `values` (destruction)."""
 
 
+class SnsIdentityRepository(Protocol):
+    """(provider, subject) links; unique across accounts, and one per provider per account."""
+
+    def add(self, link: SnsLink) -> None:
+        """Insert; UniqueViolation('subject_index') when the identity is linked anywhere,
+        UniqueViolation('account_provider') when the account already has this provider."""
+
+    def find(self, provider: SnsProvider, subject: str) -> SnsLink | None: ...
+
+    def of_account(self, account_id: str) -> list[SnsLink]: ...
+
+    def touch(self, link_id: str, *, nickname: str, picture_url: str, now: datetime) -> None:
+        """Refresh the kept nickname and picture at a login."""
+
+    def remove(self, account_id: str, provider: SnsProvider) -> bool: ...
+
+
+class SignupTicketRepository(Protocol):
+    """Single-use tickets from an SNS login to a SignUp, stored as keyed hashes."""
+
+    def add(
+        self, ticket_hash: str, profile: SnsProfile, *, now: datetime, expires_at: datetime
+    ) -> None: ...
+
+    def get(self, ticket_hash: str, *, now: datetime) -> StoredTicket | None:
+        """The ticket's profile while unused and unexpired."""
+
+    def consume(self, ticket_hash: str, *, now: datetime) -> bool:
+        """Use the ticket once and drop its profile; False if used or expired."""
+
+    def purge_expired(self, *, now: datetime) -> int: ...
+
+
 class UnitOfWork(Protocol):
     """`with uow: ...; uow.commit()` — one transaction; leaving without commit rolls back."""
 
@@ -253,6 +309,12 @@ class UnitOfWork(Protocol):
 
     @property
     def outbox(self) -> OutboxRepository: ...
+
+    @property
+    def sns_identities(self) -> SnsIdentityRepository: ...
+
+    @property
+    def signup_tickets(self) -> SignupTicketRepository: ...
 
     def __enter__(self) -> Self: ...
 

@@ -240,6 +240,11 @@ class SqlAccountRepository:
             "updated_at": a.created_at,
         }
 
+    def _sns_providers(self, account_id: str) -> tuple[str, ...]:
+        s = t.sns_identities.c
+        rows = self._c.execute(select(s.provider).where(s.account_id == account_id)).scalars()
+        return tuple(sorted(rows))
+
     def _from_row(self, r: Any) -> Account:
         account_id: str = r["id"]
 
@@ -263,6 +268,7 @@ class SqlAccountRepository:
             failed_logins=r["failed_logins"],
             locked_until=r["locked_until"],
             created_at=r["created_at"],
+            sns_providers=self._sns_providers(account_id),
             consents=Consents(
                 terms_version=r["terms_version"],
                 privacy_policy_version=r["privacy_policy_version"],

@@ -1,16 +1,20 @@
-"""AuthService: password login and sessions (SNS login and linking to come)."""
+"""AuthService: password and SNS login, SNS links, sessions and tokens."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import grpc
 
-from idservice.entrypoints.grpc.converters import session_message, timestamp
-from idservice.entrypoints.grpc.handling import rpc
-from idservice.entrypoints.grpc.servicers.base import Servicer, unimplemented
+from idservice.entrypoints.grpc.converters import (
+    SNS_PROVIDER,
+    session_message,
+    sns_credential,
+    timestamp,
+)
+from idservice.entrypoints.grpc.handling import bearer_token, rpc, time_remaining
+from idservice.entrypoints.grpc.servicers.base import Servicer
 from idservice.service_layer.login import PasswordLogin
 from idservice.service_layer.sessions import GetJwks, IntrospectToken, Logout, RefreshSession
+from idservice.service_layer.sns_login import LinkSnsIdentity, SnsLogin, UnlinkSnsIdentity
 from idservice.v1 import auth_pb2, auth_pb2_grpc
 
 
@@ -55,11 +59,53 @@ class AuthServicer(Servicer, auth_pb2_grpc.AuthServiceServicer):
     ) -> auth_pb2.GetJwksResponse:
         return auth_pb2.GetJwksResponse(jwks_json=self.handle(GetJwks()))
 
-    def SnsLogin(self, request: Any, context: grpc.ServicerContext) -> Any:
-        unimplemented(context)
+    @rpc
+    def SnsLogin(
+        self, request: auth_pb2.SnsLoginRequest, context: grpc.ServicerContext
+    ) -> auth_pb2.SnsLoginResponse:
+        result = self.handle(
+            SnsLogin(
+                provider=SNS_PROVIDER.get(request.provider),
+                credential=sns_credential(request),
+                timeout=time_remaining(context),
+            )
+        )
+        if result.session is not None:
+            return auth_pb2.SnsLoginResponse(session=session_message(result.session))
+        required = result.signup_required
+        assert required is not None
+        return auth_pb2.SnsLoginResponse(
+            signup_required=auth_pb2.SignupRequired(
+                sns_signup_ticket=required.sns_signup_ticket,
+                prefill=auth_pb2.SignupPrefill(
+                    email=required.email,
+                    name=required.name,
+                    birth_date=required.birth_date.isoformat() if required.birth_date else "",
+                ),
+            )
+        )
 
-    def LinkSnsIdentity(self, request: Any, context: grpc.ServicerContext) -> Any:
-        unimplemented(context)
+    @rpc
+    def LinkSnsIdentity(
+        self, request: auth_pb2.LinkSnsIdentityRequest, context: grpc.ServicerContext
+    ) -> auth_pb2.LinkSnsIdentityResponse:
+        methods = self.handle(
+            LinkSnsIdentity(
+                access_token=bearer_token(context),
+                provider=SNS_PROVIDER.get(request.provider),
+                credential=sns_credential(request),
+                timeout=time_remaining(context),
+            )
+        )
+        return auth_pb2.LinkSnsIdentityResponse(sign_in_methods=methods)
 
-    def UnlinkSnsIdentity(self, request: Any, context: grpc.ServicerContext) -> Any:
-        unimplemented(context)
+    @rpc
+    def UnlinkSnsIdentity(
+        self, request: auth_pb2.UnlinkSnsIdentityRequest, context: grpc.ServicerContext
+    ) -> auth_pb2.UnlinkSnsIdentityResponse:
+        methods = self.handle(
+            UnlinkSnsIdentity(
+                access_token=bearer_token(context), provider=SNS_PROVIDER.get(request.provider)
+            )
+        )
+        return auth_pb2.UnlinkSnsIdentityResponse(sign_in_methods=methods)

@@ -1,0 +1,49 @@
+"""The shape of an SNS credential as the caller sent it, checked before any provider call."""
+
+from __future__ import annotations
+
+from idservice.domain.sns import SnsProvider
+from idservice.service_layer.ports import SnsCredential
+from idservice.service_layer.validation import Violations
+
+# Bounds on what the caller may hand us; real values are far shorter.
+MAX_TOKEN_LENGTH = 16 * 1024
+MAX_NONCE_LENGTH = 512
+MAX_CODE_LENGTH = 2048
+MAX_REDIRECT_URI_LENGTH = 2048
+# RFC 7636 §4.1: a code_verifier is 43 to 128 characters of [A-Z a-z 0-9 - . _ ~].
+MIN_VERIFIER_LENGTH = 43
+MAX_VERIFIER_LENGTH = 128
+_VERIFIER_CHARACTERS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+)
+
+
+def check_credential(credential: SnsCredential, *, provider: SnsProvider) -> None:
+    """One of {id_token (+ nonce), authorization_code + code_verifier + redirect_uri}, each
+    within bounds; `kakao_access_token` only for Kakao. VALIDATION_FAILED names every bad field.
+    """
+    c = credential
+    with Violations() as v:
+        if bool(c.id_token) == bool(c.authorization_code):
+            v.add("id_token", "give either id_token or authorization_code")
+        for field, value, limit in (
+            ("id_token", c.id_token, MAX_TOKEN_LENGTH),
+            ("nonce", c.nonce, MAX_NONCE_LENGTH),
+            ("authorization_code", c.authorization_code, MAX_CODE_LENGTH),
+            ("redirect_uri", c.redirect_uri, MAX_REDIRECT_URI_LENGTH),
+            ("kakao_access_token", c.kakao_access_token, MAX_TOKEN_LENGTH),
+        ):
+            if len(value) > limit or not value.isprintable():
+                v.add(field, f"must be at most {limit} printable characters")
+        if c.authorization_code:
+            if not c.redirect_uri:
+                v.add("redirect_uri", "is required with authorization_code")
+            verifier = c.code_verifier
+            if (
+                not (MIN_VERIFIER_LENGTH <= len(verifier) <= MAX_VERIFIER_LENGTH)
+                or not set(verifier) <= _VERIFIER_CHARACTERS
+            ):
+                v.add("code_verifier", "must be an RFC 7636 code verifier (PKCE S256)")
+        if c.kakao_access_token and provider is not SnsProvider.KAKAO:
+            v.add("kakao_access_token", "is for Kakao only")

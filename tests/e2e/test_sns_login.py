@@ -1,0 +1,409 @@
+"""Google and Kakao login over gRPC against a local OIDC issuer on loopback (tests/fakes/oidc.py).
+
+The provider code under test is unpatched: it fetches discovery and JWKS over HTTP, exchanges
+codes through authlib, and reads Kakao's user API from the stand-in.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from idservice.adapters.identity.sandbox import sandbox_ci
+from idservice.bootstrap import App
+from idservice.v1 import account_pb2, auth_pb2, common_pb2
+from tests.conftest import make_settings
+from tests.fakes.oidc import OidcIssuer
+from tests.fakes.oidc_tokens import pkce_s256
+from tests.support.client import Client, failure_of, new_person
+from tests.support.serving import serving
+
+GOOGLE_CLIENT = "google-web-client"
+KAKAO_NATIVE_KEY = "kakao-native-app-key"
+KAKAO_REST_KEY = "kakao-rest-api-key"
+KAKAO_APP_ID = 424242
+NONCE = "n-0S6_WzA2Mj"
+REDIRECT_URI = "https://app.example.com/oauth/callback"
+GOOGLE = common_pb2.SNS_PROVIDER_GOOGLE
+KAKAO = common_pb2.SNS_PROVIDER_KAKAO
+
+
+@pytest.fixture
+def google() -> Iterator[OidcIssuer]:
+    with OidcIssuer() as issuer:
+        yield issuer
+
+
+@pytest.fixture
+def kakao() -> Iterator[OidcIssuer]:
+    with OidcIssuer() as issuer:
+        yield issuer
+
+
+@pytest.fixture
+def sns(
+    tmp_path: Path, database_url: str, google: OidcIssuer, kakao: OidcIssuer
+) -> Iterator[tuple[App, Client]]:
+    settings = make_settings(
+        tmp_path,
+        database_url,
+        google_client_ids=(GOOGLE_CLIENT,),
+        google_discovery_url=google.discovery_url,
+        google_client_secret="google-secret",
+        kakao_client_ids=(KAKAO_REST_KEY, KAKAO_NATIVE_KEY),
+        kakao_discovery_url=kakao.discovery_url,
+        kakao_api_base=kakao.api_base,
+        kakao_app_id=str(KAKAO_APP_ID),
+        kakao_client_secret="kakao-secret",
+    )
+    with serving(settings) as served:
+        yield served
+
+
+def google_token(google: OidcIssuer, sub: str = "", **extra: object) -> str:
+    claims: dict[str, object] = {
+        "email": f"g-{uuid.uuid4().hex[:10]}@example.com",
+        "email_verified": True,
+        "name": "김구글",
+        "picture": "https://lh3.googleusercontent.com/a/photo.jpg",
+    }
+    claims.update(extra)
+    return google.id_token(
+        sub=sub or f"g-{uuid.uuid4().hex}", aud=GOOGLE_CLIENT, nonce=NONCE, extra=claims
+    )
+
+
+def login(
+    client: Client,
+    token: str,
+    provider: common_pb2.SnsProvider = GOOGLE,
+    **fields: str,
+) -> auth_pb2.SnsLoginResponse:
+    request = auth_pb2.SnsLoginRequest(provider=provider, id_token=token, nonce=NONCE)
+    for name, value in fields.items():
+        setattr(request, name, value)
+    return client.auth.SnsLogin(request)
+
+
+def reason(call: object) -> tuple[grpc.StatusCode, str]:
+    failure = failure_of(call)  # type: ignore[arg-type]
+    return failure.code, failure.reason
+
+
+def sign_up_with_ticket(client: Client, ticket: str) -> account_pb2.SignUpResponse:
+    person = new_person()
+    return client.accounts.SignUp(
+        account_pb2.SignUpRequest(
+            sns_signup_ticket=ticket,
+            verification_token=client.verify(person).verification_token,
+            consents=client.consents(),
+        )
+    )
+
+
+def test_first_login_ticket_signup_then_second_login_gives_a_session(
+    sns: tuple[App, Client], google: OidcIssuer
+) -> None:
+    _app, client = sns
+    sub = f"g-{uuid.uuid4().hex}"
+    first = login(client, google_token(google, sub=sub, email="first@example.com"))
+    assert first.WhichOneof("result") == "signup_required"
+    required = first.signup_required
+    assert required.prefill.email == "first@example.com" and required.prefill.name == "김구글"
+    signed = sign_up_with_ticket(client, required.sns_signup_ticket)
+    assert signed.account.status == common_pb2.ACCOUNT_STATUS_ACTIVE
+    assert list(signed.account.sign_in_methods) == ["google"]
+    assert signed.account.email == "first@example.com"
+    assert signed.session.access_token
+    # The ticket is single use.
+    assert reason(lambda: sign_up_with_ticket(client, required.sns_signup_ticket)) == (
+        grpc.StatusCode.UNAUTHENTICATED,
+        "SNS_TOKEN_INVALID",
+    )
+    second = login(client, google_token(google, sub=sub, email="first@example.com"))
+    assert second.WhichOneof("result") == "session"
+    assert second.session.account_id == signed.account.id
+
+
+def test_an_sns_login_with_a_password_accounts_email_does_not_log_into_it(
+    sns: tuple[App, Client], google: OidcIssuer
+) -> None:
+    _app, client = sns
+    owner = client.sign_up(new_person())
+    token = google_token(google, email=owner.account.email)
+    failure = failure_of(lambda: login(client, token))
+    assert (failure.code, failure.reason) == (
+        grpc.StatusCode.ALREADY_EXISTS,
+        "IDENTITY_ALREADY_REGISTERED",
+    )
+    assert failure.metadata["sign_in_methods"] == "password"
+    assert failure.metadata["masked_email"].endswith("@example.com")
+    assert owner.account.email not in str(failure.metadata)
+
+
+def test_a_kakao_ci_is_a_duplicate_like_a_portone_ci(
+    sns: tuple[App, Client], kakao: OidcIssuer
+) -> None:
+    _app, client = sns
+    person = new_person()
+    client.sign_up(person)
+    user_id = 10_000 + int(uuid.uuid4().int % 1_000_000)
+    kakao.register_kakao_user(
+        "kakao-at-dup",
+        user_id=user_id,
+        app_id=KAKAO_APP_ID,
+        kakao_account={"ci": sandbox_ci(person.seed), "profile": {"nickname": "길동"}},
+    )
+    token = kakao.id_token(sub=str(user_id), aud=KAKAO_NATIVE_KEY, nonce=NONCE)
+    assert reason(lambda: login(client, token, KAKAO, kakao_access_token="kakao-at-dup")) == (
+        grpc.StatusCode.ALREADY_EXISTS,
+        "IDENTITY_ALREADY_REGISTERED",
+    )
+
+
+def test_kakao_profile_from_user_me(sns: tuple[App, Client], kakao: OidcIssuer) -> None:
+    _app, client = sns
+    user_id = 20_000 + int(uuid.uuid4().int % 1_000_000)
+    kakao.register_kakao_user(
+        "kakao-at-1",
+        user_id=user_id,
+        app_id=KAKAO_APP_ID,
+        kakao_account={
+            "profile": {"nickname": "라이언", "profile_image_url": "https://k.kakaocdn.net/p.jpg"},
+            "email": "ryan@example.com",
+            "is_email_valid": True,
+            "is_email_verified": True,
+            "name": "김라이언",
+            "phone_number": "+82 010-2345-6789",
+            "birthyear": "1995",
+            "birthday": "0704",
+            "birthday_type": "SOLAR",
+            "age_range": "30~39",
+        },
+    )
+    token = kakao.id_token(sub=str(user_id), aud=KAKAO_REST_KEY, nonce=NONCE)
+    prefill = login(client, token, KAKAO, kakao_access_token="kakao-at-1").signup_required.prefill
+    assert (prefill.email, prefill.name, prefill.birth_date) == (
+        "ryan@example.com",
+        "김라이언",
+        "1995-07-04",
+    )
+
+
+def test_a_lunar_birthday_is_never_a_solar_birth_date(
+    sns: tuple[App, Client], kakao: OidcIssuer
+) -> None:
+    _app, client = sns
+    user_id = 30_000 + int(uuid.uuid4().int % 1_000_000)
+    kakao.register_kakao_user(
+        "kakao-at-lunar",
+        user_id=user_id,
+        app_id=KAKAO_APP_ID,
+        kakao_account={
+            "birthyear": "2015",
+            "birthday": "0101",
+            "birthday_type": "LUNAR",
+            "age_range": "20~29",
+        },
+    )
+    token = kakao.id_token(sub=str(user_id), aud=KAKAO_REST_KEY, nonce=NONCE)
+    prefill = login(
+        client, token, KAKAO, kakao_access_token="kakao-at-lunar"
+    ).signup_required.prefill
+    assert prefill.birth_date == ""
+
+
+def test_a_kakao_access_token_of_another_app_is_refused(
+    sns: tuple[App, Client], kakao: OidcIssuer
+) -> None:
+    _app, client = sns
+    kakao.register_kakao_user("kakao-at-other", user_id=77, app_id=1, kakao_account={})
+    token = kakao.id_token(sub="77", aud=KAKAO_REST_KEY, nonce=NONCE)
+    assert reason(lambda: login(client, token, KAKAO, kakao_access_token="kakao-at-other")) == (
+        grpc.StatusCode.UNAUTHENTICATED,
+        "SNS_TOKEN_INVALID",
+    )
+
+
+@pytest.mark.parametrize(
+    "bad_field",
+    [
+        {"name": "김\n라이언"},
+        {"name": "x" * 5000},
+        {"phone_number": "900101-1234567"},
+        {"birthyear": "0001", "birthday": "0101", "birthday_type": "SOLAR"},
+        {"birthyear": "2999", "birthday": "0101", "birthday_type": "SOLAR"},
+        {"name": {"nested": "object"}},
+    ],
+)
+def test_a_bad_kakao_answer_is_upstream_unavailable_and_stores_nothing(
+    sns: tuple[App, Client], kakao: OidcIssuer, bad_field: dict[str, object]
+) -> None:
+    app, client = sns
+    user_id = 40_000 + int(uuid.uuid4().int % 1_000_000)
+    access = f"kakao-at-{user_id}"
+    kakao.register_kakao_user(access, user_id=user_id, app_id=KAKAO_APP_ID, kakao_account=bad_field)
+    token = kakao.id_token(sub=str(user_id), aud=KAKAO_REST_KEY, nonce=NONCE)
+    assert reason(lambda: login(client, token, KAKAO, kakao_access_token=access)) == (
+        grpc.StatusCode.UNAVAILABLE,
+        "UPSTREAM_UNAVAILABLE",
+    )
+    with app.engine.connect() as connection:
+        from sqlalchemy import func, select
+
+        from idservice.adapters.db import tables
+
+        count = connection.execute(select(func.count()).select_from(tables.sns_signup_tickets))
+        assert count.scalar_one() == 0
+
+
+def test_the_code_flow_with_pkce(sns: tuple[App, Client], google: OidcIssuer) -> None:
+    _app, client = sns
+    verifier = "v" * 20 + uuid.uuid4().hex + "-._~"
+    token = google_token(google, email="code@example.com")
+    google.register_code(
+        "code-1",
+        code_challenge=pkce_s256(verifier),
+        redirect_uri=REDIRECT_URI,
+        client_id=GOOGLE_CLIENT,
+        client_secret="google-secret",
+        id_token=token,
+    )
+    answer = client.auth.SnsLogin(
+        auth_pb2.SnsLoginRequest(
+            provider=GOOGLE,
+            authorization_code="code-1",
+            code_verifier=verifier,
+            redirect_uri=REDIRECT_URI,
+            nonce=NONCE,
+        )
+    )
+    assert answer.signup_required.prefill.email == "code@example.com"
+    sent = google.last_token_request
+    assert sent["code_verifier"] == verifier and sent["redirect_uri"] == REDIRECT_URI
+    # A code is single use, and a wrong verifier gets nothing.
+    google.register_code(
+        "code-2",
+        code_challenge=pkce_s256(verifier),
+        redirect_uri=REDIRECT_URI,
+        client_id=GOOGLE_CLIENT,
+        client_secret="google-secret",
+        id_token=token,
+    )
+    wrong = client.auth.SnsLogin
+    assert reason(
+        lambda: wrong(
+            auth_pb2.SnsLoginRequest(
+                provider=GOOGLE,
+                authorization_code="code-2",
+                code_verifier="w" * 43,
+                redirect_uri=REDIRECT_URI,
+                nonce=NONCE,
+            )
+        )
+    ) == (grpc.StatusCode.UNAUTHENTICATED, "SNS_TOKEN_INVALID")
+
+
+def test_with_the_issuer_down_cached_keys_work_and_the_rest_is_unavailable(
+    sns: tuple[App, Client], google: OidcIssuer
+) -> None:
+    _app, client = sns
+    sub = f"g-{uuid.uuid4().hex}"
+    first = login(client, google_token(google, sub=sub))
+    sign_up_with_ticket(client, first.signup_required.sns_signup_ticket)
+    google.stop()
+    try:
+        # Keys and discovery are cached: a known person still logs in.
+        assert login(client, google_token(google, sub=sub)).WhichOneof("result") == "session"
+        # A code exchange needs the provider.
+        assert reason(
+            lambda: client.auth.SnsLogin(
+                auth_pb2.SnsLoginRequest(
+                    provider=GOOGLE,
+                    authorization_code="code-x",
+                    code_verifier="v" * 43,
+                    redirect_uri=REDIRECT_URI,
+                )
+            )
+        ) == (grpc.StatusCode.UNAVAILABLE, "UPSTREAM_UNAVAILABLE")
+    finally:
+        google.start()
+
+
+def test_link_and_unlink(sns: tuple[App, Client], google: OidcIssuer) -> None:
+    _app, client = sns
+    owner = client.sign_up(new_person())
+    bearer = client.bearer(owner.session.access_token)
+    sub = f"g-{uuid.uuid4().hex}"
+    linked = client.auth.LinkSnsIdentity(
+        auth_pb2.LinkSnsIdentityRequest(
+            provider=GOOGLE, id_token=google_token(google, sub=sub), nonce=NONCE
+        ),
+        metadata=bearer,
+    )
+    assert list(linked.sign_in_methods) == ["password", "google"]
+    # Now the Google identity logs into the password account.
+    assert login(client, google_token(google, sub=sub)).session.account_id == owner.account.id
+    # The same identity cannot be linked to a second account.
+    other = client.sign_up(new_person())
+    assert reason(
+        lambda: client.auth.LinkSnsIdentity(
+            auth_pb2.LinkSnsIdentityRequest(
+                provider=GOOGLE, id_token=google_token(google, sub=sub), nonce=NONCE
+            ),
+            metadata=client.bearer(other.session.access_token),
+        )
+    ) == (grpc.StatusCode.ALREADY_EXISTS, "SNS_IDENTITY_ALREADY_LINKED")
+    unlinked = client.auth.UnlinkSnsIdentity(
+        auth_pb2.UnlinkSnsIdentityRequest(provider=GOOGLE), metadata=bearer
+    )
+    assert list(unlinked.sign_in_methods) == ["password"]
+
+
+def test_the_last_sign_in_method_stays(sns: tuple[App, Client], google: OidcIssuer) -> None:
+    _app, client = sns
+    first = login(client, google_token(google))
+    signed = sign_up_with_ticket(client, first.signup_required.sns_signup_ticket)
+    assert reason(
+        lambda: client.auth.UnlinkSnsIdentity(
+            auth_pb2.UnlinkSnsIdentityRequest(provider=GOOGLE),
+            metadata=client.bearer(signed.session.access_token),
+        )
+    ) == (grpc.StatusCode.FAILED_PRECONDITION, "LAST_SIGN_IN_METHOD")
+
+
+def test_an_unconfigured_provider(tmp_path: Path, database_url: str) -> None:
+    with serving(make_settings(tmp_path, database_url)) as (_app, client):
+        assert reason(lambda: login(client, "a.b.c")) == (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "PROVIDER_NOT_CONFIGURED",
+        )
+        assert reason(lambda: login(client, "a.b.c", common_pb2.SNS_PROVIDER_UNSPECIFIED)) == (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "PROVIDER_NOT_CONFIGURED",
+        )
+
+
+def test_key_rotation_and_the_kid_refetch_limit(
+    sns: tuple[App, Client], google: OidcIssuer
+) -> None:
+    _app, client = sns
+    login(client, google_token(google))  # discovery and keys are now cached
+    fetches = google.jwks_fetches
+    google.rotate()
+    # The new kid is unknown to the cache: one refetch picks it up.
+    assert login(client, google_token(google)).WhichOneof("result") == "signup_required"
+    assert google.jwks_fetches == fetches + 1
+    # Garbage kids are refused without hammering the provider (at most one refetch a minute).
+    for _ in range(5):
+        assert reason(lambda: login(client, google.token_with_unknown_kid())) == (
+            grpc.StatusCode.UNAUTHENTICATED,
+            "SNS_TOKEN_INVALID",
+        )
+    assert google.jwks_fetches == fetches + 1
+    time.sleep(0)  # the limit is per minute; the suite does not wait it out

@@ -1,0 +1,217 @@
+"""The OIDC providers against a local issuer: the ID-token matrix, caching, code exchange."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from idservice.adapters.sns.google import LEGACY_ISSUER, GoogleProvider
+from idservice.adapters.sns.kakao import KakaoProvider
+from idservice.domain.errors import DomainError, Reason
+from idservice.service_layer.ports import SnsCredential
+from tests.fakes.oidc import OidcIssuer
+from tests.fakes.oidc_tokens import pkce_s256
+
+CLIENT = "client-1"
+NONCE = "nonce-123"
+TIMEOUT = 5.0
+
+
+@pytest.fixture
+def issuer() -> Iterator[OidcIssuer]:
+    with OidcIssuer() as running:
+        yield running
+
+
+@pytest.fixture
+def google(issuer: OidcIssuer) -> Iterator[GoogleProvider]:
+    provider = GoogleProvider(
+        discovery_url=issuer.discovery_url, client_ids=(CLIENT,), client_secret="s"
+    )
+    yield provider
+    provider.close()
+
+
+def refused(provider: GoogleProvider | KakaoProvider, credential: SnsCredential) -> Reason:
+    with pytest.raises(DomainError) as caught:
+        provider.authenticate(credential, timeout=TIMEOUT)
+    return caught.value.reason
+
+
+def with_token(token: str, nonce: str = NONCE) -> SnsCredential:
+    return SnsCredential(id_token=token, nonce=nonce)
+
+
+def tampered(token: str) -> str:
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["sub"] = "someone-else"
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    return f"{header}.{forged}.{signature}"
+
+
+def test_a_valid_token_gives_the_profile(issuer: OidcIssuer, google: GoogleProvider) -> None:
+    token = issuer.id_token(
+        sub="g-1",
+        aud=CLIENT,
+        nonce=NONCE,
+        extra={
+            "email": "a@example.com",
+            "email_verified": True,
+            "name": "김",
+            "picture": "https://p",
+        },
+    )
+    profile = google.authenticate(with_token(token), timeout=TIMEOUT)
+    assert (profile.subject, profile.email, profile.name, profile.picture_url) == (
+        "g-1",
+        "a@example.com",
+        "김",
+        "https://p",
+    )
+
+
+def test_an_unverified_email_is_not_taken(issuer: OidcIssuer, google: GoogleProvider) -> None:
+    token = issuer.id_token(
+        aud=CLIENT, nonce=NONCE, extra={"email": "a@example.com", "email_verified": False}
+    )
+    assert google.authenticate(with_token(token), timeout=TIMEOUT).email == ""
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(
+            lambda i: i.id_token(
+                aud=CLIENT, nonce=NONCE, iat=int(time.time()) - 4000, lifetime=3600
+            ),
+            id="expired",
+        ),
+        pytest.param(
+            lambda i: i.id_token(aud=CLIENT, nonce=NONCE, iat=int(time.time()) + 900),
+            id="issued-in-the-future",
+        ),
+        pytest.param(
+            lambda i: i.id_token(aud=CLIENT, nonce=NONCE, issuer="https://evil.example"),
+            id="wrong-iss",
+        ),
+        pytest.param(lambda i: i.id_token(aud="someone-else", nonce=NONCE), id="wrong-aud"),
+        pytest.param(
+            lambda i: i.id_token(aud=[CLIENT, "other"], nonce=NONCE), id="several-aud-without-azp"
+        ),
+        pytest.param(
+            lambda i: i.id_token(aud=CLIENT, nonce=NONCE, extra={"azp": "other"}), id="foreign-azp"
+        ),
+        pytest.param(lambda i: i.id_token(aud=CLIENT), id="missing-nonce"),
+        pytest.param(lambda i: i.id_token(aud=CLIENT, nonce="other-nonce"), id="wrong-nonce"),
+        pytest.param(lambda i: i.unsigned_token(i.claims(aud=CLIENT, nonce=NONCE)), id="alg-none"),
+        pytest.param(
+            lambda i: i.unsigned_token(i.claims(aud=CLIENT, nonce=NONCE), {"alg": "None"}),
+            id="alg-None",
+        ),
+        pytest.param(
+            lambda i: i.hs256_with_public_key(i.claims(aud=CLIENT, nonce=NONCE)),
+            id="hs256-keyed-with-the-public-key",
+        ),
+        pytest.param(
+            lambda i: i.foreign_key_token(i.claims(aud=CLIENT, nonce=NONCE)),
+            id="signed-by-a-foreign-key",
+        ),
+        pytest.param(lambda i: tampered(i.id_token(aud=CLIENT, nonce=NONCE)), id="tampered"),
+        pytest.param(lambda i: "not.a.jwt", id="garbage"),
+    ],
+)
+def test_the_id_token_matrix(issuer: OidcIssuer, google: GoogleProvider, make: object) -> None:
+    token = make(issuer)  # type: ignore[operator]
+    assert refused(google, with_token(token)) is Reason.SNS_TOKEN_INVALID
+
+
+def test_a_nonce_the_app_did_not_send_is_refused(
+    issuer: OidcIssuer, google: GoogleProvider
+) -> None:
+    token = issuer.id_token(aud=CLIENT, nonce=NONCE)
+    assert refused(google, with_token(token, nonce="")) is Reason.SNS_TOKEN_INVALID
+
+
+def test_azp_and_several_audiences(issuer: OidcIssuer, google: GoogleProvider) -> None:
+    token = issuer.id_token(aud=[CLIENT, "other"], nonce=NONCE, extra={"azp": CLIENT})
+    assert google.authenticate(with_token(token), timeout=TIMEOUT).subject == "sub-1"
+
+
+def test_googles_legacy_issuer_is_accepted(issuer: OidcIssuer, google: GoogleProvider) -> None:
+    token = issuer.id_token(aud=CLIENT, nonce=NONCE, issuer=LEGACY_ISSUER)
+    assert google.authenticate(with_token(token), timeout=TIMEOUT).subject == "sub-1"
+
+
+def test_kakao_accepts_both_configured_app_keys(issuer: OidcIssuer) -> None:
+    kakao = KakaoProvider(
+        discovery_url=issuer.discovery_url,
+        client_ids=("rest-key", "native-key"),
+        api_base=issuer.api_base,
+        app_id="1",
+    )
+    try:
+        for key in ("rest-key", "native-key"):
+            token = issuer.id_token(aud=key, nonce=NONCE, extra={"nickname": "라이언"})
+            assert kakao.authenticate(with_token(token), timeout=TIMEOUT).nickname == "라이언"
+        # Kakao's legacy issuer forms are not Google's: only the discovery issuer counts.
+        token = issuer.id_token(aud="rest-key", nonce=NONCE, issuer=LEGACY_ISSUER)
+        assert refused(kakao, with_token(token)) is Reason.SNS_TOKEN_INVALID
+    finally:
+        kakao.close()
+
+
+def test_discovery_and_keys_are_fetched_once_and_cached(
+    issuer: OidcIssuer, google: GoogleProvider
+) -> None:
+    for _ in range(3):
+        google.authenticate(with_token(issuer.id_token(aud=CLIENT, nonce=NONCE)), timeout=TIMEOUT)
+    assert (issuer.discovery_fetches, issuer.jwks_fetches) == (1, 1)
+
+
+def test_outages_keep_cached_keys_working(issuer: OidcIssuer, google: GoogleProvider) -> None:
+    google.authenticate(with_token(issuer.id_token(aud=CLIENT, nonce=NONCE)), timeout=TIMEOUT)
+    issuer.stop()
+    try:
+        token = issuer.id_token(aud=CLIENT, nonce=NONCE)
+        assert google.authenticate(with_token(token), timeout=TIMEOUT).subject == "sub-1"
+    finally:
+        issuer.start()
+
+
+def test_a_provider_never_reached_is_unavailable(
+    issuer: OidcIssuer, google: GoogleProvider
+) -> None:
+    token = issuer.id_token(aud=CLIENT, nonce=NONCE)
+    issuer.stop()
+    try:
+        assert refused(google, with_token(token)) is Reason.UPSTREAM_UNAVAILABLE
+    finally:
+        issuer.start()
+    issuer.fail_next(2, status=503)
+    assert refused(google, with_token(token)) is Reason.UPSTREAM_UNAVAILABLE
+
+
+def test_code_exchange_with_pkce(issuer: OidcIssuer, google: GoogleProvider) -> None:
+    verifier = "x" * 43
+    issuer.register_code(
+        "c1",
+        code_challenge=pkce_s256(verifier),
+        redirect_uri="https://app/cb",
+        client_id=CLIENT,
+        client_secret="s",
+        id_token=issuer.id_token(
+            aud=CLIENT, extra={"email": "c@example.com", "email_verified": True}
+        ),
+    )
+    credential = SnsCredential(
+        authorization_code="c1", code_verifier=verifier, redirect_uri="https://app/cb"
+    )
+    assert google.authenticate(credential, timeout=TIMEOUT).email == "c@example.com"
+    assert issuer.last_token_request["client_secret"] == "s"
+    # Used once.
+    assert refused(google, credential) is Reason.SNS_TOKEN_INVALID
