@@ -162,6 +162,37 @@ guardian_consent_requests = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False, index=True),
     Column("decided_at", UtcDateTime),
+    # Wrong consent codes since the last right one, and the end of the pause they caused.
+    Column("failed_code_attempts", Integer, nullable=False, server_default="0"),
+    Column("code_locked_until", UtcDateTime),
+    # Notifications sent (the first one included) and when the last one was.
+    Column("notifications_sent", Integer, nullable=False, server_default="1"),
+    Column("last_notified_at", UtcDateTime),
+    # Set at approval: how consent was confirmed, and the verified guardian's CI blind index.
+    Column("method", String(32)),
+    Column("guardian_ci_index", String(HASH), index=True),
+)
+
+# What is left of a consent request whose child account was destroyed (rejected or expired):
+# its id, outcome and times, nothing personal; kept so GetConsentRequest can still answer.
+consent_outcomes = Table(
+    "consent_outcomes",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("decided_at", UtcDateTime, nullable=False, index=True),
+)
+
+# Attempts counted per caller (e.g. consent codes per end-user address), in fixed windows.
+attempt_counters = Table(
+    "attempt_counters",
+    metadata,
+    Column("scope", String(32), primary_key=True),
+    Column("key_hash", String(HASH), primary_key=True),
+    Column("window_start", UtcDateTime, nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("blocked_until", UtcDateTime),
 )
 
 sns_identities = Table(
@@ -218,6 +249,13 @@ outbox = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", UtcDateTime, nullable=False),
     Column("delivered_at", UtcDateTime),
+    # The account an event is about: one account's events are delivered in the order written
+    # (created_at, then position within the writing transaction).
+    Column("account_id", String(ID), index=True),
+    Column("position", Integer, nullable=False, server_default="0"),
+    # A dead letter: given up on after too many attempts (replayed by `idservice outbox`).
+    Column("dead_at", UtcDateTime, index=True),
+    Column("last_error", String(200)),
     Index("ix_outbox_pending", "delivered_at", "next_attempt_at"),
 )
 
