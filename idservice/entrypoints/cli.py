@@ -1,4 +1,4 @@
-"""The `idservice` command: serve, migrate, purge, dispatch, reencrypt (and --version)."""
+"""The `idservice` command: serve, migrate, purge, dispatch, outbox, reencrypt (and --version)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,18 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from datetime import timedelta
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from idservice.config import ConfigError, Settings
 from idservice.domain.errors import DomainError
+from idservice.domain.instants import utc_text
+
+if TYPE_CHECKING:
+    from idservice.service_layer.dispatch import OutboxListing
 
 log = logging.getLogger("idservice")
 
@@ -124,23 +130,63 @@ def cmd_dispatch(settings: Settings, args: argparse.Namespace) -> int:
     """Deliver outbox events until SIGTERM/SIGINT, or once (`--once`) and print counts."""
     from idservice.bootstrap import build_app
     from idservice.entrypoints.worker import dispatch_until
-    from idservice.service_layer.dispatch import DispatchAllDue
+    from idservice.service_layer.dispatch import CLAIM_LEASE, DispatchAllDue
 
+    lease = CLAIM_LEASE if args.claim_lease is None else timedelta(seconds=args.claim_lease)
     app = build_app(settings)
     try:
         if args.once:
-            report = app.handle(DispatchAllDue())
+            report = app.handle(DispatchAllDue(lease=lease))
             print(f"delivered: {report.delivered}")  # noqa: T201
             print(f"failed: {report.failed}")  # noqa: T201
             return 0
         stop = _stop_on_signals("stopping")
         target = "the webhook" if settings.notify_webhook_url else "the log"
         log.info("dispatching outbox events to %s", target)
-        dispatch_until(app, stop)
+        dispatch_until(app, stop, lease=lease)
         log.info("stopped")
         return 0
     finally:
         app.close()
+
+
+def cmd_outbox(settings: Settings, args: argparse.Namespace) -> int:
+    """List undelivered and dead outbox events, or queue dead ones again."""
+    from idservice.bootstrap import build_app
+    from idservice.service_layer.dispatch import ListOutbox, ReplayDeadEvents
+
+    app = build_app(settings)
+    try:
+        if args.action == "list":
+            _print_outbox(app.handle(ListOutbox(limit=args.limit)))
+            return 0
+        event_ids = () if args.all else (args.event_id,)
+        replayed = app.handle(ReplayDeadEvents(event_ids=event_ids, every=args.all))
+    finally:
+        app.close()
+    print(f"replayed: {replayed}")  # noqa: T201
+    if not args.all and not replayed:
+        print(f"idservice: no dead outbox event {args.event_id}", file=sys.stderr)  # noqa: T201
+        return 1
+    return 0
+
+
+def _print_outbox(listing: OutboxListing) -> None:
+    """One tab-separated line per event (never its payload), then the counts."""
+    print("state\ttype\tevent_id\tattempts\tnext_attempt_or_dead_since\tlast_error")  # noqa: T201
+    for entry in listing.events:
+        state, when = (
+            ("dead", entry.dead_at) if entry.dead_at else ("pending", entry.next_attempt_at)
+        )
+        error = " ".join((entry.last_error or "-").split())
+        print(  # noqa: T201
+            f"{state}\t{entry.type}\t{entry.id}\t{entry.attempts}\t{utc_text(when)}\t{error}"
+        )
+    print(f"pending: {listing.pending}")  # noqa: T201
+    print(f"dead: {listing.dead}")  # noqa: T201
+    hidden = listing.pending + listing.dead - len(listing.events)
+    if hidden > 0:
+        print(f"not shown: {hidden} (see --limit)")  # noqa: T201
 
 
 COMMANDS = {
@@ -148,6 +194,7 @@ COMMANDS = {
     "migrate": cmd_migrate,
     "purge": cmd_purge,
     "dispatch": cmd_dispatch,
+    "outbox": cmd_outbox,
     "reencrypt": cmd_reencrypt,
 }
 
@@ -178,12 +225,36 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "deliver outbox events (serve does this too unless told not to)",
         "Deliver outbox events to IDSERVICE_NOTIFY_WEBHOOK_URL (or log their type and id) "
         "until SIGTERM, for deployments that run delivery apart from the servers (set "
-        "IDSERVICE_DISPATCH_IN_SERVE=false there).",
+        "IDSERVICE_DISPATCH_IN_SERVE=false there). Each event is claimed for 30 s while it is "
+        "sent, so the events of a dispatcher that was killed are taken over within a minute.",
+    ),
+    "outbox": (
+        "list undelivered and dead outbox events, or queue dead ones again",
+        "Inspect the outbox in IDSERVICE_DATABASE_URL: `list` shows the events not yet "
+        "delivered and the dead letters (given up on after 20 failed attempts and 72 hours), "
+        "`replay` queues dead letters again. Payloads are never shown.",
     ),
     "reencrypt": (
         "re-encrypt personal fields under the current data key",
         "Re-encrypt every personal field under the current (first) key of IDSERVICE_DATA_KEYS, "
         "after a key rotation, and print how many values each table had re-encrypted.",
+    ),
+}
+# `idservice outbox` actions: (one-line help, description for its own --help).
+OUTBOX_ACTIONS: dict[str, tuple[str, str]] = {
+    "list": (
+        "print pending and dead events",
+        "Print one tab-separated line per undelivered outbox event, dead letters first: state "
+        "(pending or dead), type, event id, failed attempts, the next attempt (pending) or "
+        "when it was given up on (dead), and the last delivery error. Payloads, which may hold "
+        "a guardian's name and phone, are never printed. Then the number of pending and dead "
+        "events.",
+    ),
+    "replay": (
+        "queue dead events again",
+        "Put a dead letter (EVENT_ID) or every dead letter (--all) back in the queue: its "
+        "attempts are reset and it is due at once; a running dispatcher delivers it. Prints "
+        "how many were queued again; exits 1 when EVENT_ID names no dead event.",
     ),
 }
 CONFIGURATION_NOTE = (
@@ -200,7 +271,14 @@ def _version() -> str:
         return "unknown"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="idservice",
         description="The identity verification and account registration gRPC service.",
@@ -215,6 +293,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parsers["dispatch"].add_argument(
         "--once", action="store_true", help="deliver what is due, print counts and exit"
     )
+    # A test hook: a shorter claim lease, so a crash-and-restart test need not wait 30 s.
+    parsers["dispatch"].add_argument("--claim-lease", type=_positive_int, help=argparse.SUPPRESS)
+    actions = parsers["outbox"].add_subparsers(dest="action", required=True, metavar="ACTION")
+    outbox = {
+        name: actions.add_parser(name, help=summary, description=details, epilog=CONFIGURATION_NOTE)
+        for name, (summary, details) in OUTBOX_ACTIONS.items()
+    }
+    outbox["list"].add_argument(
+        "--limit", type=_positive_int, default=100, help="print at most this many events (100)"
+    )
+    target = outbox["replay"].add_mutually_exclusive_group(required=True)
+    target.add_argument("event_id", nargs="?", metavar="EVENT_ID", help="the dead event's id")
+    target.add_argument("--all", action="store_true", help="every dead event")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     try:
         settings = _settings()

@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 
 from idservice.bootstrap import App
-from idservice.service_layer.dispatch import BATCH, DispatchDue
+from idservice.service_layer.dispatch import BATCH, CLAIM_LEASE, DispatchDue
 from idservice.service_layer.retention import Purge
 
 log = logging.getLogger(__name__)
@@ -52,16 +53,20 @@ def purge_periodically(app: App, stop: threading.Event) -> None:
             log.info("purge: %s", ", ".join(f"{k}={v}" for k, v in done.items()))
 
 
-def dispatch_until(app: App, stop: threading.Event) -> None:
-    """Deliver outbox events as they fall due until `stop` is set."""
+def dispatch_until(app: App, stop: threading.Event, *, lease: timedelta = CLAIM_LEASE) -> None:
+    """Deliver outbox events as they fall due until `stop` is set.
+
+    A round that delivered something is followed at once by the next: a delivery may have
+    released the next event of its account (one account's events go out in order).
+    """
     while not stop.is_set():
-        sent = 0
+        sent = delivered = 0
         try:
-            report = app.handle(DispatchDue(should_stop=stop.is_set))
-            sent = report.delivered + report.failed
+            report = app.handle(DispatchDue(should_stop=stop.is_set, lease=lease))
+            sent, delivered = report.delivered + report.failed, report.delivered
         except Exception as exc:
             log.warning("outbox dispatch failed: %s", type(exc).__name__)
-        if sent < BATCH:
+        if not delivered and sent < BATCH:
             stop.wait(DISPATCH_POLL_SECONDS)
 
 

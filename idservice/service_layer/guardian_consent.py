@@ -1,22 +1,62 @@
-"""Guardian consent requests: opened by a child's SignUp (approval and the guardian's rights
-over the ward will live here too)."""
+"""Guardian consent for a child under 14: open, show, approve, reject, resend.
+
+korea-rules "Guardian consent": the guardian confirms by mobile identity verification (an adult,
+not the child, reachable at the contact the child gave); a refusal or a window that ends destroys
+the child's pending data and the guardian's name and contact. Consent codes are 8 digits, stored
+as keyed hashes, compared in constant time, and their attempts are counted per request and per
+caller so that a code cannot be guessed.
+"""
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from idservice.domain import events
 from idservice.domain.accounts import Account
-from idservice.domain.guardian_consent import GuardianContact, new_consent_code
+from idservice.domain.age import seoul_today
+from idservice.domain.errors import DomainError, Reason
+from idservice.domain.events import EventType
+from idservice.domain.guardian_consent import (
+    ConsentRequestStatus,
+    GuardianContact,
+    check_guardian,
+    check_open,
+    new_consent_code,
+)
 from idservice.domain.ids import new_id
+from idservice.domain.masking import mask_name
+from idservice.service_layer import verification
 from idservice.service_layer.policy import Policy
 from idservice.service_layer.ports import (
+    Clock,
+    ConsentRequest,
     NewConsentRequest,
     SecretsCipher,
     TokenPurpose,
     UnitOfWork,
+    UnitOfWorkFactory,
 )
+from idservice.service_layer.use_cases import Command
+from idservice.service_layer.validation import normalize_phone
+
+# Wrong codes a request takes before it refuses codes for CODE_PAUSE (≈ 26.6 bits of code against
+# 5 guesses per 15 minutes over a 5-day window: about 2,400 guesses, a chance of 1 in 40,000).
+MAX_CODE_ATTEMPTS = 5
+CODE_PAUSE = timedelta(minutes=15)
+# Per end-user address (when a trusted proxy names it): wrong or right, codes tried per window.
+CLIENT_CODE_LIMIT = 20
+CLIENT_CODE_WINDOW = timedelta(minutes=10)
+CLIENT_CODE_BLOCK = timedelta(minutes=10)
+# Resends: one a minute, and a bounded number in all (each is an SMS to someone's phone).
+RESEND_INTERVAL = timedelta(minutes=1)
+MAX_NOTIFICATIONS = 5
+# How confirmation was done (korea-rules Guardian 3: record the method and time).
+METHOD_MOBILE_VERIFICATION = "mobile_identity_verification"
+# Longest request id or code we look at.
+MAX_ID_LENGTH = 64
+CONSENT_CODE_SCOPE = "consent-code"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +94,24 @@ def open_request(
             expires_at=expires_at,
         )
     )
+    _notify(tx, request_id, child.id, guardian, code, expires_at, now=now)
+    return ConsentRequestRef(id=request_id, expires_at=expires_at)
+
+
+def _notify(
+    tx: UnitOfWork,
+    request_id: str,
+    account_id: str,
+    guardian: GuardianContact,
+    code: str,
+    expires_at: datetime,
+    *,
+    now: datetime,
+) -> None:
     tx.outbox.add(
         events.guardian_consent_requested(
             consent_request_id=request_id,
-            account_id=child.id,
+            account_id=account_id,
             guardian_name=guardian.name,
             guardian_phone_number=guardian.phone_number,
             consent_code=code,
@@ -65,4 +119,262 @@ def open_request(
             now=now,
         )
     )
-    return ConsentRequestRef(id=request_id, expires_at=expires_at)
+
+
+def not_found() -> DomainError:
+    return DomainError(Reason.CONSENT_REQUEST_NOT_FOUND, "no such consent request")
+
+
+def _load(tx: UnitOfWork, request_id: str) -> ConsentRequest:
+    if not request_id or len(request_id) > MAX_ID_LENGTH:
+        raise not_found()
+    request = tx.guardian_consents.get(request_id)
+    if request is None:
+        raise not_found()
+    return request
+
+
+# -- GetConsentRequest ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ConsentRequestView:
+    id: str
+    status: ConsentRequestStatus
+    expires_at: datetime
+    masked_child_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetConsentRequest(Command[ConsentRequestView]):
+    id: str
+
+
+def get_consent_request(
+    cmd: GetConsentRequest, *, uow: UnitOfWorkFactory, clock: Clock
+) -> ConsentRequestView:
+    """Status, expiry and the child's masked name; nothing else about the child or guardian."""
+    now = clock()
+    with uow(readonly=True) as tx:
+        request = tx.guardian_consents.get(cmd.id) if len(cmd.id) <= MAX_ID_LENGTH else None
+        if request is None:
+            outcome = tx.guardian_consents.outcome(cmd.id) if cmd.id else None
+            if outcome is None or len(cmd.id) > MAX_ID_LENGTH:
+                raise not_found()
+            return ConsentRequestView(cmd.id, outcome.status, outcome.expires_at, "")
+        child = tx.accounts.get(request.account_id)
+    status = request.status
+    if status is ConsentRequestStatus.PENDING and request.expires_at <= now:
+        status = ConsentRequestStatus.EXPIRED  # the purge has not destroyed it yet
+    name = mask_name(child.name) if child is not None else ""
+    return ConsentRequestView(request.id, status, request.expires_at, name)
+
+
+# -- consent codes -------------------------------------------------------------------------------
+def _check_code(
+    request: ConsentRequest,
+    code: str,
+    client_key: str,
+    *,
+    now: datetime,
+    uow: UnitOfWorkFactory,
+    cipher: SecretsCipher,
+) -> None:
+    """The request's code, or PERMISSION_DENIED CONSENT_CODE_INVALID.
+
+    One write transaction admits the attempt (counted, the request's row locked), compares the
+    code and records the outcome: concurrent guesses queue on the row and cannot outrun the
+    bound, and an attempt whose transaction fails leaves no count behind (nor an answer).
+    """
+    given = code_hash(request.id, code, cipher=cipher) if _looks_like_code(code) else ""
+    right = hmac.compare_digest(given.encode(), request.code_hash.encode())
+    with uow() as tx:
+        if client_key:
+            client = tx.attempt_counters.hit(
+                CONSENT_CODE_SCOPE,
+                client_key,
+                now=now,
+                window=CLIENT_CODE_WINDOW,
+                limit=CLIENT_CODE_LIMIT,
+                block_for=CLIENT_CODE_BLOCK,
+            )
+            if not client.admitted:
+                tx.commit()
+                raise _rate_limited(client.blocked_until, now)
+        gate = tx.guardian_consents.admit_code_attempt(
+            request.id, now=now, max_attempts=MAX_CODE_ATTEMPTS
+        )
+        if not gate.admitted:
+            tx.commit()
+            raise _rate_limited(gate.blocked_until, now)
+        tx.guardian_consents.end_code_attempt(
+            request.id, right=right, now=now, max_attempts=MAX_CODE_ATTEMPTS, pause=CODE_PAUSE
+        )
+        tx.commit()
+    if not right:
+        raise DomainError(Reason.CONSENT_CODE_INVALID, "the consent code is wrong")
+
+
+def _looks_like_code(code: str) -> bool:
+    return 0 < len(code) <= MAX_ID_LENGTH and code.isascii() and code.isdigit()
+
+
+def _rate_limited(until: datetime | None, now: datetime) -> DomainError:
+    wait = max((until - now).total_seconds(), 1.0) if until else 1.0
+    return DomainError(
+        Reason.RATE_LIMITED,
+        "too many consent codes were tried; wait before trying again",
+        retry_after_seconds=wait,
+    )
+
+
+def _open_request(tx: UnitOfWork, request_id: str, *, now: datetime) -> ConsentRequest:
+    request = _load(tx, request_id)
+    check_open(request.status, request.expires_at, now)
+    return request
+
+
+# -- ApproveConsentRequest -----------------------------------------------------------------------
+@dataclass(frozen=True, slots=True, repr=False)
+class ApproveConsentRequest(Command[str]):
+    """Answers the ward's account id."""
+
+    id: str
+    consent_code: str
+    guardian_verification_token: str
+    # The end-user address, when a trusted proxy names it ("" otherwise).
+    client_key: str = ""
+
+
+def approve_consent_request(
+    cmd: ApproveConsentRequest,
+    *,
+    uow: UnitOfWorkFactory,
+    cipher: SecretsCipher,
+    clock: Clock,
+) -> str:
+    now = clock()
+    with uow(readonly=True) as tx:
+        request = _open_request(tx, cmd.id, now=now)
+        child = tx.accounts.get(request.account_id)
+    if child is None:
+        raise not_found()
+    _check_code(request, cmd.consent_code, cmd.client_key, now=now, uow=uow, cipher=cipher)
+    guardian = verification.peek(cmd.guardian_verification_token, now=now, uow=uow, cipher=cipher)
+    verified_phone = normalize_phone(guardian.phone_number, require_valid=False)
+    check_guardian(
+        guardian_birth=guardian.birth_date,
+        guardian_ci=guardian.ci,
+        guardian_phone=verified_phone,
+        child_ci=child.ci,
+        contact_phone=request.guardian_phone,
+        today=seoul_today(now),
+    )
+    if not guardian.ci:
+        # The ward's rights are authorised by the guardian's CI: one without a CI cannot act.
+        raise DomainError(
+            Reason.IDENTITY_VERIFICATION_REQUIRED, "the guardian's verification carries no CI"
+        )
+    with uow() as tx:
+        verification.consume(tx, cmd.guardian_verification_token, now=now, cipher=cipher)
+        approved = tx.guardian_consents.approve(
+            request.id,
+            guardian_name=guardian.name,
+            guardian_phone=verified_phone,
+            guardian_ci=guardian.ci,
+            method=METHOD_MOBILE_VERIFICATION,
+            now=now,
+        )
+        if not approved or not tx.accounts.activate(child.id, now=now):
+            raise DomainError(Reason.CONSENT_REQUEST_CLOSED, "the consent request was decided")
+        tx.outbox.add(
+            events.guardian_consent_approved(
+                consent_request_id=request.id, account_id=child.id, now=now
+            )
+        )
+        tx.outbox.add(events.account_activated(account_id=child.id, now=now))
+        _forget_code_messages(tx, request.id)
+        tx.commit()
+    return child.id
+
+
+def _forget_code_messages(tx: UnitOfWork, request_id: str) -> None:
+    """The request is closed: its messages (guardian's name, phone, code) are not needed."""
+    tx.outbox.delete_matching(
+        EventType.GUARDIAN_CONSENT_REQUESTED.value, key="consent_request_id", values={request_id}
+    )
+
+
+# -- RejectConsentRequest ------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True, repr=False)
+class RejectConsentRequest(Command[ConsentRequestStatus]):
+    id: str
+    consent_code: str
+    client_key: str = ""
+
+
+def reject_consent_request(
+    cmd: RejectConsentRequest,
+    *,
+    uow: UnitOfWorkFactory,
+    cipher: SecretsCipher,
+    clock: Clock,
+) -> ConsentRequestStatus:
+    """The guardian refuses: the child's pending account, its verification data and the
+    guardian's name and contact are deleted at once (korea-rules Guardian 4)."""
+    now = clock()
+    with uow(readonly=True) as tx:
+        request = _open_request(tx, cmd.id, now=now)
+    _check_code(request, cmd.consent_code, cmd.client_key, now=now, uow=uow, cipher=cipher)
+    with uow() as tx:
+        _forget_code_messages(tx, request.id)
+        if not tx.accounts.delete_pending(request.account_id):  # the request goes with it
+            raise DomainError(Reason.CONSENT_REQUEST_CLOSED, "the consent request was decided")
+        tx.guardian_consents.add_outcome(
+            request.id, status=ConsentRequestStatus.REJECTED, expires_at=request.expires_at, now=now
+        )
+        tx.outbox.add(
+            events.guardian_consent_rejected(
+                consent_request_id=request.id, account_id=request.account_id, now=now
+            )
+        )
+        tx.commit()
+    return ConsentRequestStatus.REJECTED
+
+
+# -- ResendConsentNotification -------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ResendConsentNotification(Command[datetime]):
+    """Answers the request's expiry."""
+
+    id: str
+
+
+def resend_consent_notification(
+    cmd: ResendConsentNotification,
+    *,
+    uow: UnitOfWorkFactory,
+    cipher: SecretsCipher,
+    clock: Clock,
+) -> datetime:
+    """The request event again, with a fresh code (the old one stops working)."""
+    now = clock()
+    code = new_consent_code()
+    with uow() as tx:
+        request = _open_request(tx, cmd.id, now=now)
+        if request.notifications_sent >= MAX_NOTIFICATIONS:
+            raise DomainError(
+                Reason.RATE_LIMITED,
+                "the consent message was sent as often as it may be",
+                retry_after_seconds=max((request.expires_at - now).total_seconds(), 1.0),
+            )
+        last = request.last_notified_at or request.created_at
+        if last + RESEND_INTERVAL > now:
+            raise _rate_limited(last + RESEND_INTERVAL, now)
+        if not tx.guardian_consents.replace_code(
+            request.id, code_hash=code_hash(request.id, code, cipher=cipher), now=now
+        ):
+            raise DomainError(Reason.CONSENT_REQUEST_CLOSED, "the consent request was decided")
+        _forget_code_messages(tx, request.id)
+        guardian = GuardianContact(request.guardian_name, request.guardian_phone)
+        _notify(tx, request.id, request.account_id, guardian, code, request.expires_at, now=now)
+        tx.commit()
+    return request.expires_at

@@ -23,7 +23,7 @@ from idservice.domain.identity import (
     check_identity_keys,
 )
 from idservice.domain.rrn import looks_like_rrn
-from idservice.domain.sns import SnsProfile
+from idservice.domain.sns import SnsProfile, SnsProvider
 from idservice.service_layer.validation import (
     RRN_DESCRIPTION,
     Violations,
@@ -173,18 +173,12 @@ def _checked_sns_profile(profile: SnsProfile, *, today: date) -> SnsProfile:
             name: _provider_text(v, name, value)
             for name, value in (
                 ("email", profile.email),
-                ("name", profile.name),
                 ("phone_number", profile.phone_number),
-                ("nickname", profile.nickname),
-                ("picture_url", profile.picture_url),
             )
         }
         email = texts["email"] or ""
         if email:
             email = v.check(lambda: normalize_email(email), default="")
-        name = texts["name"] or ""
-        if name:
-            name = v.check(lambda: validate_name(name), default="")
         phone = texts["phone_number"] or ""
         if phone:
             phone = v.check(lambda: normalize_phone(phone, require_valid=False), default="")
@@ -194,15 +188,7 @@ def _checked_sns_profile(profile: SnsProfile, *, today: date) -> SnsProfile:
             if given is not None
             else None
         )
-        nickname = texts["nickname"] or ""
-        if len(nickname) > MAX_NICKNAME_LENGTH:
-            v.add("nickname", f"must be at most {MAX_NICKNAME_LENGTH} characters")
-        picture = texts["picture_url"] or ""
-        if picture and not _is_https_url(picture):
-            v.add(
-                "picture_url",
-                f"must be an https URL of at most {MAX_PICTURE_URL_LENGTH} characters",
-            )
+        name = _profile_name(v, profile)
         if profile.ci is not None:
             try:
                 check_identity_keys(profile.ci, None)
@@ -216,9 +202,55 @@ def _checked_sns_profile(profile: SnsProfile, *, today: date) -> SnsProfile:
         phone_number=phone,
         birth_date=birth,
         ci=profile.ci,
-        nickname=nickname,
-        picture_url=picture,
+        nickname=_display_text(profile, "nickname", profile.nickname, MAX_NICKNAME_LENGTH),
+        picture_url=_picture(profile),
     )
+
+
+def _profile_name(v: Violations, profile: SnsProfile) -> str:
+    """Kakao's `name` is the account holder's real name: one that fails is a bad answer. Google's
+    is a free-form display name ("Minsu 2"): one that is no valid name is simply not taken."""
+    if not profile.name:
+        return ""
+    if profile.provider is SnsProvider.GOOGLE:
+        try:
+            return validate_name(_plain(profile.name))
+        except (ValidationFailed, ValueError):
+            log.info("google display name is not usable as a name; left out")
+            return ""
+    raw = _provider_text(v, "name", profile.name)
+    return v.check(lambda: validate_name(raw), default="") if raw else ""
+
+
+def _plain(value: str) -> str:
+    if any(unicodedata.category(ch) in _UNPRINTABLE_CATEGORIES for ch in value) or looks_like_rrn(
+        value
+    ):
+        raise ValueError("not plain text")
+    return value
+
+
+def _display_text(profile: SnsProfile, field: str, value: str, limit: int) -> str:
+    """Nickname and picture are only shown back to the person: a bad one is left out (with a
+    log line naming the field) instead of failing a login over it."""
+    if not value:
+        return ""
+    try:
+        plain = _plain(value)
+    except ValueError:
+        plain = ""
+    if not plain or len(plain) > limit:
+        log.info("%s %s is not usable; left out", profile.provider.value, field)
+        return ""
+    return plain
+
+
+def _picture(profile: SnsProfile) -> str:
+    url = _display_text(profile, "picture_url", profile.picture_url, MAX_PICTURE_URL_LENGTH)
+    if url and not _is_https_url(url):
+        log.info("%s picture_url is not an https URL; left out", profile.provider.value)
+        return ""
+    return url
 
 
 def _is_https_url(value: str) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 from idservice.service_layer import (
     age_check,
     dispatch,
+    guardian_consent,
     login,
     profile,
     retention,
@@ -15,6 +16,7 @@ from idservice.service_layer import (
     signup,
     sns_login,
     verification,
+    wards,
 )
 from idservice.service_layer.use_cases import Command, UseCase
 
@@ -33,7 +35,18 @@ USE_CASES: Mapping[type[Command[Any]], UseCase] = {
     sessions.Logout: sessions.logout,
     sessions.IntrospectToken: sessions.introspect,
     sessions.GetJwks: sessions.get_jwks,
+    guardian_consent.GetConsentRequest: guardian_consent.get_consent_request,
+    guardian_consent.ApproveConsentRequest: guardian_consent.approve_consent_request,
+    guardian_consent.RejectConsentRequest: guardian_consent.reject_consent_request,
+    guardian_consent.ResendConsentNotification: guardian_consent.resend_consent_notification,
+    wards.ListWards: wards.list_wards,
+    wards.GetWard: wards.get_ward,
+    wards.UpdateWard: wards.update_ward,
+    wards.ExportWardData: wards.export_ward_data,
+    wards.WithdrawWard: wards.withdraw_ward,
     retention.Purge: retention.purge,
     dispatch.DispatchDue: dispatch.dispatch_due,
     dispatch.DispatchAllDue: dispatch.dispatch_all_due,
+    dispatch.ListOutbox: dispatch.list_outbox,
+    dispatch.ReplayDeadEvents: dispatch.replay_dead_events,
 }

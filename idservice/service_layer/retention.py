@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from idservice.domain import events
 from idservice.domain.events import EventType
+from idservice.domain.guardian_consent import ConsentRequestStatus
 from idservice.service_layer.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from idservice.service_layer.use_cases import Command
 
@@ -17,6 +18,11 @@ REVOKED_SESSION_RETENTION = timedelta(days=1)
 DELIVERED_EVENT_RETENTION = timedelta(days=1)
 # Consent requests expired per purge run; the next run takes the rest.
 EXPIRED_CONSENTS_PER_RUN = 500
+# What became of a destroyed consent request (ids, status, times: nothing personal) is kept this
+# long so that the app and the guardian can still ask; the request's window is 5 days by default.
+CONSENT_OUTCOME_RETENTION = timedelta(days=30)
+# Attempt counters outlive their windows (10 minutes) by this much at most.
+ATTEMPT_COUNTER_RETENTION = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,11 +42,19 @@ def purge(cmd: Purge, *, uow: UnitOfWorkFactory, clock: Clock) -> dict[str, int]
             ),
             "re-join holds released": tx.accounts.purge_rejoin_holds(now=now),
             "unconfirmed child accounts destroyed": _expire_guardian_consents(tx, now=now),
+            "expired SNS signup tickets deleted": tx.signup_tickets.purge_expired(now=now),
+            "consent outcomes deleted": tx.guardian_consents.purge_outcomes(
+                before=now - CONSENT_OUTCOME_RETENTION
+            ),
+            "attempt counters deleted": tx.attempt_counters.purge_expired(
+                before=now - ATTEMPT_COUNTER_RETENTION
+            ),
             "delivered events deleted": tx.outbox.purge_delivered(
                 before=now - DELIVERED_EVENT_RETENTION
             ),
         }
         tx.commit()
+    uow.make_deletions_final()
     return counts
 
 
@@ -53,6 +67,11 @@ def _expire_guardian_consents(tx: UnitOfWork, *, now: datetime) -> int:
     guardian's name, phone and consent code. The person may then sign up again.
     """
     expired = tx.guardian_consents.expired_pending(now=now, limit=EXPIRED_CONSENTS_PER_RUN)
+    windows = {
+        request_id: request.expires_at
+        for request_id, _ in expired
+        if (request := tx.guardian_consents.get(request_id)) is not None
+    }
     # Only requests whose child account is still pending are destroyed (one decided meanwhile
     # keeps its account, and its request event stays with it).
     destroyed = {
@@ -66,6 +85,12 @@ def _expire_guardian_consents(tx: UnitOfWork, *, now: datetime) -> int:
         values=set(destroyed),
     )
     for request_id, account_id in destroyed.items():
+        tx.guardian_consents.add_outcome(
+            request_id,
+            status=ConsentRequestStatus.EXPIRED,
+            expires_at=windows.get(request_id, now),
+            now=now,
+        )
         tx.outbox.add(
             events.guardian_consent_expired(
                 consent_request_id=request_id, account_id=account_id, now=now

@@ -62,12 +62,18 @@ def replay_signup(
             if exc.reason is Reason.INVALID_CREDENTIALS:
                 raise idempotency.key_reused() from None
             raise
-    session = _live_session(
-        account.id,
-        idempotency.unseal(key, data.get("session_sealed"), cipher=cipher),
-        now=now,
-        uow=uow,
-        cipher=cipher,
+    # An SNS signup has no password to re-present: its replay returns the account but never
+    # the tokens (the used ticket and the key alone must not yield a live session).
+    session = (
+        _live_session(
+            account.id,
+            idempotency.unseal(key, data.get("session_sealed"), cipher=cipher),
+            now=now,
+            uow=uow,
+            cipher=cipher,
+        )
+        if account.password_hash
+        else None
     )
     consent = None
     stored_consent = data.get("consent_request")

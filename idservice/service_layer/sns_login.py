@@ -165,8 +165,25 @@ def ticket_invalid() -> DomainError:
 def filled_from(
     sns: SnsProfile, *, name: str, phone: str, birth: date | None
 ) -> tuple[str, str, date]:
-    """Without identity verification, what the caller left out comes from the provider."""
-    name, phone, birth = name or sns.name, phone or sns.phone_number, birth or sns.birth_date
+    """Without identity verification, what the provider says wins over the caller: a given value
+    that differs is VERIFICATION_MISMATCH (a child's Kakao birth date cannot be typed away);
+    what neither gave is VALIDATION_FAILED."""
+    differing = [
+        field
+        for field, given, said in (
+            ("name", name, sns.name),
+            ("phone_number", phone, sns.phone_number),
+            ("birth_date", birth, sns.birth_date),
+        )
+        if given and said and given != said
+    ]
+    if differing:
+        raise DomainError(
+            Reason.VERIFICATION_MISMATCH,
+            "the given values differ from what the SNS provider says",
+            metadata={"fields": ",".join(differing)},
+        )
+    name, phone, birth = sns.name or name, sns.phone_number or phone, sns.birth_date or birth
     with Violations() as v:
         for field, value in (("name", name), ("phone_number", phone), ("birth_date", birth)):
             if not value:
@@ -271,6 +288,14 @@ def link_sns_identity(
     if profile.ci and account.ci and profile.ci != account.ci:
         # The provider vouches for another person than the account's verified one.
         raise DomainError(Reason.VERIFICATION_MISMATCH, "the SNS identity is of another person")
+    if profile.ci and not account.ci:
+        with uow(readonly=True) as tx:
+            # One person, one account: a Kakao CI that is another account's (or held for a
+            # withdrawn person) cannot be linked here.
+            other = tx.accounts.find_by_identity(ci=profile.ci, di=None)
+            if other is not None and other.id != account.id:
+                raise duplicates.identity_registered(other)
+            duplicates.refuse_rejoin_hold(tx, ci=profile.ci, di=None, now=now)
     with uow() as tx:
         try:
             tx.sns_identities.add(new_link(account.id, profile, now=now))
@@ -294,7 +319,8 @@ def unlink_sns_identity(
     if cmd.provider is None:
         raise invalid("provider", "choose GOOGLE or KAKAO")
     with uow() as tx:
-        account = tx.accounts.get(caller.account_id)
+        # Locked, so two unlinks at once cannot both see a second way to sign in.
+        account = tx.accounts.get(caller.account_id, for_update=True)
         if account is None:
             raise DomainError(Reason.TOKEN_INVALID, "the account no longer exists")
         if cmd.provider.value not in account.sns_providers:

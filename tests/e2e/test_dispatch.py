@@ -57,21 +57,19 @@ def hook() -> Iterator[WebhookStandIn]:
         yield stand_in
 
 
-def add_event(app: App, event_type: EventType = EventType.GUARDIAN_CONSENT_REQUESTED) -> str:
+def add_event(app: App, event_type: EventType = EventType.ACCOUNT_ACTIVATED) -> str:
+    """An event of its own account; `guardian_consent.requested` carries a guardian's contact
+    (for a request that does not exist: it is deleted once delivered)."""
     event_id = str(uuid.uuid4())
+    data: dict[str, object] = {"account_id": str(uuid.uuid4())}
+    if event_type is EventType.GUARDIAN_CONSENT_REQUESTED:
+        data = {
+            "consent_request_id": str(uuid.uuid4()),
+            "guardian_name": GUARDIAN_NAME,
+            "guardian_phone_number": GUARDIAN_PHONE,
+        }
     with app.deps.uow() as uow:
-        uow.outbox.add(
-            Event(
-                id=event_id,
-                type=event_type,
-                data={
-                    "consent_request_id": str(uuid.uuid4()),
-                    "guardian_name": GUARDIAN_NAME,
-                    "guardian_phone_number": GUARDIAN_PHONE,
-                },
-                occurred_at=app.deps.clock(),
-            )
-        )
+        uow.outbox.add(Event(id=event_id, type=event_type, data=data, occurred_at=app.deps.clock()))
         uow.commit()
     return event_id
 
@@ -193,8 +191,10 @@ def test_without_a_webhook_only_type_and_id_are_logged(
     caplog.set_level(logging.DEBUG)
     app = build_app(make_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}"))
     try:
-        event_id = add_event(app)
+        event_id = add_event(app, EventType.GUARDIAN_CONSENT_REQUESTED)
         assert app.handle(dispatch.DispatchDue()) == dispatch.DispatchReport(delivered=1)
+        # It carries personal data and its consent request is not pending: gone at once.
+        assert event_id not in outbox_rows(app)
     finally:
         app.close()
     logged = caplog.text
@@ -319,8 +319,9 @@ def test_a_dispatcher_whose_lease_ran_out_does_not_move_the_new_holders_lease(
             assert uow.outbox.claim(event_id, now=clock(), until=second_lease) is not None
             # The first holder's failure comes late: it must not reschedule the event.
             assert not uow.outbox.reschedule(
-                event_id, lease=first_lease, attempts=1, next_attempt_at=clock()
+                event_id, lease=first_lease, attempts=1, next_attempt_at=clock(), error="late"
             )
+            assert not uow.outbox.mark_delivered(event_id, lease=first_lease, now=clock())
             uow.commit()
         o = tables.outbox.c
         with app.engine.connect() as connection:

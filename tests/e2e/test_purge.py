@@ -33,6 +33,9 @@ def test_purge_destroys_what_has_expired(tmp_path: Path, database_url: str) -> N
             "ended sessions deleted": 0,
             "re-join holds released": 0,
             "unconfirmed child accounts destroyed": 0,
+            "expired SNS signup tickets deleted": 0,
+            "consent outcomes deleted": 0,
+            "attempt counters deleted": 0,
             "delivered events deleted": 0,
         }
         clock.advance(timedelta(days=2))

@@ -407,3 +407,152 @@ def test_key_rotation_and_the_kid_refetch_limit(
         )
     assert google.jwks_fetches == fetches + 1
     time.sleep(0)  # the limit is per minute; the suite does not wait it out
+
+
+def test_one_unused_ticket_per_person(sns: tuple[App, Client], google: OidcIssuer) -> None:
+    _app, client = sns
+    sub = f"g-{uuid.uuid4().hex}"
+    first = login(client, google_token(google, sub=sub)).signup_required.sns_signup_ticket
+    second = login(client, google_token(google, sub=sub)).signup_required.sns_signup_ticket
+    assert reason(lambda: sign_up_with_ticket(client, first)) == (
+        grpc.StatusCode.UNAUTHENTICATED,
+        "SNS_TOKEN_INVALID",
+    )
+    assert sign_up_with_ticket(client, second).account.sign_in_methods == ["google"]
+
+
+def test_a_google_display_name_that_is_no_name_does_not_block_login(
+    sns: tuple[App, Client], google: OidcIssuer
+) -> None:
+    _app, client = sns
+    answer = login(client, google_token(google, name="Minsu 2 (민수)", picture="http://x"))
+    assert answer.signup_required.prefill.name == ""
+
+
+def test_an_sns_signup_replay_returns_no_tokens(
+    sns: tuple[App, Client], google: OidcIssuer
+) -> None:
+    _app, client = sns
+    ticket = login(client, google_token(google)).signup_required.sns_signup_ticket
+    person = new_person()
+    request = account_pb2.SignUpRequest(
+        idempotency_key=str(uuid.uuid4()),
+        sns_signup_ticket=ticket,
+        verification_token=client.verify(person).verification_token,
+        consents=client.consents(),
+    )
+    first = client.accounts.SignUp(request)
+    assert first.session.access_token
+    replayed = client.accounts.SignUp(request)
+    assert replayed.account.id == first.account.id and not replayed.HasField("session")
+
+
+def test_a_kakao_ci_of_another_account_cannot_be_linked(
+    sns: tuple[App, Client], kakao: OidcIssuer
+) -> None:
+    _app, client = sns
+    owner = new_person()
+    client.sign_up(owner)
+    other = client.sign_up(new_person())
+    user_id = 50_000 + int(uuid.uuid4().int % 1_000_000)
+    kakao.register_kakao_user(
+        "kakao-at-link",
+        user_id=user_id,
+        app_id=KAKAO_APP_ID,
+        kakao_account={"ci": sandbox_ci(owner.seed)},
+    )
+    # The other account is verified too, with its own CI: a different person.
+    request = auth_pb2.LinkSnsIdentityRequest(
+        provider=KAKAO,
+        id_token=kakao.id_token(sub=str(user_id), aud=KAKAO_REST_KEY, nonce=NONCE),
+        nonce=NONCE,
+        kakao_access_token="kakao-at-link",
+    )
+    assert reason(
+        lambda: client.auth.LinkSnsIdentity(
+            request, metadata=client.bearer(other.session.access_token)
+        )
+    ) == (grpc.StatusCode.FAILED_PRECONDITION, "VERIFICATION_MISMATCH")
+
+
+def test_kakao_code_flow_needs_no_app_id(
+    tmp_path: Path, database_url: str, kakao: OidcIssuer
+) -> None:
+    settings = make_settings(
+        tmp_path,
+        database_url,
+        kakao_client_ids=(KAKAO_REST_KEY,),
+        kakao_discovery_url=kakao.discovery_url,
+        kakao_api_base=kakao.api_base,
+        kakao_client_secret="kakao-secret",
+    )
+    user_id = 60_000 + int(uuid.uuid4().int % 1_000_000)
+    kakao.register_kakao_user(
+        "kakao-at-code",
+        user_id=user_id,
+        app_id=KAKAO_APP_ID,
+        kakao_account={"profile": {"nickname": "어피치"}},
+    )
+    verifier = "k" * 43
+    kakao.register_code(
+        "kakao-code",
+        code_challenge=pkce_s256(verifier),
+        redirect_uri=REDIRECT_URI,
+        client_id=KAKAO_REST_KEY,
+        client_secret="kakao-secret",
+        id_token=kakao.id_token(sub=str(user_id), aud=KAKAO_REST_KEY),
+        access_token="kakao-at-code",
+    )
+    with serving(settings) as (_app, client):
+        answer = client.auth.SnsLogin(
+            auth_pb2.SnsLoginRequest(
+                provider=KAKAO,
+                authorization_code="kakao-code",
+                code_verifier=verifier,
+                redirect_uri=REDIRECT_URI,
+            )
+        )
+    assert answer.WhichOneof("result") == "signup_required"
+
+
+def test_without_verification_a_kakao_birth_date_cannot_be_typed_away(
+    tmp_path: Path, database_url: str, kakao: OidcIssuer
+) -> None:
+    settings = make_settings(
+        tmp_path,
+        database_url,
+        require_identity_verification=False,
+        kakao_client_ids=(KAKAO_REST_KEY,),
+        kakao_discovery_url=kakao.discovery_url,
+        kakao_api_base=kakao.api_base,
+        kakao_app_id=str(KAKAO_APP_ID),
+    )
+    kakao.register_kakao_user(
+        "kakao-at-child",
+        user_id=70_001,
+        app_id=KAKAO_APP_ID,
+        kakao_account={
+            "name": "김어린",
+            "phone_number": "+82 10-2345-6789",
+            "birthyear": "2016",
+            "birthday": "0101",
+            "birthday_type": "SOLAR",
+        },
+    )
+    token = kakao.id_token(sub="70001", aud=KAKAO_REST_KEY, nonce=NONCE)
+    with serving(settings) as (_app, client):
+        ticket = login(
+            client, token, KAKAO, kakao_access_token="kakao-at-child"
+        ).signup_required.sns_signup_ticket
+        adult = account_pb2.SignUpRequest(
+            sns_signup_ticket=ticket, birth_date="1990-01-01", consents=client.consents()
+        )
+        assert reason(lambda: client.accounts.SignUp(adult)) == (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "VERIFICATION_MISMATCH",
+        )
+        child = account_pb2.SignUpRequest(sns_signup_ticket=ticket, consents=client.consents())
+        assert reason(lambda: client.accounts.SignUp(child)) == (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "GUARDIAN_INFO_REQUIRED",
+        )

@@ -23,10 +23,10 @@ from typing import Any, Self
 
 from idservice.domain.errors import server_busy
 from tests.fakes.storage_accounts import FakeAccountRepository
+from tests.fakes.storage_consents import FakeAttemptCounterRepository, FakeGuardianConsentRepository
+from tests.fakes.storage_outbox import FakeOutboxRepository
 from tests.fakes.storage_records import (
-    FakeGuardianConsentRepository,
     FakeIdempotencyRepository,
-    FakeOutboxRepository,
     FakeSessionRepository,
     FakeVerificationRepository,
 )
@@ -61,6 +61,7 @@ class FakeUnitOfWork:
         self.outbox = FakeOutboxRepository(self)
         self.sns_identities = FakeSnsIdentityRepository(self)
         self.signup_tickets = FakeSignupTicketRepository(self)
+        self.attempt_counters = FakeAttemptCounterRepository(self)
 
     # -- StateAccess ---------------------------------------------------------------------
     def read(self) -> FakeState:
@@ -117,9 +118,15 @@ class FakeUnitOfWorkFactory:
         self._writing = threading.local()
         # Committed write transactions (counted under the write lock).
         self.commits = 0
+        # Calls of make_deletions_final (for assertions).
+        self.deletions_made_final = 0
 
     def __call__(self, *, readonly: bool = False) -> FakeUnitOfWork:
         return FakeUnitOfWork(self, readonly=readonly)
+
+    def make_deletions_final(self) -> None:
+        """Nothing to do: a deleted row leaves no copy in memory that a later read could see."""
+        self.deletions_made_final += 1
 
     # -- used by FakeUnitOfWork ----------------------------------------------------------
     def current(self) -> FakeState:
@@ -149,6 +156,6 @@ class FakeUnitOfWorkFactory:
 
     def events(self, event_type: str | None = None) -> list[dict[str, Any]]:
         """The committed outbox documents (of one type), oldest first, parsed from JSON."""
-        rows = sorted(self.current().outbox.items(), key=lambda item: (item[1].created_at, item[0]))
+        rows = sorted(self.current().outbox.items(), key=lambda item: item[1].order(item[0]))
         documents: list[dict[str, Any]] = [json.loads(row.document) for _, row in rows]
         return [d for d in documents if event_type is None or d["type"] == event_type]

@@ -103,6 +103,21 @@ class FakeAccountRepository:
         state.drop_account(account_id)
         return True
 
+    def activate(self, account_id: str, *, now: datetime) -> bool:
+        utc(now)
+        row = self._access.write().accounts.get(account_id)
+        if row is None or row.account.status is not AccountStatus.PENDING_GUARDIAN_CONSENT:
+            return False
+        row.account.status = AccountStatus.ACTIVE
+        return True
+
+    def delete(self, account_id: str) -> bool:
+        state = self._access.write()
+        if account_id not in state.accounts:
+            return False
+        state.drop_account(account_id)
+        return True
+
     def replace_password_hash(
         self, account_id: str, *, expected: str, new: str | None, now: datetime
     ) -> bool:
@@ -150,7 +165,8 @@ class FakeAccountRepository:
             account.failed_logins += 1
 
     # -- reads ---------------------------------------------------------------------------
-    def get(self, account_id: str) -> Account | None:
+    def get(self, account_id: str, *, for_update: bool = False) -> Account | None:
+        # `for_update`: writers are serialised already (one write lock), as on SQLite.
         state = self._access.read()
         row = state.accounts.get(account_id)
         return None if row is None else loaded_account(state, row)

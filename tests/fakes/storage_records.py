@@ -1,4 +1,5 @@
-"""The in-memory session, verification, consent, idempotency and outbox repositories.
+"""The in-memory session, verification and idempotency repositories (the outbox's is in
+`storage_outbox.py`, the guardian consents' and attempt counters' in `storage_consents.py`).
 
 Each mirrors its SQL adapter in `idservice.adapters.db.repositories` (the contract suite in
 `tests/integration/test_repository_contract*.py` runs the same tests against both).
@@ -8,25 +9,19 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 from datetime import datetime, timedelta
 
-from idservice.domain.events import Event
 from idservice.domain.identity import VerifiedPerson
 from idservice.domain.sessions import RevokeReason, Session
 from idservice.service_layer.ports import (
     IdempotentResult,
-    NewConsentRequest,
-    PendingEvent,
     RefreshRecord,
     StoredVerification,
     UniqueViolation,
 )
 from tests.fakes.storage_state import (
-    ConsentRow,
     FakeIntegrityError,
     IdempotencyRow,
-    OutboxRow,
     RefreshRow,
     SessionRow,
     StateAccess,
@@ -70,6 +65,15 @@ class FakeSessionRepository:
     def get(self, session_id: str) -> Session | None:
         row = self._access.read().sessions.get(session_id)
         return None if row is None else copy.deepcopy(row.session)
+
+    def of_account(self, account_id: str) -> list[Session]:
+        rows = [
+            row.session
+            for row in self._access.read().sessions.values()
+            if row.session.account_id == account_id
+        ]
+        rows.sort(key=lambda session: session.created_at, reverse=True)
+        return [copy.deepcopy(session) for session in rows]
 
     def find_refresh(self, token_hash: str) -> RefreshRecord | None:
         state = self._access.read()
@@ -179,34 +183,6 @@ class FakeVerificationRepository:
         return purged
 
 
-class FakeGuardianConsentRepository:
-    def __init__(self, access: StateAccess) -> None:
-        self._access = access
-
-    def add(self, request: NewConsentRequest) -> None:
-        state = self._access.write()
-        if request.account_id not in state.accounts:
-            raise FakeIntegrityError("fk_guardian_consent_requests_account_id_accounts")
-        if request.id in state.consent_requests:
-            raise FakeIntegrityError("pk_guardian_consent_requests")
-        stored = dataclasses.replace(
-            request, created_at=utc(request.created_at), expires_at=utc(request.expires_at)
-        )
-        state.consent_requests[request.id] = ConsentRow(request=stored)
-
-    def expired_pending(self, *, now: datetime, limit: int) -> list[tuple[str, str]]:
-        now = utc(now)
-        expired = sorted(
-            (
-                row.request
-                for row in self._access.read().consent_requests.values()
-                if row.status == "pending" and row.request.expires_at <= now
-            ),
-            key=lambda request: request.expires_at,
-        )
-        return [(request.id, request.account_id) for request in expired[: max(limit, 0)]]
-
-
 class FakeIdempotencyRepository:
     def __init__(self, access: StateAccess) -> None:
         self._access = access
@@ -249,83 +225,3 @@ class FakeIdempotencyRepository:
         for key in expired:
             del state.idempotency[key]
         return len(expired)
-
-
-class FakeOutboxRepository:
-    def __init__(self, access: StateAccess) -> None:
-        self._access = access
-
-    def add(self, event: Event) -> None:
-        state = self._access.write()
-        if event.id in state.outbox:
-            raise FakeIntegrityError("pk_outbox")
-        occurred_at = utc(event.occurred_at)
-        state.outbox[event.id] = OutboxRow(
-            type=event.type.value,
-            document=event.document(),
-            created_at=occurred_at,
-            attempts=0,
-            next_attempt_at=occurred_at,
-        )
-
-    def due(
-        self, *, now: datetime, limit: int, after: tuple[datetime, str] | None = None
-    ) -> list[tuple[str, datetime]]:
-        now = utc(now)
-        cursor = None if after is None else (utc(after[0]), after[1])
-        due = sorted(
-            (row.created_at, event_id)
-            for event_id, row in self._access.read().outbox.items()
-            if row.delivered_at is None and row.next_attempt_at <= now
-        )
-        if cursor is not None:
-            due = [entry for entry in due if entry > cursor]
-        return [(event_id, created_at) for created_at, event_id in due[: max(limit, 0)]]
-
-    def claim(self, event_id: str, *, now: datetime, until: datetime) -> PendingEvent | None:
-        row = self._access.write().outbox.get(event_id)
-        if row is None or row.delivered_at is not None or row.next_attempt_at > utc(now):
-            return None
-        row.next_attempt_at = utc(until)
-        body = row.document.encode("utf-8")
-        return PendingEvent(id=event_id, type=row.type, attempts=row.attempts, body=body)
-
-    def mark_delivered(self, event_id: str, *, now: datetime) -> None:
-        row = self._access.write().outbox.get(event_id)
-        if row is not None and row.delivered_at is None:
-            row.delivered_at, row.attempts = utc(now), row.attempts + 1
-
-    def reschedule(
-        self, event_id: str, *, lease: datetime, attempts: int, next_attempt_at: datetime
-    ) -> bool:
-        row = self._access.write().outbox.get(event_id)
-        if row is None or row.delivered_at is not None or row.next_attempt_at != utc(lease):
-            return False
-        row.attempts, row.next_attempt_at = attempts, utc(next_attempt_at)
-        return True
-
-    def purge_delivered(self, *, before: datetime) -> int:
-        before = utc(before)
-        state = self._access.write()
-        old = [
-            event_id
-            for event_id, row in state.outbox.items()
-            if row.delivered_at is not None and row.delivered_at < before
-        ]
-        for event_id in old:
-            del state.outbox[event_id]
-        return len(old)
-
-    def delete_matching(self, event_type: str, *, key: str, values: set[str]) -> int:
-        if not values:
-            return 0
-        state = self._access.write()
-        doomed = [
-            event_id
-            for event_id, row in state.outbox.items()
-            if row.type == event_type
-            and json.loads(row.document).get("data", {}).get(key) in values
-        ]
-        for event_id in doomed:
-            del state.outbox[event_id]
-        return len(doomed)

@@ -72,7 +72,8 @@ class FakeSnsIdentityRepository:
 
 
 class FakeSignupTicketRepository:
-    """Tickets by keyed hash; a used ticket keeps no profile, an expired one is purged."""
+    """Tickets by keyed hash; a used ticket keeps no profile, an expired one is purged, and a
+    person (provider, subject) has at most one unused ticket."""
 
     def __init__(self, access: StateAccess) -> None:
         self._access = access
@@ -81,12 +82,18 @@ class FakeSignupTicketRepository:
         self, ticket_hash: str, profile: SnsProfile, *, now: datetime, expires_at: datetime
     ) -> None:
         state = self._access.write()
-        if ticket_hash in state.signup_tickets:
-            raise FakeIntegrityError("pk_sns_signup_tickets")
         # SnsProfile is frozen and holds only immutable values: kept as given.
         stored = dataclasses.replace(profile, provider=SnsProvider(profile.provider))
+        subject = (stored.provider.value, stored.subject)
+        # One unused ticket per person: logging in again replaces it (expired or not). The
+        # DELETE runs before the INSERT, so a clash with that very ticket's hash is no clash.
+        for key, row in list(state.signup_tickets.items()):
+            if row.subject == subject and row.used_at is None:
+                del state.signup_tickets[key]
+        if ticket_hash in state.signup_tickets:
+            raise FakeIntegrityError("pk_sns_signup_tickets")
         state.signup_tickets[ticket_hash] = TicketRow(
-            profile=stored, created_at=utc(now), expires_at=utc(expires_at)
+            profile=stored, created_at=utc(now), expires_at=utc(expires_at), subject=subject
         )
 
     def get(self, ticket_hash: str, *, now: datetime) -> StoredTicket | None:

@@ -3,7 +3,8 @@
 Rows hold plaintext (the SQL adapters' encryption and blind indexes are not observable through
 the ports) but keep exactly what the SQL rows keep, so the fakes answer the same: a consumed
 verification has no person left, a session's `revoked_at` is set only by `revoke`, an outbox
-event is its `Event.document()` JSON, a used signup ticket has no profile left.
+event is its `Event.document()` JSON, a used signup ticket has no profile left. Rows without a
+foreign key to `accounts` (consent outcomes, attempt counters, re-join holds) outlive accounts.
 """
 
 from __future__ import annotations
@@ -86,8 +87,32 @@ class HoldRow:
 
 @dataclass
 class ConsentRow:
+    # As opened, then as changed: `replace_code` swaps the code hash, `approve` the guardian's
+    # name and phone (NewConsentRequest is frozen: the field is replaced, never changed).
     request: NewConsentRequest
     status: str = "pending"
+    decided_at: datetime | None = None
+    failed_code_attempts: int = 0
+    code_locked_until: datetime | None = None
+    notifications_sent: int = 1
+    last_notified_at: datetime | None = None
+    method: str | None = None
+    # The SQL row keeps a blind index of the approved guardian's CI; equality is all it answers.
+    guardian_ci: str | None = None
+
+
+@dataclass
+class OutcomeRow:
+    status: str
+    expires_at: datetime
+    decided_at: datetime
+
+
+@dataclass
+class CounterRow:
+    window_start: datetime
+    count: int
+    blocked_until: datetime | None = None
 
 
 @dataclass
@@ -107,6 +132,14 @@ class OutboxRow:
     attempts: int
     next_attempt_at: datetime
     delivered_at: datetime | None = None
+    account_id: str | None = None
+    # The event's place among those its transaction wrote (the order is created_at, position, id).
+    position: int = 0
+    dead_at: datetime | None = None
+    last_error: str | None = None
+
+    def order(self, event_id: str) -> tuple[datetime, int, str]:
+        return (self.created_at, self.position, event_id)
 
 
 @dataclass
@@ -116,6 +149,8 @@ class TicketRow:
     created_at: datetime
     expires_at: datetime
     used_at: datetime | None = None
+    # (provider, subject), kept after use (the SQL column `subject_index`).
+    subject: tuple[str, str] | None = None
 
 
 @dataclass
@@ -128,6 +163,9 @@ class FakeState:
     verifications: dict[str, VerificationRow] = field(default_factory=dict)
     rejoin_holds: dict[str, HoldRow] = field(default_factory=dict)
     consent_requests: dict[str, ConsentRow] = field(default_factory=dict)
+    consent_outcomes: dict[str, OutcomeRow] = field(default_factory=dict)
+    # Keyed by (scope, key_hash).
+    attempt_counters: dict[tuple[str, str], CounterRow] = field(default_factory=dict)
     idempotency: dict[str, IdempotencyRow] = field(default_factory=dict)
     outbox: dict[str, OutboxRow] = field(default_factory=dict)
     # SnsLink is frozen and holds only immutable values: a row is replaced, never changed.

@@ -1,15 +1,19 @@
 """The repository contract: one set of tests run on the fakes, SQLite and PostgreSQL.
 
 This is what keeps `tests/fakes/storage*.py` honest: whatever the service-layer tests learn from
-the fakes holds for the SQL adapters too. This module covers the unit of work, accounts and
-re-join holds; `test_repository_contract_sessions.py` the login gate and sessions;
-`test_repository_contract_records.py` verifications, idempotency, consents and the outbox;
+the fakes holds for the SQL adapters too. This module covers the unit of work, accounts (their
+activation, deletion and row lock) and re-join holds; `test_repository_contract_sessions.py` the
+login gate and sessions; `test_repository_contract_records.py` verifications, idempotency and
+consent requests' expiry; `test_repository_contract_consents.py` the rest of guardian consent
+(codes, decisions, wards, outcomes) and attempt counters;
+`test_repository_contract_outbox.py` the outbox (order, leases, dead letters, destruction);
 `test_repository_contract_sns.py` SNS links, accounts' `sns_providers` and signup tickets.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -17,10 +21,15 @@ from pathlib import Path
 import pytest
 
 from idservice.domain.accounts import Account, AccountStatus
-from idservice.service_layer.ports import UniqueViolation, UnitOfWorkFactory
+from idservice.domain.guardian_consent import ConsentRequestStatus
+from idservice.domain.sessions import Session
+from idservice.domain.sns import SnsProvider
+from idservice.service_layer.ports import SnsLink, UniqueViolation, UnitOfWorkFactory
 from tests.support.postgres import PostgresCluster
 from tests.support.records import NOW, make_account, make_consent_request, make_session, new_id
 from tests.support.repository_backends import BACKENDS, Backend, open_backend
+
+WAIT_SECONDS = 30.0
 
 
 @pytest.fixture(params=BACKENDS)
@@ -241,3 +250,147 @@ def test_ended_rejoin_holds_are_purged(backend: Backend) -> None:
     with backend.uow(readonly=True) as tx:
         assert tx.accounts.rejoin_hold_until(ci="ci-5", di=None, now=NOW) is not None
         assert tx.accounts.rejoin_hold_until(ci="ci-1", di=None, now=NOW) is None
+
+
+def test_activate_moves_only_a_pending_account_to_active(backend: Backend) -> None:
+    pending = add_account(backend.uow, make_account(status=AccountStatus.PENDING_GUARDIAN_CONSENT))
+    active = add_account(backend.uow)
+    with backend.uow() as tx:
+        assert tx.accounts.activate(pending.id, now=NOW)  # not committed
+    with backend.uow() as tx:
+        assert not tx.accounts.activate(active.id, now=NOW)
+        assert not tx.accounts.activate("no-such-id", now=NOW)
+        assert tx.accounts.activate(pending.id, now=NOW)
+        assert not tx.accounts.activate(pending.id, now=NOW)  # no longer pending
+        tx.commit()
+    assert get_account(backend.uow, pending.id) == dataclasses.replace(
+        pending, status=AccountStatus.ACTIVE
+    )
+    assert get_account(backend.uow, active.id) == active
+    with backend.uow() as tx:
+        assert not tx.accounts.delete_pending(pending.id)  # an activated child stays
+
+
+def test_delete_destroys_the_account_with_its_sessions_links_and_consent_requests(
+    backend: Backend,
+) -> None:
+    doomed, other = add_account(backend.uow, key="doomed@example.com"), add_account(backend.uow)
+    made: dict[str, tuple[Session, SnsLink, str]] = {}
+    with backend.uow() as tx:
+        for account in (doomed, other):
+            session = make_session(account.id)
+            tx.sessions.add(session)
+            tx.sessions.add_refresh_token(
+                f"rt-{session.id}", session_id=session.id, now=NOW, expires_at=session.expires_at
+            )
+            link = SnsLink(
+                id=new_id(),
+                account_id=account.id,
+                provider=SnsProvider.KAKAO,
+                subject=f"s-{account.id}",
+                nickname="길동이",
+                picture_url="",
+                created_at=NOW,
+                last_login_at=NOW,
+            )
+            tx.sns_identities.add(link)
+            request = make_consent_request(account.id)
+            tx.guardian_consents.add(request)
+            made[account.id] = (session, link, request.id)
+        tx.accounts.add_rejoin_hold(new_id(), ci=doomed.ci, di=None, until=NOW + timedelta(days=1))
+        tx.guardian_consents.add_outcome(
+            "outcome-1", status=ConsentRequestStatus.REJECTED, expires_at=NOW, now=NOW
+        )
+        tx.commit()
+    with backend.uow() as tx:
+        assert tx.accounts.delete(doomed.id)
+        assert not tx.accounts.delete(doomed.id)
+        assert not tx.accounts.delete("no-such-id")
+        tx.commit()
+    session, link, request_id = made[doomed.id]
+    with backend.uow(readonly=True) as tx:
+        assert tx.accounts.get(doomed.id) is None
+        assert tx.accounts.get_by_email("doomed@example.com") is None
+        assert tx.sessions.get(session.id) is None
+        assert tx.sessions.find_refresh(f"rt-{session.id}") is None
+        assert tx.sessions.of_account(doomed.id) == []
+        assert tx.sns_identities.find(SnsProvider.KAKAO, link.subject) is None
+        assert tx.guardian_consents.get(request_id) is None
+        assert tx.guardian_consents.of_account(doomed.id) is None
+        # What has no foreign key to the account stays: re-join holds, outcomes.
+        assert tx.accounts.rejoin_hold_until(ci=doomed.ci, di=None, now=NOW) is not None
+        assert tx.guardian_consents.outcome("outcome-1") is not None
+        # The other account keeps everything.
+        kept_session, kept_link, kept_request = made[other.id]
+        assert tx.accounts.get(other.id) == dataclasses.replace(other, sns_providers=("kakao",))
+        assert tx.sessions.get(kept_session.id) == kept_session
+        assert tx.sessions.find_refresh(f"rt-{kept_session.id}") is not None
+        assert tx.sns_identities.find(SnsProvider.KAKAO, kept_link.subject) == kept_link
+        assert tx.guardian_consents.get(kept_request) is not None
+    # The unique email, CI and DI indexes and the SNS identity are free again.
+    again = make_account(ci=doomed.ci, di=doomed.di)
+    add_account(backend.uow, again, key="doomed@example.com")
+    with backend.uow() as tx:
+        tx.sns_identities.add(dataclasses.replace(link, id=new_id(), account_id=again.id))
+        tx.commit()
+
+
+def test_delete_without_commit_keeps_everything(backend: Backend) -> None:
+    account = add_account(backend.uow)
+    session = make_session(account.id)
+    with backend.uow() as tx:
+        tx.sessions.add(session)
+        tx.commit()
+    with backend.uow() as tx:
+        assert tx.accounts.delete(account.id)
+        assert tx.accounts.get(account.id) is None  # its own delete is visible to it
+        assert tx.sessions.get(session.id) is None
+    assert get_account(backend.uow, account.id) == account
+    with backend.uow(readonly=True) as tx:
+        assert tx.sessions.get(session.id) == session
+
+
+def test_get_for_update_reads_the_account(backend: Backend) -> None:
+    account = add_account(backend.uow)
+    with backend.uow() as tx:
+        assert tx.accounts.get(account.id, for_update=True) == account
+        assert tx.accounts.get("no-such-id", for_update=True) is None
+        tx.accounts.save_profile(account.id, name="홍길순", now=NOW)
+        loaded = tx.accounts.get(account.id, for_update=True)  # its own writes are visible
+        assert loaded is not None and loaded.name == "홍길순"
+
+
+def test_get_for_update_holds_back_another_writer_until_commit(backend: Backend) -> None:
+    """Two read-then-write transactions on one account: with `for_update`, the second reads
+    what the first committed (no lost update), on every backend."""
+    account = add_account(backend.uow)
+    locked, second_read = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def append(suffix: str, *, hold: bool) -> None:
+        try:
+            with backend.uow() as tx:
+                loaded = tx.accounts.get(account.id, for_update=True)
+                assert loaded is not None
+                if hold:
+                    locked.set()
+                    # The other writer must not get its row while this transaction is open.
+                    assert not second_read.wait(0.5)
+                else:
+                    second_read.set()
+                tx.accounts.save_profile(account.id, name=loaded.name + suffix, now=NOW)
+                tx.commit()
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    first = threading.Thread(target=append, args=("1",), kwargs={"hold": True})
+    first.start()
+    assert locked.wait(WAIT_SECONDS)
+    second = threading.Thread(target=append, args=("2",), kwargs={"hold": False})
+    second.start()
+    first.join(WAIT_SECONDS)
+    second.join(WAIT_SECONDS)
+    assert not first.is_alive() and not second.is_alive()
+    assert errors == []
+    loaded = get_account(backend.uow, account.id)
+    assert loaded is not None and loaded.name == "홍길동12"

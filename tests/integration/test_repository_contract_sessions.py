@@ -232,3 +232,31 @@ def test_purge_deletes_expired_and_long_revoked_sessions_with_their_tokens(
         for gone in (expired, old_revoked):
             assert tx.sessions.get(gone.id) is None
             assert tx.sessions.find_refresh(f"rt-{gone.id}") is None
+
+
+def test_an_accounts_sessions_come_newest_first_ended_ones_included(backend: Backend) -> None:
+    account, stranger = add_account(backend.uow), add_account(backend.uow)
+    middle = add_session(backend.uow, account.id, now=NOW + timedelta(hours=1))
+    oldest = add_session(backend.uow, account.id, ttl=timedelta(seconds=1))  # expired
+    newest = add_session(backend.uow, account.id, now=NOW + timedelta(hours=2))
+    add_session(backend.uow, stranger.id, now=NOW + timedelta(hours=3))
+    with backend.uow() as tx:
+        tx.sessions.revoke(middle.id, now=NOW + timedelta(hours=4), reason=RevokeReason.LOGOUT)
+        tx.commit()
+    revoked = dataclasses.replace(middle, revoked_at=NOW + timedelta(hours=4))
+    with backend.uow(readonly=True) as tx:
+        listed = tx.sessions.of_account(account.id)
+        assert listed == [newest, revoked, oldest]
+        assert tx.sessions.of_account("no-such-id") == []
+        listed[0].revoked_at = NOW  # a copy
+        assert tx.sessions.of_account(account.id)[0] == newest
+
+
+def test_an_accounts_sessions_include_its_own_uncommitted_ones(backend: Backend) -> None:
+    account = add_account(backend.uow)
+    session = make_session(account.id)
+    with backend.uow() as tx:
+        tx.sessions.add(session)
+        assert tx.sessions.of_account(account.id) == [session]
+    with backend.uow(readonly=True) as tx:
+        assert tx.sessions.of_account(account.id) == []

@@ -316,15 +316,17 @@ def test_a_duplicate_ticket_hash_is_an_integrity_error(backend: Backend) -> None
     with backend.uow() as tx:
         tx.signup_tickets.add("t-1", FULL_PROFILE, now=NOW, expires_at=NOW + TTL)
         tx.commit()
+    someone_else = dataclasses.replace(FULL_PROFILE, subject="someone-else")
     with backend.uow() as tx, pytest.raises(backend.integrity_error):
-        tx.signup_tickets.add("t-1", FULL_PROFILE, now=NOW, expires_at=NOW + TTL)
+        tx.signup_tickets.add("t-1", someone_else, now=NOW, expires_at=NOW + TTL)
 
 
 def test_expired_tickets_are_purged_used_or_not(backend: Backend) -> None:
     with backend.uow() as tx:
         for name, minutes in (("t-1", 1), ("t-2", 2), ("t-used", 1), ("t-5", 5), ("u-5", 5)):
+            profile = dataclasses.replace(FULL_PROFILE, subject=name)  # one person each
             tx.signup_tickets.add(
-                name, FULL_PROFILE, now=NOW, expires_at=NOW + timedelta(minutes=minutes)
+                name, profile, now=NOW, expires_at=NOW + timedelta(minutes=minutes)
             )
         assert tx.signup_tickets.consume("t-used", now=NOW)
         assert tx.signup_tickets.consume("u-5", now=NOW)
@@ -339,5 +341,49 @@ def test_expired_tickets_are_purged_used_or_not(backend: Backend) -> None:
         assert not tx.signup_tickets.consume("u-5", now=later)  # used, kept until it expires
         # The purged hashes are gone: they can be stored again.
         for name in ("t-1", "t-2", "t-used"):
-            tx.signup_tickets.add(name, FULL_PROFILE, now=later, expires_at=later + TTL)
+            profile = dataclasses.replace(FULL_PROFILE, subject=f"new-{name}")
+            tx.signup_tickets.add(name, profile, now=later, expires_at=later + TTL)
         tx.commit()
+
+
+def test_a_person_keeps_one_unused_ticket(backend: Backend) -> None:
+    """A new ticket of the same (provider, subject) replaces the unused one, expired or not;
+    used tickets, and other people's, stay."""
+    same_subject_elsewhere = SnsProfile(GOOGLE, FULL_PROFILE.subject)
+    other_person = SnsProfile(KAKAO, "someone-else")
+    with backend.uow() as tx:
+        tx.signup_tickets.add("t-1", FULL_PROFILE, now=NOW, expires_at=NOW + TTL)
+        tx.signup_tickets.add("t-google", same_subject_elsewhere, now=NOW, expires_at=NOW + TTL)
+        tx.signup_tickets.add("t-other", other_person, now=NOW, expires_at=NOW + TTL)
+        tx.commit()
+    later = NOW + timedelta(minutes=1)
+    with backend.uow() as tx:
+        tx.signup_tickets.add("t-2", FULL_PROFILE, now=later, expires_at=later + TTL)
+        tx.commit()
+    with backend.uow() as tx:
+        assert tx.signup_tickets.get("t-1", now=later) is None
+        assert not tx.signup_tickets.consume("t-1", now=later)
+        stored = tx.signup_tickets.get("t-2", now=later)
+        assert stored is not None and stored.profile == FULL_PROFILE
+        assert tx.signup_tickets.get("t-google", now=later) is not None
+        assert tx.signup_tickets.get("t-other", now=later) is not None
+        # Storing the same hash again for the same person replaces it: no clash.
+        tx.signup_tickets.add("t-2", FULL_PROFILE, now=later, expires_at=later + TTL)
+        assert tx.signup_tickets.consume("t-2", now=later)
+        tx.commit()
+    # A used ticket is not replaced: it stays (without its profile) until it expires.
+    with backend.uow() as tx:
+        tx.signup_tickets.add("t-3", FULL_PROFILE, now=later, expires_at=later + TTL)
+        tx.commit()
+    with backend.uow() as tx, pytest.raises(backend.integrity_error):
+        tx.signup_tickets.add("t-2", FULL_PROFILE, now=later, expires_at=later + TTL)
+    # An expired unused ticket is replaced too (nothing is left for the purge).
+    with backend.uow() as tx:
+        tx.signup_tickets.add("t-old", other_person, now=NOW, expires_at=NOW + timedelta(seconds=1))
+        tx.commit()
+    with backend.uow() as tx:
+        tx.signup_tickets.add("t-new", other_person, now=later, expires_at=later + TTL)
+        assert tx.signup_tickets.consume("t-3", now=later)
+        # Left: t-google and t-new (unused), t-2 and t-3 (used); t-other and t-old were replaced.
+        assert tx.signup_tickets.purge_expired(now=later + TTL) == 4
+        assert tx.signup_tickets.purge_expired(now=later + TTL) == 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import threading
 import time
 from collections.abc import Iterator
 
@@ -215,3 +217,47 @@ def test_code_exchange_with_pkce(issuer: OidcIssuer, google: GoogleProvider) -> 
     assert issuer.last_token_request["client_secret"] == "s"
     # Used once.
     assert refused(google, credential) is Reason.SNS_TOKEN_INVALID
+
+
+def well_formed_token() -> str:
+    def b64(value: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{b64({'alg': 'RS256', 'kid': 'k1'})}.{b64({'sub': 's'})}.c2ln"
+
+
+def test_a_trickling_provider_is_cut_off_at_the_callers_deadline() -> None:
+    """httpx's timeouts bound each read; the provider bounds the whole answer by the deadline."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def trickle() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{")
+            while not stop.wait(0.1):
+                try:
+                    connection.sendall(b" ")
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    provider = GoogleProvider(
+        discovery_url=f"http://127.0.0.1:{port}/.well-known/openid-configuration",
+        client_ids=(CLIENT,),
+    )
+    started = time.monotonic()
+    try:
+        with pytest.raises(DomainError) as caught:
+            provider.authenticate(with_token(well_formed_token()), timeout=1.0)
+        # The answer never completes; without the bound this call would hang for as long as
+        # the provider trickles.
+        assert caught.value.reason is Reason.UPSTREAM_UNAVAILABLE
+        assert time.monotonic() - started < 10
+    finally:
+        stop.set()
+        provider.close()
+        listener.close()

@@ -57,6 +57,9 @@ def _sqlite_engine(url: str, pool_size: int, *, create_directory: bool) -> Engin
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # Destroyed means destroyed (korea-rules Retention 1): deleted rows' bytes are zeroed,
+        # not left in free pages of the file.
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 

@@ -221,6 +221,8 @@ sns_signup_tickets = Table(
     "sns_signup_tickets",
     metadata,
     Column("ticket_hash", String(HASH), primary_key=True),
+    # Blind index of "<provider>:<subject>": a new login replaces that person's unused ticket.
+    Column("subject_index", String(HASH), index=True),
     # What the provider said about the person, until the ticket is used or expires.
     Column("profile_ct", Text),
     Column("created_at", UtcDateTime, nullable=False),

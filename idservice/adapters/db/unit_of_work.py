@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Engine, RootTransaction
 from idservice.adapters.crypto import FieldCipher
 from idservice.adapters.db.errors import is_busy, is_unavailable
 from idservice.adapters.db.repositories.accounts import SqlAccountRepository
+from idservice.adapters.db.repositories.attempt_counters import SqlAttemptCounterRepository
 from idservice.adapters.db.repositories.guardian_consents import SqlGuardianConsentRepository
 from idservice.adapters.db.repositories.idempotency import SqlIdempotencyRepository
 from idservice.adapters.db.repositories.outbox import SqlOutboxRepository
@@ -38,6 +39,7 @@ class SqlUnitOfWork:
     guardian_consents: SqlGuardianConsentRepository
     sns_identities: SqlSnsIdentityRepository
     signup_tickets: SqlSignupTicketRepository
+    attempt_counters: SqlAttemptCounterRepository
 
     def __init__(
         self, engine: Engine, cipher: FieldCipher, *, write_lock: threading.Lock | None = None
@@ -88,6 +90,7 @@ class SqlUnitOfWork:
         self.guardian_consents = SqlGuardianConsentRepository(c, cipher)
         self.sns_identities = SqlSnsIdentityRepository(c, cipher)
         self.signup_tickets = SqlSignupTicketRepository(c, cipher)
+        self.attempt_counters = SqlAttemptCounterRepository(c)
         return self
 
     def commit(self) -> None:
@@ -133,6 +136,17 @@ class SqlUnitOfWorkFactory:
         # SQLite has one writer at a time; queueing this process's writers on a lock is fairer
         # and faster than each sleeping in SQLite's busy handler.
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+
+    def make_deletions_final(self) -> None:
+        """SQLite keeps page images in its write-ahead log until a checkpoint: fold the log into
+        the file (whose freed pages secure_delete zeroed) and truncate it. PostgreSQL: nothing
+        to do here (its deletes are real; VACUUM reclaims the space)."""
+        if self.engine.dialect.name != "sqlite":
+            return
+        # Outside any transaction (the read-only engine runs in autocommit); best effort: a
+        # reader still holding an old snapshot makes it a partial checkpoint, redone next purge.
+        with self._readonly_engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def __call__(self, *, readonly: bool = False) -> SqlUnitOfWork:
         if readonly:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from idservice.adapters.sns.oidc import Deadline, OidcProvider, OidcSettings, VerifiedIdToken
+from idservice.adapters.sns.http import Deadline
+from idservice.adapters.sns.oidc import OidcProvider, OidcSettings, VerifiedIdToken
 from idservice.domain.sns import SnsProfile, SnsProvider
 
 DEFAULT_DISCOVERY_URL = "https://accounts.google.com/.well-known/openid-configuration"
@@ -35,7 +36,7 @@ class GoogleProvider(OidcProvider):
         )
 
     def profile(
-        self, token: VerifiedIdToken, *, access_token: str, deadline: Deadline
+        self, token: VerifiedIdToken, *, access_token: str, exchanged: bool, deadline: Deadline
     ) -> SnsProfile:
         """email only when `email_verified` is true; name, and picture kept with the link."""
         verified = token.claims.get("email_verified") is True

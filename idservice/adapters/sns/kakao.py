@@ -11,14 +11,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from idservice.adapters.sns.oidc import (
-    Deadline,
-    OidcProvider,
-    OidcSettings,
-    VerifiedIdToken,
-    token_invalid,
-    unavailable,
-)
+from idservice.adapters.sns.http import Deadline, token_invalid, unavailable
+from idservice.adapters.sns.oidc import OidcProvider, OidcSettings, VerifiedIdToken
 from idservice.domain.errors import DomainError, Reason
 from idservice.domain.sns import SnsProfile, SnsProvider, kakao_birth_date
 
@@ -56,7 +50,7 @@ class KakaoProvider(OidcProvider):
         self._app_id = app_id
 
     def profile(
-        self, token: VerifiedIdToken, *, access_token: str, deadline: Deadline
+        self, token: VerifiedIdToken, *, access_token: str, exchanged: bool, deadline: Deadline
     ) -> SnsProfile:
         if not access_token:
             verified = token.claims.get("email_verified") is not False
@@ -69,8 +63,13 @@ class KakaoProvider(OidcProvider):
                 nickname=token.text("nickname"),
                 picture_url=token.text("picture"),
             )
-        self._check_token_owner(access_token, token.subject, deadline)
-        me, _ = self.get_json(self._api_base + USER_ME_PATH, deadline, bearer=access_token)
+        if not exchanged:
+            # A token from the app could be any app's; one we exchanged ourselves is ours.
+            self._check_token_owner(access_token, token.subject, deadline)
+        # secure_resource=true: profile image URLs over https (Kakao's default is http).
+        me, _ = self.get_json(
+            self._api_base + USER_ME_PATH + "?secure_resource=true", deadline, bearer=access_token
+        )
         try:
             return _profile_of(me, subject=token.subject)
         except _Malformed as exc:

@@ -24,7 +24,14 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, RSAKey
 
-from idservice.domain.errors import DomainError, Reason
+from idservice.adapters.sns.http import (
+    MIN_CACHE_SECONDS,
+    Deadline,
+    get_json,
+    token_invalid,
+    unavailable,
+)
+from idservice.domain.errors import DomainError
 from idservice.domain.sns import SnsProfile, SnsProvider
 from idservice.service_layer.ports import SnsCredential, SnsIdentityProvider
 
@@ -43,29 +50,9 @@ CLOCK_SKEW_SECONDS = 300
 # An unknown `kid` makes the JWKS be fetched again at most this often: a rotated key is picked up,
 # a flood of forged kids does not hammer the provider.
 KID_REFETCH_SECONDS = 60.0
-# Cache lifetimes when the provider sends no usable Cache-Control max-age, and the bounds kept.
-DEFAULT_CACHE_SECONDS = 3600.0
-MIN_CACHE_SECONDS = 60.0
-MAX_CACHE_SECONDS = 24 * 3600.0
-# Bounds on what we read from a provider and on what a caller may hand us.
-MAX_RESPONSE_BYTES = 256 * 1024
+# Bounds on what a caller may hand us.
 MAX_TOKEN_LENGTH = 16 * 1024
 MAX_SUBJECT_LENGTH = 255
-
-
-def token_invalid(why: str) -> DomainError:
-    """SNS_TOKEN_INVALID; `why` is logged at DEBUG (never the token), not sent to the caller."""
-    log.debug("SNS token refused: %s", why)
-    return DomainError(Reason.SNS_TOKEN_INVALID, "the SNS token or code is not valid")
-
-
-def unavailable(provider: SnsProvider, why: str) -> DomainError:
-    log.warning("%s unavailable: %s", provider.value, why)
-    return DomainError(
-        Reason.UPSTREAM_UNAVAILABLE,
-        "the SNS provider is unavailable; retry",
-        metadata={"provider": provider.value},
-    )
 
 
 @dataclass(frozen=True)
@@ -87,20 +74,6 @@ class _Cached:
     fetched_at: float
 
 
-@dataclass
-class Deadline:
-    """The caller's budget for every provider request of one call."""
-
-    ends_at: float
-
-    @classmethod
-    def after(cls, seconds: float) -> Deadline:
-        return cls(time.monotonic() + seconds)
-
-    def left(self) -> float:
-        return self.ends_at - time.monotonic()
-
-
 @dataclass(frozen=True)
 class VerifiedIdToken:
     """The claims of an ID token that passed every check."""
@@ -119,17 +92,6 @@ class VerifiedIdToken:
         if not isinstance(value, str):
             raise token_invalid(f"claim {name} is not a string")
         return value
-
-
-def cache_seconds(headers: httpx.Headers) -> float:
-    """The max-age of a Cache-Control header, bounded; the default when there is none."""
-    for part in headers.get("cache-control", "").split(","):
-        name, _, value = part.strip().partition("=")
-        if name.lower() == "max-age" and value.isdigit():
-            return min(max(float(value), MIN_CACHE_SECONDS), MAX_CACHE_SECONDS)
-        if name.lower() in ("no-store", "no-cache"):
-            return MIN_CACHE_SECONDS
-    return DEFAULT_CACHE_SECONDS
 
 
 class OidcProvider(SnsIdentityProvider):
@@ -156,17 +118,21 @@ class OidcProvider(SnsIdentityProvider):
     def authenticate(self, credential: SnsCredential, *, timeout: float) -> SnsProfile:
         deadline = Deadline.after(timeout)
         access_token = credential.kakao_access_token
+        exchanged = False
         if credential.id_token:
             token = self.verify_id_token(
                 credential.id_token, nonce=credential.nonce, deadline=deadline
             )
         else:
             id_token, access_token = self.exchange_code(credential, deadline=deadline)
+            exchanged = True
             token = self.verify_id_token(id_token, nonce=credential.nonce, deadline=deadline)
-        return self.profile(token, access_token=access_token, deadline=deadline)
+        return self.profile(
+            token, access_token=access_token, exchanged=exchanged, deadline=deadline
+        )
 
     def profile(
-        self, token: VerifiedIdToken, *, access_token: str, deadline: Deadline
+        self, token: VerifiedIdToken, *, access_token: str, exchanged: bool, deadline: Deadline
     ) -> SnsProfile:
         """What the provider says about the person (subclasses read more)."""
         return SnsProfile(provider=self.provider, subject=token.subject)
@@ -302,14 +268,15 @@ class OidcProvider(SnsIdentityProvider):
             for name in ("issuer", "jwks_uri", "token_endpoint"):
                 if not isinstance(document.get(name), str) or not document[name]:
                     raise ValueError(f"discovery document has no {name}")
-        except DomainError:
-            if cached is not None:  # stale beats nothing while the provider is down
-                return dict(cached.value)
-            raise
-        except ValueError as exc:
-            if cached is not None:
-                return dict(cached.value)
-            raise unavailable(self.provider, str(exc)) from None
+        except (DomainError, ValueError) as exc:
+            if cached is None:
+                if isinstance(exc, DomainError):
+                    raise
+                raise unavailable(self.provider, str(exc)) from None
+            # Stale beats nothing while the provider is down; ask again in a minute, not on
+            # every call (each would wait for the provider).
+            cached.fresh_until = time.monotonic() + MIN_CACHE_SECONDS
+            return dict(cached.value)
         now = time.monotonic()
         with self._lock:
             self._discovery = _Cached(document, now + max_age, now)
@@ -338,7 +305,9 @@ class OidcProvider(SnsIdentityProvider):
             except DomainError:
                 if cached is None or _find(cached.value, kid) is None:
                     raise
-                # The provider is down; the keys we hold still verify (and are kept).
+                # The provider is down: the keys we hold still verify, and are kept another
+                # minute before the next try (each try would make a login wait for it).
+                cached.fresh_until = time.monotonic() + MIN_CACHE_SECONDS
         assert cached is not None
         key = _find(cached.value, kid)
         if key is None:
@@ -348,10 +317,20 @@ class OidcProvider(SnsIdentityProvider):
     def _fetch_jwks(self, deadline: Deadline) -> _Cached:
         uri = str(self._discovery_document(deadline)["jwks_uri"])
         document, max_age = self.get_json(uri, deadline)
-        try:
-            keys = KeySet.import_key_set(document)  # type: ignore[arg-type]
-        except (JoseError, ValueError, TypeError, KeyError) as exc:
-            raise unavailable(self.provider, f"JWKS is malformed ({type(exc).__name__})") from None
+        entries = document.get("keys")
+        if not isinstance(entries, list):
+            raise unavailable(self.provider, "JWKS has no keys")
+        usable = []
+        for entry in entries:
+            # A key of a type or shape we do not use (a new algorithm the provider publishes)
+            # is skipped; it must not make the other keys unusable.
+            if not isinstance(entry, dict) or entry.get("kty") != "RSA":
+                continue
+            try:
+                usable.append(RSAKey.import_key(entry))
+            except (JoseError, ValueError, TypeError, KeyError):
+                continue
+        keys = KeySet(usable)  # type: ignore[arg-type]
         now = time.monotonic()
         fetched = _Cached(keys, now + max_age, now)
         with self._lock:
@@ -361,34 +340,8 @@ class OidcProvider(SnsIdentityProvider):
     def get_json(
         self, url: str, deadline: Deadline, *, bearer: str = ""
     ) -> tuple[dict[str, Any], float]:
-        """GET a JSON object within the deadline: (document, cache lifetime in seconds).
-
-        A 401 raises SNS_TOKEN_INVALID (only bearer calls get one); anything else that is not
-        a 2xx JSON object is UPSTREAM_UNAVAILABLE.
-        """
-        left = deadline.left()
-        if left <= 0:
-            raise unavailable(self.provider, "no time left in the caller's deadline")
-        headers = {"Accept": "application/json"}
-        if bearer:
-            headers["Authorization"] = f"Bearer {bearer}"
-        try:
-            response = self._http.get(url, headers=headers, timeout=left)
-        except httpx.HTTPError as exc:
-            raise unavailable(self.provider, f"request failed ({type(exc).__name__})") from None
-        if bearer and response.status_code in (400, 401, 403):
-            raise token_invalid(f"provider refused the access token ({response.status_code})")
-        if response.status_code != 200:
-            raise unavailable(self.provider, f"answered {response.status_code}")
-        if len(response.content) > MAX_RESPONSE_BYTES:
-            raise unavailable(self.provider, "answer too large")
-        try:
-            document = json.loads(response.content)
-        except (ValueError, RecursionError):
-            raise unavailable(self.provider, "answer is not JSON") from None
-        if not isinstance(document, dict):
-            raise unavailable(self.provider, "answer is not a JSON object")
-        return document, cache_seconds(response.headers)
+        """GET a JSON object from this provider within the deadline (see `http.get_json`)."""
+        return get_json(self._http, url, deadline, provider=self.provider, bearer=bearer)
 
 
 def _header(token: str) -> dict[str, Any]:

@@ -10,6 +10,12 @@ from collections.abc import Callable
 from datetime import datetime
 
 from idservice.service_layer.ports.events import DeliveryFailed, EventSink
+from idservice.service_layer.ports.outbox import (
+    DueEvent,
+    OutboxEntry,
+    OutboxRepository,
+    PendingEvent,
+)
 from idservice.service_layer.ports.providers import (
     IdentityProvider,
     SnsCredential,
@@ -27,12 +33,14 @@ from idservice.service_layer.ports.security import (
 )
 from idservice.service_layer.ports.storage import (
     AccountRepository,
+    AttemptCounterRepository,
+    AttemptGate,
+    ConsentOutcome,
+    ConsentRequest,
     GuardianConsentRepository,
     IdempotencyRepository,
     IdempotentResult,
     NewConsentRequest,
-    OutboxRepository,
-    PendingEvent,
     RefreshRecord,
     SessionRepository,
     SignupTicketRepository,
@@ -52,8 +60,13 @@ Clock = Callable[[], datetime]
 __all__ = [
     "AccessClaims",
     "AccountRepository",
+    "AttemptCounterRepository",
+    "AttemptGate",
     "Clock",
+    "ConsentOutcome",
+    "ConsentRequest",
     "DeliveryFailed",
+    "DueEvent",
     "EventSink",
     "GuardianConsentRepository",
     "IdempotencyRepository",
@@ -61,6 +74,7 @@ __all__ = [
     "IdentityProvider",
     "IssuedToken",
     "NewConsentRequest",
+    "OutboxEntry",
     "OutboxRepository",
     "PasswordHasher",
     "PendingCheck",

@@ -13,11 +13,12 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from idservice.domain.accounts import Account
-from idservice.domain.events import Event
+from idservice.domain.guardian_consent import ConsentRequestStatus
 from idservice.domain.identity import VerifiedPerson
 from idservice.domain.lockout import LockoutPolicy, LoginGate
 from idservice.domain.sessions import RevokeReason, Session
 from idservice.domain.sns import SnsProfile, SnsProvider
+from idservice.service_layer.ports.outbox import OutboxRepository
 
 
 class UniqueViolation(Exception):
@@ -55,16 +56,6 @@ class IdempotentResult:
 
 
 @dataclass(frozen=True, slots=True)
-class PendingEvent:
-    """An outbox event due for delivery; `body` is its JSON document, None if undecryptable."""
-
-    id: str
-    type: str
-    attempts: int
-    body: bytes | None
-
-
-@dataclass(frozen=True, slots=True)
 class NewConsentRequest:
     """A guardian consent request as it is opened."""
 
@@ -99,13 +90,47 @@ class StoredTicket:
     expires_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class ConsentRequest:
+    """A guardian consent request as stored (the guardian's name and contact decrypted)."""
+
+    id: str
+    account_id: str
+    status: ConsentRequestStatus
+    code_hash: str
+    guardian_name: str
+    guardian_phone: str
+    created_at: datetime
+    expires_at: datetime
+    decided_at: datetime | None
+    notifications_sent: int
+    last_notified_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentOutcome:
+    """What is left of a request whose child account was destroyed."""
+
+    status: ConsentRequestStatus
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptGate:
+    """Whether an attempt may be checked now; if not, until when it may not."""
+
+    admitted: bool
+    blocked_until: datetime | None = None
+
+
 class AccountRepository(Protocol):
     """Accounts; unique indexes on the email, CI and DI blind indexes decide duplicates."""
 
     def add(self, account: Account, *, email_key: str | None) -> None:
         """Insert; UniqueViolation('email_index'|'ci_index'|'di_index') on a duplicate."""
 
-    def get(self, account_id: str) -> Account | None: ...
+    def get(self, account_id: str, *, for_update: bool = False) -> Account | None:
+        """The account; `for_update` locks its row until the transaction ends."""
 
     def get_by_email(self, email_key: str) -> Account | None: ...
 
@@ -124,6 +149,12 @@ class AccountRepository(Protocol):
 
     def delete_pending(self, account_id: str) -> bool:
         """Destroy an account still waiting for guardian consent (never any other account)."""
+
+    def activate(self, account_id: str, *, now: datetime) -> bool:
+        """PENDING_GUARDIAN_CONSENT -> ACTIVE; False if the account was not pending."""
+
+    def delete(self, account_id: str) -> bool:
+        """Destroy the account row; its sessions, links and consent requests go with it."""
 
     def replace_password_hash(
         self, account_id: str, *, expected: str, new: str | None, now: datetime
@@ -162,6 +193,9 @@ class SessionRepository(Protocol):
     ) -> None: ...
 
     def get(self, session_id: str) -> Session | None: ...
+
+    def of_account(self, account_id: str) -> list[Session]:
+        """The account's sessions, newest first."""
 
     def find_refresh(self, token_hash: str) -> RefreshRecord | None: ...
 
@@ -206,8 +240,73 @@ class GuardianConsentRepository(Protocol):
 
     def add(self, request: NewConsentRequest) -> None: ...
 
+    def get(self, request_id: str) -> ConsentRequest | None: ...
+
     def expired_pending(self, *, now: datetime, limit: int) -> list[tuple[str, str]]:
         """(request id, child account id) of pending requests whose window has ended."""
+
+    def admit_code_attempt(
+        self, request_id: str, *, now: datetime, max_attempts: int
+    ) -> AttemptGate:
+        """Count a consent-code attempt before its outcome is known (like the login gate):
+        wrong codes so far plus attempts in flight stay under `max_attempts`, else the gate
+        says until when the request refuses codes."""
+
+    def end_code_attempt(
+        self, request_id: str, *, right: bool, now: datetime, max_attempts: int, pause: timedelta
+    ) -> None:
+        """A right code clears the count; the wrong one that reaches the bound pauses codes."""
+
+    def replace_code(self, request_id: str, *, code_hash: str, now: datetime) -> bool:
+        """A fresh code for a pending request (the old one stops working); counts the send."""
+
+    def approve(
+        self,
+        request_id: str,
+        *,
+        guardian_name: str,
+        guardian_phone: str,
+        guardian_ci: str,
+        method: str,
+        now: datetime,
+    ) -> bool:
+        """PENDING -> APPROVED with the verified guardian stored; False if no longer pending."""
+
+    def of_account(self, account_id: str) -> ConsentRequest | None:
+        """The account's consent request (the latest), if it has one."""
+
+    def approved_wards(self, guardian_ci: str) -> list[str]:
+        """Account ids of the children this guardian (by CI) approved."""
+
+    def approved_guardian_is(self, account_id: str, guardian_ci: str) -> bool:
+        """Whether `guardian_ci` is the approved guardian of the account."""
+
+    def add_outcome(
+        self, request_id: str, *, status: ConsentRequestStatus, expires_at: datetime, now: datetime
+    ) -> None:
+        """Record what became of a request whose account is destroyed (ids and times only)."""
+
+    def outcome(self, request_id: str) -> ConsentOutcome | None: ...
+
+    def purge_outcomes(self, *, before: datetime) -> int: ...
+
+
+class AttemptCounterRepository(Protocol):
+    """Attempts per caller in fixed windows (e.g. consent codes per end-user address)."""
+
+    def hit(
+        self,
+        scope: str,
+        key_hash: str,
+        *,
+        now: datetime,
+        window: timedelta,
+        limit: int,
+        block_for: timedelta,
+    ) -> AttemptGate:
+        """Count one attempt; past `limit` in the window the caller is blocked for a while."""
+
+    def purge_expired(self, *, before: datetime) -> int: ...
 
 
 class IdempotencyRepository(Protocol):
@@ -228,32 +327,6 @@ class IdempotencyRepository(Protocol):
         """Store; UniqueViolation('key_hash') when a concurrent call stored first."""
 
     def purge_expired(self, *, now: datetime) -> int: ...
-
-
-class OutboxRepository(Protocol):
-    """Events written in the state change's transaction, claimed with leases for delivery."""
-
-    def add(self, event: Event) -> None: ...
-
-    def due(
-        self, *, now: datetime, limit: int, after: tuple[datetime, str] | None = None
-    ) -> list[tuple[str, datetime]]:
-        """(id, created_at) of undelivered events due by `now`, oldest first."""
-
-    def claim(self, event_id: str, *, now: datetime, until: datetime) -> PendingEvent | None:
-        """Take a due event for delivery until `until` (a lease); None if another took it."""
-
-    def mark_delivered(self, event_id: str, *, now: datetime) -> None: ...
-
-    def reschedule(
-        self, event_id: str, *, lease: datetime, attempts: int, next_attempt_at: datetime
-    ) -> bool:
-        """Set the next attempt, only while the caller's lease is still the event's."""
-
-    def purge_delivered(self, *, before: datetime) -> int: ...
-
-    def delete_matching(self, event_type: str, *, key: str, values: set[str]) -> int:
-        """Delete the events of `event_type` whose data has `key` in `values` (destruction)."""
 
 
 class SnsIdentityRepository(Protocol):
@@ -278,7 +351,8 @@ class SignupTicketRepository(Protocol):
 
     def add(
         self, ticket_hash: str, profile: SnsProfile, *, now: datetime, expires_at: datetime
-    ) -> None: ...
+    ) -> None:
+        """Store a ticket; an unused earlier ticket of the same (provider, subject) goes."""
 
     def get(self, ticket_hash: str, *, now: datetime) -> StoredTicket | None:
         """The ticket's profile while unused and unexpired."""
@@ -316,6 +390,9 @@ class UnitOfWork(Protocol):
     @property
     def signup_tickets(self) -> SignupTicketRepository: ...
 
+    @property
+    def attempt_counters(self) -> AttemptCounterRepository: ...
+
     def __enter__(self) -> Self: ...
 
     def __exit__(
@@ -332,3 +409,6 @@ class UnitOfWorkFactory(Protocol):
     """Opens units of work; `readonly=True` for reads (no write lock, may run in autocommit)."""
 
     def __call__(self, *, readonly: bool = False) -> UnitOfWork: ...
+
+    def make_deletions_final(self) -> None:
+        """Leave no copy of deleted rows in the storage's own files (SQLite's write-ahead log)."""

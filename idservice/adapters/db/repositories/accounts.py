@@ -83,6 +83,21 @@ class SqlAccountRepository:
         )
         return bool(result.rowcount == 1)
 
+    def activate(self, account_id: str, *, now: datetime) -> bool:
+        """PENDING_GUARDIAN_CONSENT -> ACTIVE (the guardian consented)."""
+        a = t.accounts.c
+        result = self._c.execute(
+            update(t.accounts)
+            .where(a.id == account_id, a.status == AccountStatus.PENDING_GUARDIAN_CONSENT.value)
+            .values(status=AccountStatus.ACTIVE.value, updated_at=now)
+        )
+        return bool(result.rowcount == 1)
+
+    def delete(self, account_id: str) -> bool:
+        """Destroy the account row; sessions, SNS links and consent requests cascade."""
+        result = self._c.execute(delete(t.accounts).where(t.accounts.c.id == account_id))
+        return bool(result.rowcount == 1)
+
     def replace_password_hash(
         self, account_id: str, *, expected: str, new: str | None, now: datetime
     ) -> bool:
@@ -153,8 +168,12 @@ class SqlAccountRepository:
         )
 
     # -- reads ---------------------------------------------------------------------------
-    def get(self, account_id: str) -> Account | None:
-        row = self._c.execute(select(t.accounts).where(t.accounts.c.id == account_id)).first()
+    def get(self, account_id: str, *, for_update: bool = False) -> Account | None:
+        query = select(t.accounts).where(t.accounts.c.id == account_id)
+        if for_update:
+            # PostgreSQL locks the row; SQLite's writers are serialised already (BEGIN IMMEDIATE).
+            query = query.with_for_update()
+        row = self._c.execute(query).first()
         return None if row is None else self._from_row(row._mapping)
 
     def get_by_email(self, email_key: str) -> Account | None:

@@ -1,25 +1,80 @@
-"""The outbox: events written in the state change's transaction, payloads encrypted."""
+"""The outbox: events written in the state change's transaction, payloads encrypted.
+
+Order is (created_at, position, id); `position` counts the events one transaction wrote, so two
+events of one transaction keep their order. An event is held back while an earlier event of its
+account is neither delivered nor dead: one NOT EXISTS subquery on the `account_id` index, in
+`due` and again in `claim`. A lease is the `next_attempt_at` a claim set; the writes that end a
+delivery match it exactly, so a dispatcher whose lease ran out changes nothing.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)
 
 from idservice.adapters.crypto import FieldCipher, FieldDecryptError
 from idservice.adapters.db import tables as t
 from idservice.adapters.db.encrypted_columns import OUTBOX_PAYLOAD
 from idservice.domain.events import Event
-from idservice.service_layer.ports import PendingEvent
+from idservice.domain.guardian_consent import ConsentRequestStatus
+from idservice.service_layer.ports import DueEvent, OutboxEntry, PendingEvent
+
+# What `last_error` holds at most (the column's width).
+ERROR_CHARS = 200
+
+_o = t.outbox.c
+
+
+def _order(table: Any) -> ColumnElement[Any]:
+    return tuple_(table.created_at, table.position, table.id)
+
+
+def _held_back() -> ColumnElement[bool]:
+    """An earlier event of the same account is neither delivered nor dead (correlated to the
+    outer `outbox`)."""
+    earlier = t.outbox.alias("earlier").c
+    return exists().where(
+        earlier.account_id == _o.account_id,
+        earlier.delivered_at.is_(None),
+        earlier.dead_at.is_(None),
+        _order(earlier) < _order(_o),
+    )
+
+
+def _under_lease(event_id: str, lease: datetime) -> ColumnElement[bool]:
+    return and_(
+        _o.id == event_id,
+        _o.delivered_at.is_(None),
+        _o.dead_at.is_(None),
+        _o.next_attempt_at == lease,
+    )
 
 
 class SqlOutboxRepository:
     def __init__(self, connection: Connection, cipher: FieldCipher) -> None:
         self._c = connection
         self._cipher = cipher
+        # One repository per unit of work: the positions of this transaction's events.
+        self._positions = 0
 
     def add(self, event: Event) -> None:
+        account_id = event.data.get("account_id")
         self._c.execute(
             insert(t.outbox).values(
                 id=event.id,
@@ -28,39 +83,49 @@ class SqlOutboxRepository:
                 created_at=event.occurred_at,
                 attempts=0,
                 next_attempt_at=event.occurred_at,
+                account_id=account_id if isinstance(account_id, str) else None,
+                position=self._positions,
             )
         )
+        self._positions += 1
 
-    def due(
-        self, *, now: datetime, limit: int, after: tuple[datetime, str] | None = None
-    ) -> list[tuple[str, datetime]]:
-        """(id, created_at) of undelivered events due by `now`, oldest first.
-
-        With `after` (a previous page's last (created_at, id)), only the events after it.
-        """
-        o = t.outbox.c
-        query = select(o.id, o.created_at).where(o.delivered_at.is_(None), o.next_attempt_at <= now)
+    def due(self, *, now: datetime, limit: int, after: DueEvent | None = None) -> list[DueEvent]:
+        query = select(_o.id, _o.created_at, _o.position).where(
+            _o.delivered_at.is_(None),
+            _o.dead_at.is_(None),
+            _o.next_attempt_at <= now,
+            ~_held_back(),
+        )
         if after is not None:
-            query = query.where(tuple_(o.created_at, o.id) > tuple_(*after))
-        rows = self._c.execute(query.order_by(o.created_at, o.id).limit(limit)).all()
-        return [(row.id, row.created_at) for row in rows]
+            query = query.where(_order(_o) > tuple_(after.created_at, after.position, after.id))
+        rows = self._c.execute(
+            query.order_by(_o.created_at, _o.position, _o.id).limit(max(limit, 0))
+        ).all()
+        return [
+            DueEvent(id=row.id, created_at=row.created_at, position=row.position) for row in rows
+        ]
 
     def claim(self, event_id: str, *, now: datetime, until: datetime) -> PendingEvent | None:
-        """Take a due event for delivery until `until` (a lease); None if another took it.
+        """Take an event `due` would hand out, for delivery until `until` (the lease).
 
         A dispatcher that dies mid-delivery leaves the lease to run out, and the event is sent
         again (at least once; receivers de-duplicate by `event_id`).
         """
-        o = t.outbox.c
         taken = self._c.execute(
             update(t.outbox)
-            .where(o.id == event_id, o.delivered_at.is_(None), o.next_attempt_at <= now)
+            .where(
+                _o.id == event_id,
+                _o.delivered_at.is_(None),
+                _o.dead_at.is_(None),
+                _o.next_attempt_at <= now,
+                ~_held_back(),
+            )
             .values(next_attempt_at=until)
         ).rowcount
         if taken != 1:
             return None
         row = self._c.execute(
-            select(o.type, o.attempts, o.payload_ct).where(o.id == event_id)
+            select(_o.type, _o.attempts, _o.payload_ct, _o.created_at).where(_o.id == event_id)
         ).one()
         try:
             body: bytes | None = OUTBOX_PAYLOAD.decrypt(
@@ -68,33 +133,119 @@ class SqlOutboxRepository:
             ).encode("utf-8")
         except FieldDecryptError:
             body = None  # e.g. its key left the ring: reported, retried, never blocking others
-        return PendingEvent(id=event_id, type=row.type, attempts=row.attempts, body=body)
-
-    def mark_delivered(self, event_id: str, *, now: datetime) -> None:
-        o = t.outbox.c
-        self._c.execute(
-            update(t.outbox)
-            .where(o.id == event_id, o.delivered_at.is_(None))
-            .values(delivered_at=now, attempts=o.attempts + 1)
+        return PendingEvent(
+            id=event_id, type=row.type, attempts=row.attempts, body=body, created_at=row.created_at
         )
 
-    def reschedule(
-        self, event_id: str, *, lease: datetime, attempts: int, next_attempt_at: datetime
+    def mark_delivered(
+        self,
+        event_id: str,
+        *,
+        lease: datetime,
+        now: datetime,
+        keep_while_pending: str | None = None,
     ) -> bool:
-        """Set the next attempt, only while the caller's lease is still the event's."""
-        o = t.outbox.c
+        """Record the delivery under the caller's lease; with `keep_while_pending`, delete the
+        event instead unless that consent request is still pending.
+
+        The UPDATE comes first: it holds the row, so a transaction closing the request that
+        deletes the delivered event (`delete_delivered_matching`) waits for this one and then
+        finds it delivered; a close committed before the DELETE below is seen by it.
+        """
+        recorded = self._c.execute(
+            update(t.outbox)
+            .where(_under_lease(event_id, lease))
+            .values(delivered_at=now, attempts=_o.attempts + 1)
+        ).rowcount
+        if recorded != 1:
+            return False
+        if keep_while_pending is not None:
+            r = t.guardian_consent_requests.c
+            pending = exists().where(
+                r.id == keep_while_pending, r.status == ConsentRequestStatus.PENDING.value
+            )
+            self._c.execute(delete(t.outbox).where(_o.id == event_id, ~pending))
+        return True
+
+    def reschedule(
+        self,
+        event_id: str,
+        *,
+        lease: datetime,
+        attempts: int,
+        next_attempt_at: datetime,
+        error: str,
+    ) -> bool:
         result = self._c.execute(
             update(t.outbox)
-            .where(o.id == event_id, o.delivered_at.is_(None), o.next_attempt_at == lease)
-            .values(attempts=attempts, next_attempt_at=next_attempt_at)
+            .where(_under_lease(event_id, lease))
+            .values(
+                attempts=attempts, next_attempt_at=next_attempt_at, last_error=error[:ERROR_CHARS]
+            )
         )
         return bool(result.rowcount == 1)
 
+    def mark_dead(
+        self, event_id: str, *, lease: datetime, attempts: int, now: datetime, error: str
+    ) -> bool:
+        result = self._c.execute(
+            update(t.outbox)
+            .where(_under_lease(event_id, lease))
+            .values(attempts=attempts, dead_at=now, last_error=error[:ERROR_CHARS])
+        )
+        return bool(result.rowcount == 1)
+
+    def replay_dead(self, event_ids: Collection[str] | None, *, now: datetime) -> int:
+        query = update(t.outbox).where(_o.delivered_at.is_(None), _o.dead_at.is_not(None))
+        if event_ids is not None:
+            if not event_ids:
+                return 0
+            query = query.where(_o.id.in_(sorted(set(event_ids))))
+        result = self._c.execute(
+            query.values(dead_at=None, attempts=0, next_attempt_at=now, last_error=None)
+        )
+        return int(result.rowcount)
+
+    def undelivered(self, *, limit: int) -> list[OutboxEntry]:
+        rows = self._c.execute(
+            select(
+                _o.id,
+                _o.type,
+                _o.attempts,
+                _o.created_at,
+                _o.next_attempt_at,
+                _o.dead_at,
+                _o.last_error,
+            )
+            .where(_o.delivered_at.is_(None))
+            .order_by(case((_o.dead_at.is_(None), 1), else_=0), _o.created_at, _o.position, _o.id)
+            .limit(max(limit, 0))
+        ).all()
+        return [
+            OutboxEntry(
+                id=row.id,
+                type=row.type,
+                attempts=row.attempts,
+                created_at=row.created_at,
+                next_attempt_at=row.next_attempt_at,
+                dead_at=row.dead_at,
+                last_error=row.last_error,
+            )
+            for row in rows
+        ]
+
+    def count_undelivered(self) -> tuple[int, int]:
+        dead = case((_o.dead_at.is_not(None), 1), else_=0)
+        row = self._c.execute(
+            select(func.count(), func.coalesce(func.sum(dead), 0)).where(_o.delivered_at.is_(None))
+        ).one()
+        total, dead_count = int(row[0]), int(row[1])
+        return total - dead_count, dead_count
+
     def purge_delivered(self, *, before: datetime) -> int:
         """Delete events delivered before `before` (their payloads may hold personal data)."""
-        o = t.outbox.c
         return self._c.execute(
-            delete(t.outbox).where(o.delivered_at.is_not(None), o.delivered_at < before)
+            delete(t.outbox).where(_o.delivered_at.is_not(None), _o.delivered_at < before)
         ).rowcount
 
     def delete_matching(self, event_type: str, *, key: str, values: set[str]) -> int:
@@ -103,17 +254,34 @@ class SqlOutboxRepository:
         Payloads are encrypted, so each candidate is decrypted once to be matched; one that
         cannot be decrypted is skipped (its key has left the ring: nobody can read it).
         """
-        if not values:
+        doomed = self._matching(event_type, key, values)
+        if not doomed:
             return 0
-        o = t.outbox.c
+        return self._c.execute(delete(t.outbox).where(_o.id.in_(doomed))).rowcount
+
+    def delete_delivered_matching(self, event_type: str, *, key: str, values: set[str]) -> int:
+        """As `delete_matching`, for delivered events only.
+
+        Candidates are matched whatever their state and the DELETE re-checks `delivered_at`:
+        an event whose delivery is being recorded right now is waited for (its row is held)
+        and deleted once that commits.
+        """
+        doomed = self._matching(event_type, key, values)
+        if not doomed:
+            return 0
+        return self._c.execute(
+            delete(t.outbox).where(_o.id.in_(doomed), _o.delivered_at.is_not(None))
+        ).rowcount
+
+    def _matching(self, event_type: str, key: str, values: set[str]) -> list[str]:
+        if not values:
+            return []
         doomed = []
-        for row in self._c.execute(select(o.id, o.payload_ct).where(o.type == event_type)):
+        for row in self._c.execute(select(_o.id, _o.payload_ct).where(_o.type == event_type)):
             try:
                 plain = OUTBOX_PAYLOAD.decrypt(self._cipher, row.id, row.payload_ct)
             except FieldDecryptError:
                 continue
             if json.loads(plain).get("data", {}).get(key) in values:
                 doomed.append(row.id)
-        if not doomed:
-            return 0
-        return self._c.execute(delete(t.outbox).where(o.id.in_(doomed))).rowcount
+        return doomed

@@ -40,6 +40,13 @@ class SqlSessionRepository:
         row = self._c.execute(select(t.sessions).where(t.sessions.c.id == session_id)).first()
         return None if row is None else _session(row._mapping)
 
+    def of_account(self, account_id: str) -> list[Session]:
+        s = t.sessions.c
+        rows = self._c.execute(
+            select(t.sessions).where(s.account_id == account_id).order_by(s.created_at.desc(), s.id)
+        ).all()
+        return [_session(row._mapping) for row in rows]
+
     def find_refresh(self, token_hash: str) -> RefreshRecord | None:
         row = self._c.execute(
             select(

@@ -131,9 +131,20 @@ class SqlSignupTicketRepository:
             },
             ensure_ascii=False,
         )
+        k = t.sns_signup_tickets.c
+        subject_index = self._cipher.blind_index(
+            f"{profile.provider.value}:{profile.subject}", purpose="sns-subject"
+        )
+        # One unused ticket per person: logging in again replaces it (no pile of profiles).
+        self._c.execute(
+            delete(t.sns_signup_tickets).where(
+                k.subject_index == subject_index, k.used_at.is_(None)
+            )
+        )
         self._c.execute(
             insert(t.sns_signup_tickets).values(
                 ticket_hash=ticket_hash,
+                subject_index=subject_index,
                 profile_ct=ec.SIGNUP_TICKET_PROFILE.encrypt(self._cipher, ticket_hash, document),
                 created_at=now,
                 expires_at=expires_at,

@@ -1,5 +1,5 @@
 """guardian consent journey (code attempts, resends, approval, outcomes), attempt counters,
-and outbox ordering and dead letters
+one unused SNS signup ticket per person, and outbox ordering and dead letters
 
 Revision ID: 0004
 Revises: 0003
@@ -54,6 +54,11 @@ def upgrade() -> None:
         sa.Column("blocked_until", sa.DateTime(timezone=True)),
         sa.PrimaryKeyConstraint("scope", "key_hash", name=op.f("pk_attempt_counters")),
     )
+    with op.batch_alter_table("sns_signup_tickets", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("subject_index", sa.String(length=64)))
+        batch_op.create_index(
+            batch_op.f("ix_sns_signup_tickets_subject_index"), ["subject_index"], unique=False
+        )
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.add_column(sa.Column("account_id", sa.String(length=36)))
         batch_op.add_column(sa.Column("position", sa.Integer(), nullable=False, server_default="0"))
@@ -71,6 +76,9 @@ def downgrade() -> None:
         batch_op.drop_column("dead_at")
         batch_op.drop_column("position")
         batch_op.drop_column("account_id")
+    with op.batch_alter_table("sns_signup_tickets", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_sns_signup_tickets_subject_index"))
+        batch_op.drop_column("subject_index")
     op.drop_table("attempt_counters")
     op.drop_index(op.f("ix_consent_outcomes_decided_at"), table_name="consent_outcomes")
     op.drop_table("consent_outcomes")

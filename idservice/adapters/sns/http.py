@@ -1,0 +1,122 @@
+"""HTTP for SNS providers: bounded JSON reads inside the caller's deadline, cache lifetimes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from idservice.domain.errors import DomainError, Reason
+from idservice.domain.sns import SnsProvider
+
+log = logging.getLogger(__name__)
+
+# Cache lifetimes when the provider sends no usable Cache-Control max-age, and the bounds kept.
+DEFAULT_CACHE_SECONDS = 3600.0
+MIN_CACHE_SECONDS = 60.0
+MAX_CACHE_SECONDS = 24 * 3600.0
+# Bound on what we read from a provider.
+MAX_RESPONSE_BYTES = 256 * 1024
+
+
+def token_invalid(why: str) -> DomainError:
+    """SNS_TOKEN_INVALID; `why` is logged at DEBUG (never the token), not sent to the caller."""
+    log.debug("SNS token refused: %s", why)
+    return DomainError(Reason.SNS_TOKEN_INVALID, "the SNS token or code is not valid")
+
+
+def unavailable(provider: SnsProvider, why: str) -> DomainError:
+    log.warning("%s unavailable: %s", provider.value, why)
+    return DomainError(
+        Reason.UPSTREAM_UNAVAILABLE,
+        "the SNS provider is unavailable; retry",
+        metadata={"provider": provider.value},
+    )
+
+
+@dataclass
+class Deadline:
+    """The caller's budget for every provider request of one call."""
+
+    ends_at: float
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(time.monotonic() + seconds)
+
+    def left(self) -> float:
+        return self.ends_at - time.monotonic()
+
+
+def cache_seconds(headers: httpx.Headers) -> float:
+    """The max-age of a Cache-Control header, bounded; the default when there is none."""
+    for part in headers.get("cache-control", "").split(","):
+        name, _, value = part.strip().partition("=")
+        if name.lower() == "max-age" and value.isdigit():
+            return min(max(float(value), MIN_CACHE_SECONDS), MAX_CACHE_SECONDS)
+        if name.lower() in ("no-store", "no-cache"):
+            return MIN_CACHE_SECONDS
+    return DEFAULT_CACHE_SECONDS
+
+
+def get_json(
+    client: httpx.Client,
+    url: str,
+    deadline: Deadline,
+    *,
+    provider: SnsProvider,
+    bearer: str = "",
+) -> tuple[dict[str, Any], float]:
+    """GET a JSON object within the deadline: (document, cache lifetime in seconds).
+
+    A 401 raises SNS_TOKEN_INVALID (only bearer calls get one); anything else that is not
+    a 2xx JSON object is UPSTREAM_UNAVAILABLE.
+    """
+    left = deadline.left()
+    if left <= 0:
+        raise unavailable(provider, "no time left in the caller's deadline")
+    headers = {"Accept": "application/json"}
+    if bearer:
+        headers["Authorization"] = f"Bearer {bearer}"
+    try:
+        with client.stream("GET", url, headers=headers, timeout=left) as response:
+            if bearer and response.status_code in (400, 401, 403):
+                raise token_invalid(f"provider refused the access token ({response.status_code})")
+            if response.status_code != 200:
+                raise unavailable(provider, f"answered {response.status_code}")
+            content = _read_bounded(response, deadline)
+            max_age = cache_seconds(response.headers)
+    except httpx.HTTPError as exc:
+        raise unavailable(provider, f"request failed ({type(exc).__name__})") from None
+    except _TooSlowOrLarge as exc:
+        raise unavailable(provider, str(exc)) from None
+    try:
+        document = json.loads(content)
+    except (ValueError, RecursionError):
+        raise unavailable(provider, "answer is not JSON") from None
+    if not isinstance(document, dict):
+        raise unavailable(provider, "answer is not a JSON object")
+    return document, max_age
+
+
+class _TooSlowOrLarge(Exception):
+    """An answer that outgrew MAX_RESPONSE_BYTES or the caller's deadline while arriving."""
+
+
+def _read_bounded(response: httpx.Response, deadline: Deadline) -> bytes:
+    """The body, read while it stays under MAX_RESPONSE_BYTES and inside the deadline (httpx's
+    timeouts bound each read, not the whole answer: a trickling provider is cut off here)."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            raise _TooSlowOrLarge("answer too large")
+        if deadline.left() <= 0:
+            raise _TooSlowOrLarge("answer still arriving at the caller's deadline")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,331 @@
+"""The guardian consent journey over gRPC, with the consent code read from the signed webhook.
+
+A child signs up → the webhook receives the request with the code → the guardian verifies
+(sandbox) → approves → the child logs in; and every refusal along the way.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+from sqlalchemy import select
+
+from idservice.adapters.db.encrypted_columns import ENCRYPTED_COLUMNS
+from idservice.bootstrap import App
+from idservice.service_layer.retention import Purge
+from idservice.v1 import account_pb2, common_pb2
+from idservice.v1 import guardian_consent_pb2 as pb
+from tests.conftest import make_settings
+from tests.e2e.test_privacy_at_rest import all_rows
+from tests.fakes.webhook import WebhookStandIn
+from tests.support.client import Client, Person, failure_of, new_mobile_number, new_person
+from tests.support.serving import FakeClock, serving
+
+CHILD_BIRTH = "2016-05-05"
+
+
+@pytest.fixture
+def hook() -> Iterator[WebhookStandIn]:
+    with WebhookStandIn() as stand_in:
+        yield stand_in
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def served(
+    tmp_path: Path, database_url: str, hook: WebhookStandIn, clock: FakeClock
+) -> Iterator[tuple[App, Client]]:
+    settings = make_settings(tmp_path, database_url, notify_webhook_url=hook.url)
+    with serving(settings, clock=clock) as pair:
+        yield pair
+
+
+class Journey:
+    """One child's signup and the guardian who must consent."""
+
+    def __init__(self, client: Client, hook: WebhookStandIn) -> None:
+        self.client, self.hook = client, hook
+        self.guardian = new_person(birth_date="1985-03-03", name="정보호")
+        self.child = new_person(birth_date=CHILD_BIRTH, name="정아이")
+        self.email = f"child-{uuid.uuid4().hex[:8]}@example.com"
+        signed = client.sign_up(
+            self.child,
+            email=self.email,
+            guardian=common_pb2.Guardian(name="정보호", phone_number=self.guardian.phone),
+        )
+        self.account_id = signed.account.id
+        self.request_id = signed.guardian_consent_request.id
+
+    def code(self, *, sent: int = 1) -> str:
+        """The code of the newest request event for this request (as the SMS sender sees it),
+        once `sent` of them have arrived."""
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            codes = [
+                str(document["data"]["consent_code"])
+                for document in (json.loads(d.body) for d in self.hook.received)
+                if document["type"] == "guardian_consent.requested"
+                and document["data"]["consent_request_id"] == self.request_id
+            ]
+            if len(codes) >= sent:
+                return codes[-1]
+            time.sleep(0.05)
+        raise AssertionError("no request event")
+
+    def token(self, person: Person | None = None) -> str:
+        return self.client.verify(person or self.guardian).verification_token
+
+    def approve(self, code: str, token: str | None = None) -> pb.ApproveConsentRequestResponse:
+        return self.client.guardian.ApproveConsentRequest(
+            pb.ApproveConsentRequestRequest(
+                id=self.request_id,
+                consent_code=code,
+                guardian_verification_token=token or self.token(),
+            )
+        )
+
+    def status(self) -> int:
+        return self.client.guardian.GetConsentRequest(
+            pb.GetConsentRequestRequest(id=self.request_id)
+        ).status
+
+
+def personal_ciphertexts(app: App) -> list[str]:
+    """The stored ciphertexts of the child's account and the guardian's name and phone."""
+    columns = [
+        c for c in ENCRYPTED_COLUMNS if c.table.name in ("accounts", "guardian_consent_requests")
+    ]
+    found: list[str] = []
+    with app.engine.connect() as connection:
+        for entry in columns:
+            column = entry.table.c[entry.column]
+            found += connection.execute(select(column).where(column.is_not(None))).scalars()
+    return found
+
+
+def raw_sqlite(app: App) -> str:
+    """The database file and its WAL, as text (ciphertexts are ASCII)."""
+    path = Path(str(app.engine.url.database))
+    files = sorted(path.parent.glob(path.name + "*"))
+    return b"".join(f.read_bytes() for f in files).decode("latin-1")
+
+
+def reason(call: object) -> str:
+    return failure_of(call).reason  # type: ignore[arg-type]
+
+
+def test_child_signs_up_guardian_approves_child_logs_in(
+    served: tuple[App, Client], hook: WebhookStandIn
+) -> None:
+    _app, client = served
+    journey = Journey(client, hook)
+    view = client.guardian.GetConsentRequest(pb.GetConsentRequestRequest(id=journey.request_id))
+    assert view.status == pb.CONSENT_REQUEST_STATUS_PENDING
+    assert view.masked_child_name == "정*이"
+    assert reason(lambda: client.login(journey.email)) == "ACCOUNT_PENDING_GUARDIAN_CONSENT"
+    approved = journey.approve(journey.code())
+    assert approved.ward_account_id == journey.account_id
+    assert journey.status() == pb.CONSENT_REQUEST_STATUS_APPROVED
+    session = client.login(journey.email).session
+    assert session.account_id == journey.account_id
+    types = [json.loads(d.body)["type"] for d in hook.wait_for(4)]
+    assert {"guardian_consent.approved", "account.activated"} <= set(types)
+    # Ids only in the approval events.
+    for delivery in hook.received:
+        document = json.loads(delivery.body)
+        if document["type"] in ("guardian_consent.approved", "account.activated"):
+            assert set(document["data"]) <= {"consent_request_id", "account_id"}
+    assert reason(lambda: journey.approve(journey.code())) == "CONSENT_REQUEST_CLOSED"
+
+
+def test_the_guardian_must_be_an_adult_another_person_at_the_given_contact(
+    served: tuple[App, Client], hook: WebhookStandIn
+) -> None:
+    _app, client = served
+    journey = Journey(client, hook)
+    code = journey.code()
+    minor = new_person(birth_date="2010-01-01")
+    minor = Person(minor.name, minor.birth_date, journey.guardian.phone, minor.seed)
+    assert reason(lambda: journey.approve(code, journey.token(minor))) == "GUARDIAN_NOT_ADULT"
+    same = Person(journey.guardian.name, "1980-01-01", journey.guardian.phone, journey.child.seed)
+    assert reason(lambda: journey.approve(code, journey.token(same))) == "GUARDIAN_SAME_PERSON"
+    elsewhere = Person("정보호", "1980-01-01", new_mobile_number(), str(uuid.uuid4()))
+    assert reason(lambda: journey.approve(code, journey.token(elsewhere))) == "GUARDIAN_MISMATCH"
+    # A right code with a wrong guardian does not use up the request: the guardian still can.
+    assert journey.approve(code).ward_account_id == journey.account_id
+
+
+def test_wrong_codes_are_refused_then_rate_limited(
+    served: tuple[App, Client], hook: WebhookStandIn
+) -> None:
+    _app, client = served
+    journey = Journey(client, hook)
+    right = journey.code()
+    wrong = "00000000" if right != "00000000" else "11111111"
+    for _ in range(5):
+        failure = failure_of(lambda: journey.approve(wrong))
+        assert (failure.code, failure.reason) == (
+            grpc.StatusCode.PERMISSION_DENIED,
+            "CONSENT_CODE_INVALID",
+        )
+    limited = failure_of(lambda: journey.approve(right))
+    assert (limited.code, limited.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED")
+    assert limited.retry_seconds is not None and limited.retry_seconds > 60
+
+
+def test_an_expired_request(
+    served: tuple[App, Client], hook: WebhookStandIn, clock: FakeClock
+) -> None:
+    _app, client = served
+    journey = Journey(client, hook)
+    code = journey.code()
+    token = journey.token()
+    clock.advance(timedelta(days=5, seconds=1))
+    assert journey.status() == pb.CONSENT_REQUEST_STATUS_EXPIRED
+    assert reason(lambda: journey.approve(code, token)) == "CONSENT_REQUEST_EXPIRED"
+
+
+def test_unknown_requests(served: tuple[App, Client]) -> None:
+    _app, client = served
+    for request_id in (str(uuid.uuid4()), "", "x" * 500):
+        ask = pb.GetConsentRequestRequest(id=request_id)
+        failure = failure_of(functools.partial(client.guardian.GetConsentRequest, ask))
+        assert (failure.code, failure.reason) == (
+            grpc.StatusCode.NOT_FOUND,
+            "CONSENT_REQUEST_NOT_FOUND",
+        )
+
+
+def test_rejection_destroys_the_child_and_the_guardian_contact(
+    served: tuple[App, Client], hook: WebhookStandIn
+) -> None:
+    app, client = served
+    journey = Journey(client, hook)
+    code = journey.code()
+    ciphertexts = personal_ciphertexts(app)
+    assert ciphertexts
+    answer = client.guardian.RejectConsentRequest(
+        pb.RejectConsentRequestRequest(id=journey.request_id, consent_code=code)
+    )
+    assert answer.status == pb.CONSENT_REQUEST_STATUS_REJECTED
+    assert journey.status() == pb.CONSENT_REQUEST_STATUS_REJECTED
+    assert reason(lambda: client.login(journey.email)) == "INVALID_CREDENTIALS"
+    types = [json.loads(d.body)["type"] for d in hook.wait_for(3)]
+    assert "guardian_consent.rejected" in types
+    # Nothing about the child or the guardian is left: not the rows, not their ciphertexts in
+    # the raw file (SQLite's free pages are zeroed), not the plaintext.
+    app.handle(Purge())  # the purge makes deletions final on disk (SQLite's WAL)
+    after, counts = all_rows(app.engine)
+    assert counts["accounts"] == 0 and counts["guardian_consent_requests"] == 0
+    raw = after + (raw_sqlite(app) if app.engine.dialect.name == "sqlite" else "")
+    for needle in (*ciphertexts, journey.child.name, journey.guardian.phone):
+        assert needle not in raw
+    # The child may sign up again (same person, new verification).
+    again = client.sign_up(
+        journey.child,
+        guardian=common_pb2.Guardian(name="정보호", phone_number=journey.guardian.phone),
+    )
+    assert again.account.status == common_pb2.ACCOUNT_STATUS_PENDING_GUARDIAN_CONSENT
+
+
+def test_resend_gives_a_fresh_code_and_is_rate_limited(
+    served: tuple[App, Client], hook: WebhookStandIn, clock: FakeClock
+) -> None:
+    _app, client = served
+    journey = Journey(client, hook)
+    old = journey.code()
+    resend = pb.ResendConsentNotificationRequest(id=journey.request_id)
+    assert reason(lambda: client.guardian.ResendConsentNotification(resend)) == "RATE_LIMITED"
+    clock.advance(timedelta(minutes=1, seconds=1))
+    client.guardian.ResendConsentNotification(resend)
+    new = journey.code(sent=2)
+    if new != old:  # 1 in 10^8 the fresh code is the same digits
+        assert reason(lambda: journey.approve(old)) == "CONSENT_CODE_INVALID"
+    assert journey.approve(new).ward_account_id == journey.account_id
+
+
+def test_the_guardians_rights_over_the_ward(
+    served: tuple[App, Client], hook: WebhookStandIn, clock: FakeClock
+) -> None:
+    _app, client = served
+    journey = Journey(client, hook)
+    journey.approve(journey.code())
+    g = client.guardian
+    token = journey.token()
+    wards = g.ListWards(pb.ListWardsRequest(guardian_verification_token=token)).wards
+    assert [w.id for w in wards] == [journey.account_id]
+    got = g.GetWard(
+        pb.GetWardRequest(guardian_verification_token=token, ward_account_id=journey.account_id)
+    )
+    assert got.account.name == "정아이"
+    phone = new_mobile_number()
+    updated = g.UpdateWard(
+        pb.UpdateWardRequest(
+            guardian_verification_token=token,
+            ward_account_id=journey.account_id,
+            phone_number=phone,
+        )
+    ).account
+    assert updated.phone_number == "+82" + phone.replace("-", "")[1:]
+    exported = json.loads(
+        g.ExportWardData(
+            pb.ExportWardDataRequest(
+                guardian_verification_token=token, ward_account_id=journey.account_id
+            )
+        ).document_json
+    )
+    assert exported["account"]["id"] == journey.account_id
+    assert exported["guardian"]["consent_status"] == "approved"
+    # Another verified adult is not the guardian.
+    stranger = journey.token(new_person(birth_date="1970-01-01"))
+    assert (
+        reason(
+            lambda: g.GetWard(
+                pb.GetWardRequest(
+                    guardian_verification_token=stranger, ward_account_id=journey.account_id
+                )
+            )
+        )
+        == "NOT_GUARDIAN"
+    )
+    g.WithdrawWard(
+        pb.WithdrawWardRequest(
+            guardian_verification_token=token, ward_account_id=journey.account_id
+        )
+    )
+    assert reason(lambda: client.login(journey.email)) == "INVALID_CREDENTIALS"
+
+
+def test_the_guardians_rights_end_when_the_child_turns_14(
+    served: tuple[App, Client], hook: WebhookStandIn, clock: FakeClock
+) -> None:
+    _app, client = served
+    journey = Journey(client, hook)
+    journey.approve(journey.code())
+    clock.advance(timedelta(days=366 * 4))  # born 2016-05-05: 14 by 2030 at the latest
+    token = journey.token()
+    wards = client.guardian.ListWards(pb.ListWardsRequest(guardian_verification_token=token))
+    assert list(wards.wards) == []
+    assert (
+        reason(
+            lambda: client.guardian.WithdrawWard(
+                pb.WithdrawWardRequest(
+                    guardian_verification_token=token, ward_account_id=journey.account_id
+                )
+            )
+        )
+        == "NOT_GUARDIAN"
+    )
+    assert account_pb2  # the ward's own account is untouched
