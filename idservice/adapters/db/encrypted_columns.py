@@ -54,6 +54,8 @@ SNS_PICTURE = EncryptedColumn(t.sns_identities, "id", "picture_ct", "sns.picture
 SIGNUP_TICKET_PROFILE = EncryptedColumn(
     t.sns_signup_tickets, "ticket_hash", "profile_ct", "sns-ticket.profile"
 )
+CONNECTION_CLIENT_IP = EncryptedColumn(t.connection_log, "id", "client_ip_ct", "connection.ip")
+AUDIT_CLIENT_IP = EncryptedColumn(t.access_audit, "seq", "client_ip_ct", "audit.ip")
 IDEMPOTENT_RESPONSE = EncryptedColumn(t.idempotency_keys, "key_hash", "response_ct", "idempotency")
 OUTBOX_PAYLOAD = EncryptedColumn(t.outbox, "id", "payload_ct", "outbox")
 
@@ -71,6 +73,8 @@ ENCRYPTED_COLUMNS: tuple[EncryptedColumn, ...] = (
     SNS_NICKNAME,
     SNS_PICTURE,
     SIGNUP_TICKET_PROFILE,
+    CONNECTION_CLIENT_IP,
+    AUDIT_CLIENT_IP,
     IDEMPOTENT_RESPONSE,
     OUTBOX_PAYLOAD,
 )

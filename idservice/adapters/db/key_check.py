@@ -251,7 +251,7 @@ def _probe_stored_data(
                 if row is None:
                     continue
                 try:
-                    cipher.decrypt(row[1], context=spec.context(row[0]))
+                    cipher.decrypt(row[1], context=spec.context(str(row[0])))
                 except FieldDecryptError:
                     raise KeyRingMismatchError(
                         f"data key {key_id} cannot open the data stored under its id "

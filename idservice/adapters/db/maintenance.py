@@ -21,18 +21,16 @@ def reencrypt_all(engine: Engine, cipher: FieldCipher) -> dict[str, int]:
         key_col = spec.table.c[spec.key]
         value_col = spec.table.c[spec.column]
         done = 0
-        last = ""
+        last: object = None  # row keys are text or (the audit's sequence) integers
         while True:
             with engine.begin() as connection:
-                rows = connection.execute(
-                    select(key_col, value_col)
-                    .where(key_col > last, value_col.is_not(None))
-                    .order_by(key_col)
-                    .limit(BATCH_SIZE)
-                ).all()
+                query = select(key_col, value_col).where(value_col.is_not(None))
+                if last is not None:
+                    query = query.where(key_col > last)
+                rows = connection.execute(query.order_by(key_col).limit(BATCH_SIZE)).all()
                 for row_key, value in rows:
                     if cipher.needs_reencrypt(value):
-                        fresh = cipher.reencrypt(value, context=spec.context(row_key))
+                        fresh = cipher.reencrypt(value, context=spec.context(str(row_key)))
                         # Only if the value is still the one read: a concurrent write (already
                         # under the current key) or erasure must not be undone.
                         result = connection.execute(

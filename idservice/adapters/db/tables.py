@@ -271,3 +271,46 @@ key_checks = Table(
     Column("check_value", String(HASH), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
 )
+
+
+# 통신비밀보호법 시행령 제41조: who called what, when, from where, with what result — never a
+# body, token, password or CI/DI. The end user's address is personal data: encrypted.
+connection_log = Table(
+    "connection_log",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("occurred_at", UtcDateTime, nullable=False, index=True),
+    Column("method", String(128), nullable=False),
+    Column("account_id", String(ID), index=True),
+    Column("client_ip_ct", Text),
+    Column("code", String(32), nullable=False),
+    Column("reason", String(64)),
+)
+
+# 안전성 확보조치 기준 제8조: every access to a person's data on someone else's behalf, in one
+# hash chain (each row's hash covers the previous row's), kept at least 2 years.
+access_audit = Table(
+    "access_audit",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("occurred_at", UtcDateTime, nullable=False, index=True),
+    # The calling service's identity, and the guardian's CI blind index for guardian calls.
+    Column("actor", String(128), nullable=False),
+    Column("actor_guardian_index", String(HASH)),
+    Column("client_ip_ct", Text),
+    Column("subject_account_id", String(ID), nullable=False, index=True),
+    Column("action", String(64), nullable=False),
+    Column("prev_hash", String(HASH), nullable=False),
+    Column("row_hash", String(HASH), nullable=False),
+)
+
+# The chain's tail (for appending under a lock) and the anchor left by retention's deletions.
+audit_chain = Table(
+    "audit_chain",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("last_seq", Integer, nullable=False),
+    Column("last_hash", String(HASH), nullable=False),
+    Column("anchor_seq", Integer, nullable=False),
+    Column("anchor_hash", String(HASH), nullable=False),
+)
