@@ -45,6 +45,7 @@ from idservice.config import ConfigError, Settings
 from idservice.domain.errors import DomainError
 from idservice.domain.lockout import LockoutPolicy
 from idservice.domain.sns import SnsProvider
+from idservice.service_layer.connection_log import ConnectionRecorder, RecordConnections
 from idservice.service_layer.policy import Policy
 from idservice.service_layer.ports import EventSink, IdentityProvider, SnsIdentityProvider
 from idservice.service_layer.registry import USE_CASES
@@ -64,6 +65,13 @@ class App:
     engine: Engine
     cipher: FieldCipher
     closers: list[Callable[[], None]] = field(default_factory=list)
+    # Connection-log entries of the calls served, written in batches (see `connection_log`).
+    connections: ConnectionRecorder = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.connections = ConnectionRecorder(
+            lambda entries: self.use_cases.handle(RecordConnections(entries))
+        )
 
     @property
     def deps(self) -> Dependencies:
@@ -96,6 +104,10 @@ class App:
         return reencrypt_all(self.engine, self.cipher)
 
     def close(self) -> None:
+        try:
+            self.connections.flush()
+        except Exception as exc:
+            log.warning("connection log entries lost at close: %s", type(exc).__name__)
         for close in reversed(self.closers):
             try:
                 close()
@@ -214,7 +226,9 @@ def policy_from(settings: Settings) -> Policy:
         refresh_token_ttl=settings.refresh_token_ttl,
         guardian_consent_window=settings.guardian_consent_window,
         rejoin_cooldown=settings.rejoin_cooldown,
+        connection_log_retention=settings.connection_log_retention,
         lockout=LockoutPolicy(settings.lockout_threshold, settings.lockout_duration),
+        access_audit_retention=settings.access_audit_retention,
     )
 
 
@@ -224,7 +238,8 @@ def migrate_database(settings: Settings) -> str:
         settings.database_url, pool_size=1, create_directory=settings.creates_database_directory
     )
     try:
-        migrations.upgrade(engine)
+        with migrations.startup_lock(engine):
+            migrations.upgrade(engine)
         return migrations.current_revision(engine) or "none"
     finally:
         engine.dispose()
@@ -250,13 +265,16 @@ def build_app(
         create_directory=settings.creates_database_directory,
     )
     try:
-        if migrate:
-            migrations.upgrade(engine)
-        ring = (
-            configured_ring if configured_ring is not None else load_dev_key_ring(settings, engine)
-        )
-        cipher = FieldCipher(ring)
-        check_key_ring(engine, cipher, clock())
+        with migrations.startup_lock(engine):
+            if migrate:
+                migrations.upgrade(engine)
+            ring = (
+                configured_ring
+                if configured_ring is not None
+                else load_dev_key_ring(settings, engine)
+            )
+            cipher = FieldCipher(ring)
+            check_key_ring(engine, cipher, clock())
         signing_key = configured_signer or load_signer(settings)
     except BaseException:
         engine.dispose()

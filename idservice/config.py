@@ -19,6 +19,8 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DATABASE_URL = re.compile(r"^(sqlite(\+pysqlite)?|postgresql(\+psycopg)?)://")
 # Contract §2: access tokens live at most 15 minutes.
 MAX_ACCESS_TOKEN_TTL = timedelta(minutes=15)
+# 안전성 확보조치 기준 제8조: records of access to personal data are kept at least 2 years.
+MIN_ACCESS_AUDIT_RETENTION = timedelta(days=730)
 # Contract §1: with no configuration the service keeps its SQLite file under ./var/, which it
 # creates. Any other SQLite URL must name a directory that exists: a typo in the path is an
 # error, not a new directory with an empty database in it.
@@ -210,6 +212,7 @@ class Settings:
     guardian_consent_window: timedelta = _env(parse_duration, timedelta(days=5))
     rejoin_cooldown: timedelta = _env(parse_duration, timedelta(days=30))
     connection_log_retention: timedelta = _env(parse_duration, timedelta(days=90))
+    access_audit_retention: timedelta = _env(parse_duration, MIN_ACCESS_AUDIT_RETENTION)
     lockout_threshold: int = _env(_parse_int(1, 1000), 5)
     lockout_duration: timedelta = _env(parse_duration, timedelta(minutes=15))
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = _env(
@@ -276,6 +279,10 @@ class Settings:
                 raise ConfigError(PREFIX + name.upper(), "must be longer than 0s")
         if self.access_token_ttl > MAX_ACCESS_TOKEN_TTL:
             raise ConfigError(PREFIX + "ACCESS_TOKEN_TTL", "must be at most 15m")
+        if self.access_audit_retention < MIN_ACCESS_AUDIT_RETENTION:
+            raise ConfigError(
+                PREFIX + "ACCESS_AUDIT_RETENTION", "must be at least 730d (2 years, by law)"
+            )
         if not _DATABASE_URL.match(self.database_url):
             raise ConfigError(
                 PREFIX + "DATABASE_URL", "expected a sqlite:// or postgresql+psycopg:// URL"

@@ -63,6 +63,8 @@ class Consents:
     marketing_opt_in: bool
     marketing_updated_at: datetime
     processing_suspended: bool = False
+    third_party_opt_in: bool = False
+    third_party_updated_at: datetime | None = None
 
 
 @dataclass(slots=True)

@@ -29,6 +29,8 @@ class EventType(StrEnum):
     GUARDIAN_CONSENT_REJECTED = "guardian_consent.rejected"
     GUARDIAN_CONSENT_EXPIRED = "guardian_consent.expired"
     MARKETING_RECONFIRMATION_DUE = "marketing_consent.reconfirmation_due"
+    # Beyond contract §4: other systems must stop marketing (or provision) at once.
+    CONSENTS_UPDATED = "consents.updated"
     SESSION_REUSE_DETECTED = "session.reuse_detected"
 
 
@@ -135,6 +137,26 @@ def marketing_reconfirmation_due(*, account_id: str, opted_in_at: datetime, now:
     return Event(
         EventType.MARKETING_RECONFIRMATION_DUE,
         {"account_id": account_id, "opted_in_at": utc_text(opted_in_at)},
+        now,
+    )
+
+
+def consents_updated(
+    *,
+    account_id: str,
+    marketing_opt_in: bool,
+    third_party_provision_opt_in: bool,
+    processing_suspended: bool,
+    now: datetime,
+) -> Event:
+    return Event(
+        EventType.CONSENTS_UPDATED,
+        {
+            "account_id": account_id,
+            "marketing_opt_in": marketing_opt_in,
+            "third_party_provision_opt_in": third_party_provision_opt_in,
+            "processing_suspended": processing_suspended,
+        },
         now,
     )
 

@@ -1,4 +1,5 @@
-"""The `idservice` command: serve, migrate, purge, dispatch, outbox, reencrypt (and --version)."""
+"""The `idservice` command: serve, migrate, purge, dispatch, outbox, audit, reencrypt (and
+--version)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from idservice.config import ConfigError, Settings
 from idservice.domain.errors import DomainError
 from idservice.domain.instants import utc_text
+from idservice.entrypoints.logs import configure_logging
 
 if TYPE_CHECKING:
     from idservice.service_layer.dispatch import OutboxListing
@@ -26,18 +28,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("idservice")
 
 
-# Libraries whose INFO lines are noise, or (httpx) would log upstream URLs with ids.
-QUIET_LOGGERS = ("alembic", "httpx", "httpcore")
-
-
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    """One JSON object per line on stderr (timestamp, level, logger, event; a request id during
+    calls), at IDSERVICE_LOG_LEVEL: see `idservice.entrypoints.logs`."""
+    configure_logging(level)
 
 
 def _settings() -> Settings:
@@ -189,12 +183,31 @@ def _print_outbox(listing: OutboxListing) -> None:
         print(f"not shown: {hidden} (see --limit)")  # noqa: T201
 
 
+def cmd_audit(settings: Settings, _args: argparse.Namespace) -> int:
+    """`audit verify`: check the access audit's hash chain; exit 1 at the first break."""
+    from idservice.bootstrap import build_app
+    from idservice.service_layer.audit import VerifyAccessAudit
+
+    app = build_app(settings)
+    try:
+        result = app.handle(VerifyAccessAudit())
+    finally:
+        app.close()
+    print(f"records checked: {result.checked}")  # noqa: T201
+    if result.broken is not None:
+        print(f"broken at {result.broken.describe()}")  # noqa: T201
+        return 1
+    print(f"ok (last seq {result.last.seq}, hash {result.last.hash})")  # noqa: T201
+    return 0
+
+
 COMMANDS = {
     "serve": cmd_serve,
     "migrate": cmd_migrate,
     "purge": cmd_purge,
     "dispatch": cmd_dispatch,
     "outbox": cmd_outbox,
+    "audit": cmd_audit,
     "reencrypt": cmd_reencrypt,
 }
 
@@ -217,7 +230,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "run every retention job once and print counts",
         "Run every retention and destruction job once (expired verifications and idempotent "
         "responses, ended sessions, finished re-join holds, child accounts whose guardian "
-        "consent window ended, delivered outbox events) and print how many of each it "
+        "consent window ended, delivered outbox events, connection-log entries older than "
+        "IDSERVICE_CONNECTION_LOG_RETENTION) and print how many of each it "
         "destroyed: counts only, no personal data. serve runs it every "
         "IDSERVICE_PURGE_INTERVAL.",
     ),
@@ -233,6 +247,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "Inspect the outbox in IDSERVICE_DATABASE_URL: `list` shows the events not yet "
         "delivered and the dead letters (given up on after 20 failed attempts and 72 hours), "
         "`replay` queues dead letters again. Payloads are never shown.",
+    ),
+    "audit": (
+        "check the access audit's hash chain",
+        "Check the access audit in IDSERVICE_DATABASE_URL: the hash-chained records of every "
+        "access to a person's data on someone else's behalf (a guardian's calls).",
     ),
     "reencrypt": (
         "re-encrypt personal fields under the current data key",
@@ -255,6 +274,18 @@ OUTBOX_ACTIONS: dict[str, tuple[str, str]] = {
         "Put a dead letter (EVENT_ID) or every dead letter (--all) back in the queue: its "
         "attempts are reset and it is due at once; a running dispatcher delivers it. Prints "
         "how many were queued again; exits 1 when EVENT_ID names no dead event.",
+    ),
+}
+# `idservice audit` actions: (one-line help, description for its own --help).
+AUDIT_ACTIONS: dict[str, tuple[str, str]] = {
+    "verify": (
+        "check the hash chain; exit 1 at a break",
+        "Check the access audit's hash chain from its anchor (where retention last deleted) to "
+        "its tail: every record must match its hash and follow the one before it, and none may "
+        "be missing or added. Prints how many records were checked and `ok` with the last seq "
+        "and hash (keep it elsewhere to compare later); at a break, prints the seq where the "
+        "chain first breaks and how (altered, deleted, inserted), never a record's content, "
+        "and exits 1.",
     ),
 }
 CONFIGURATION_NOTE = (
@@ -306,6 +337,9 @@ def _parser() -> argparse.ArgumentParser:
     target = outbox["replay"].add_mutually_exclusive_group(required=True)
     target.add_argument("event_id", nargs="?", metavar="EVENT_ID", help="the dead event's id")
     target.add_argument("--all", action="store_true", help="every dead event")
+    audit = parsers["audit"].add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, (summary, details) in AUDIT_ACTIONS.items():
+        audit.add_parser(name, help=summary, description=details, epilog=CONFIGURATION_NOTE)
     return parser
 
 

@@ -1,6 +1,7 @@
-"""Background work beside the API: the database probe, the purge and the outbox dispatcher.
+"""Background work beside the API: the database probe, the purge, the outbox dispatcher and the
+connection log's writer.
 
-`idservice serve` runs all three in threads (the dispatcher unless
+`idservice serve` runs all four in threads (the dispatcher unless
 IDSERVICE_DISPATCH_IN_SERVE=false); `idservice dispatch` runs the dispatcher alone. Each loop
 ends when `stop` is set, and survives a failing round (e.g. the database is down) by logging its
 type and trying again on the next one.
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 DATABASE_PROBE_SECONDS = 2.0
 # How long a running dispatcher sleeps when nothing is due.
 DISPATCH_POLL_SECONDS = 1.0
+# How often the connection log's buffered entries are written: what a kill -9 can lose.
+CONNECTION_LOG_FLUSH_SECONDS = 1.0
 
 
 def probe_database(app: App, stop: threading.Event, on_change: Callable[[bool], None]) -> None:
@@ -68,6 +71,26 @@ def dispatch_until(app: App, stop: threading.Event, *, lease: timedelta = CLAIM_
             log.warning("outbox dispatch failed: %s", type(exc).__name__)
         if not delivered and sent < BATCH:
             stop.wait(DISPATCH_POLL_SECONDS)
+
+
+def write_connection_log(app: App, stop: threading.Event) -> None:
+    """Write the buffered connection-log entries every second until `stop` is set, then once
+    more. A failed write keeps the entries for the next round (logged once per outage)."""
+    failing = False
+    while True:
+        stopping = stop.wait(CONNECTION_LOG_FLUSH_SECONDS)
+        try:
+            app.connections.flush()
+        except Exception as exc:
+            if not failing:
+                log.warning("connection log write failed: %s (kept for retry)", type(exc).__name__)
+            failing = True
+        else:
+            if failing:
+                log.info("connection log written again")
+            failing = False
+        if stopping:
+            return
 
 
 def start_thread(name: str, target: Callable[[], None]) -> threading.Thread:

@@ -8,6 +8,7 @@ from datetime import datetime
 from idservice.domain.accounts import Account
 from idservice.domain.errors import DomainError, Reason
 from idservice.domain.sessions import Session
+from idservice.service_layer.call_context import identify
 from idservice.service_layer.ports import (
     AccessClaims,
     Clock,
@@ -54,7 +55,9 @@ def authenticate(
     access_token: str, *, tokens: TokenIssuer, uow: UnitOfWorkFactory, clock: Clock
 ) -> Caller:
     """Every account-bound call starts here: the token verified and its session live."""
-    return verify_access(access_token, tokens=tokens, uow=uow, now=clock())[0]
+    caller = verify_access(access_token, tokens=tokens, uow=uow, now=clock())[0]
+    identify(caller.account_id)
+    return caller
 
 
 def account_of(tx: UnitOfWork, caller: Caller) -> Account:
@@ -78,5 +81,6 @@ def authenticated_account(
     claims = tokens.verify(access_token, now=now)
     with uow(readonly=True) as tx:
         check_live(tx.sessions.get(claims.session_id), claims, now=now)
+        identify(claims.account_id)
         caller = Caller(account_id=claims.account_id, session_id=claims.session_id, amr=claims.amr)
         return account_of(tx, caller)

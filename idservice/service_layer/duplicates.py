@@ -85,9 +85,15 @@ def duplicate_of(tx: UnitOfWork, person: VerifiedPerson, *, now: datetime) -> Du
 
 
 def unique_violation_error(
-    tx: UnitOfWork, column: str, *, ci: str | None, di: str | None
+    tx: UnitOfWork, column: str, *, ci: str | None, di: str | None, now: datetime
 ) -> DomainError:
-    """The domain's answer to a unique index that refused an account's insert."""
+    """The domain's answer to a unique index that refused an account's insert: a live account,
+    or a withdrawn one's remains holding the re-join cooldown (a Withdraw that won the race)."""
     if column == "email_index":
         return email_taken()
-    return identity_registered(tx.accounts.find_by_identity(ci=ci, di=di))
+    existing = tx.accounts.find_by_identity(ci=ci, di=di)
+    if existing is not None:
+        return identity_registered(existing)
+    return identity_registered(
+        None, rejoin_after=tx.accounts.rejoin_hold_until(ci=ci, di=di, now=now)
+    )

@@ -20,4 +20,8 @@ class Policy:
     refresh_token_ttl: timedelta = timedelta(days=30)
     guardian_consent_window: timedelta = timedelta(days=5)
     rejoin_cooldown: timedelta = timedelta(days=30)
+    # 통신비밀보호법 시행령 제41조: connection-log entries are kept 3 months, then deleted.
+    connection_log_retention: timedelta = timedelta(days=90)
     lockout: LockoutPolicy = LockoutPolicy(threshold=5, duration=timedelta(minutes=15))
+    # 안전성 확보조치 기준 제8조: access-audit records are kept at least 2 years, then deleted.
+    access_audit_retention: timedelta = timedelta(days=730)

@@ -1,20 +1,39 @@
-"""The person's rights over their data: the export document and withdrawal (탈퇴).
+"""The person's rights over their data (개인정보 보호법 제35–37조): consents, the export
+document and withdrawal (탈퇴).
 
-One implementation serves the person (ExportPersonalData, Withdraw) and the legal guardian of a
-child under 14 (ExportWardData, WithdrawWard; privacy policy 제6조).
+One implementation serves the person (UpdateConsents, ExportPersonalData, Withdraw) and the
+legal guardian of a child under 14 (ExportWardData, WithdrawWard; privacy policy 제6조).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from idservice.domain import events
-from idservice.domain.accounts import Account
+from idservice.domain.accounts import Account, Consents
 from idservice.domain.age import age_band, seoul_today
+from idservice.domain.consents import ConsentChannel, ConsentRecord, ConsentType
+from idservice.domain.errors import DomainError, Reason
 from idservice.domain.ids import new_id
 from idservice.domain.instants import utc_text
+from idservice.domain.sns import SnsProvider
+from idservice.service_layer.auth import authenticate, load_account
+from idservice.service_layer.passwords import check_password
 from idservice.service_layer.policy import Policy
-from idservice.service_layer.ports import UnitOfWork
+from idservice.service_layer.ports import (
+    Clock,
+    PasswordHasher,
+    SnsCredential,
+    SnsIdentityProvider,
+    TokenIssuer,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+from idservice.service_layer.sns_login import sns_authenticate
+from idservice.service_layer.use_cases import Command
 
 # Version of the export document's shape (docs: the JSON Schema of the export).
 EXPORT_FORMAT = "idservice.export/1"
@@ -57,6 +76,18 @@ def export_document(tx: UnitOfWork, account: Account, *, now: datetime) -> dict[
             "marketing_opt_in": c.marketing_opt_in,
             "marketing_updated_at": _time(c.marketing_updated_at),
             "processing_suspended": c.processing_suspended,
+            "third_party_provision_opt_in": c.third_party_opt_in,
+            "third_party_provision_updated_at": _time(c.third_party_updated_at),
+            "history": [
+                {
+                    "type": r.consent_type.value,
+                    "version": r.version,
+                    "granted": r.granted,
+                    "channel": r.channel.value,
+                    "recorded_at": utc_text(r.recorded_at),
+                }
+                for r in tx.consent_records.of_account(account.id)
+            ],
         },
         "sign_in_methods": account.sign_in_methods,
         "sns_identities": [
@@ -75,6 +106,7 @@ def export_document(tx: UnitOfWork, account: Account, *, now: datetime) -> dict[
             "di_held": account.di is not None,
         },
         "guardian": guardian,
+        "wards": tx.guardian_consents.approved_wards(account.ci) if account.ci else [],
         "sessions": [
             {
                 "id": session.id,
@@ -89,11 +121,177 @@ def export_document(tx: UnitOfWork, account: Account, *, now: datetime) -> dict[
 
 
 def withdraw(tx: UnitOfWork, account: Account, *, now: datetime, policy: Policy) -> None:
-    """탈퇴 in the caller's transaction: the account and everything under it is deleted (sessions
-    end at once); only the CI/DI blind indexes stay, for the re-join cooldown."""
-    if account.ci or account.di:
-        tx.accounts.add_rejoin_hold(
-            new_id(), ci=account.ci, di=account.di, until=now + policy.rejoin_cooldown
-        )
-    tx.accounts.delete(account.id)
+    """탈퇴 in the caller's transaction: name, email, phone, birth date, password hash, SNS links,
+    verification data and sessions are deleted (access tokens stop working at once); only the
+    CI/DI blind indexes and the withdrawal time stay, under the unique indexes, for the re-join
+    cooldown; consent records stay as records."""
+    tx.accounts.withdraw(account.id, now=now, hold_until=now + policy.rejoin_cooldown)
     tx.outbox.add(events.account_withdrawn(account_id=account.id, now=now))
+
+
+def record_signup_consents(tx: UnitOfWork, account: Account, *, now: datetime) -> None:
+    """The consents of a SignUp, as records: terms and privacy policy with their versions, and
+    the optional ones that were given."""
+    c = account.consents
+    given: list[tuple[ConsentType, str | None]] = [
+        (ConsentType.TERMS, c.terms_version),
+        (ConsentType.PRIVACY_POLICY, c.privacy_policy_version),
+    ]
+    if c.marketing_opt_in:
+        given.append((ConsentType.MARKETING, None))
+    if c.third_party_opt_in:
+        given.append((ConsentType.THIRD_PARTY_PROVISION, None))
+    for kind, version in given:
+        _record(tx, account.id, kind, version, True, ConsentChannel.SIGNUP, now)
+
+
+def _record(
+    tx: UnitOfWork,
+    account_id: str,
+    kind: ConsentType,
+    version: str | None,
+    granted: bool,
+    channel: ConsentChannel,
+    now: datetime,
+) -> None:
+    tx.consent_records.add(
+        ConsentRecord(
+            id=new_id(),
+            account_id=account_id,
+            consent_type=kind,
+            version=version,
+            granted=granted,
+            channel=channel,
+            recorded_at=now,
+        )
+    )
+
+
+# -- UpdateConsents ------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True, repr=False)
+class UpdateConsents(Command[Consents]):
+    """None leaves a choice as it is."""
+
+    access_token: str
+    marketing_opt_in: bool | None = None
+    processing_suspended: bool | None = None
+    third_party_opt_in: bool | None = None
+
+
+def update_consents(
+    cmd: UpdateConsents, *, uow: UnitOfWorkFactory, tokens: TokenIssuer, clock: Clock
+) -> Consents:
+    """Opt in or out of marketing and third-party provision, suspend or resume processing: at
+    once, recorded, and told to other systems (`consents.updated`, IntrospectToken)."""
+    caller = authenticate(cmd.access_token, tokens=tokens, uow=uow, clock=clock)
+    now = clock()
+    with uow() as tx:
+        account = tx.accounts.get(caller.account_id, for_update=True)
+        if account is None:
+            raise DomainError(Reason.TOKEN_INVALID, "the account no longer exists")
+        c = account.consents
+        changes = [
+            (kind, new)
+            for kind, new, old in (
+                (ConsentType.MARKETING, cmd.marketing_opt_in, c.marketing_opt_in),
+                (ConsentType.THIRD_PARTY_PROVISION, cmd.third_party_opt_in, c.third_party_opt_in),
+                (
+                    ConsentType.PROCESSING_SUSPENSION,
+                    cmd.processing_suspended,
+                    c.processing_suspended,
+                ),
+            )
+            if new is not None and new != old
+        ]
+        for kind, new in changes:
+            _record(tx, account.id, kind, None, bool(new), ConsentChannel.UPDATE_CONSENTS, now)
+            if kind is ConsentType.MARKETING:
+                c.marketing_opt_in, c.marketing_updated_at = bool(new), now
+            elif kind is ConsentType.THIRD_PARTY_PROVISION:
+                c.third_party_opt_in, c.third_party_updated_at = bool(new), now
+            else:
+                c.processing_suspended = bool(new)
+        if changes:
+            tx.accounts.save_consents(account.id, c, now=now)
+            tx.outbox.add(
+                events.consents_updated(
+                    account_id=account.id,
+                    marketing_opt_in=c.marketing_opt_in,
+                    third_party_provision_opt_in=c.third_party_opt_in,
+                    processing_suspended=c.processing_suspended,
+                    now=now,
+                )
+            )
+        tx.commit()
+    return c
+
+
+# -- ExportPersonalData --------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True, repr=False)
+class ExportPersonalData(Command[str]):
+    access_token: str
+
+
+def export_personal_data(
+    cmd: ExportPersonalData, *, uow: UnitOfWorkFactory, tokens: TokenIssuer, clock: Clock
+) -> str:
+    """열람: everything held about the caller's account as one JSON document."""
+    caller = authenticate(cmd.access_token, tokens=tokens, uow=uow, clock=clock)
+    now = clock()
+    with uow(readonly=True) as tx:
+        account = tx.accounts.get(caller.account_id)
+        if account is None:
+            raise DomainError(Reason.TOKEN_INVALID, "the account no longer exists")
+        document = export_document(tx, account, now=now)
+    return json.dumps(document, ensure_ascii=False, sort_keys=True)
+
+
+# -- Withdraw ------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True, repr=False)
+class Withdraw(Command[None]):
+    """Re-authentication: the current password, or a fresh SNS sign-in of a linked identity."""
+
+    access_token: str
+    password: str = ""
+    sns_provider: SnsProvider | None = None
+    sns_credential: SnsCredential | None = None
+    timeout: float | None = None
+
+
+def withdraw_account(
+    cmd: Withdraw,
+    *,
+    uow: UnitOfWorkFactory,
+    hasher: PasswordHasher,
+    tokens: TokenIssuer,
+    sns: Mapping[SnsProvider, SnsIdentityProvider],
+    policy: Policy,
+    clock: Clock,
+) -> None:
+    caller = authenticate(cmd.access_token, tokens=tokens, uow=uow, clock=clock)
+    now = clock()
+    account = load_account(caller, uow=uow)
+    if cmd.password:
+        check_password(
+            account, cmd.password, now=now, uow=uow, hasher=hasher, lockout=policy.lockout
+        )
+    elif cmd.sns_credential is not None and (
+        cmd.sns_credential.id_token or cmd.sns_credential.authorization_code
+    ):
+        profile = sns_authenticate(
+            cmd.sns_provider, cmd.sns_credential, timeout=cmd.timeout, now=now, sns=sns
+        )
+        with uow(readonly=True) as tx:
+            link = tx.sns_identities.find(profile.provider, profile.subject)
+        if link is None or link.account_id != account.id:
+            raise DomainError(
+                Reason.REAUTHENTICATION_REQUIRED, "sign in again with an identity of this account"
+            )
+    else:
+        raise DomainError(
+            Reason.REAUTHENTICATION_REQUIRED,
+            "withdrawal needs the current password or a fresh SNS sign-in",
+        )
+    with uow() as tx:
+        withdraw(tx, account, now=now, policy=policy)
+        tx.commit()

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from idservice.domain import events
+from idservice.domain.consents import reconfirmation_due_on
 from idservice.domain.events import EventType
 from idservice.domain.guardian_consent import ConsentRequestStatus
+from idservice.service_layer.policy import Policy
 from idservice.service_layer.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from idservice.service_layer.use_cases import Command
 
@@ -21,6 +23,11 @@ EXPIRED_CONSENTS_PER_RUN = 500
 # What became of a destroyed consent request (ids, status, times: nothing personal) is kept this
 # long so that the app and the guardian can still ask; the request's window is 5 days by default.
 CONSENT_OUTCOME_RETENTION = timedelta(days=30)
+# Consent records are kept this long after they were made (전자상거래법 시행령 제6조: records of
+# contracts 5 years), then destroyed.
+CONSENT_RECORD_RETENTION = timedelta(days=5 * 365)
+# Reconfirmation reminders written per purge run; the next run takes the rest.
+RECONFIRMATIONS_PER_RUN = 1000
 # Attempt counters outlive their windows (10 minutes) by this much at most.
 ATTEMPT_COUNTER_RETENTION = timedelta(days=1)
 
@@ -30,7 +37,7 @@ class Purge(Command[dict[str, int]]):
     pass
 
 
-def purge(cmd: Purge, *, uow: UnitOfWorkFactory, clock: Clock) -> dict[str, int]:
+def purge(cmd: Purge, *, uow: UnitOfWorkFactory, policy: Policy, clock: Clock) -> dict[str, int]:
     """Run every destruction job once; returns counts only (never personal data)."""
     now = clock()
     with uow() as tx:
@@ -46,6 +53,13 @@ def purge(cmd: Purge, *, uow: UnitOfWorkFactory, clock: Clock) -> dict[str, int]
             "consent outcomes deleted": tx.guardian_consents.purge_outcomes(
                 before=now - CONSENT_OUTCOME_RETENTION
             ),
+            "consent records deleted": tx.consent_records.purge(
+                before=now - CONSENT_RECORD_RETENTION
+            ),
+            "marketing reconfirmations due": _marketing_reconfirmations(tx, now=now),
+            "connection log entries deleted": tx.connection_log.purge(
+                before=now - policy.connection_log_retention
+            ),
             "attempt counters deleted": tx.attempt_counters.purge_expired(
                 before=now - ATTEMPT_COUNTER_RETENTION
             ),
@@ -54,8 +68,35 @@ def purge(cmd: Purge, *, uow: UnitOfWorkFactory, clock: Clock) -> dict[str, int]
             ),
         }
         tx.commit()
+    # In a short transaction of its own: the audit's tail is locked (guardian calls wait on it)
+    # only while old records go, and no other lock is taken after it.
+    with uow() as tx:
+        counts["access audit records deleted"] = tx.access_audit.purge(
+            before=now - policy.access_audit_retention
+        )
+        tx.commit()
     uow.make_deletions_final()
     return counts
+
+
+def _marketing_reconfirmations(tx: UnitOfWork, *, now: datetime) -> int:
+    """정보통신망법 제50조⑧: once an opt-in turns two years old, `reconfirmation_due`, once."""
+    # Coarse bound first (two years ago less a day); the exact anniversary decides.
+    candidates = tx.accounts.marketing_reconfirmation_due(
+        now=now, opted_in_before=now - timedelta(days=365 * 2 - 1), limit=RECONFIRMATIONS_PER_RUN
+    )
+    due = 0
+    for account_id, opted_in_at in candidates:
+        if reconfirmation_due_on(opted_in_at) > now:
+            continue
+        tx.outbox.add(
+            events.marketing_reconfirmation_due(
+                account_id=account_id, opted_in_at=opted_in_at, now=now
+            )
+        )
+        tx.accounts.mark_reminded(account_id, now=now)
+        due += 1
+    return due
 
 
 def _expire_guardian_consents(tx: UnitOfWork, *, now: datetime) -> int:

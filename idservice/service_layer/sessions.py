@@ -13,7 +13,8 @@ from idservice.domain.age import age_band, seoul_today
 from idservice.domain.errors import DomainError, Reason
 from idservice.domain.ids import new_id
 from idservice.domain.sessions import RevokeReason, Session
-from idservice.service_layer.auth import MAX_TOKEN_LENGTH, verify_access
+from idservice.service_layer.auth import MAX_TOKEN_LENGTH, check_live
+from idservice.service_layer.call_context import identify
 from idservice.service_layer.policy import Policy
 from idservice.service_layer.ports import (
     Clock,
@@ -81,6 +82,7 @@ def _issue_tokens(
         now=now,
         expires_at=session.expires_at,
     )
+    identify(account.id)  # the call signs this account in (connection log)
     access = tokens.issue(
         account_id=account.id,
         session_id=session.id,
@@ -178,6 +180,10 @@ class Introspection:
     session_id: str = ""
     expires_at: datetime | None = None
     age_band: str = ""
+    # The account's choices now (UpdateConsents takes effect at once).
+    marketing_opt_in: bool = False
+    processing_suspended: bool = False
+    third_party_opt_in: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,16 +197,29 @@ def introspect(
     """RFC 7662 style: an unusable token is simply inactive."""
     if not cmd.access_token or len(cmd.access_token) > MAX_TOKEN_LENGTH:
         return Introspection(active=False)
+    now = clock()
     try:
-        caller, claims = verify_access(cmd.access_token, tokens=tokens, uow=uow, now=clock())
+        claims = tokens.verify(cmd.access_token, now=now)
     except DomainError:
         return Introspection(active=False)
+    with uow(readonly=True) as tx:
+        try:
+            check_live(tx.sessions.get(claims.session_id), claims, now=now)
+        except DomainError:
+            return Introspection(active=False)
+        account = tx.accounts.get(claims.account_id)
+    if account is None:
+        return Introspection(active=False)
+    c = account.consents
     return Introspection(
         active=True,
-        account_id=caller.account_id,
-        session_id=caller.session_id,
+        account_id=claims.account_id,
+        session_id=claims.session_id,
         expires_at=claims.expires_at,
         age_band=claims.age_band,
+        marketing_opt_in=c.marketing_opt_in,
+        processing_suspended=c.processing_suspended,
+        third_party_opt_in=c.third_party_opt_in,
     )
 
 

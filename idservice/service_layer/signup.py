@@ -34,6 +34,7 @@ from idservice.service_layer.ports import (
     UniqueViolation,
     UnitOfWorkFactory,
 )
+from idservice.service_layer.privacy import record_signup_consents
 from idservice.service_layer.sessions import start_session
 from idservice.service_layer.signup_replay import SignUpResult, first_result, replay_signup
 from idservice.service_layer.sns_login import (
@@ -82,6 +83,7 @@ class SignUp(Command[SignUpResult]):
     terms_version: str = ""
     privacy_policy_version: str = ""
     marketing_opt_in: bool = False
+    third_party_opt_in: bool = False
     guardian_given: bool = False
     guardian_name: str = ""
     guardian_phone_number: str = ""
@@ -341,13 +343,15 @@ def _create_account(
             ticket_hash(cmd.sns_signup_ticket, cipher=cipher), now=now
         ):
             raise ticket_invalid()
+        tx.accounts.release_expired_hold(ci=profile.ci, di=profile.di, now=now)
         duplicates.refuse_rejoin_hold(tx, ci=profile.ci, di=profile.di, now=now)
         try:
             tx.accounts.add(account, email_key=profile.email_key)
         except UniqueViolation as exc:
             raise duplicates.unique_violation_error(
-                tx, exc.column, ci=profile.ci, di=profile.di
+                tx, exc.column, ci=profile.ci, di=profile.di, now=now
             ) from None
+        record_signup_consents(tx, account, now=now)
         if profile.sns is not None:
             try:
                 tx.sns_identities.add(new_link(account.id, profile.sns, now=now))
@@ -410,5 +414,7 @@ def _new_account(
             # korea-rules Guardian 2: a pending child receives no marketing.
             marketing_opt_in=cmd.marketing_opt_in and not child,
             marketing_updated_at=now,
+            third_party_opt_in=cmd.third_party_opt_in and not child,
+            third_party_updated_at=now,
         ),
     )

@@ -3,19 +3,26 @@
 Every call is authorised by a guardian verification token (CompleteVerification of the guardian,
 not consumed, usable for its 30 minutes) whose CI is the ward's approved guardian; otherwise, and
 once the child turns 14, the answer is PERMISSION_DENIED NOT_GUARDIAN.
+
+Each access to a ward's data is recorded in the access audit, in the transaction of the access:
+the calling service (`actor`), the guardian (by CI), the client's address, the ward and the
+action; ListWards records one access per ward listed.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
+from typing import Protocol
 
 from idservice.domain.accounts import Account
 from idservice.domain.age import seoul_today
+from idservice.domain.audit import AuditAction
 from idservice.domain.errors import DomainError, Reason
 from idservice.domain.guardian_consent import needs_guardian_consent
 from idservice.service_layer import privacy, verification
+from idservice.service_layer.audit import UNKNOWN_ACTOR, record_access
 from idservice.service_layer.policy import Policy
 from idservice.service_layer.ports import Clock, SecretsCipher, UnitOfWork, UnitOfWorkFactory
 from idservice.service_layer.use_cases import Command
@@ -51,35 +58,80 @@ def _ward(tx: UnitOfWork, account_id: str, guardian_ci: str, *, today: date) -> 
     return account
 
 
+class _GuardianCall(Protocol):
+    """What every guardian call carries besides its own fields, for the access audit: who calls
+    (the calling service, as the transport authenticated or named it) and from where (the
+    client's address, "" if unknown)."""
+
+    @property
+    def actor(self) -> str: ...
+
+    @property
+    def client(self) -> str: ...
+
+
+def _audit(
+    tx: UnitOfWork,
+    cmd: _GuardianCall,
+    guardian_ci: str,
+    ward_id: str,
+    action: AuditAction,
+    *,
+    now: datetime,
+) -> None:
+    record_access(
+        tx,
+        actor=cmd.actor,
+        guardian_ci=guardian_ci,
+        client=cmd.client,
+        subject_account_id=ward_id,
+        action=action,
+        now=now,
+    )
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class ListWards(Command[list[Account]]):
     guardian_verification_token: str
+    actor: str = UNKNOWN_ACTOR
+    client: str = ""
 
 
 def list_wards(
     cmd: ListWards, *, uow: UnitOfWorkFactory, cipher: SecretsCipher, clock: Clock
 ) -> list[Account]:
     ci = _guardian_ci(cmd.guardian_verification_token, today_from=clock, uow=uow, cipher=cipher)
-    today = seoul_today(clock())
-    with uow(readonly=True) as tx:
-        wards = [
+    now = clock()
+    today = seoul_today(now)
+    with uow() as tx:
+        found = [
             tx.accounts.get(account_id) for account_id in tx.guardian_consents.approved_wards(ci)
         ]
-    return [w for w in wards if w is not None and needs_guardian_consent(w.birth_date, today)]
+        wards = [w for w in found if w is not None and needs_guardian_consent(w.birth_date, today)]
+        for ward in wards:
+            _audit(tx, cmd, ci, ward.id, AuditAction.LIST_WARDS, now=now)
+        tx.commit()
+    return wards
 
 
 @dataclass(frozen=True, slots=True, repr=False)
 class GetWard(Command[Account]):
     guardian_verification_token: str
     ward_account_id: str
+    actor: str = UNKNOWN_ACTOR
+    client: str = ""
 
 
 def get_ward(
     cmd: GetWard, *, uow: UnitOfWorkFactory, cipher: SecretsCipher, clock: Clock
 ) -> Account:
     ci = _guardian_ci(cmd.guardian_verification_token, today_from=clock, uow=uow, cipher=cipher)
-    with uow(readonly=True) as tx:
-        return _ward(tx, cmd.ward_account_id, ci, today=seoul_today(clock()))
+    now = clock()
+    with uow() as tx:
+        ward = _ward(tx, cmd.ward_account_id, ci, today=seoul_today(now))
+        _audit(tx, cmd, ci, ward.id, AuditAction.GET_WARD, now=now)
+        tx.commit()
+    return ward
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -88,6 +140,8 @@ class UpdateWard(Command[Account]):
     ward_account_id: str
     name: str | None = None
     phone_number: str | None = None
+    actor: str = UNKNOWN_ACTOR
+    client: str = ""
 
 
 def update_ward(
@@ -102,6 +156,7 @@ def update_ward(
     now = clock()
     with uow() as tx:
         ward = _ward(tx, cmd.ward_account_id, ci, today=seoul_today(now))
+        _audit(tx, cmd, ci, ward.id, AuditAction.UPDATE_WARD, now=now)
         tx.accounts.save_profile(ward.id, name=new_name, phone_number=new_phone, now=now)
         tx.commit()
     ward.name = new_name if new_name is not None else ward.name
@@ -113,6 +168,8 @@ def update_ward(
 class ExportWardData(Command[str]):
     guardian_verification_token: str
     ward_account_id: str
+    actor: str = UNKNOWN_ACTOR
+    client: str = ""
 
 
 def export_ward_data(
@@ -120,9 +177,11 @@ def export_ward_data(
 ) -> str:
     ci = _guardian_ci(cmd.guardian_verification_token, today_from=clock, uow=uow, cipher=cipher)
     now = clock()
-    with uow(readonly=True) as tx:
+    with uow() as tx:
         ward = _ward(tx, cmd.ward_account_id, ci, today=seoul_today(now))
         document = privacy.export_document(tx, ward, now=now)
+        _audit(tx, cmd, ci, ward.id, AuditAction.EXPORT_WARD_DATA, now=now)
+        tx.commit()
     return json.dumps(document, ensure_ascii=False, sort_keys=True)
 
 
@@ -130,6 +189,8 @@ def export_ward_data(
 class WithdrawWard(Command[None]):
     guardian_verification_token: str
     ward_account_id: str
+    actor: str = UNKNOWN_ACTOR
+    client: str = ""
 
 
 def withdraw_ward(
@@ -144,5 +205,6 @@ def withdraw_ward(
     now = clock()
     with uow() as tx:
         ward = _ward(tx, cmd.ward_account_id, ci, today=seoul_today(now))
+        _audit(tx, cmd, ci, ward.id, AuditAction.WITHDRAW_WARD, now=now)
         privacy.withdraw(tx, ward, now=now, policy=policy)
         tx.commit()

@@ -92,12 +92,14 @@ class ChangePasswordResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class UpdateConsentsRequest(_message.Message):
-    __slots__ = ("marketing_opt_in", "processing_suspended")
+    __slots__ = ("marketing_opt_in", "processing_suspended", "third_party_provision_opt_in")
     MARKETING_OPT_IN_FIELD_NUMBER: _ClassVar[int]
     PROCESSING_SUSPENDED_FIELD_NUMBER: _ClassVar[int]
+    THIRD_PARTY_PROVISION_OPT_IN_FIELD_NUMBER: _ClassVar[int]
     marketing_opt_in: bool
     processing_suspended: bool
-    def __init__(self, marketing_opt_in: _Optional[bool] = ..., processing_suspended: _Optional[bool] = ...) -> None: ...
+    third_party_provision_opt_in: bool
+    def __init__(self, marketing_opt_in: _Optional[bool] = ..., processing_suspended: _Optional[bool] = ..., third_party_provision_opt_in: _Optional[bool] = ...) -> None: ...
 
 class UpdateConsentsResponse(_message.Message):
     __slots__ = ("consents",)

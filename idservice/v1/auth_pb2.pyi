@@ -133,18 +133,24 @@ class IntrospectTokenRequest(_message.Message):
     def __init__(self, access_token: _Optional[str] = ...) -> None: ...
 
 class IntrospectTokenResponse(_message.Message):
-    __slots__ = ("active", "account_id", "session_id", "expires_at", "age_band")
+    __slots__ = ("active", "account_id", "session_id", "expires_at", "age_band", "marketing_opt_in", "processing_suspended", "third_party_provision_opt_in")
     ACTIVE_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     AGE_BAND_FIELD_NUMBER: _ClassVar[int]
+    MARKETING_OPT_IN_FIELD_NUMBER: _ClassVar[int]
+    PROCESSING_SUSPENDED_FIELD_NUMBER: _ClassVar[int]
+    THIRD_PARTY_PROVISION_OPT_IN_FIELD_NUMBER: _ClassVar[int]
     active: bool
     account_id: str
     session_id: str
     expires_at: _timestamp_pb2.Timestamp
     age_band: str
-    def __init__(self, active: _Optional[bool] = ..., account_id: _Optional[str] = ..., session_id: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., age_band: _Optional[str] = ...) -> None: ...
+    marketing_opt_in: bool
+    processing_suspended: bool
+    third_party_provision_opt_in: bool
+    def __init__(self, active: _Optional[bool] = ..., account_id: _Optional[str] = ..., session_id: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., age_band: _Optional[str] = ..., marketing_opt_in: _Optional[bool] = ..., processing_suspended: _Optional[bool] = ..., third_party_provision_opt_in: _Optional[bool] = ...) -> None: ...
 
 class GetJwksRequest(_message.Message):
     __slots__ = ()

@@ -25,25 +25,25 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19idservice/v1/common.proto\x12\x0cidservice.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9\x02\n\x07\x41\x63\x63ount\x12\n\n\x02id\x18\x01 \x01(\t\x12+\n\x06status\x18\x02 \x01(\x0e\x32\x1b.idservice.v1.AccountStatus\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x14\n\x0cphone_number\x18\x05 \x01(\t\x12\x12\n\nbirth_date\x18\x06 \x01(\t\x12\x10\n\x08\x61ge_band\x18\x07 \x01(\t\x12\x17\n\x0fsign_in_methods\x18\x08 \x03(\t\x12\x19\n\x11identity_verified\x18\t \x01(\x08\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x08\x63onsents\x18\x0b \x01(\x0b\x32\x16.idservice.v1.Consents\"\xc5\x01\n\x07Session\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x02 \x01(\t\x12;\n\x17\x61\x63\x63\x65ss_token_expires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rrefresh_token\x18\x04 \x01(\t\x12<\n\x18refresh_token_expires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe4\x01\n\x08\x43onsents\x12\x15\n\rterms_version\x18\x01 \x01(\t\x12\x1e\n\x16privacy_policy_version\x18\x02 \x01(\t\x12\x18\n\x10marketing_opt_in\x18\x03 \x01(\x08\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x14marketing_updated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14processing_suspended\x18\x06 \x01(\x08\".\n\x08Guardian\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cphone_number\x18\x02 \x01(\t\"\xc2\x01\n\rSnsCredential\x12+\n\x08provider\x18\x01 \x01(\x0e\x32\x19.idservice.v1.SnsProvider\x12\x10\n\x08id_token\x18\x02 \x01(\t\x12\r\n\x05nonce\x18\x03 \x01(\t\x12\x1a\n\x12\x61uthorization_code\x18\x04 \x01(\t\x12\x15\n\rcode_verifier\x18\x05 \x01(\t\x12\x14\n\x0credirect_uri\x18\x06 \x01(\t\x12\x1a\n\x12kakao_access_token\x18\x07 \x01(\t*\x95\x01\n\rAccountStatus\x12\x1e\n\x1a\x41\x43\x43OUNT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41\x43\x43OUNT_STATUS_ACTIVE\x10\x01\x12+\n\'ACCOUNT_STATUS_PENDING_GUARDIAN_CONSENT\x10\x02\x12\x1c\n\x18\x41\x43\x43OUNT_STATUS_WITHDRAWN\x10\x03*\\\n\x0bSnsProvider\x12\x1c\n\x18SNS_PROVIDER_UNSPECIFIED\x10\x00\x12\x17\n\x13SNS_PROVIDER_GOOGLE\x10\x01\x12\x16\n\x12SNS_PROVIDER_KAKAO\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19idservice/v1/common.proto\x12\x0cidservice.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9\x02\n\x07\x41\x63\x63ount\x12\n\n\x02id\x18\x01 \x01(\t\x12+\n\x06status\x18\x02 \x01(\x0e\x32\x1b.idservice.v1.AccountStatus\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x14\n\x0cphone_number\x18\x05 \x01(\t\x12\x12\n\nbirth_date\x18\x06 \x01(\t\x12\x10\n\x08\x61ge_band\x18\x07 \x01(\t\x12\x17\n\x0fsign_in_methods\x18\x08 \x03(\t\x12\x19\n\x11identity_verified\x18\t \x01(\x08\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x08\x63onsents\x18\x0b \x01(\x0b\x32\x16.idservice.v1.Consents\"\xc5\x01\n\x07Session\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x02 \x01(\t\x12;\n\x17\x61\x63\x63\x65ss_token_expires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rrefresh_token\x18\x04 \x01(\t\x12<\n\x18refresh_token_expires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd0\x02\n\x08\x43onsents\x12\x15\n\rterms_version\x18\x01 \x01(\t\x12\x1e\n\x16privacy_policy_version\x18\x02 \x01(\t\x12\x18\n\x10marketing_opt_in\x18\x03 \x01(\x08\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x14marketing_updated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14processing_suspended\x18\x06 \x01(\x08\x12$\n\x1cthird_party_provision_opt_in\x18\x07 \x01(\x08\x12\x44\n third_party_provision_updated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\".\n\x08Guardian\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cphone_number\x18\x02 \x01(\t\"\xc2\x01\n\rSnsCredential\x12+\n\x08provider\x18\x01 \x01(\x0e\x32\x19.idservice.v1.SnsProvider\x12\x10\n\x08id_token\x18\x02 \x01(\t\x12\r\n\x05nonce\x18\x03 \x01(\t\x12\x1a\n\x12\x61uthorization_code\x18\x04 \x01(\t\x12\x15\n\rcode_verifier\x18\x05 \x01(\t\x12\x14\n\x0credirect_uri\x18\x06 \x01(\t\x12\x1a\n\x12kakao_access_token\x18\x07 \x01(\t*\x95\x01\n\rAccountStatus\x12\x1e\n\x1a\x41\x43\x43OUNT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41\x43\x43OUNT_STATUS_ACTIVE\x10\x01\x12+\n\'ACCOUNT_STATUS_PENDING_GUARDIAN_CONSENT\x10\x02\x12\x1c\n\x18\x41\x43\x43OUNT_STATUS_WITHDRAWN\x10\x03*\\\n\x0bSnsProvider\x12\x1c\n\x18SNS_PROVIDER_UNSPECIFIED\x10\x00\x12\x17\n\x13SNS_PROVIDER_GOOGLE\x10\x01\x12\x16\n\x12SNS_PROVIDER_KAKAO\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'idservice.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACCOUNTSTATUS']._serialized_start=1053
-  _globals['_ACCOUNTSTATUS']._serialized_end=1202
-  _globals['_SNSPROVIDER']._serialized_start=1204
-  _globals['_SNSPROVIDER']._serialized_end=1296
+  _globals['_ACCOUNTSTATUS']._serialized_start=1161
+  _globals['_ACCOUNTSTATUS']._serialized_end=1310
+  _globals['_SNSPROVIDER']._serialized_start=1312
+  _globals['_SNSPROVIDER']._serialized_end=1404
   _globals['_ACCOUNT']._serialized_start=77
   _globals['_ACCOUNT']._serialized_end=374
   _globals['_SESSION']._serialized_start=377
   _globals['_SESSION']._serialized_end=574
   _globals['_CONSENTS']._serialized_start=577
-  _globals['_CONSENTS']._serialized_end=805
-  _globals['_GUARDIAN']._serialized_start=807
-  _globals['_GUARDIAN']._serialized_end=853
-  _globals['_SNSCREDENTIAL']._serialized_start=856
-  _globals['_SNSCREDENTIAL']._serialized_end=1050
+  _globals['_CONSENTS']._serialized_end=913
+  _globals['_GUARDIAN']._serialized_start=915
+  _globals['_GUARDIAN']._serialized_end=961
+  _globals['_SNSCREDENTIAL']._serialized_start=964
+  _globals['_SNSCREDENTIAL']._serialized_end=1158
 # @@protoc_insertion_point(module_scope)

@@ -71,20 +71,24 @@ class Session(_message.Message):
     def __init__(self, account_id: _Optional[str] = ..., access_token: _Optional[str] = ..., access_token_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., refresh_token: _Optional[str] = ..., refresh_token_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Consents(_message.Message):
-    __slots__ = ("terms_version", "privacy_policy_version", "marketing_opt_in", "accepted_at", "marketing_updated_at", "processing_suspended")
+    __slots__ = ("terms_version", "privacy_policy_version", "marketing_opt_in", "accepted_at", "marketing_updated_at", "processing_suspended", "third_party_provision_opt_in", "third_party_provision_updated_at")
     TERMS_VERSION_FIELD_NUMBER: _ClassVar[int]
     PRIVACY_POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
     MARKETING_OPT_IN_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_AT_FIELD_NUMBER: _ClassVar[int]
     MARKETING_UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     PROCESSING_SUSPENDED_FIELD_NUMBER: _ClassVar[int]
+    THIRD_PARTY_PROVISION_OPT_IN_FIELD_NUMBER: _ClassVar[int]
+    THIRD_PARTY_PROVISION_UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     terms_version: str
     privacy_policy_version: str
     marketing_opt_in: bool
     accepted_at: _timestamp_pb2.Timestamp
     marketing_updated_at: _timestamp_pb2.Timestamp
     processing_suspended: bool
-    def __init__(self, terms_version: _Optional[str] = ..., privacy_policy_version: _Optional[str] = ..., marketing_opt_in: _Optional[bool] = ..., accepted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., marketing_updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., processing_suspended: _Optional[bool] = ...) -> None: ...
+    third_party_provision_opt_in: bool
+    third_party_provision_updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, terms_version: _Optional[str] = ..., privacy_policy_version: _Optional[str] = ..., marketing_opt_in: _Optional[bool] = ..., accepted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., marketing_updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., processing_suspended: _Optional[bool] = ..., third_party_provision_opt_in: _Optional[bool] = ..., third_party_provision_updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Guardian(_message.Message):
     __slots__ = ("name", "phone_number")

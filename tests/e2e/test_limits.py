@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from idservice.v1 import account_pb2, auth_pb2
+from idservice.v1 import auth_pb2
 from tests.support.client import Client, decode
 
 
@@ -18,11 +18,3 @@ def test_request_over_64_kib_is_validation_failed(client: Client) -> None:
     assert failure.code == grpc.StatusCode.INVALID_ARGUMENT
     assert failure.reason == "VALIDATION_FAILED"
     assert failure.fields == ["request"]
-
-
-def test_unimplemented_rpcs_carry_error_info(client: Client) -> None:
-    with pytest.raises(grpc.RpcError) as info:
-        client.accounts.Withdraw(account_pb2.WithdrawRequest())
-    failure = decode(info.value)
-    assert failure.code == grpc.StatusCode.UNIMPLEMENTED
-    assert (failure.reason, failure.domain) == ("UNIMPLEMENTED", "idservice.v1")

@@ -35,6 +35,7 @@ from idservice.entrypoints.grpc.server import create_server
 from idservice.v1 import account_pb2, auth_pb2, common_pb2
 from tests.conftest import make_settings
 from tests.support.client import STRONG_PASSWORD, Client, Person, decode, new_person
+from tests.support.json_logs import logged
 from tests.support.postgres import PostgresCluster, find_pg_bin
 from tests.support.server_process import (
     ServerProcess,
@@ -286,8 +287,8 @@ def test_fresh_defaults_create_var_and_serve_the_password_flow(workdir: Path) ->
         key_files = {path.name: path.read_bytes() for path in keys.iterdir()}
         assert key_files, "no development keys were written"
         logs = proc.logs()
-        assert re.search(r"WARNING .*development data keys", logs), logs
-        assert re.search(r"WARNING .*development signing key", logs), logs
+        assert logged(logs, "development data keys", level="warning"), logs
+        assert logged(logs, "development signing key", level="warning"), logs
 
         channel = proc.channel()
         serving = health_pb2.HealthCheckResponse.SERVING
@@ -396,7 +397,7 @@ def test_sigterm_during_signup_lets_it_finish_then_exits_zero(workdir: Path) -> 
         assert _connection_refused(proc.port)
         logs = proc.logs()
         assert "received SIGTERM: draining" in logs
-        assert re.search(r"INFO idservice: stopped$", logs, re.MULTILINE), logs
+        assert logged(logs, "stopped", level="info", logger="idservice"), logs
 
     # The SignUp was committed, not just answered.
     assert _account_ids(f"sqlite:///{workdir / 'var' / 'idservice.db'}") == [response.account.id]

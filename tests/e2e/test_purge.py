@@ -35,8 +35,12 @@ def test_purge_destroys_what_has_expired(tmp_path: Path, database_url: str) -> N
             "unconfirmed child accounts destroyed": 0,
             "expired SNS signup tickets deleted": 0,
             "consent outcomes deleted": 0,
+            "consent records deleted": 0,
+            "marketing reconfirmations due": 0,
+            "connection log entries deleted": 0,
             "attempt counters deleted": 0,
             "delivered events deleted": 0,
+            "access audit records deleted": 0,
         }
         clock.advance(timedelta(days=2))
         counts = app.handle(Purge())

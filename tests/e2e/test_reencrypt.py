@@ -13,7 +13,9 @@ from sqlalchemy import select
 
 from idservice.adapters.db.encrypted_columns import ENCRYPTED_COLUMNS
 from idservice.bootstrap import App
+from idservice.domain.audit import AuditAction
 from idservice.domain.sns import SnsProfile, SnsProvider
+from idservice.service_layer.audit import VerifyAccessAudit, record_access
 from idservice.service_layer.sns_login import new_link
 from idservice.v1 import account_pb2, common_pb2
 from tests.conftest import make_settings
@@ -38,7 +40,7 @@ def _ciphertexts(app: App) -> dict[str, list[str]]:
 
 def _fill_every_encrypted_column(app: App, client: Client) -> str:
     """An adult (idempotent signup) with a Kakao link, a child with a guardian, an unused
-    verification and an SNS signup ticket."""
+    verification, an SNS signup ticket, and the connection log of those calls."""
     email = f"rotate-{uuid.uuid4().hex[:8]}@example.com"
     adult = client.sign_up(new_person(), email=email, idempotency_key=str(uuid.uuid4()))
     now = datetime.now(UTC)
@@ -46,6 +48,16 @@ def _fill_every_encrypted_column(app: App, client: Client) -> str:
     with app.deps.uow() as tx:
         tx.sns_identities.add(new_link(adult.account.id, profile, now=now))
         tx.signup_tickets.add("f" * 64, profile, now=now, expires_at=now + timedelta(minutes=15))
+        # An access-audit record (its client address is encrypted, and hashed into the chain).
+        record_access(
+            tx,
+            actor="claimed:support-tool",
+            guardian_ci=None,
+            client="192.0.2.1",
+            subject_account_id=adult.account.id,
+            action=AuditAction.GET_WARD,
+            now=now,
+        )
         tx.commit()
     child = new_person(birth_date="2018-05-05")
     client.sign_up(
@@ -53,6 +65,9 @@ def _fill_every_encrypted_column(app: App, client: Client) -> str:
         guardian=common_pb2.Guardian(name="김보호", phone_number="010-9876-5432"),
     )
     client.verify(new_person())  # a verification waiting to be used
+    # The calls' connection-log entries (with the client's address) are written now, not in
+    # the background a second later.
+    assert app.connections.flush() > 0
     return email
 
 
@@ -70,6 +85,8 @@ def test_rotation_moves_every_column_and_the_old_key_can_go(
     with serving(rotated) as (app, _client):
         counts = app.reencrypt()
         after = _ciphertexts(app)
+        # Re-encrypted client addresses still hash into the access audit's chain as before.
+        assert app.handle(VerifyAccessAudit()).broken is None
     assert set(counts) == set(before)
     assert all(counts[column] == len(values) for column, values in before.items()), counts
     assert all(value.startswith("v1.k2.") for values in after.values() for value in values)

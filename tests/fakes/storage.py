@@ -23,6 +23,9 @@ from typing import Any, Self
 
 from idservice.domain.errors import server_busy
 from tests.fakes.storage_accounts import FakeAccountRepository
+from tests.fakes.storage_audit import FakeAccessAuditRepository
+from tests.fakes.storage_connection_log import FakeConnectionLog
+from tests.fakes.storage_consent_records import FakeConsentRecordRepository
 from tests.fakes.storage_consents import FakeAttemptCounterRepository, FakeGuardianConsentRepository
 from tests.fakes.storage_outbox import FakeOutboxRepository
 from tests.fakes.storage_records import (
@@ -62,6 +65,9 @@ class FakeUnitOfWork:
         self.sns_identities = FakeSnsIdentityRepository(self)
         self.signup_tickets = FakeSignupTicketRepository(self)
         self.attempt_counters = FakeAttemptCounterRepository(self)
+        self.access_audit = FakeAccessAuditRepository(self)
+        self.connection_log = FakeConnectionLog(self)
+        self.consent_records = FakeConsentRecordRepository(self)
 
     # -- StateAccess ---------------------------------------------------------------------
     def read(self) -> FakeState:

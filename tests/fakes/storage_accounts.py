@@ -6,7 +6,7 @@ import copy
 import dataclasses
 from datetime import date, datetime
 
-from idservice.domain.accounts import Account, AccountStatus
+from idservice.domain.accounts import Account, AccountStatus, Consents
 from idservice.domain.lockout import ATTEMPT_IN_FLIGHT_TTL, LockoutPolicy, LoginGate
 from idservice.service_layer.ports import UniqueViolation
 from tests.fakes.storage_state import (
@@ -27,6 +27,7 @@ def stored_account(account: Account) -> Account:
         a.consents,
         accepted_at=utc(a.consents.accepted_at),
         marketing_updated_at=utc(a.consents.marketing_updated_at),
+        third_party_updated_at=utc_or_none(a.consents.third_party_updated_at),
     )
     return dataclasses.replace(
         a,
@@ -98,7 +99,11 @@ class FakeAccountRepository:
     def delete_pending(self, account_id: str) -> bool:
         state = self._access.write()
         row = state.accounts.get(account_id)
-        if row is None or row.account.status is not AccountStatus.PENDING_GUARDIAN_CONSENT:
+        if (
+            row is None
+            or not row.live
+            or row.account.status is not AccountStatus.PENDING_GUARDIAN_CONSENT
+        ):
             return False
         state.drop_account(account_id)
         return True
@@ -169,31 +174,101 @@ class FakeAccountRepository:
         # `for_update`: writers are serialised already (one write lock), as on SQLite.
         state = self._access.read()
         row = state.accounts.get(account_id)
-        return None if row is None else loaded_account(state, row)
+        return None if row is None or not row.live else loaded_account(state, row)
 
     def get_by_email(self, email_key: str) -> Account | None:
         state = self._access.read()
         for row in state.accounts.values():
-            if email_key and row.email_key == email_key:
+            if email_key and row.email_key == email_key and row.live:
                 return loaded_account(state, row)
         return None
 
     def find_by_identity(self, *, ci: str | None, di: str | None) -> Account | None:
         state = self._access.read()
         for row in state.accounts.values():
-            if _matches_identity(ci, di, row.account.ci, row.account.di):
+            if row.live and _matches_identity(ci, di, row.account.ci, row.account.di):
                 return loaded_account(state, row)
         return None
+
+    # -- withdrawal and consents ---------------------------------------------------------
+    def withdraw(self, account_id: str, *, now: datetime, hold_until: datetime) -> bool:
+        state = self._access.write()
+        row = state.accounts.get(account_id)
+        if row is None or not row.live:
+            return False
+        ci, di = row.account.ci, row.account.di
+        state.drop_account(account_id)  # sessions, links and consent requests go with it
+        if ci is None and di is None:
+            return True
+        remains = copy.deepcopy(row.account)
+        remains.email, remains.name, remains.phone_number = None, "", ""
+        remains.password_hash = None
+        state.accounts[account_id] = AccountRow(
+            account=remains, email_key=None, withdrawn_at=utc(now), hold_until=utc(hold_until)
+        )
+        return True
+
+    def release_expired_hold(self, *, ci: str | None, di: str | None, now: datetime) -> None:
+        now = utc(now)
+        state = self._access.write()
+        for account_id, row in list(state.accounts.items()):
+            if (
+                not row.live
+                and row.hold_until is not None
+                and row.hold_until <= now
+                and _matches_identity(ci, di, row.account.ci, row.account.di)
+            ):
+                del state.accounts[account_id]
+
+    def save_consents(self, account_id: str, consents: Consents, *, now: datetime) -> None:
+        utc(now)
+        row = self._access.write().accounts.get(account_id)
+        if row is not None:
+            row.account.consents = dataclasses.replace(
+                copy.deepcopy(consents),
+                marketing_updated_at=utc(consents.marketing_updated_at),
+                third_party_updated_at=utc_or_none(consents.third_party_updated_at),
+            )
+
+    def marketing_reconfirmation_due(
+        self, *, now: datetime, opted_in_before: datetime, limit: int
+    ) -> list[tuple[str, datetime]]:
+        before = utc(opted_in_before)
+        due = [
+            (account_id, row.account.consents.marketing_updated_at)
+            for account_id, row in self._access.read().accounts.items()
+            if row.live
+            and row.account.consents.marketing_opt_in
+            and row.account.consents.marketing_updated_at <= before
+            and (
+                row.marketing_reminded_at is None
+                or row.marketing_reminded_at < row.account.consents.marketing_updated_at
+            )
+        ]
+        return sorted(due, key=lambda item: item[1])[:limit]
+
+    def mark_reminded(self, account_id: str, *, now: datetime) -> None:
+        row = self._access.write().accounts.get(account_id)
+        if row is not None:
+            row.marketing_reminded_at = utc(now)
 
     # -- re-join holds -------------------------------------------------------------------
     def rejoin_hold_until(
         self, *, ci: str | None, di: str | None, now: datetime
     ) -> datetime | None:
         now = utc(now)
+        state = self._access.read()
         running = [
             hold.until
-            for hold in self._access.read().rejoin_holds.values()
+            for hold in state.rejoin_holds.values()
             if _matches_identity(ci, di, hold.ci, hold.di) and hold.until > now
+        ] + [
+            row.hold_until
+            for row in state.accounts.values()
+            if not row.live
+            and row.hold_until is not None
+            and row.hold_until > now
+            and _matches_identity(ci, di, row.account.ci, row.account.di)
         ]
         return max(running, default=None)
 
@@ -211,4 +286,11 @@ class FakeAccountRepository:
         ended = [hold_id for hold_id, hold in state.rejoin_holds.items() if hold.until <= now]
         for hold_id in ended:
             del state.rejoin_holds[hold_id]
-        return len(ended)
+        remains = [
+            account_id
+            for account_id, row in state.accounts.items()
+            if not row.live and row.hold_until is not None and row.hold_until <= now
+        ]
+        for account_id in remains:
+            del state.accounts[account_id]
+        return len(ended) + len(remains)

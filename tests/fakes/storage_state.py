@@ -14,10 +14,12 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from idservice.domain.accounts import Account
+from idservice.domain.audit import ChainLink
+from idservice.domain.consents import ConsentRecord
 from idservice.domain.identity import VerifiedPerson
 from idservice.domain.sessions import Session
 from idservice.domain.sns import SnsProfile
-from idservice.service_layer.ports import NewConsentRequest, SnsLink
+from idservice.service_layer.ports import ConnectionEntry, NewConsentRequest, SnsLink
 
 
 class FakeIntegrityError(Exception):
@@ -50,6 +52,14 @@ class AccountRow:
     email_key: str | None
     attempts_in_flight: int = 0
     attempts_expire_at: datetime | None = None
+    marketing_reminded_at: datetime | None = None
+    # Set on a withdrawn account's remains (only its CI/DI are kept, until `hold_until`).
+    withdrawn_at: datetime | None = None
+    hold_until: datetime | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.withdrawn_at is None
 
 
 @dataclass
@@ -154,6 +164,29 @@ class TicketRow:
 
 
 @dataclass
+class AuditRow:
+    """An `access_audit` row (a test may change it, as a tamperer would change the SQL row)."""
+
+    seq: int
+    occurred_at: datetime
+    actor: str
+    guardian_ci: str | None
+    client: str
+    subject_account_id: str
+    action: str
+    prev_hash: str
+    row_hash: str
+
+
+@dataclass
+class AuditChainRow:
+    """The `audit_chain` row: the tail and the anchor."""
+
+    last: ChainLink
+    anchor: ChainLink
+
+
+@dataclass
 class FakeState:
     """Every table, keyed by primary key (dicts keep insertion order)."""
 
@@ -171,6 +204,12 @@ class FakeState:
     # SnsLink is frozen and holds only immutable values: a row is replaced, never changed.
     sns_identities: dict[str, SnsLink] = field(default_factory=dict)
     signup_tickets: dict[str, TicketRow] = field(default_factory=dict)
+    # The access audit by seq, and its chain row (None before the first append).
+    access_audit: dict[int, AuditRow] = field(default_factory=dict)
+    audit_chain: AuditChainRow | None = None
+    consent_records: list[ConsentRecord] = field(default_factory=list)
+    # One entry per RPC, in the order recorded (the SQL rows' ids are random).
+    connection_log: list[ConnectionEntry] = field(default_factory=list)
 
     def sns_providers(self, account_id: str) -> tuple[str, ...]:
         """The providers linked to an account, sorted (as `Account.sns_providers` reads)."""

@@ -657,10 +657,13 @@ def test_the_guardian_exports_the_wards_data(svc: Harness) -> None:
     text = json.dumps(document)
     assert child.person.ci is not None and child.person.ci not in text
     assert child.person.di is not None and child.person.di not in text
-    # Exporting writes nothing, and the guardian's token stays usable.
-    commits = svc.uow.commits
+    # Exporting writes nothing but its access-audit record, and the guardian's token stays usable.
+    before = svc.uow.committed()
     svc.handle(ExportWardData(guardian_verification_token=token, ward_account_id=child.account_id))
-    assert svc.uow.commits == commits
+    after = svc.uow.committed()
+    assert len(after.access_audit) == len(before.access_audit) + 1
+    after.access_audit, after.audit_chain = before.access_audit, before.audit_chain
+    assert after == before
     assert_unused(svc, token)
 
 
@@ -671,7 +674,9 @@ def test_the_guardian_withdraws_the_ward(svc: Harness) -> None:
     svc.handle(WithdrawWard(guardian_verification_token=token, ward_account_id=child.account_id))
 
     state = svc.uow.committed()
-    assert child.account_id not in state.accounts
+    # Only the remains holding the ward's CI/DI indexes are left (no personal field, no session).
+    remains = state.accounts[child.account_id]
+    assert not remains.live and remains.account.email is None and remains.email_key is None
     assert not [s for s in state.sessions.values() if s.session.account_id == child.account_id]
     assert child.request_id not in state.consent_requests
     [withdrawn] = svc.uow.events("account.withdrawn")

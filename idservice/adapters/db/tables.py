@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.types import DateTime, TypeDecorator
 
@@ -62,9 +63,10 @@ accounts = Table(
     # Personal fields are AES-GCM ciphertexts; *_index columns are keyed blind indexes.
     Column("email_ct", Text),
     Column("email_index", String(HASH), unique=True),
-    Column("name_ct", Text, nullable=False),
-    Column("phone_ct", Text, nullable=False),
-    Column("birth_date_ct", Text, nullable=False),
+    # Empty only on a withdrawn account's remains (see `withdrawn_at`).
+    Column("name_ct", Text),
+    Column("phone_ct", Text),
+    Column("birth_date_ct", Text),
     Column("identity_verified", Boolean, nullable=False),
     Column("ci_ct", Text),
     Column("ci_index", String(HASH), unique=True),
@@ -82,8 +84,30 @@ accounts = Table(
     Column("marketing_opt_in", Boolean, nullable=False),
     Column("marketing_updated_at", UtcDateTime, nullable=False),
     Column("processing_suspended", Boolean, nullable=False, default=False),
+    Column("third_party_opt_in", Boolean, nullable=False, server_default=false()),
+    Column("third_party_updated_at", UtcDateTime),
+    # When the 2-year reconfirmation of the current marketing opt-in was asked for.
+    Column("marketing_reminded_at", UtcDateTime),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # A withdrawn account leaves only its CI/DI blind indexes (under the unique indexes above,
+    # which so hold the re-join cooldown) until `hold_until`; every personal field is gone.
+    Column("withdrawn_at", UtcDateTime),
+    Column("hold_until", UtcDateTime, index=True),
+)
+
+# Consent records (korea-rules Rights 3): each grant and withdrawal with its version, time and
+# channel; kept as records after the account is gone (no foreign key), for their own period.
+consent_records = Table(
+    "consent_records",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("account_id", String(ID), nullable=False, index=True),
+    Column("consent_type", String(32), nullable=False),
+    Column("version", String(64)),
+    Column("granted", Boolean, nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False, index=True),
 )
 
 sessions = Table(

@@ -11,6 +11,9 @@ from idservice.adapters.crypto import FieldCipher
 from idservice.adapters.db.errors import is_busy, is_unavailable
 from idservice.adapters.db.repositories.accounts import SqlAccountRepository
 from idservice.adapters.db.repositories.attempt_counters import SqlAttemptCounterRepository
+from idservice.adapters.db.repositories.audit import SqlAccessAuditRepository
+from idservice.adapters.db.repositories.connection_log import SqlConnectionLogRepository
+from idservice.adapters.db.repositories.consent_records import SqlConsentRecordRepository
 from idservice.adapters.db.repositories.guardian_consents import SqlGuardianConsentRepository
 from idservice.adapters.db.repositories.idempotency import SqlIdempotencyRepository
 from idservice.adapters.db.repositories.outbox import SqlOutboxRepository
@@ -40,6 +43,9 @@ class SqlUnitOfWork:
     sns_identities: SqlSnsIdentityRepository
     signup_tickets: SqlSignupTicketRepository
     attempt_counters: SqlAttemptCounterRepository
+    access_audit: SqlAccessAuditRepository
+    connection_log: SqlConnectionLogRepository
+    consent_records: SqlConsentRecordRepository
 
     def __init__(
         self, engine: Engine, cipher: FieldCipher, *, write_lock: threading.Lock | None = None
@@ -91,6 +97,9 @@ class SqlUnitOfWork:
         self.sns_identities = SqlSnsIdentityRepository(c, cipher)
         self.signup_tickets = SqlSignupTicketRepository(c, cipher)
         self.attempt_counters = SqlAttemptCounterRepository(c)
+        self.access_audit = SqlAccessAuditRepository(c, cipher)
+        self.connection_log = SqlConnectionLogRepository(c, cipher)
+        self.consent_records = SqlConsentRecordRepository(c)
         return self
 
     def commit(self) -> None:

@@ -7,7 +7,7 @@ from typing import Protocol
 
 from google.protobuf import timestamp_pb2
 
-from idservice.domain.accounts import Account, AccountStatus
+from idservice.domain.accounts import Account, AccountStatus, Consents
 from idservice.domain.age import AgePolicy, age_band, seoul_today
 from idservice.domain.sns import SnsProvider
 from idservice.service_layer.ports import SnsCredential
@@ -81,14 +81,20 @@ def account_message(account: Account, now: datetime) -> common_pb2.Account:
         sign_in_methods=account.sign_in_methods,
         identity_verified=account.identity_verified,
         created_at=timestamp(account.created_at),
-        consents=common_pb2.Consents(
-            terms_version=c.terms_version,
-            privacy_policy_version=c.privacy_policy_version,
-            marketing_opt_in=c.marketing_opt_in,
-            accepted_at=timestamp(c.accepted_at),
-            marketing_updated_at=timestamp(c.marketing_updated_at),
-            processing_suspended=c.processing_suspended,
-        ),
+        consents=consents_message(c),
+    )
+
+
+def consents_message(c: Consents) -> common_pb2.Consents:
+    return common_pb2.Consents(
+        terms_version=c.terms_version,
+        privacy_policy_version=c.privacy_policy_version,
+        marketing_opt_in=c.marketing_opt_in,
+        accepted_at=timestamp(c.accepted_at),
+        marketing_updated_at=timestamp(c.marketing_updated_at),
+        processing_suspended=c.processing_suspended,
+        third_party_provision_opt_in=c.third_party_opt_in,
+        third_party_provision_updated_at=timestamp(c.third_party_updated_at),
     )
 
 

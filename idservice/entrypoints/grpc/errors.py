@@ -94,11 +94,6 @@ def internal_status() -> grpc.Status:
     return _bare_status(code_pb2.INTERNAL, "INTERNAL", "internal error")
 
 
-def unimplemented_status() -> grpc.Status:
-    """An RPC of the contract whose capability has not landed yet."""
-    return _bare_status(code_pb2.UNIMPLEMENTED, "UNIMPLEMENTED", "not implemented yet")
-
-
 def _bare_status(code: int, reason: str, message: str) -> grpc.Status:
     status = status_pb2.Status(code=code, message=message)
     status.details.add().Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN))

@@ -1,13 +1,11 @@
-"""Around every RPC: reject RRN-like input, read the bearer, map errors, never leak data."""
+"""Around every RPC: reject RRN-like input, read the bearer, map errors, never leak data, and
+record the call (request id, connection log, access line: `calls`)."""
 
 from __future__ import annotations
 
 import functools
-import ipaddress
 import logging
-import time
 import traceback
-import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
@@ -15,8 +13,14 @@ import grpc
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
+from idservice.bootstrap import App
 from idservice.domain.errors import DomainError, FieldViolation, Reason, ValidationFailed
-from idservice.entrypoints.grpc import metrics
+from idservice.entrypoints.grpc import calls, metrics
+
+# Re-exported: servicers read the caller's addresses from here.
+from idservice.entrypoints.grpc.addresses import Network as Network  # noqa: PLC0414
+from idservice.entrypoints.grpc.addresses import end_user_address as end_user_address  # noqa: PLC0414
+from idservice.entrypoints.grpc.addresses import peer_address as peer_address  # noqa: PLC0414
 from idservice.entrypoints.grpc.errors import internal_status, to_status
 from idservice.entrypoints.grpc.interceptors import MalformedRequest
 from idservice.service_layer.validation import check_no_rrn
@@ -93,54 +97,70 @@ def bearer_token(context: grpc.ServicerContext) -> str:
     raise DomainError(Reason.TOKEN_INVALID, "send authorization: Bearer <access token>")
 
 
-class ClassifiesStorageErrors(Protocol):
-    """A servicer whose app names storage failures (DATABASE_UNAVAILABLE, SERVER_BUSY)."""
+class ServesCalls(Protocol):
+    """A servicer: the app it serves, which also names storage failures (DATABASE_UNAVAILABLE,
+    SERVER_BUSY)."""
+
+    app: App
 
     def storage_error(self, exc: BaseException) -> DomainError | None: ...
 
 
 def rpc(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
-    """Wrap a servicer method: domain errors become rich statuses; bugs are logged without data."""
+    """Wrap a servicer method: domain errors become rich statuses; bugs are logged without data;
+    every call gets a request id, a connection-log entry and one access line (`calls`)."""
     name = handler.__name__
 
     @functools.wraps(handler)
-    def wrapper(self: ClassifiesStorageErrors, request: Req, context: grpc.ServicerContext) -> Resp:
-        started = time.perf_counter()
-        try:
-            if isinstance(request, MalformedRequest):
-                raise ValidationFailed(
-                    [FieldViolation("request", f"is not a valid {_request_type(handler)} message")]
-                )
-            if request.ByteSize() > MAX_REQUEST_BYTES:
-                raise ValidationFailed(
-                    [FieldViolation("request", f"must be at most {MAX_REQUEST_BYTES} bytes")]
-                )
-            reject_rrn(request)
-            response = handler(self, request, context)
-        except DomainError as error:
-            reason, status = error.reason.value, to_status(error)
-        except Exception as error:
-            known = self.storage_error(error)
-            if known is not None:
-                reason, status = known.reason.value, to_status(known)
-            else:
-                # Exception messages may quote inputs or SQL parameters: log the type and the
-                # stack only.
-                log.error(
-                    "unhandled %s in %s\n%s",
-                    type(error).__name__,
-                    name,
-                    "".join(traceback.format_tb(error.__traceback__)),
-                )
-                reason, status = "INTERNAL", internal_status()
-        else:
-            metrics.observe(name, "OK", "", time.perf_counter() - started)
+    def wrapper(self: ServesCalls, request: Req, context: grpc.ServicerContext) -> Resp:
+        call = calls.begin(self.app, type(self), name, context)
+        with calls.scope(call):
+            response, reason, status = _answer(self, handler, request, context)
+            code = "OK" if status is None else status.code.name
+            metrics.observe(name, code, reason, call.seconds())
+            trailing = calls.finish(self.app, call, context, code, reason)
+        if status is None:
+            assert response is not None
+            context.set_trailing_metadata(trailing)
             return response
-        metrics.observe(name, status.code.name, reason, time.perf_counter() - started)
-        context.abort_with_status(status)
+        context.abort_with_status(calls.with_metadata(status, trailing))
         raise AssertionError("abort_with_status returned")  # pragma: no cover
 
     return wrapper
+
+
+def _answer(
+    servicer: ServesCalls,
+    handler: Handler[Req, Resp],
+    request: Req,
+    context: grpc.ServicerContext,
+) -> tuple[Resp | None, str, grpc.Status | None]:
+    """The handler's response, or the reason and status of its failure."""
+    try:
+        if isinstance(request, MalformedRequest):
+            raise ValidationFailed(
+                [FieldViolation("request", f"is not a valid {_request_type(handler)} message")]
+            )
+        if request.ByteSize() > MAX_REQUEST_BYTES:
+            raise ValidationFailed(
+                [FieldViolation("request", f"must be at most {MAX_REQUEST_BYTES} bytes")]
+            )
+        reject_rrn(request)
+        return handler(servicer, request, context), "", None
+    except DomainError as error:
+        return None, error.reason.value, to_status(error)
+    except Exception as error:
+        known = servicer.storage_error(error)
+        if known is not None:
+            return None, known.reason.value, to_status(known)
+        # Exception messages may quote inputs or SQL parameters: log the type and the stack only.
+        log.error(
+            "unhandled %s in %s\n%s",
+            type(error).__name__,
+            handler.__name__,
+            "".join(traceback.format_tb(error.__traceback__)),
+        )
+        return None, "INTERNAL", internal_status()
 
 
 def _request_type(handler: Handler[Any, Any]) -> str:
@@ -158,48 +178,3 @@ def time_remaining(context: grpc.ServicerContext) -> float | None:
     if remaining is None or remaining > NO_DEADLINE_SECONDS:
         return None
     return float(remaining)
-
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def peer_address(
-    context: grpc.ServicerContext,
-) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The IP address of the connection's peer (`ipv4:1.2.3.4:5678`, `ipv6:[::1]:5678`)."""
-    peer = context.peer() or ""
-    kind, _, rest = peer.partition(":")
-    if kind == "ipv4":
-        host = rest.rsplit(":", 1)[0]
-    elif kind == "ipv6":
-        host = rest.rsplit(":", 1)[0].strip("[]")
-    else:
-        return None
-    try:
-        return ipaddress.ip_address(urllib.parse.unquote(host))
-    except ValueError:
-        return None
-
-
-def end_user_address(context: grpc.ServicerContext, trusted_proxies: tuple[Network, ...]) -> str:
-    """The end user's address as a trusted proxy names it in `x-forwarded-for`, else "".
-
-    Callers are internal services and load tests: without a trusted proxy in front there is no
-    end-user address to count attempts by, and the peer's own address is not one.
-    """
-    peer = peer_address(context)
-    if peer is None or not any(peer in network for network in trusted_proxies):
-        return ""
-    forwarded = ""
-    for key, value in context.invocation_metadata() or ():
-        if key == "x-forwarded-for" and isinstance(value, str):
-            forwarded = value
-    # The right-most address that is not itself a trusted proxy is the client's.
-    for hop in reversed([part.strip() for part in forwarded.split(",") if part.strip()]):
-        try:
-            address = ipaddress.ip_address(hop)
-        except ValueError:
-            return ""
-        if not any(address in network for network in trusted_proxies):
-            return str(address)
-    return ""

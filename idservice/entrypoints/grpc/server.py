@@ -89,6 +89,9 @@ class RunningServer:
     _stop_background: threading.Event = field(default_factory=threading.Event)
     _draining: bool = False
     _dispatcher: threading.Thread | None = None
+    # The connection log's writer runs until the last handler is done (not just the drain).
+    _stop_recording: threading.Event = field(default_factory=threading.Event)
+    _recorder: threading.Thread | None = None
 
     def set_serving(self, serving: bool) -> None:
         status = (
@@ -105,8 +108,12 @@ class RunningServer:
         return self._dispatcher is not None and self._dispatcher.is_alive()
 
     def start_background_work(self) -> None:
-        """The database probe, the purge and (unless turned off) the outbox dispatcher."""
+        """The database probe, the purge, the connection log's writer and (unless turned off)
+        the outbox dispatcher."""
         app, stop = self.app, self._stop_background
+        self._recorder = worker.start_thread(
+            "connection-log", lambda: worker.write_connection_log(app, self._stop_recording)
+        )
         worker.start_thread("db-probe", lambda: worker.probe_database(app, stop, self.set_serving))
         worker.start_thread("purge", lambda: worker.purge_periodically(app, stop))
         if app.settings.dispatch_in_serve:
@@ -120,11 +127,18 @@ class RunningServer:
             limit = self.app.sink.max_delivery_seconds if timeout is None else timeout
             self._dispatcher.join(max(limit, 0.1))
 
+    def _stop_recorder(self, timeout: float) -> None:
+        # Its last round writes what the calls left in the buffer (app.close() would too).
+        self._stop_recording.set()
+        if self._recorder is not None:
+            self._recorder.join(max(timeout, 0.1))
+
     def halt(self) -> None:
         """Stop at once without closing the app (the owner closes it)."""
         self._stop_background.set()
         self.server.stop(0).wait()
         self._join_dispatcher()
+        self._stop_recorder(HANDLER_SETTLE_SECONDS)
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.gate.close()
 
@@ -148,6 +162,7 @@ class RunningServer:
         if not self.executor.wait_idle(HANDLER_SETTLE_SECONDS):
             log.warning("closing with request handlers still running")
         self._join_dispatcher(settled_by - time.monotonic())
+        self._stop_recorder(settled_by - time.monotonic())
         self.executor.shutdown(wait=False)
         self.gate.close()
         self.app.close()

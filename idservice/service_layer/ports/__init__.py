@@ -9,6 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from idservice.service_layer.ports.connection_log import ConnectionEntry, ConnectionLog
+from idservice.service_layer.ports.consents import (
+    AttemptCounterRepository,
+    AttemptGate,
+    ConsentOutcome,
+    ConsentRecordRepository,
+    ConsentRequest,
+    GuardianConsentRepository,
+    NewConsentRequest,
+)
 from idservice.service_layer.ports.events import DeliveryFailed, EventSink
 from idservice.service_layer.ports.outbox import (
     DueEvent,
@@ -33,14 +43,8 @@ from idservice.service_layer.ports.security import (
 )
 from idservice.service_layer.ports.storage import (
     AccountRepository,
-    AttemptCounterRepository,
-    AttemptGate,
-    ConsentOutcome,
-    ConsentRequest,
-    GuardianConsentRepository,
     IdempotencyRepository,
     IdempotentResult,
-    NewConsentRequest,
     RefreshRecord,
     SessionRepository,
     SignupTicketRepository,
@@ -63,7 +67,10 @@ __all__ = [
     "AttemptCounterRepository",
     "AttemptGate",
     "Clock",
+    "ConnectionEntry",
+    "ConnectionLog",
     "ConsentOutcome",
+    "ConsentRecordRepository",
     "ConsentRequest",
     "DeliveryFailed",
     "DueEvent",

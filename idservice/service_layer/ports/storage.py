@@ -12,12 +12,18 @@ from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import Protocol, Self
 
-from idservice.domain.accounts import Account
-from idservice.domain.guardian_consent import ConsentRequestStatus
+from idservice.domain.accounts import Account, Consents
 from idservice.domain.identity import VerifiedPerson
 from idservice.domain.lockout import LockoutPolicy, LoginGate
 from idservice.domain.sessions import RevokeReason, Session
 from idservice.domain.sns import SnsProfile, SnsProvider
+from idservice.service_layer.ports.audit import AccessAuditRepository
+from idservice.service_layer.ports.connection_log import ConnectionLog
+from idservice.service_layer.ports.consents import (
+    AttemptCounterRepository,
+    ConsentRecordRepository,
+    GuardianConsentRepository,
+)
 from idservice.service_layer.ports.outbox import OutboxRepository
 
 
@@ -56,19 +62,6 @@ class IdempotentResult:
 
 
 @dataclass(frozen=True, slots=True)
-class NewConsentRequest:
-    """A guardian consent request as it is opened."""
-
-    id: str
-    account_id: str
-    guardian_name: str
-    guardian_phone: str
-    code_hash: str
-    created_at: datetime
-    expires_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
 class SnsLink:
     """An SNS identity linked to an account, with the nickname and picture kept with it."""
 
@@ -88,39 +81,6 @@ class StoredTicket:
 
     profile: SnsProfile
     expires_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class ConsentRequest:
-    """A guardian consent request as stored (the guardian's name and contact decrypted)."""
-
-    id: str
-    account_id: str
-    status: ConsentRequestStatus
-    code_hash: str
-    guardian_name: str
-    guardian_phone: str
-    created_at: datetime
-    expires_at: datetime
-    decided_at: datetime | None
-    notifications_sent: int
-    last_notified_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class ConsentOutcome:
-    """What is left of a request whose child account was destroyed."""
-
-    status: ConsentRequestStatus
-    expires_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptGate:
-    """Whether an attempt may be checked now; if not, until when it may not."""
-
-    admitted: bool
-    blocked_until: datetime | None = None
 
 
 class AccountRepository(Protocol):
@@ -155,6 +115,24 @@ class AccountRepository(Protocol):
 
     def delete(self, account_id: str) -> bool:
         """Destroy the account row; its sessions, links and consent requests go with it."""
+
+    def withdraw(self, account_id: str, *, now: datetime, hold_until: datetime) -> bool:
+        """탈퇴: every personal field, session, link and request goes; an account with a CI or
+        DI leaves only their blind indexes (still under the unique indexes, so no signup of the
+        same person can slip in) until `hold_until`."""
+
+    def release_expired_hold(self, *, ci: str | None, di: str | None, now: datetime) -> None:
+        """Drop a withdrawn person's remains whose cooldown is over (before a new signup)."""
+
+    def save_consents(self, account_id: str, consents: Consents, *, now: datetime) -> None:
+        """Write marketing, third-party provision and processing-suspension choices."""
+
+    def marketing_reconfirmation_due(
+        self, *, now: datetime, opted_in_before: datetime, limit: int
+    ) -> list[tuple[str, datetime]]:
+        """(account id, opt-in time) of opt-ins older than `opted_in_before` not yet reminded."""
+
+    def mark_reminded(self, account_id: str, *, now: datetime) -> None: ...
 
     def replace_password_hash(
         self, account_id: str, *, expected: str, new: str | None, now: datetime
@@ -233,80 +211,6 @@ class VerificationRepository(Protocol):
         """Use the token once and drop the stored person; False if already used or expired."""
 
     def purge_expired(self, *, now: datetime) -> int: ...
-
-
-class GuardianConsentRepository(Protocol):
-    """Consent requests of children under 14; the guardian's name and contact are encrypted."""
-
-    def add(self, request: NewConsentRequest) -> None: ...
-
-    def get(self, request_id: str) -> ConsentRequest | None: ...
-
-    def expired_pending(self, *, now: datetime, limit: int) -> list[tuple[str, str]]:
-        """(request id, child account id) of pending requests whose window has ended."""
-
-    def admit_code_attempt(
-        self, request_id: str, *, now: datetime, max_attempts: int
-    ) -> AttemptGate:
-        """Count a consent-code attempt before its outcome is known (like the login gate):
-        wrong codes so far plus attempts in flight stay under `max_attempts`, else the gate
-        says until when the request refuses codes."""
-
-    def end_code_attempt(
-        self, request_id: str, *, right: bool, now: datetime, max_attempts: int, pause: timedelta
-    ) -> None:
-        """A right code clears the count; the wrong one that reaches the bound pauses codes."""
-
-    def replace_code(self, request_id: str, *, code_hash: str, now: datetime) -> bool:
-        """A fresh code for a pending request (the old one stops working); counts the send."""
-
-    def approve(
-        self,
-        request_id: str,
-        *,
-        guardian_name: str,
-        guardian_phone: str,
-        guardian_ci: str,
-        method: str,
-        now: datetime,
-    ) -> bool:
-        """PENDING -> APPROVED with the verified guardian stored; False if no longer pending."""
-
-    def of_account(self, account_id: str) -> ConsentRequest | None:
-        """The account's consent request (the latest), if it has one."""
-
-    def approved_wards(self, guardian_ci: str) -> list[str]:
-        """Account ids of the children this guardian (by CI) approved."""
-
-    def approved_guardian_is(self, account_id: str, guardian_ci: str) -> bool:
-        """Whether `guardian_ci` is the approved guardian of the account."""
-
-    def add_outcome(
-        self, request_id: str, *, status: ConsentRequestStatus, expires_at: datetime, now: datetime
-    ) -> None:
-        """Record what became of a request whose account is destroyed (ids and times only)."""
-
-    def outcome(self, request_id: str) -> ConsentOutcome | None: ...
-
-    def purge_outcomes(self, *, before: datetime) -> int: ...
-
-
-class AttemptCounterRepository(Protocol):
-    """Attempts per caller in fixed windows (e.g. consent codes per end-user address)."""
-
-    def hit(
-        self,
-        scope: str,
-        key_hash: str,
-        *,
-        now: datetime,
-        window: timedelta,
-        limit: int,
-        block_for: timedelta,
-    ) -> AttemptGate:
-        """Count one attempt; past `limit` in the window the caller is blocked for a while."""
-
-    def purge_expired(self, *, before: datetime) -> int: ...
 
 
 class IdempotencyRepository(Protocol):
@@ -392,6 +296,15 @@ class UnitOfWork(Protocol):
 
     @property
     def attempt_counters(self) -> AttemptCounterRepository: ...
+
+    @property
+    def access_audit(self) -> AccessAuditRepository: ...
+
+    @property
+    def connection_log(self) -> ConnectionLog: ...
+
+    @property
+    def consent_records(self) -> ConsentRecordRepository: ...
 
     def __enter__(self) -> Self: ...
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -16,6 +19,28 @@ def alembic_config(engine: Engine) -> Config:
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["engine"] = engine
     return config
+
+
+@contextmanager
+def startup_lock(engine: Engine) -> Iterator[None]:
+    """One process at a time through start-up's schema and key checks on a SQLite file.
+
+    Alembic runs each migration in its own transaction and reads the version before them, so
+    two processes starting at once on one SQLite file could both try the same migration (and a
+    read-then-write key registration could fail with a stale snapshot). A lock file beside the
+    database serialises them; PostgreSQL serialises migrations with an advisory lock instead.
+    """
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    path = Path(database)
+    with (path.parent / f"{path.name}.startup-lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

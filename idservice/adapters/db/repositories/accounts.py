@@ -16,6 +16,9 @@ from idservice.domain.accounts import Account, AccountStatus, Consents
 from idservice.domain.lockout import ATTEMPT_IN_FLIGHT_TTL, LockoutPolicy, LoginGate
 from idservice.service_layer.ports import UniqueViolation
 
+# Reads see live accounts only; a withdrawn account's remains just hold its CI/DI indexes.
+_LIVE = t.accounts.c.withdrawn_at.is_(None)
+
 
 class SqlAccountRepository:
     """Accounts; the database's unique indexes decide email and CI/DI uniqueness."""
@@ -169,7 +172,7 @@ class SqlAccountRepository:
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, account_id: str, *, for_update: bool = False) -> Account | None:
-        query = select(t.accounts).where(t.accounts.c.id == account_id)
+        query = select(t.accounts).where(t.accounts.c.id == account_id, _LIVE)
         if for_update:
             # PostgreSQL locks the row; SQLite's writers are serialised already (BEGIN IMMEDIATE).
             query = query.with_for_update()
@@ -178,14 +181,16 @@ class SqlAccountRepository:
 
     def get_by_email(self, email_key: str) -> Account | None:
         index = self.email_index(email_key)
-        row = self._c.execute(select(t.accounts).where(t.accounts.c.email_index == index)).first()
+        row = self._c.execute(
+            select(t.accounts).where(t.accounts.c.email_index == index, _LIVE)
+        ).first()
         return None if row is None else self._from_row(row._mapping)
 
     def find_by_identity(self, *, ci: str | None, di: str | None) -> Account | None:
         conditions = self._identity_conditions(t.accounts, ci=ci, di=di)
         if not conditions:
             return None
-        row = self._c.execute(select(t.accounts).where(or_(*conditions))).first()
+        row = self._c.execute(select(t.accounts).where(or_(*conditions), _LIVE)).first()
         return None if row is None else self._from_row(row._mapping)
 
     # -- re-join holds -------------------------------------------------------------------
@@ -193,21 +198,117 @@ class SqlAccountRepository:
         self, *, ci: str | None, di: str | None, now: datetime
     ) -> datetime | None:
         """End of the re-join cooldown of a withdrawn person with this CI or DI, if running."""
-        conditions = self._identity_conditions(t.rejoin_holds, ci=ci, di=di)
-        if not conditions:
-            return None
-        value = self._c.execute(
-            select(func.max(t.rejoin_holds.c.hold_until)).where(
-                and_(or_(*conditions), t.rejoin_holds.c.hold_until > now)
-            )
-        ).scalar()
-        return value if isinstance(value, datetime) else None
+        held = []
+        for table in (t.rejoin_holds, t.accounts):
+            conditions = self._identity_conditions(table, ci=ci, di=di)
+            if not conditions:
+                return None
+            value = self._c.execute(
+                select(func.max(table.c.hold_until)).where(
+                    and_(or_(*conditions), table.c.hold_until > now)
+                )
+            ).scalar()
+            if isinstance(value, datetime):
+                held.append(value)
+        return max(held) if held else None
 
     def purge_rejoin_holds(self, *, now: datetime) -> int:
-        """Release CI/DI blind indexes whose re-join cooldown is over."""
-        return self._c.execute(
+        """Release CI/DI blind indexes whose re-join cooldown is over (withdrawn remains too)."""
+        held = self._c.execute(
             delete(t.rejoin_holds).where(t.rejoin_holds.c.hold_until <= now)
         ).rowcount
+        a = t.accounts.c
+        remains = self._c.execute(
+            delete(t.accounts).where(a.withdrawn_at.is_not(None), a.hold_until <= now)
+        ).rowcount
+        return held + remains
+
+    def release_expired_hold(self, *, ci: str | None, di: str | None, now: datetime) -> None:
+        conditions = self._identity_conditions(t.accounts, ci=ci, di=di)
+        if not conditions:
+            return
+        a = t.accounts.c
+        self._c.execute(
+            delete(t.accounts).where(
+                or_(*conditions), a.withdrawn_at.is_not(None), a.hold_until <= now
+            )
+        )
+
+    def withdraw(self, account_id: str, *, now: datetime, hold_until: datetime) -> bool:
+        a = t.accounts.c
+        row = self._c.execute(
+            select(a.ci_index, a.di_index).where(a.id == account_id, _LIVE).with_for_update()
+        ).first()
+        if row is None:
+            return False
+        # Everything under the account goes (sessions, SNS links, consent requests cascade).
+        for table in (t.sessions, t.sns_identities, t.guardian_consent_requests):
+            self._c.execute(delete(table).where(table.c.account_id == account_id))
+        if row.ci_index is None and row.di_index is None:
+            self._c.execute(delete(t.accounts).where(a.id == account_id))
+            return True
+        self._c.execute(
+            update(t.accounts)
+            .where(a.id == account_id)
+            .values(
+                status="withdrawn",
+                email_ct=None,
+                email_index=None,
+                name_ct=None,
+                phone_ct=None,
+                birth_date_ct=None,
+                ci_ct=None,
+                di_ct=None,
+                password_hash=None,
+                marketing_opt_in=False,
+                third_party_opt_in=False,
+                withdrawn_at=now,
+                hold_until=hold_until,
+                updated_at=now,
+            )
+        )
+        return True
+
+    def save_consents(self, account_id: str, consents: Consents, *, now: datetime) -> None:
+        self._c.execute(
+            update(t.accounts)
+            .where(t.accounts.c.id == account_id)
+            .values(
+                marketing_opt_in=consents.marketing_opt_in,
+                marketing_updated_at=consents.marketing_updated_at,
+                processing_suspended=consents.processing_suspended,
+                third_party_opt_in=consents.third_party_opt_in,
+                third_party_updated_at=consents.third_party_updated_at,
+                updated_at=now,
+            )
+        )
+
+    def marketing_reconfirmation_due(
+        self, *, now: datetime, opted_in_before: datetime, limit: int
+    ) -> list[tuple[str, datetime]]:
+        a = t.accounts.c
+        rows = self._c.execute(
+            select(a.id, a.marketing_updated_at)
+            .where(
+                _LIVE,
+                a.marketing_opt_in.is_(True),
+                a.marketing_updated_at <= opted_in_before,
+                or_(
+                    a.marketing_reminded_at.is_(None),
+                    a.marketing_reminded_at < a.marketing_updated_at,
+                ),
+            )
+            .order_by(a.marketing_updated_at)
+            .limit(limit)
+        ).all()
+        return [(row.id, row.marketing_updated_at) for row in rows]
+
+    def mark_reminded(self, account_id: str, *, now: datetime) -> None:
+        self._c.execute(
+            update(t.accounts)
+            .where(t.accounts.c.id == account_id)
+            .values(marketing_reminded_at=now)
+        )
 
     def add_rejoin_hold(
         self, hold_id: str, *, ci: str | None, di: str | None, until: datetime
@@ -256,6 +357,8 @@ class SqlAccountRepository:
             "marketing_opt_in": a.consents.marketing_opt_in,
             "marketing_updated_at": a.consents.marketing_updated_at,
             "processing_suspended": a.consents.processing_suspended,
+            "third_party_opt_in": a.consents.third_party_opt_in,
+            "third_party_updated_at": a.consents.third_party_updated_at,
             "updated_at": a.created_at,
         }
 
@@ -295,5 +398,7 @@ class SqlAccountRepository:
                 marketing_opt_in=bool(r["marketing_opt_in"]),
                 marketing_updated_at=r["marketing_updated_at"],
                 processing_suspended=bool(r["processing_suspended"]),
+                third_party_opt_in=bool(r["third_party_opt_in"]),
+                third_party_updated_at=r["third_party_updated_at"],
             ),
         )

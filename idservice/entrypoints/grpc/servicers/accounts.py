@@ -1,14 +1,20 @@
-"""AccountService: SignUp, GetAccount, UpdateProfile, ChangePassword (privacy rights to come)."""
+"""AccountService: SignUp, the caller's own account, and the person's rights over it."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import grpc
 
-from idservice.entrypoints.grpc.converters import account_message, session_message, timestamp
-from idservice.entrypoints.grpc.handling import bearer_token, rpc
-from idservice.entrypoints.grpc.servicers.base import Servicer, unimplemented
+from idservice.entrypoints.grpc.converters import (
+    SNS_PROVIDER,
+    account_message,
+    consents_message,
+    session_message,
+    sns_credential,
+    timestamp,
+)
+from idservice.entrypoints.grpc.handling import bearer_token, rpc, time_remaining
+from idservice.entrypoints.grpc.servicers.base import Servicer
+from idservice.service_layer.privacy import ExportPersonalData, UpdateConsents, Withdraw
 from idservice.service_layer.profile import ChangePassword, GetAccount, UpdateProfile
 from idservice.service_layer.signup import SignUp
 from idservice.v1 import account_pb2, account_pb2_grpc
@@ -33,6 +39,7 @@ class AccountServicer(Servicer, account_pb2_grpc.AccountServiceServicer):
                 terms_version=request.consents.terms_version,
                 privacy_policy_version=request.consents.privacy_policy_version,
                 marketing_opt_in=request.consents.marketing_opt_in,
+                third_party_opt_in=request.consents.third_party_provision_opt_in,
                 guardian_given=request.HasField("guardian"),
                 guardian_name=request.guardian.name,
                 guardian_phone_number=request.guardian.phone_number,
@@ -85,11 +92,45 @@ class AccountServicer(Servicer, account_pb2_grpc.AccountServiceServicer):
         )
         return account_pb2.ChangePasswordResponse()
 
-    def UpdateConsents(self, request: Any, context: grpc.ServicerContext) -> Any:
-        unimplemented(context)
+    @rpc
+    def UpdateConsents(
+        self, request: account_pb2.UpdateConsentsRequest, context: grpc.ServicerContext
+    ) -> account_pb2.UpdateConsentsResponse:
+        consents = self.handle(
+            UpdateConsents(
+                access_token=bearer_token(context),
+                marketing_opt_in=request.marketing_opt_in
+                if request.HasField("marketing_opt_in")
+                else None,
+                processing_suspended=request.processing_suspended
+                if request.HasField("processing_suspended")
+                else None,
+                third_party_opt_in=request.third_party_provision_opt_in
+                if request.HasField("third_party_provision_opt_in")
+                else None,
+            )
+        )
+        return account_pb2.UpdateConsentsResponse(consents=consents_message(consents))
 
-    def ExportPersonalData(self, request: Any, context: grpc.ServicerContext) -> Any:
-        unimplemented(context)
+    @rpc
+    def ExportPersonalData(
+        self, request: account_pb2.ExportPersonalDataRequest, context: grpc.ServicerContext
+    ) -> account_pb2.ExportPersonalDataResponse:
+        document = self.handle(ExportPersonalData(access_token=bearer_token(context)))
+        return account_pb2.ExportPersonalDataResponse(document_json=document)
 
-    def Withdraw(self, request: Any, context: grpc.ServicerContext) -> Any:
-        unimplemented(context)
+    @rpc
+    def Withdraw(
+        self, request: account_pb2.WithdrawRequest, context: grpc.ServicerContext
+    ) -> account_pb2.WithdrawResponse:
+        given = request.HasField("sns_credential")
+        self.handle(
+            Withdraw(
+                access_token=bearer_token(context),
+                password=request.password,
+                sns_provider=SNS_PROVIDER.get(request.sns_credential.provider) if given else None,
+                sns_credential=sns_credential(request.sns_credential) if given else None,
+                timeout=time_remaining(context),
+            )
+        )
+        return account_pb2.WithdrawResponse()

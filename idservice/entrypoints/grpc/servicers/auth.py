@@ -51,6 +51,9 @@ class AuthServicer(Servicer, auth_pb2_grpc.AuthServiceServicer):
             session_id=result.session_id,
             expires_at=timestamp(result.expires_at),
             age_band=result.age_band,
+            marketing_opt_in=result.marketing_opt_in,
+            processing_suspended=result.processing_suspended,
+            third_party_provision_opt_in=result.third_party_opt_in,
         )
 
     @rpc

@@ -1,15 +1,12 @@
-"""What every servicer shares: the app it serves, and the answer for RPCs not built yet."""
+"""What every servicer shares: the app it serves."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import NoReturn, TypeVar
-
-import grpc
+from typing import TypeVar
 
 from idservice.bootstrap import App
 from idservice.domain.errors import DomainError
-from idservice.entrypoints.grpc.errors import unimplemented_status
 from idservice.service_layer.use_cases import Command
 
 R = TypeVar("R")
@@ -29,9 +26,3 @@ class Servicer:
 
     def storage_error(self, exc: BaseException) -> DomainError | None:
         return self.app.storage_error(exc)
-
-
-def unimplemented(context: grpc.ServicerContext) -> NoReturn:
-    """An RPC of the contract whose capability has not landed yet."""
-    context.abort_with_status(unimplemented_status())
-    raise AssertionError("abort returned")  # pragma: no cover

@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 from idservice.domain.guardian_consent import ConsentRequestStatus
+from idservice.entrypoints.grpc.caller import caller_service, client_address
 from idservice.entrypoints.grpc.converters import account_message, timestamp
 from idservice.entrypoints.grpc.handling import end_user_address, rpc
 from idservice.entrypoints.grpc.servicers.base import Servicer
@@ -35,6 +36,14 @@ STATUS = {
 class GuardianConsentServicer(Servicer, guardian_consent_pb2_grpc.GuardianConsentServiceServicer):
     def _client(self, context: grpc.ServicerContext) -> str:
         return end_user_address(context, self.app.settings.trusted_proxies)
+
+    def _audited(self, context: grpc.ServicerContext) -> dict[str, str]:
+        """The calling service and the client's address, for the access audit."""
+        settings = self.app.settings
+        return {
+            "actor": caller_service(context, mutual_tls=settings.tls_client_ca_file is not None),
+            "client": client_address(context, settings.trusted_proxies),
+        }
 
     @rpc
     def GetConsentRequest(
@@ -89,7 +98,10 @@ class GuardianConsentServicer(Servicer, guardian_consent_pb2_grpc.GuardianConsen
         self, request: pb.ListWardsRequest, context: grpc.ServicerContext
     ) -> pb.ListWardsResponse:
         wards = self.handle(
-            ListWards(guardian_verification_token=request.guardian_verification_token)
+            ListWards(
+                guardian_verification_token=request.guardian_verification_token,
+                **self._audited(context),
+            )
         )
         return pb.ListWardsResponse(wards=[account_message(w, self.now()) for w in wards])
 
@@ -101,6 +113,7 @@ class GuardianConsentServicer(Servicer, guardian_consent_pb2_grpc.GuardianConsen
             GetWard(
                 guardian_verification_token=request.guardian_verification_token,
                 ward_account_id=request.ward_account_id,
+                **self._audited(context),
             )
         )
         return pb.GetWardResponse(account=account_message(ward, self.now()))
@@ -115,6 +128,7 @@ class GuardianConsentServicer(Servicer, guardian_consent_pb2_grpc.GuardianConsen
                 ward_account_id=request.ward_account_id,
                 name=request.name if request.HasField("name") else None,
                 phone_number=request.phone_number if request.HasField("phone_number") else None,
+                **self._audited(context),
             )
         )
         return pb.UpdateWardResponse(account=account_message(ward, self.now()))
@@ -127,6 +141,7 @@ class GuardianConsentServicer(Servicer, guardian_consent_pb2_grpc.GuardianConsen
             ExportWardData(
                 guardian_verification_token=request.guardian_verification_token,
                 ward_account_id=request.ward_account_id,
+                **self._audited(context),
             )
         )
         return pb.ExportWardDataResponse(document_json=document)
@@ -139,6 +154,7 @@ class GuardianConsentServicer(Servicer, guardian_consent_pb2_grpc.GuardianConsen
             WithdrawWard(
                 guardian_verification_token=request.guardian_verification_token,
                 ward_account_id=request.ward_account_id,
+                **self._audited(context),
             )
         )
         return pb.WithdrawWardResponse()

@@ -1,0 +1,52 @@
+"""Consent records: each grant and withdrawal, kept apart from the account (no foreign key)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Connection, delete, insert, select
+
+from idservice.adapters.db import tables as t
+from idservice.domain.consents import ConsentChannel, ConsentRecord, ConsentType
+
+
+class SqlConsentRecordRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._c = connection
+
+    def add(self, record: ConsentRecord) -> None:
+        self._c.execute(
+            insert(t.consent_records).values(
+                id=record.id,
+                account_id=record.account_id,
+                consent_type=record.consent_type.value,
+                version=record.version,
+                granted=record.granted,
+                channel=record.channel.value,
+                recorded_at=record.recorded_at,
+            )
+        )
+
+    def of_account(self, account_id: str) -> list[ConsentRecord]:
+        c = t.consent_records.c
+        rows = self._c.execute(
+            select(t.consent_records)
+            .where(c.account_id == account_id)
+            .order_by(c.recorded_at, c.id)
+        ).all()
+        return [
+            ConsentRecord(
+                id=row.id,
+                account_id=row.account_id,
+                consent_type=ConsentType(row.consent_type),
+                version=row.version,
+                granted=bool(row.granted),
+                channel=ConsentChannel(row.channel),
+                recorded_at=row.recorded_at,
+            )
+            for row in rows
+        ]
+
+    def purge(self, *, before: datetime) -> int:
+        c = t.consent_records.c
+        return self._c.execute(delete(t.consent_records).where(c.recorded_at < before)).rowcount

@@ -1,0 +1,56 @@
+"""Consents: what a person agreed to, each grant and withdrawal recorded (korea-rules Rights 3).
+
+Marketing is optional and separate, and refusing it never blocks signup (정보통신망법 제50조);
+an opt-in is re-confirmed every 2 years (제50조⑧). Provision to third parties (privacy policy
+제4조) is its own optional consent. Suspending processing (처리정지, 개인정보 보호법 제37조)
+stops consent-based processing such as marketing at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+# 정보통신망법 제50조⑧: an opt-in is re-confirmed when it turns two years old.
+MARKETING_RECONFIRMATION_YEARS = 2
+
+
+class ConsentType(StrEnum):
+    TERMS = "terms"
+    PRIVACY_POLICY = "privacy_policy"
+    MARKETING = "marketing"
+    THIRD_PARTY_PROVISION = "third_party_provision"
+    PROCESSING_SUSPENSION = "processing_suspension"
+
+
+class ConsentChannel(StrEnum):
+    """Where a consent was given or withdrawn."""
+
+    SIGNUP = "signup"
+    UPDATE_CONSENTS = "update_consents"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRecord:
+    id: str
+    account_id: str
+    consent_type: ConsentType
+    version: str | None
+    granted: bool
+    channel: ConsentChannel
+    recorded_at: datetime
+
+
+def reconfirmation_due_on(opted_in_at: datetime) -> datetime:
+    """When an opt-in given at `opted_in_at` turns two years old (29 Feb → 1 Mar)."""
+    try:
+        return opted_in_at.replace(year=opted_in_at.year + MARKETING_RECONFIRMATION_YEARS)
+    except ValueError:  # 29 February in a year that has none
+        return opted_in_at.replace(
+            year=opted_in_at.year + MARKETING_RECONFIRMATION_YEARS, month=3, day=1
+        )
+
+
+def may_receive_marketing(*, opted_in: bool, suspended: bool) -> bool:
+    return opted_in and not suspended

@@ -1,0 +1,61 @@
+"""Who is calling and from where, as the access audit records it.
+
+The calling service is the subject of its client certificate when mutual TLS is on (the
+transport authenticated it): `cert:<subject>`. Without mutual TLS a caller may name itself in
+`x-caller-service` metadata, recorded as `claimed:<name>` when it is a plain service name;
+otherwise it is `unknown`. The client's address is the end user's as a trusted proxy names it,
+else the connection's peer.
+"""
+
+from __future__ import annotations
+
+import re
+
+import grpc
+
+from idservice.domain.audit import MAX_ACTOR_LENGTH
+from idservice.entrypoints.grpc.handling import Network, end_user_address, peer_address
+from idservice.service_layer.audit import UNKNOWN_ACTOR
+
+CALLER_METADATA = "x-caller-service"
+# A service name a caller may claim: no spaces, quotes or control characters.
+_SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]{0,63}")
+# grpc's auth context names the peer certificate's subject (RFC 2253) and common name so.
+_SUBJECT_PROPERTIES = ("x509_subject", "x509_common_name")
+
+
+def _certificate_subject(context: grpc.ServicerContext) -> str:
+    properties = context.auth_context() or {}
+    for name in _SUBJECT_PROPERTIES:
+        for value in properties.get(name, ()):
+            text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+            printable = "".join(ch for ch in text if ch.isprintable()).strip()
+            if printable:
+                return printable
+    return ""
+
+
+def _claimed_name(context: grpc.ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == CALLER_METADATA and isinstance(value, str):
+            return value if _SERVICE_NAME.fullmatch(value) else ""
+    return ""
+
+
+def caller_service(context: grpc.ServicerContext, *, mutual_tls: bool) -> str:
+    """`cert:<subject>`, `claimed:<name>` or `unknown` (at most MAX_ACTOR_LENGTH characters)."""
+    if mutual_tls:
+        subject = _certificate_subject(context)
+        if subject:
+            return f"cert:{subject}"[:MAX_ACTOR_LENGTH]
+    claimed = _claimed_name(context)
+    return f"claimed:{claimed}" if claimed else UNKNOWN_ACTOR
+
+
+def client_address(context: grpc.ServicerContext, trusted_proxies: tuple[Network, ...]) -> str:
+    """The end user's address behind a trusted proxy, else the peer's; "" if neither is known."""
+    address = end_user_address(context, trusted_proxies)
+    if address:
+        return address
+    peer = peer_address(context)
+    return "" if peer is None else str(peer)

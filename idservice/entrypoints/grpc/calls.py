@@ -1,0 +1,151 @@
+"""What the `rpc` wrapper keeps of each call: its request id, its connection-log entry and its
+access line. Never a request or response body, a token, a password or CI/DI.
+
+- The request id is the caller's `x-request-id` when it is a sane opaque id (8–128 characters
+  of letters, digits and `._:-`, at least one letter, nothing RRN-shaped), else a new UUID. It
+  is in every log line emitted on the handler's thread during the call, and goes back as
+  `x-request-id` trailing metadata, errors included.
+- The connection log gets the method, the time the call arrived, the account the call acted as
+  (`call_context.identified_account()`: an access token's subject once its session was found
+  live, or the account a session was issued to), the client's address (the end user's as a
+  trusted proxy names it in `x-forwarded-for`, else the peer's) and the code and reason. The
+  entry is buffered in memory (`App.connections`); a background thread writes it.
+- One INFO line per call on the `idservice.access` logger: method, code, reason, duration,
+  account id and request id.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+import grpc
+
+from idservice.bootstrap import App
+from idservice.entrypoints.grpc.addresses import client_address
+from idservice.entrypoints.logs import REQUEST_ID
+from idservice.service_layer.call_context import call_scope, identified_account
+from idservice.service_layer.ports import ConnectionEntry
+from idservice.service_layer.validation import check_no_rrn
+
+access_log = logging.getLogger("idservice.access")
+
+REQUEST_ID_KEY = "x-request-id"
+# Opaque ids only: ASCII letters, digits and `._:-`, with a letter (so no phone number, birth
+# date or other bare number), never an email or free text.
+_SANE_REQUEST_ID = re.compile(r"(?=[^A-Za-z]*[A-Za-z])[A-Za-z0-9][A-Za-z0-9._:-]{7,127}")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One RPC being handled."""
+
+    method: str
+    request_id: str
+    arrived_at: datetime
+    started: float
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+
+def request_id(context: grpc.ServicerContext) -> str:
+    """The caller's `x-request-id` if it is a sane opaque id, else a new UUID."""
+    for key, value in context.invocation_metadata() or ():
+        if key == REQUEST_ID_KEY and isinstance(value, str):
+            if _SANE_REQUEST_ID.fullmatch(value) and not check_no_rrn({REQUEST_ID_KEY: value}):
+                return value
+            break
+    return str(uuid.uuid4())
+
+
+@functools.cache
+def service_name(servicer_type: type) -> str:
+    """The gRPC service a servicer class implements (`idservice.v1.AccountService`), read from
+    the descriptor of the generated `…Servicer` base class it extends."""
+    for base in servicer_type.__mro__:
+        module = base.__module__
+        if module.endswith("_pb2_grpc") and base.__name__.endswith("Servicer"):
+            messages = sys.modules.get(module.removesuffix("_grpc"))
+            services = getattr(getattr(messages, "DESCRIPTOR", None), "services_by_name", {})
+            service = services.get(base.__name__.removesuffix("Servicer"))
+            if service is not None:
+                return str(service.full_name)
+    return servicer_type.__name__
+
+
+def begin(app: App, servicer_type: type, name: str, context: grpc.ServicerContext) -> Call:
+    return Call(
+        method=f"/{service_name(servicer_type)}/{name}",
+        request_id=request_id(context),
+        arrived_at=app.deps.clock(),
+        started=time.perf_counter(),
+    )
+
+
+@contextmanager
+def scope(call: Call) -> Iterator[None]:
+    """The call's request id in every log line, and a fresh account scope."""
+    token = REQUEST_ID.set(call.request_id)
+    try:
+        with call_scope():
+            yield
+    finally:
+        REQUEST_ID.reset(token)
+
+
+def finish(
+    app: App, call: Call, context: grpc.ServicerContext, code: str, reason: str
+) -> tuple[tuple[str, str], ...]:
+    """Record the call (connection log, access line); returns the trailing metadata to send."""
+    account_id = identified_account()
+    app.connections.add(
+        ConnectionEntry(
+            occurred_at=call.arrived_at,
+            method=call.method,
+            code=code,
+            reason=reason or None,
+            account_id=account_id,
+            client_ip=client_address(context, app.settings.trusted_proxies) or None,
+        )
+    )
+    access_log.info(
+        "rpc",
+        extra={
+            "method": call.method,
+            "code": code,
+            "reason": reason or None,
+            "duration_ms": round(call.seconds() * 1000, 1),
+            "account_id": account_id,
+            "request_id": call.request_id,
+        },
+    )
+    return ((REQUEST_ID_KEY, call.request_id),)
+
+
+class AnswerStatus(grpc.Status):
+    """A status with trailing metadata added (grpc's own statuses are immutable)."""
+
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        details: str,
+        trailing_metadata: tuple[tuple[str, str | bytes], ...],
+    ) -> None:
+        self.code = code
+        self.details = details
+        self.trailing_metadata = trailing_metadata
+
+
+def with_metadata(status: grpc.Status, extra: tuple[tuple[str, str], ...]) -> grpc.Status:
+    return AnswerStatus(
+        status.code, status.details, (*tuple(status.trailing_metadata or ()), *extra)
+    )

@@ -1,0 +1,129 @@
+"""Structured logs: one JSON object per line on stderr (structlog), for every stdlib record.
+
+Each line has `timestamp` (RFC 3339, UTC), `level`, `logger` and `event` (the formatted message),
+plus `request_id` while an RPC is being handled (from `REQUEST_ID`, set by the `rpc` wrapper),
+and the access line's fields. Only the fields in `ALLOWED_EXTRA` may be added with `extra=`, so
+a careless `extra={"email": ...}` never reaches the log. An exception is logged as its type and
+stack (`exception_type`, `stack`), never its message: messages may quote inputs or SQL
+parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import traceback
+from contextvars import ContextVar
+from types import TracebackType
+from typing import Any
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+# The request id of the RPC being handled on this thread (None outside a call).
+REQUEST_ID: ContextVar[str | None] = ContextVar("idservice_request_id", default=None)
+# What a log call may add with `extra=`: the access line's fields (never personal data).
+ALLOWED_EXTRA = ("method", "code", "reason", "duration_ms", "account_id", "request_id")
+# Libraries whose INFO lines are noise, or (httpx) would log upstream URLs with ids.
+QUIET_LOGGERS = ("alembic", "httpx", "httpcore")
+
+
+def add_request_id(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
+    request_id = REQUEST_ID.get()
+    if request_id is not None:
+        event.setdefault("request_id", request_id)
+    return event
+
+
+def exception_without_message(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
+    """`exc_info` as the exception's type and stack only."""
+    exc_info = event.pop("exc_info", None)
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    if isinstance(exc_info, BaseException):
+        exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+    if isinstance(exc_info, tuple) and exc_info[0] is not None:
+        event["exception_type"] = exc_info[0].__name__
+        event["stack"] = "".join(traceback.format_tb(exc_info[2]))
+    return event
+
+
+FIRST_KEYS = ("timestamp", "level", "logger", "event", "request_id")
+
+
+def standard_keys_first(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
+    """timestamp, level, logger, event and request_id lead each line; the rest follow."""
+    ordered = {key: event.pop(key) for key in FIRST_KEYS if key in event}
+    ordered.update(event)
+    return ordered
+
+
+def _shared_processors() -> list[Processor]:
+    return [
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_request_id,
+    ]
+
+
+def json_formatter() -> logging.Formatter:
+    """Renders stdlib records (and structlog events) as one JSON object per line."""
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*_shared_processors(), structlog.stdlib.ExtraAdder(ALLOWED_EXTRA)],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            exception_without_message,
+            standard_keys_first,
+            # Korean text stays readable (and greppable) in the log.
+            structlog.processors.JSONRenderer(ensure_ascii=False, sort_keys=False),
+        ],
+    )
+
+
+def configure_logging(level: str) -> None:
+    """Send every log record to stderr as JSON at `level` (IDSERVICE_LOG_LEVEL)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(json_formatter())
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # structlog's own loggers, if any module uses them, go through the same handler.
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *_shared_processors(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    # Warnings and uncaught exceptions would otherwise print plain text on stderr.
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+
+
+def _log_uncaught(
+    kind: type[BaseException], error: BaseException, stack: TracebackType | None
+) -> None:
+    logging.getLogger("idservice").critical(
+        "uncaught %s", kind.__name__, exc_info=(kind, error, stack)
+    )
+
+
+def _log_uncaught_in_thread(args: Any) -> None:
+    if args.exc_type is SystemExit:
+        return
+    logging.getLogger("idservice").error(
+        "uncaught %s in thread %s",
+        args.exc_type.__name__,
+        getattr(args.thread, "name", "?"),
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+    )

@@ -1,0 +1,82 @@
+"""Who is calling, for the access audit: the client certificate's subject under mutual TLS, a
+plain service name claimed in `x-caller-service`, or `unknown`; and from where."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from typing import cast
+
+import grpc
+import pytest
+
+from idservice.entrypoints.grpc.caller import caller_service, client_address
+
+
+class Context:
+    """The parts of a grpc.ServicerContext the functions read."""
+
+    def __init__(
+        self,
+        *,
+        metadata: Sequence[tuple[str, str]] = (),
+        auth: Mapping[str, list[bytes]] | None = None,
+        peer: str = "ipv4:10.1.2.3:50000",
+    ) -> None:
+        self._metadata, self._auth, self._peer = tuple(metadata), dict(auth or {}), peer
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._metadata
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return self._auth
+
+    def peer(self) -> str:
+        return self._peer
+
+
+def ctx(**kwargs: object) -> grpc.ServicerContext:
+    return cast(grpc.ServicerContext, Context(**kwargs))  # type: ignore[arg-type]
+
+
+CERTIFIED = {"x509_subject": [b"CN=app-backend,O=Example"], "x509_common_name": [b"app-backend"]}
+
+
+def test_under_mutual_tls_the_certificate_names_the_caller() -> None:
+    context = ctx(auth=CERTIFIED, metadata=[("x-caller-service", "impostor")])
+    assert caller_service(context, mutual_tls=True) == "cert:CN=app-backend,O=Example"
+    only_cn = ctx(auth={"x509_common_name": [b"app-backend"]})
+    assert caller_service(only_cn, mutual_tls=True) == "cert:app-backend"
+    odd = ctx(auth={"x509_subject": [b"CN=a\nb\x00c," + b"x" * 300]})
+    actor = caller_service(odd, mutual_tls=True)
+    assert actor.startswith("cert:CN=abc,") and len(actor) == 128
+
+
+def test_without_mutual_tls_a_certificate_is_not_looked_at() -> None:
+    assert caller_service(ctx(auth=CERTIFIED), mutual_tls=False) == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("claimed", "actor"),
+    [
+        ("app-backend", "claimed:app-backend"),
+        ("billing.v2/worker@prod", "claimed:billing.v2/worker@prod"),
+        ("two words", "unknown"),
+        ("-leading", "unknown"),
+        ("x" * 65, "unknown"),
+        ("", "unknown"),
+    ],
+)
+def test_a_claimed_name_is_taken_when_plain(claimed: str, actor: str) -> None:
+    context = ctx(metadata=[("x-caller-service", claimed)])
+    assert caller_service(context, mutual_tls=False) == actor
+    assert caller_service(context, mutual_tls=True) == actor  # no certificate subject seen
+
+
+def test_the_client_is_the_end_user_behind_a_trusted_proxy_else_the_peer() -> None:
+    proxies = (ipaddress.ip_network("10.0.0.0/8"),)
+    forwarded = [("x-forwarded-for", "203.0.113.9, 10.9.9.9")]
+    assert client_address(ctx(metadata=forwarded), proxies) == "203.0.113.9"
+    assert client_address(ctx(metadata=forwarded), ()) == "10.1.2.3"
+    assert client_address(ctx(peer="ipv6:[::1]:4000"), ()) == "::1"
+    assert client_address(ctx(peer="unix:/tmp/socket"), ()) == ""

@@ -1,0 +1,89 @@
+"""Structured logs: stdlib records as one JSON object per line, the request id of the call,
+only the access line's fields as extras, exceptions without their messages."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from idservice.entrypoints.grpc.calls import service_name
+from idservice.entrypoints.grpc.servicers import (
+    SERVICE_NAMES,
+    AccountServicer,
+    AuthServicer,
+    GuardianConsentServicer,
+    IdentityServicer,
+)
+from idservice.entrypoints.logs import REQUEST_ID, json_formatter
+
+
+def render(message: str, *args: object, **kwargs: Any) -> dict[str, Any]:
+    level = kwargs.pop("level", logging.INFO)
+    record = logging.LogRecord("idservice.test", level, __file__, 1, message, args, None)
+    exc_info = kwargs.pop("exc_info", None)
+    record.exc_info = exc_info
+    for key, value in kwargs.pop("extra", {}).items():
+        setattr(record, key, value)
+    line = json_formatter().format(record)
+    assert "\n" not in line
+    parsed: dict[str, Any] = json.loads(line)
+    return parsed
+
+
+def test_a_record_is_one_json_object_with_the_standard_fields() -> None:
+    line = render("purge: %s=%d", "sessions", 3, level=logging.WARNING)
+    assert line["event"] == "purge: sessions=3"
+    assert line["level"] == "warning"
+    assert line["logger"] == "idservice.test"
+    assert line["timestamp"].endswith("Z")
+    assert "request_id" not in line
+
+
+def test_during_a_call_every_line_has_its_request_id() -> None:
+    token = REQUEST_ID.set("req-12345678")
+    try:
+        assert render("inside")["request_id"] == "req-12345678"
+    finally:
+        REQUEST_ID.reset(token)
+    assert "request_id" not in render("outside")
+
+
+def test_only_the_access_fields_pass_as_extras() -> None:
+    line = render(
+        "rpc",
+        extra={
+            "method": "/idservice.v1.AuthService/GetJwks",
+            "code": "OK",
+            "duration_ms": 1.5,
+            "email": "hong@example.com",
+            "password": "hunter2hunter2",
+        },
+    )
+    assert line["method"] == "/idservice.v1.AuthService/GetJwks"
+    assert line["code"] == "OK" and line["duration_ms"] == 1.5
+    assert "email" not in line and "password" not in line
+    assert "hong@example.com" not in json.dumps(line)
+
+
+def test_an_exception_is_its_type_and_stack_without_its_message() -> None:
+    email = "hong@example.com"
+    try:
+        raise ValueError(f"{email} is not allowed")
+    except ValueError as error:
+        exc_info = (type(error), error, error.__traceback__)
+    line = render("a component failed", level=logging.ERROR, exc_info=exc_info)
+    assert line["exception_type"] == "ValueError"
+    assert "test_logs.py" in line["stack"]
+    assert email not in json.dumps(line, ensure_ascii=False)
+
+
+def test_korean_text_stays_readable() -> None:
+    assert '"event": "이름 없음"' in json_formatter().format(
+        logging.LogRecord("x", logging.INFO, __file__, 1, "이름 없음", (), None)
+    )
+
+
+def test_each_servicer_names_its_grpc_service() -> None:
+    servicers = (IdentityServicer, AccountServicer, AuthServicer, GuardianConsentServicer)
+    assert tuple(service_name(servicer) for servicer in servicers) == SERVICE_NAMES
