@@ -10,7 +10,8 @@ from typing import cast
 import grpc
 import pytest
 
-from idservice.entrypoints.grpc.caller import caller_service, client_address
+from idservice.entrypoints.grpc.addresses import client_address
+from idservice.entrypoints.grpc.caller import caller_service
 
 
 class Context:

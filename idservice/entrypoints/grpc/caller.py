@@ -14,7 +14,6 @@ import re
 import grpc
 
 from idservice.domain.audit import MAX_ACTOR_LENGTH
-from idservice.entrypoints.grpc.handling import Network, end_user_address, peer_address
 from idservice.service_layer.audit import UNKNOWN_ACTOR
 
 CALLER_METADATA = "x-caller-service"
@@ -50,12 +49,3 @@ def caller_service(context: grpc.ServicerContext, *, mutual_tls: bool) -> str:
             return f"cert:{subject}"[:MAX_ACTOR_LENGTH]
     claimed = _claimed_name(context)
     return f"claimed:{claimed}" if claimed else UNKNOWN_ACTOR
-
-
-def client_address(context: grpc.ServicerContext, trusted_proxies: tuple[Network, ...]) -> str:
-    """The end user's address behind a trusted proxy, else the peer's; "" if neither is known."""
-    address = end_user_address(context, trusted_proxies)
-    if address:
-        return address
-    peer = peer_address(context)
-    return "" if peer is None else str(peer)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import grpc
 
 from idservice.domain.guardian_consent import ConsentRequestStatus
-from idservice.entrypoints.grpc.caller import caller_service, client_address
+from idservice.entrypoints.grpc.addresses import client_address
+from idservice.entrypoints.grpc.caller import caller_service
 from idservice.entrypoints.grpc.converters import account_message, timestamp
 from idservice.entrypoints.grpc.handling import end_user_address, rpc
 from idservice.entrypoints.grpc.servicers.base import Servicer
