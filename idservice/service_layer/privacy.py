@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from idservice.domain import events
 from idservice.domain.accounts import Account, Consents
@@ -37,6 +37,8 @@ from idservice.service_layer.use_cases import Command
 
 # Version of the export document's shape (docs: the JSON Schema of the export).
 EXPORT_FORMAT = "idservice.export/1"
+# How far back the export shows the connection log (its legal retention: 3 months).
+CONNECTION_LOG_EXPORT_WINDOW = timedelta(days=90)
 
 
 def _time(value: datetime | None) -> str | None:
@@ -107,6 +109,19 @@ def export_document(tx: UnitOfWork, account: Account, *, now: datetime) -> dict[
         },
         "guardian": guardian,
         "wards": tx.guardian_consents.approved_wards(account.ci) if account.ci else [],
+        # 통신비밀보호법: the connection log is kept 3 months; the export shows that much.
+        "connection_log": [
+            {
+                "occurred_at": utc_text(entry.occurred_at),
+                "method": entry.method,
+                "code": entry.code,
+                "reason": entry.reason,
+                "client_ip": entry.client_ip,
+            }
+            for entry in tx.connection_log.of_account(
+                account.id, since=now - CONNECTION_LOG_EXPORT_WINDOW
+            )
+        ],
         "sessions": [
             {
                 "id": session.id,
