@@ -60,11 +60,15 @@ def authenticate(
     return caller
 
 
+def account_gone() -> DomainError:
+    return DomainError(Reason.TOKEN_INVALID, "the account no longer exists")
+
+
 def account_of(tx: UnitOfWork, caller: Caller) -> Account:
     """The caller's account, read in the caller's unit of work."""
     account = tx.accounts.get(caller.account_id)
     if account is None:
-        raise DomainError(Reason.TOKEN_INVALID, "the account no longer exists")
+        raise account_gone()
     return account
 
 
@@ -76,11 +80,15 @@ def load_account(caller: Caller, *, uow: UnitOfWorkFactory) -> Account:
 def authenticated_account(
     access_token: str, *, tokens: TokenIssuer, uow: UnitOfWorkFactory, clock: Clock
 ) -> Account:
-    """The bearer's account, its session checked in the same unit of work (one read)."""
+    """The bearer's account, read with its session in one statement: the session is checked
+    live on every call (nothing about it is kept between calls)."""
     now = clock()
     claims = tokens.verify(access_token, now=now)
     with uow(readonly=True) as tx:
-        check_live(tx.sessions.get(claims.session_id), claims, now=now)
-        identify(claims.account_id)
-        caller = Caller(account_id=claims.account_id, session_id=claims.session_id, amr=claims.amr)
-        return account_of(tx, caller)
+        found = tx.sessions.get_with_account(claims.session_id)
+    session, account = found if found is not None else (None, None)
+    check_live(session, claims, now=now)
+    identify(claims.account_id)
+    if account is None:
+        raise account_gone()
+    return account

@@ -28,7 +28,7 @@ CONSENT_OUTCOME_RETENTION = timedelta(days=30)
 CONSENT_RECORD_RETENTION = timedelta(days=5 * 365)
 # Reconfirmation reminders written per purge run; the next run takes the rest.
 RECONFIRMATIONS_PER_RUN = 1000
-# Attempt counters outlive their windows (10 minutes) by this much at most.
+# Attempt counters outlive their windows (a day at most, config.MAX_RATE_WINDOW) by this much.
 ATTEMPT_COUNTER_RETENTION = timedelta(days=1)
 
 
@@ -89,12 +89,14 @@ def _marketing_reconfirmations(tx: UnitOfWork, *, now: datetime) -> int:
     for account_id, opted_in_at in candidates:
         if reconfirmation_due_on(opted_in_at) > now:
             continue
+        # Another process's purge may have reminded it meanwhile: one event per opt-in.
+        if not tx.accounts.mark_reminded(account_id, now=now):
+            continue
         tx.outbox.add(
             events.marketing_reconfirmation_due(
                 account_id=account_id, opted_in_at=opted_in_at, now=now
             )
         )
-        tx.accounts.mark_reminded(account_id, now=now)
         due += 1
     return due
 

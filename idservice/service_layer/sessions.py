@@ -127,13 +127,14 @@ def refresh_session(
     token_hash = _refresh_hash(cmd.refresh_token, cipher)
     now = clock()
     with uow() as tx:
-        record = tx.sessions.find_refresh(token_hash)
-        if record is None or record.session.revoked_at is not None:
+        # The account comes with the token and its session, in the same statement.
+        found = tx.sessions.find_refresh_with_account(token_hash)
+        if found is None or found[0].session.revoked_at is not None:
             raise refresh_token_invalid()
+        record, account = found
         if record.expires_at <= now or not record.session.is_active(now):
             raise DomainError(Reason.TOKEN_EXPIRED, "the refresh token has expired")
         if record.used_at is None and tx.sessions.mark_refresh_used(token_hash, now=now):
-            account = tx.accounts.get(record.session.account_id)
             if account is None or not account.status.may_sign_in:
                 raise refresh_token_invalid()
             issued = _issue_tokens(
@@ -203,11 +204,12 @@ def introspect(
     except DomainError:
         return Introspection(active=False)
     with uow(readonly=True) as tx:
-        try:
-            check_live(tx.sessions.get(claims.session_id), claims, now=now)
-        except DomainError:
-            return Introspection(active=False)
-        account = tx.accounts.get(claims.account_id)
+        found = tx.sessions.get_with_account(claims.session_id)
+    session, account = found if found is not None else (None, None)
+    try:
+        check_live(session, claims, now=now)
+    except DomainError:
+        return Introspection(active=False)
     if account is None:
         return Introspection(active=False)
     c = account.consents

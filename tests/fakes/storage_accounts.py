@@ -247,10 +247,15 @@ class FakeAccountRepository:
         ]
         return sorted(due, key=lambda item: item[1])[:limit]
 
-    def mark_reminded(self, account_id: str, *, now: datetime) -> None:
+    def mark_reminded(self, account_id: str, *, now: datetime) -> bool:
         row = self._access.write().accounts.get(account_id)
-        if row is not None:
-            row.marketing_reminded_at = utc(now)
+        if row is None or not row.account.consents.marketing_opt_in:
+            return False
+        reminded = row.marketing_reminded_at
+        if reminded is not None and reminded >= row.account.consents.marketing_updated_at:
+            return False
+        row.marketing_reminded_at = utc(now)
+        return True
 
     # -- re-join holds -------------------------------------------------------------------
     def rejoin_hold_until(

@@ -11,6 +11,7 @@ import copy
 import dataclasses
 from datetime import datetime, timedelta
 
+from idservice.domain.accounts import Account
 from idservice.domain.identity import VerifiedPerson
 from idservice.domain.sessions import RevokeReason, Session
 from idservice.service_layer.ports import (
@@ -19,6 +20,7 @@ from idservice.service_layer.ports import (
     StoredVerification,
     UniqueViolation,
 )
+from tests.fakes.storage_accounts import loaded_account
 from tests.fakes.storage_state import (
     FakeIntegrityError,
     IdempotencyRow,
@@ -66,6 +68,15 @@ class FakeSessionRepository:
         row = self._access.read().sessions.get(session_id)
         return None if row is None else copy.deepcopy(row.session)
 
+    def get_with_account(self, session_id: str) -> tuple[Session, Account | None] | None:
+        session = self.get(session_id)
+        return None if session is None else (session, self._live_account(session.account_id))
+
+    def _live_account(self, account_id: str) -> Account | None:
+        state = self._access.read()
+        row = state.accounts.get(account_id)
+        return None if row is None or not row.live else loaded_account(state, row)
+
     def of_account(self, account_id: str) -> list[Session]:
         rows = [
             row.session
@@ -82,6 +93,14 @@ class FakeSessionRepository:
             return None
         session = copy.deepcopy(state.sessions[token.session_id].session)
         return RefreshRecord(session=session, expires_at=token.expires_at, used_at=token.used_at)
+
+    def find_refresh_with_account(
+        self, token_hash: str
+    ) -> tuple[RefreshRecord, Account | None] | None:
+        record = self.find_refresh(token_hash)
+        if record is None:
+            return None
+        return record, self._live_account(record.session.account_id)
 
     def mark_refresh_used(self, token_hash: str, *, now: datetime) -> bool:
         token = self._access.write().refresh_tokens.get(token_hash)

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from idservice.domain.accounts import Account
+from idservice.domain.ids import new_id
 from idservice.domain.lockout import ATTEMPT_IN_FLIGHT_TTL, LockoutPolicy, LoginGate
 from idservice.domain.sessions import RevokeReason, Session
-from idservice.service_layer.ports import UnitOfWorkFactory
+from idservice.domain.sns import SnsProvider
+from idservice.service_layer.ports import SnsLink, UnitOfWorkFactory
 from tests.support.postgres import PostgresCluster
 from tests.support.records import NOW, make_account, make_session
 from tests.support.repository_backends import BACKENDS, Backend, open_backend
@@ -149,6 +151,39 @@ def test_a_session_reads_back_live_with_its_refresh_token(backend: Backend) -> N
         )
         assert tx.sessions.find_refresh("rt-unknown") is None
         assert tx.sessions.get("no-such-session") is None
+
+
+def test_a_session_reads_with_its_account_and_sns_providers(backend: Backend) -> None:
+    account = add_account(backend.uow)
+    bare = add_account(backend.uow)
+    session, bare_session = add_session(backend.uow, account.id), add_session(backend.uow, bare.id)
+    with backend.uow() as tx:
+        for provider in (SnsProvider.KAKAO, SnsProvider.GOOGLE):
+            tx.sns_identities.add(
+                SnsLink(
+                    id=new_id(),
+                    account_id=account.id,
+                    provider=provider,
+                    subject=f"s-{provider.value}-{account.id}",
+                    nickname="",
+                    picture_url="",
+                    created_at=NOW,
+                    last_login_at=NOW,
+                )
+            )
+        tx.commit()
+    with backend.uow(readonly=True) as tx:
+        expected = tx.accounts.get(account.id)
+        assert expected is not None and expected.sns_providers == ("google", "kakao")
+        assert tx.sessions.get_with_account(session.id) == (session, expected)
+        assert tx.sessions.get_with_account(bare_session.id) == (
+            bare_session,
+            tx.accounts.get(bare.id),
+        )
+        found = tx.sessions.find_refresh_with_account(f"rt-{session.id}")
+        assert found == (tx.sessions.find_refresh(f"rt-{session.id}"), expected)
+        assert tx.sessions.get_with_account("no-such-session") is None
+        assert tx.sessions.find_refresh_with_account("rt-unknown") is None
 
 
 def test_sessions_and_tokens_need_their_parent_row(backend: Backend) -> None:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 
 # SQLite waits this long for the write lock before failing (milliseconds).
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# A pooled PostgreSQL connection idle longer than this is pinged before it is handed out; one in
+# steady use is not (a ping per checkout would be a round trip on every call).
+IDLE_PING_AFTER_SECONDS = 10.0
+_IDLE_SINCE = "idservice_idle_since"
 
 
 def build_engine(url: str, *, pool_size: int = 20, create_directory: bool = False) -> Engine:
@@ -22,15 +28,41 @@ def build_engine(url: str, *, pool_size: int = 20, create_directory: bool = Fals
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, pool_size, create_directory=create_directory)
-    return create_engine(
+    engine = create_engine(
         url,
-        pool_pre_ping=True,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=10,
         pool_recycle=1800,
         connect_args={"connect_timeout": 5},
     )
+    _ping_idle_connections(engine)
+    return engine
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Instead of `pool_pre_ping` (a `SELECT 1` round trip on every checkout): a connection
+    that sat idle in the pool (where a database restart or an idle timeout kills it unseen) is
+    pinged first, and a dead one is replaced by the pool before any call sees it. A connection
+    that dies while in use fails its statement: `errors.is_unavailable` answers
+    DATABASE_UNAVAILABLE (retryable), and SQLAlchemy then discards every older pooled
+    connection, so the next checkout opens a fresh one."""
+
+    @event.listens_for(engine, "checkin")
+    def on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is None or time.monotonic() - idle_since < IDLE_PING_AFTER_SECONDS:
+            return
+        try:
+            # The dialect's own ping (the one `pool_pre_ping` uses; it opens no transaction).
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # The pool discards this connection and checks out another (a fresh one if need be).
+            raise DisconnectionError("pooled connection is dead") from exc
 
 
 def _sqlite_engine(url: str, pool_size: int, *, create_directory: bool) -> Engine:

@@ -23,6 +23,7 @@ from idservice.adapters.db.repositories.sns import (
     SqlSnsIdentityRepository,
 )
 from idservice.adapters.db.repositories.verifications import SqlVerificationRepository
+from idservice.adapters.db.write_lock import WriteLock, write_lock_for
 from idservice.domain.errors import database_unavailable, server_busy
 
 # Which threads hold this process's SQLite write lock (to refuse a nested write loudly).
@@ -48,7 +49,7 @@ class SqlUnitOfWork:
     consent_records: SqlConsentRecordRepository
 
     def __init__(
-        self, engine: Engine, cipher: FieldCipher, *, write_lock: threading.Lock | None = None
+        self, engine: Engine, cipher: FieldCipher, *, write_lock: WriteLock | None = None
     ) -> None:
         self._engine = engine
         self._cipher = cipher
@@ -89,7 +90,7 @@ class SqlUnitOfWork:
             raise
         c, cipher = self._connection, self._cipher
         self.accounts = SqlAccountRepository(c, cipher)
-        self.sessions = SqlSessionRepository(c)
+        self.sessions = SqlSessionRepository(c, cipher)
         self.verifications = SqlVerificationRepository(c, cipher)
         self.idempotency = SqlIdempotencyRepository(c, cipher)
         self.outbox = SqlOutboxRepository(c, cipher)
@@ -137,14 +138,20 @@ class SqlUnitOfWorkFactory:
 
     def __init__(self, engine: Engine, cipher: FieldCipher) -> None:
         self.engine = engine
-        # Read-only work runs in autocommit on SQLite: readers never queue behind the write
-        # lock, and each statement sees one consistent snapshot, though two statements of one
-        # read may see different ones (nothing read-only depends on more; writes re-check).
-        self._readonly_engine = engine.execution_options(readonly=True)
+        # Read-only work runs in autocommit: readers never queue behind the write lock
+        # (SQLite), and each statement sees one consistent snapshot, though two statements of
+        # one read may see different ones (nothing read-only depends on more; writes re-check).
+        # On PostgreSQL that is what READ COMMITTED gives anyway, and autocommit saves the
+        # BEGIN and ROLLBACK round trips around every read. (SQLite's connections are in
+        # autocommit already; the `begin` listener in engine.py reads `readonly`.)
+        options: dict[str, object] = {"readonly": True}
+        if engine.dialect.name == "postgresql":
+            options["isolation_level"] = "AUTOCOMMIT"
+        self._readonly_engine = engine.execution_options(**options)
         self._cipher = cipher
-        # SQLite has one writer at a time; queueing this process's writers on a lock is fairer
-        # and faster than each sleeping in SQLite's busy handler.
-        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+        # SQLite has one writer at a time; queueing the writers (of this process, then of every
+        # process on the file: write_lock.py) is fairer and faster than SQLite's busy handler.
+        self._write_lock = write_lock_for(engine)
 
     def make_deletions_final(self) -> None:
         """SQLite keeps page images in its write-ahead log until a checkpoint: fold the log into

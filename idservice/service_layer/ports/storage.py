@@ -132,7 +132,9 @@ class AccountRepository(Protocol):
     ) -> list[tuple[str, datetime]]:
         """(account id, opt-in time) of opt-ins older than `opted_in_before` not yet reminded."""
 
-    def mark_reminded(self, account_id: str, *, now: datetime) -> None: ...
+    def mark_reminded(self, account_id: str, *, now: datetime) -> bool:
+        """Record the reminder of the current opt-in; False when it was already recorded (by a
+        purge running at the same time in another process) or the opt-in is gone."""
 
     def replace_password_hash(
         self, account_id: str, *, expected: str, new: str | None, now: datetime
@@ -172,10 +174,18 @@ class SessionRepository(Protocol):
 
     def get(self, session_id: str) -> Session | None: ...
 
+    def get_with_account(self, session_id: str) -> tuple[Session, Account | None] | None:
+        """The session and, in the same read, its account (None once the account is gone)."""
+
     def of_account(self, account_id: str) -> list[Session]:
         """The account's sessions, newest first."""
 
     def find_refresh(self, token_hash: str) -> RefreshRecord | None: ...
+
+    def find_refresh_with_account(
+        self, token_hash: str
+    ) -> tuple[RefreshRecord, Account | None] | None:
+        """`find_refresh` and, in the same read, the session's account (None once gone)."""
 
     def mark_refresh_used(self, token_hash: str, *, now: datetime) -> bool:
         """Use a refresh token once; False when another call used it first."""

@@ -5,19 +5,51 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from idservice.adapters.crypto import FieldCipher
 from idservice.adapters.db import encrypted_columns as ec
 from idservice.adapters.db import tables as t
 from idservice.adapters.db.errors import unique_column
+from idservice.adapters.db.repositories.account_rows import (
+    ACCOUNT_COLUMNS,
+    first_account,
+    with_sns,
+)
 from idservice.domain.accounts import Account, AccountStatus, Consents
 from idservice.domain.lockout import ATTEMPT_IN_FLIGHT_TTL, LockoutPolicy, LoginGate
 from idservice.service_layer.ports import UniqueViolation
 
 # Reads see live accounts only; a withdrawn account's remains just hold its CI/DI indexes.
 _LIVE = t.accounts.c.withdrawn_at.is_(None)
+
+# Built once: the statements of the hot reads hit SQLAlchemy's compiled cache without being
+# rebuilt or re-keyed on every call.
+_BY_ID = (
+    select(*ACCOUNT_COLUMNS)
+    .select_from(with_sns(t.accounts))
+    .where(t.accounts.c.id == bindparam("account_id"), _LIVE)
+)
+# PostgreSQL locks the account row (not the nullable side of the outer join); SQLite's writers
+# are serialised already (BEGIN IMMEDIATE).
+_BY_ID_FOR_UPDATE = _BY_ID.with_for_update(of=t.accounts)
+_BY_EMAIL = (
+    select(*ACCOUNT_COLUMNS)
+    .select_from(with_sns(t.accounts))
+    .where(t.accounts.c.email_index == bindparam("email_index"), _LIVE)
+)
 
 
 class SqlAccountRepository:
@@ -172,26 +204,22 @@ class SqlAccountRepository:
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, account_id: str, *, for_update: bool = False) -> Account | None:
-        query = select(t.accounts).where(t.accounts.c.id == account_id, _LIVE)
-        if for_update:
-            # PostgreSQL locks the row; SQLite's writers are serialised already (BEGIN IMMEDIATE).
-            query = query.with_for_update()
-        row = self._c.execute(query).first()
-        return None if row is None else self._from_row(row._mapping)
+        query = _BY_ID_FOR_UPDATE if for_update else _BY_ID
+        rows = self._c.execute(query, {"account_id": account_id}).all()
+        return first_account(rows, self._cipher)
 
     def get_by_email(self, email_key: str) -> Account | None:
         index = self.email_index(email_key)
-        row = self._c.execute(
-            select(t.accounts).where(t.accounts.c.email_index == index, _LIVE)
-        ).first()
-        return None if row is None else self._from_row(row._mapping)
+        rows = self._c.execute(_BY_EMAIL, {"email_index": index}).all()
+        return first_account(rows, self._cipher)
 
     def find_by_identity(self, *, ci: str | None, di: str | None) -> Account | None:
         conditions = self._identity_conditions(t.accounts, ci=ci, di=di)
         if not conditions:
             return None
-        row = self._c.execute(select(t.accounts).where(or_(*conditions), _LIVE)).first()
-        return None if row is None else self._from_row(row._mapping)
+        query = select(*ACCOUNT_COLUMNS).select_from(with_sns(t.accounts))
+        rows = self._c.execute(query.where(or_(*conditions), _LIVE)).all()
+        return first_account(rows, self._cipher)
 
     # -- re-join holds -------------------------------------------------------------------
     def rejoin_hold_until(
@@ -303,12 +331,22 @@ class SqlAccountRepository:
         ).all()
         return [(row.id, row.marketing_updated_at) for row in rows]
 
-    def mark_reminded(self, account_id: str, *, now: datetime) -> None:
-        self._c.execute(
+    def mark_reminded(self, account_id: str, *, now: datetime) -> bool:
+        a = t.accounts.c
+        # Compare-and-set: of two purges racing (several processes), one records the reminder.
+        result = self._c.execute(
             update(t.accounts)
-            .where(t.accounts.c.id == account_id)
+            .where(
+                a.id == account_id,
+                a.marketing_opt_in.is_(True),
+                or_(
+                    a.marketing_reminded_at.is_(None),
+                    a.marketing_reminded_at < a.marketing_updated_at,
+                ),
+            )
             .values(marketing_reminded_at=now)
         )
+        return bool(result.rowcount == 1)
 
     def add_rejoin_hold(
         self, hold_id: str, *, ci: str | None, di: str | None, until: datetime
@@ -361,44 +399,3 @@ class SqlAccountRepository:
             "third_party_updated_at": a.consents.third_party_updated_at,
             "updated_at": a.created_at,
         }
-
-    def _sns_providers(self, account_id: str) -> tuple[str, ...]:
-        s = t.sns_identities.c
-        rows = self._c.execute(select(s.provider).where(s.account_id == account_id)).scalars()
-        return tuple(sorted(rows))
-
-    def _from_row(self, r: Any) -> Account:
-        account_id: str = r["id"]
-
-        def dec(column: ec.EncryptedColumn) -> str | None:
-            value = r[column.column]
-            return None if value is None else column.decrypt(self._cipher, account_id, value)
-
-        birth = dec(ec.ACCOUNT_BIRTH_DATE)
-        assert birth is not None
-        return Account(
-            id=account_id,
-            status=AccountStatus(r["status"]),
-            email=dec(ec.ACCOUNT_EMAIL),
-            name=dec(ec.ACCOUNT_NAME) or "",
-            phone_number=dec(ec.ACCOUNT_PHONE) or "",
-            birth_date=date.fromisoformat(birth),
-            identity_verified=bool(r["identity_verified"]),
-            ci=dec(ec.ACCOUNT_CI),
-            di=dec(ec.ACCOUNT_DI),
-            password_hash=r["password_hash"],
-            failed_logins=r["failed_logins"],
-            locked_until=r["locked_until"],
-            created_at=r["created_at"],
-            sns_providers=self._sns_providers(account_id),
-            consents=Consents(
-                terms_version=r["terms_version"],
-                privacy_policy_version=r["privacy_policy_version"],
-                accepted_at=r["terms_accepted_at"],
-                marketing_opt_in=bool(r["marketing_opt_in"]),
-                marketing_updated_at=r["marketing_updated_at"],
-                processing_suspended=bool(r["processing_suspended"]),
-                third_party_opt_in=bool(r["third_party_opt_in"]),
-                third_party_updated_at=r["third_party_updated_at"],
-            ),
-        )

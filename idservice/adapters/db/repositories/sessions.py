@@ -5,16 +5,72 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, or_, select, update
 
+from idservice.adapters.crypto import FieldCipher
 from idservice.adapters.db import tables as t
+from idservice.adapters.db.repositories.account_rows import ACCOUNT_COLUMNS, first_account, with_sns
+from idservice.domain.accounts import Account
 from idservice.domain.sessions import RevokeReason, Session
 from idservice.service_layer.ports import RefreshRecord
 
+# Session columns under their own names where a statement also reads the account's columns.
+_PREFIX = "session_"
+_SESSION_COLUMNS = tuple(c.label(f"{_PREFIX}{c.name}") for c in t.sessions.c)
+# The session's account, outer-joined: a session whose account is gone still reads (as None).
+_SESSION_ACCOUNT = with_sns(
+    t.sessions.outerjoin(
+        t.accounts,
+        (t.accounts.c.id == t.sessions.c.account_id) & t.accounts.c.withdrawn_at.is_(None),
+    )
+)
+
+# Built once, so the hot reads hit SQLAlchemy's compiled cache without being rebuilt.
+_GET = select(t.sessions).where(t.sessions.c.id == bindparam("session_id"))
+_GET_WITH_ACCOUNT = (
+    select(*_SESSION_COLUMNS, *ACCOUNT_COLUMNS)
+    .select_from(_SESSION_ACCOUNT)
+    .where(t.sessions.c.id == bindparam("session_id"))
+)
+_REFRESH_COLUMNS = (
+    t.refresh_tokens.c.expires_at.label("token_expires_at"),
+    t.refresh_tokens.c.used_at.label("token_used_at"),
+)
+_FIND_REFRESH = (
+    select(*_REFRESH_COLUMNS, *_SESSION_COLUMNS)
+    .join_from(t.refresh_tokens, t.sessions, t.sessions.c.id == t.refresh_tokens.c.session_id)
+    .where(t.refresh_tokens.c.token_hash == bindparam("token_hash"))
+)
+_FIND_REFRESH_WITH_ACCOUNT = (
+    select(*_REFRESH_COLUMNS, *_SESSION_COLUMNS, *ACCOUNT_COLUMNS)
+    .select_from(
+        with_sns(
+            t.refresh_tokens.join(
+                t.sessions, t.sessions.c.id == t.refresh_tokens.c.session_id
+            ).outerjoin(
+                t.accounts,
+                (t.accounts.c.id == t.sessions.c.account_id) & t.accounts.c.withdrawn_at.is_(None),
+            )
+        )
+    )
+    .where(t.refresh_tokens.c.token_hash == bindparam("token_hash"))
+)
+_MARK_REFRESH_USED = (
+    update(t.refresh_tokens)
+    .where(
+        t.refresh_tokens.c.token_hash == bindparam("hash"),
+        t.refresh_tokens.c.used_at.is_(None),
+    )
+    .values(used_at=bindparam("now"))
+)
+# Parameters named after the columns fill them in.
+_ADD_REFRESH_TOKEN = insert(t.refresh_tokens)
+
 
 class SqlSessionRepository:
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, cipher: FieldCipher) -> None:
         self._c = connection
+        self._cipher = cipher
 
     def add(self, session: Session) -> None:
         self._c.execute(
@@ -31,14 +87,25 @@ class SqlSessionRepository:
         self, token_hash: str, *, session_id: str, now: datetime, expires_at: datetime
     ) -> None:
         self._c.execute(
-            insert(t.refresh_tokens).values(
-                token_hash=token_hash, session_id=session_id, created_at=now, expires_at=expires_at
-            )
+            _ADD_REFRESH_TOKEN,
+            {
+                "token_hash": token_hash,
+                "session_id": session_id,
+                "created_at": now,
+                "expires_at": expires_at,
+            },
         )
 
     def get(self, session_id: str) -> Session | None:
-        row = self._c.execute(select(t.sessions).where(t.sessions.c.id == session_id)).first()
+        row = self._c.execute(_GET, {"session_id": session_id}).first()
         return None if row is None else _session(row._mapping)
+
+    def get_with_account(self, session_id: str) -> tuple[Session, Account | None] | None:
+        """One statement: the session, its live account and the account's SNS providers."""
+        rows = self._c.execute(_GET_WITH_ACCOUNT, {"session_id": session_id}).all()
+        if not rows:
+            return None
+        return _session(rows[0]._mapping, _PREFIX), first_account(rows, self._cipher)
 
     def of_account(self, account_id: str) -> list[Session]:
         s = t.sessions.c
@@ -48,30 +115,21 @@ class SqlSessionRepository:
         return [_session(row._mapping) for row in rows]
 
     def find_refresh(self, token_hash: str) -> RefreshRecord | None:
-        row = self._c.execute(
-            select(
-                t.refresh_tokens.c.expires_at.label("token_expires_at"),
-                t.refresh_tokens.c.used_at,
-                t.sessions,
-            )
-            .join(t.sessions, t.sessions.c.id == t.refresh_tokens.c.session_id)
-            .where(t.refresh_tokens.c.token_hash == token_hash)
-        ).first()
-        if row is None:
+        row = self._c.execute(_FIND_REFRESH, {"token_hash": token_hash}).first()
+        return None if row is None else _refresh_record(row._mapping)
+
+    def find_refresh_with_account(
+        self, token_hash: str
+    ) -> tuple[RefreshRecord, Account | None] | None:
+        """One statement: the refresh token, its session and the session's live account."""
+        rows = self._c.execute(_FIND_REFRESH_WITH_ACCOUNT, {"token_hash": token_hash}).all()
+        if not rows:
             return None
-        m = row._mapping
-        return RefreshRecord(
-            session=_session(m), expires_at=m["token_expires_at"], used_at=m["used_at"]
-        )
+        return _refresh_record(rows[0]._mapping), first_account(rows, self._cipher)
 
     def mark_refresh_used(self, token_hash: str, *, now: datetime) -> bool:
         """Use a refresh token once; False when another call used it first."""
-        r = t.refresh_tokens.c
-        result = self._c.execute(
-            update(t.refresh_tokens)
-            .where(r.token_hash == token_hash, r.used_at.is_(None))
-            .values(used_at=now)
-        )
+        result = self._c.execute(_MARK_REFRESH_USED, {"hash": token_hash, "now": now})
         return bool(result.rowcount == 1)
 
     def revoke(self, session_id: str, *, now: datetime, reason: RevokeReason) -> bool:
@@ -105,12 +163,18 @@ class SqlSessionRepository:
         return self._c.execute(delete(t.sessions).where(ended)).rowcount
 
 
-def _session(m: Any) -> Session:
+def _refresh_record(m: Any) -> RefreshRecord:
+    return RefreshRecord(
+        session=_session(m, _PREFIX), expires_at=m["token_expires_at"], used_at=m["token_used_at"]
+    )
+
+
+def _session(m: Any, prefix: str = "") -> Session:
     return Session(
-        id=m["id"],
-        account_id=m["account_id"],
-        amr=tuple(a for a in str(m["amr"]).split(",") if a),
-        created_at=m["created_at"],
-        expires_at=m["expires_at"],
-        revoked_at=m["revoked_at"],
+        id=m[f"{prefix}id"],
+        account_id=m[f"{prefix}account_id"],
+        amr=tuple(a for a in str(m[f"{prefix}amr"]).split(",") if a),
+        created_at=m[f"{prefix}created_at"],
+        expires_at=m[f"{prefix}expires_at"],
+        revoked_at=m[f"{prefix}revoked_at"],
     )

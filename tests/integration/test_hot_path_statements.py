@@ -1,0 +1,105 @@
+"""The hot calls stay one read (plus the writes a refresh needs): SQL statements per call are
+counted on the real engine (SQLite and PostgreSQL) with SQLAlchemy's `before_cursor_execute`
+event, so a change that adds a query, a ping or a second unit of work to these paths fails here.
+
+Statements only: a transaction's COMMIT or ROLLBACK goes through the driver, not a cursor (on
+SQLite a write unit of work's `BEGIN IMMEDIATE` is a statement and is counted).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import pytest
+from sqlalchemy import Engine, event
+
+from idservice.bootstrap import App
+from idservice.domain.age import AgePolicy
+from idservice.domain.errors import DomainError, Reason
+from idservice.service_layer.age_check import CheckAge
+from idservice.service_layer.profile import GetAccount
+from idservice.service_layer.sessions import IntrospectToken, Logout, RefreshSession
+from tests.support.client import Client
+
+R = TypeVar("R")
+
+
+@contextmanager
+def statements_of_this_thread() -> Iterator[list[str]]:
+    """The SQL statements any engine runs on the calling thread while the block runs (the
+    server's other threads, such as the connection-log writer, are not counted)."""
+    seen: list[str] = []
+    me = threading.get_ident()
+
+    def before_cursor_execute(*args: Any) -> None:
+        if threading.get_ident() == me:
+            seen.append(str(args[2]).split(None, 1)[0].upper())
+
+    event.listen(Engine, "before_cursor_execute", before_cursor_execute)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "before_cursor_execute", before_cursor_execute)
+
+
+def counted(call: Callable[[], R]) -> tuple[R, list[str]]:
+    call()  # the first call may warm caches; the second is the steady state
+    with statements_of_this_thread() as seen:
+        result = call()
+    return result, seen
+
+
+@pytest.fixture
+def signed_up(client: Client) -> tuple[str, str, str]:
+    response = client.sign_up()
+    session = response.session
+    return response.account.id, session.access_token, session.refresh_token
+
+
+def test_token_reads_are_one_statement(app: App, signed_up: tuple[str, str, str]) -> None:
+    account_id, access_token, _ = signed_up
+
+    introspection, seen = counted(lambda: app.handle(IntrospectToken(access_token=access_token)))
+    assert introspection.active and introspection.account_id == account_id
+    assert seen == ["SELECT"]
+
+    account, seen = counted(lambda: app.handle(GetAccount(access_token=access_token)))
+    assert account.id == account_id
+    assert seen == ["SELECT"]
+
+    answer, seen = counted(
+        lambda: app.handle(CheckAge(policy=AgePolicy.KR_ADULT, access_token=access_token))
+    )
+    assert answer.allowed
+    assert seen == ["SELECT"]
+
+
+def test_a_refresh_is_one_read_and_two_writes(app: App, signed_up: tuple[str, str, str]) -> None:
+    account_id, _, refresh_token = signed_up
+    tokens = [refresh_token]
+
+    def refresh() -> str:
+        issued = app.handle(RefreshSession(refresh_token=tokens[-1]))
+        tokens.append(issued.refresh_token)
+        return issued.account_id
+
+    refreshed, seen = counted(refresh)
+    assert refreshed == account_id
+    begin = ["BEGIN"] if app.settings.database_url.startswith("sqlite") else []
+    # The token with its session and account; the token marked used; the next token.
+    assert seen == [*begin, "SELECT", "UPDATE", "INSERT"]
+
+
+def test_a_revoked_session_is_seen_at_once(app: App, signed_up: tuple[str, str, str]) -> None:
+    """Nothing about the session is kept between calls: the next call after a logout fails."""
+    _, access_token, refresh_token = signed_up
+    assert app.handle(IntrospectToken(access_token=access_token)).active
+    app.handle(GetAccount(access_token=access_token))
+    app.handle(Logout(refresh_token=refresh_token))
+    assert not app.handle(IntrospectToken(access_token=access_token)).active
+    with pytest.raises(DomainError) as raised:
+        app.handle(GetAccount(access_token=access_token))
+    assert raised.value.reason is Reason.TOKEN_INVALID

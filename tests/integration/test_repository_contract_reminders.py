@@ -1,0 +1,79 @@
+"""The repository contract for the marketing reconfirmation reminder (fakes, SQLite, PostgreSQL).
+
+Every server process purges (IDSERVICE_PROCESSES, several instances): of two purges that both
+found an opt-in due, only the one that records the reminder queues the event.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from idservice.service_layer.ports import UnitOfWorkFactory
+from tests.support.postgres import PostgresCluster
+from tests.support.records import NOW, make_account
+from tests.support.repository_backends import BACKENDS, Backend, open_backend
+
+TWO_YEARS_AGO = NOW - timedelta(days=800)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_cluster: PostgresCluster | None
+) -> Iterator[Backend]:
+    with open_backend(request.param, tmp_path, postgres_cluster) as opened:
+        yield opened
+
+
+def _opted_in_account(uow: UnitOfWorkFactory) -> str:
+    account = make_account()
+    consents = dataclasses.replace(
+        account.consents, marketing_opt_in=True, marketing_updated_at=TWO_YEARS_AGO
+    )
+    with uow() as tx:
+        tx.accounts.add(dataclasses.replace(account, consents=consents), email_key=account.id)
+        tx.commit()
+    return account.id
+
+
+def _due(uow: UnitOfWorkFactory) -> list[str]:
+    with uow() as tx:
+        return [
+            account_id
+            for account_id, _ in tx.accounts.marketing_reconfirmation_due(
+                now=NOW, opted_in_before=NOW - timedelta(days=729), limit=10
+            )
+        ]
+
+
+def _mark(uow: UnitOfWorkFactory, account_id: str) -> bool:
+    with uow() as tx:
+        marked = tx.accounts.mark_reminded(account_id, now=NOW)
+        tx.commit()
+    return marked
+
+
+def test_a_reminder_is_recorded_once_per_opt_in(backend: Backend) -> None:
+    account_id = _opted_in_account(backend.uow)
+    assert _due(backend.uow) == [account_id]
+    # Two purges both found it due; the first records the reminder, the second learns so.
+    assert _mark(backend.uow, account_id)
+    assert not _mark(backend.uow, account_id)
+    assert _due(backend.uow) == []
+
+
+def test_a_withdrawn_opt_in_is_not_reminded(backend: Backend) -> None:
+    account_id = _opted_in_account(backend.uow)
+    with backend.uow() as tx:
+        account = tx.accounts.get(account_id)
+        assert account is not None
+        withdrawn = dataclasses.replace(
+            account.consents, marketing_opt_in=False, marketing_updated_at=NOW
+        )
+        tx.accounts.save_consents(account_id, withdrawn, now=NOW)
+        tx.commit()
+    assert not _mark(backend.uow, account_id)
