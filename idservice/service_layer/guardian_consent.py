@@ -10,7 +10,7 @@ caller so that a code cannot be guessed.
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from idservice.domain import events
@@ -27,7 +27,7 @@ from idservice.domain.guardian_consent import (
 )
 from idservice.domain.ids import new_id
 from idservice.domain.masking import mask_name
-from idservice.service_layer import verification
+from idservice.service_layer import rate_limits, verification
 from idservice.service_layer.policy import Policy
 from idservice.service_layer.ports import (
     Clock,
@@ -45,10 +45,8 @@ from idservice.service_layer.validation import normalize_phone
 # 5 guesses per 15 minutes over a 5-day window: about 2,400 guesses, a chance of 1 in 40,000).
 MAX_CODE_ATTEMPTS = 5
 CODE_PAUSE = timedelta(minutes=15)
-# Per end-user address (when a trusted proxy names it): wrong or right, codes tried per window.
-CLIENT_CODE_LIMIT = 20
-CLIENT_CODE_WINDOW = timedelta(minutes=10)
-CLIENT_CODE_BLOCK = timedelta(minutes=10)
+# Per end-user address (when a trusted proxy names it), codes tried wrong or right and resends
+# are limited by `policy.rate_limits` (service_layer/rate_limits.py).
 # Resends: one a minute, and a bounded number in all (each is an SMS to someone's phone).
 RESEND_INTERVAL = timedelta(minutes=1)
 MAX_NOTIFICATIONS = 5
@@ -56,7 +54,6 @@ MAX_NOTIFICATIONS = 5
 METHOD_MOBILE_VERIFICATION = "mobile_identity_verification"
 # Longest request id or code we look at.
 MAX_ID_LENGTH = 64
-CONSENT_CODE_SCOPE = "consent-code"
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,11 +169,12 @@ def get_consent_request(
 def _check_code(
     request: ConsentRequest,
     code: str,
-    client_key: str,
+    client_address: str,
     *,
     now: datetime,
     uow: UnitOfWorkFactory,
     cipher: SecretsCipher,
+    policy: Policy,
 ) -> None:
     """The request's code, or PERMISSION_DENIED CONSENT_CODE_INVALID.
 
@@ -186,19 +184,19 @@ def _check_code(
     """
     given = code_hash(request.id, code, cipher=cipher) if _looks_like_code(code) else ""
     right = hmac.compare_digest(given.encode(), request.code_hash.encode())
+    client_key = rate_limits.address_key(client_address, cipher=cipher)
     with uow() as tx:
         if client_key:
-            client = tx.attempt_counters.hit(
-                CONSENT_CODE_SCOPE,
+            refusal = rate_limits.hit(
+                tx,
+                rate_limits.Scope.CONSENT_CODES,
                 client_key,
+                policy.rate_limits.consent_codes,
                 now=now,
-                window=CLIENT_CODE_WINDOW,
-                limit=CLIENT_CODE_LIMIT,
-                block_for=CLIENT_CODE_BLOCK,
             )
-            if not client.admitted:
+            if refusal is not None:
                 tx.commit()
-                raise _rate_limited(client.blocked_until, now)
+                raise refusal
         gate = tx.guardian_consents.admit_code_attempt(
             request.id, now=now, max_attempts=MAX_CODE_ATTEMPTS
         )
@@ -218,11 +216,8 @@ def _looks_like_code(code: str) -> bool:
 
 
 def _rate_limited(until: datetime | None, now: datetime) -> DomainError:
-    wait = max((until - now).total_seconds(), 1.0) if until else 1.0
-    return DomainError(
-        Reason.RATE_LIMITED,
-        "too many consent codes were tried; wait before trying again",
-        retry_after_seconds=wait,
+    return rate_limits.rate_limited(
+        until, now, "too many consent codes were tried; wait before trying again"
     )
 
 
@@ -241,7 +236,7 @@ class ApproveConsentRequest(Command[str]):
     consent_code: str
     guardian_verification_token: str
     # The end-user address, when a trusted proxy names it ("" otherwise).
-    client_key: str = ""
+    client_address: str = ""
 
 
 def approve_consent_request(
@@ -249,6 +244,7 @@ def approve_consent_request(
     *,
     uow: UnitOfWorkFactory,
     cipher: SecretsCipher,
+    policy: Policy,
     clock: Clock,
 ) -> str:
     now = clock()
@@ -257,7 +253,15 @@ def approve_consent_request(
         child = tx.accounts.get(request.account_id)
     if child is None:
         raise not_found()
-    _check_code(request, cmd.consent_code, cmd.client_key, now=now, uow=uow, cipher=cipher)
+    _check_code(
+        request,
+        cmd.consent_code,
+        cmd.client_address,
+        now=now,
+        uow=uow,
+        cipher=cipher,
+        policy=policy,
+    )
     guardian = verification.peek(cmd.guardian_verification_token, now=now, uow=uow, cipher=cipher)
     verified_phone = normalize_phone(guardian.phone_number, require_valid=False)
     check_guardian(
@@ -308,7 +312,7 @@ def _forget_code_messages(tx: UnitOfWork, request_id: str) -> None:
 class RejectConsentRequest(Command[ConsentRequestStatus]):
     id: str
     consent_code: str
-    client_key: str = ""
+    client_address: str = ""
 
 
 def reject_consent_request(
@@ -316,6 +320,7 @@ def reject_consent_request(
     *,
     uow: UnitOfWorkFactory,
     cipher: SecretsCipher,
+    policy: Policy,
     clock: Clock,
 ) -> ConsentRequestStatus:
     """The guardian refuses: the child's pending account, its verification data and the
@@ -323,7 +328,15 @@ def reject_consent_request(
     now = clock()
     with uow(readonly=True) as tx:
         request = _open_request(tx, cmd.id, now=now)
-    _check_code(request, cmd.consent_code, cmd.client_key, now=now, uow=uow, cipher=cipher)
+    _check_code(
+        request,
+        cmd.consent_code,
+        cmd.client_address,
+        now=now,
+        uow=uow,
+        cipher=cipher,
+        policy=policy,
+    )
     with uow() as tx:
         _forget_code_messages(tx, request.id)
         if not tx.accounts.delete_pending(request.account_id):  # the request goes with it
@@ -346,6 +359,8 @@ class ResendConsentNotification(Command[datetime]):
     """Answers the request's expiry."""
 
     id: str
+    # The end-user address, when a trusted proxy names it ("" otherwise).
+    client_address: str = field(default="", repr=False)
 
 
 def resend_consent_notification(
@@ -353,10 +368,23 @@ def resend_consent_notification(
     *,
     uow: UnitOfWorkFactory,
     cipher: SecretsCipher,
+    policy: Policy,
     clock: Clock,
 ) -> datetime:
-    """The request event again, with a fresh code (the old one stops working)."""
+    """The request event again, with a fresh code (the old one stops working).
+
+    Each call counts toward the limit of its end-user address first; the request itself allows
+    one message a minute and MAX_NOTIFICATIONS in all.
+    """
     now = clock()
+    rate_limits.count_address(
+        uow,
+        rate_limits.Scope.CONSENT_RESENDS,
+        cmd.client_address,
+        policy.rate_limits.consent_resends,
+        now=now,
+        cipher=cipher,
+    )
     code = new_consent_code()
     with uow() as tx:
         request = _open_request(tx, cmd.id, now=now)

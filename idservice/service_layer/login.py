@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 
 from idservice.domain.accounts import SignInMethod
 from idservice.domain.errors import DomainError, Reason
+from idservice.service_layer import rate_limits
 from idservice.service_layer.passwords import (
     MAX_PASSWORD_INPUT,
     NO_ACCOUNT_ID,
@@ -31,6 +33,8 @@ from idservice.service_layer.validation import email_lookup_key, normalize_email
 class PasswordLogin(Command[IssuedSession]):
     email: str
     password: str
+    # The end-user address, when a trusted proxy names it ("" otherwise).
+    client_address: str = ""
 
 
 def pending_guardian_consent() -> DomainError:
@@ -50,15 +54,55 @@ def password_login(
     policy: Policy,
     clock: Clock,
 ) -> IssuedSession:
-    """Argon2 runs outside any transaction; failures count toward a lock."""
+    """Argon2 runs outside any transaction; failures count toward a lock, and toward the limit
+    of failed logins per end-user address.
+
+    The address's call is counted before any other work (a refused login costs no Argon2) and
+    taken back unless a password was checked and was wrong: concurrent guesses from one address
+    cannot outrun its limit, and once past it the address is refused, right passwords too,
+    until the window ends.
+    """
     if not cmd.email or not cmd.password or len(cmd.password) > MAX_PASSWORD_INPUT:
         raise invalid_credentials()
+    now = clock()
+    counted = rate_limits.count_address(
+        uow,
+        rate_limits.Scope.FAILED_LOGINS,
+        cmd.client_address,
+        policy.rate_limits.failed_logins,
+        now=now,
+        cipher=cipher,
+    )
+    try:
+        session = _login(
+            cmd, now=now, uow=uow, hasher=hasher, tokens=tokens, cipher=cipher, policy=policy
+        )
+    except DomainError as error:
+        if error.reason is not Reason.INVALID_CREDENTIALS:
+            rate_limits.release(uow, counted)
+        raise
+    except BaseException:
+        rate_limits.release(uow, counted)
+        raise
+    rate_limits.release(uow, counted)
+    return session
+
+
+def _login(
+    cmd: PasswordLogin,
+    *,
+    now: datetime,
+    uow: UnitOfWorkFactory,
+    hasher: PasswordHasher,
+    tokens: TokenIssuer,
+    cipher: SecretsCipher,
+    policy: Policy,
+) -> IssuedSession:
     try:
         key = email_lookup_key(normalize_email(cmd.email))
     except DomainError:
         hasher.burn(cmd.password)
         raise invalid_credentials() from None
-    now = clock()
     with uow(readonly=True) as tx:
         account = tx.accounts.get_by_email(key)
     verify = partial(counted_verify, now=now, uow=uow, hasher=hasher, lockout=policy.lockout)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from idservice.domain.lockout import LockoutPolicy
+from idservice.service_layer.rate_limits import RateLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,3 +26,5 @@ class Policy:
     lockout: LockoutPolicy = LockoutPolicy(threshold=5, duration=timedelta(minutes=15))
     # 안전성 확보조치 기준 제8조: access-audit records are kept at least 2 years, then deleted.
     access_audit_retention: timedelta = timedelta(days=730)
+    # Per end-user address, when a trusted proxy names it (service_layer/rate_limits.py).
+    rate_limits: RateLimits = RateLimits()

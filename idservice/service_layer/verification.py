@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from idservice.domain.accounts import Account
@@ -14,6 +14,7 @@ from idservice.domain.errors import DomainError, Reason, invalid
 from idservice.domain.identity import VerifiedPerson
 from idservice.domain.ids import new_id
 from idservice.domain.rrn import looks_like_rrn
+from idservice.service_layer import rate_limits
 from idservice.service_layer.duplicates import Duplicate, duplicate_of
 from idservice.service_layer.policy import Policy
 from idservice.service_layer.ports import (
@@ -63,6 +64,8 @@ class CompleteVerification(Command[CompletedVerification]):
     verification_id: str
     # Seconds left before the caller's deadline; None when the caller set none.
     timeout: float | None = None
+    # The end-user address, when a trusted proxy names it ("" otherwise).
+    client_address: str = field(default="", repr=False)
 
 
 def upstream_budget(timeout: float | None) -> float:
@@ -86,7 +89,18 @@ def complete_verification(
     policy: Policy,
     clock: Clock,
 ) -> CompletedVerification:
-    """Fetch the result server-to-server, store it encrypted, and answer with a token."""
+    """Fetch the result server-to-server, store it encrypted, and answer with a token.
+
+    Each call counts toward the limit of its end-user address before the provider is asked.
+    """
+    rate_limits.count_address(
+        uow,
+        rate_limits.Scope.VERIFICATIONS,
+        cmd.client_address,
+        policy.rate_limits.verifications,
+        now=clock(),
+        cipher=cipher,
+    )
     name = cmd.provider or policy.identity_provider
     adapter = providers.get(name)
     if adapter is None:

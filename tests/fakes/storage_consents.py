@@ -225,7 +225,7 @@ class FakeAttemptCounterRepository:
         now: datetime,
         window: timedelta,
         limit: int,
-        block_for: timedelta,
+        block_for: timedelta | None,
     ) -> AttemptGate:
         now = utc(now)
         counters = self._access.write().attempt_counters
@@ -240,9 +240,16 @@ class FakeAttemptCounterRepository:
             return AttemptGate(admitted=True)
         row.count += 1
         if row.count > limit:
-            row.blocked_until = now + block_for
+            row.blocked_until = (
+                now + block_for if block_for is not None else row.window_start + window
+            )
             return AttemptGate(admitted=False, blocked_until=row.blocked_until)
         return AttemptGate(admitted=True)
+
+    def release(self, scope: str, key_hash: str, *, counted_at: datetime) -> None:
+        row = self._access.write().attempt_counters.get((scope, key_hash))
+        if row is not None and row.window_start <= utc(counted_at) and row.count > 0:
+            row.count -= 1
 
     def purge_expired(self, *, before: datetime) -> int:
         before = utc(before)

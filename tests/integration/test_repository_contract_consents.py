@@ -3,7 +3,9 @@ resends, decisions, wards, the outcomes of destroyed requests) and attempt count
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -451,7 +453,7 @@ def hit(
     *,
     at: timedelta = timedelta(0),
     scope: str = "consent-code",
-    block_for: timedelta = BLOCK,
+    block_for: timedelta | None = BLOCK,
 ) -> AttemptGate:
     with uow() as tx:
         gate = tx.attempt_counters.hit(
@@ -545,3 +547,85 @@ def test_purge_forgets_old_windows_that_block_nobody(backend: Backend) -> None:
     kept = [hit(backend.uow, "recent", at=recent) for _ in range(LIMIT - 1)]
     assert kept == [ADMITTED] * (LIMIT - 1)
     assert not hit(backend.uow, "recent", at=recent).admitted
+
+
+def test_a_block_without_a_length_lasts_until_the_window_ends(backend: Backend) -> None:
+    assert [hit(backend.uow, at=timedelta(minutes=m)) for m in range(LIMIT)] == [ADMITTED] * LIMIT
+    until_window_end = AttemptGate(admitted=False, blocked_until=NOW + COUNTER_WINDOW)
+    assert hit(backend.uow, at=timedelta(minutes=3), block_for=None) == until_window_end
+    assert hit(backend.uow, at=COUNTER_WINDOW - timedelta(seconds=1)) == until_window_end
+    assert hit(backend.uow, at=COUNTER_WINDOW, block_for=None) == ADMITTED
+
+
+def release(uow: UnitOfWorkFactory, key: str = "k-1", *, at: timedelta = timedelta(0)) -> None:
+    with uow() as tx:
+        tx.attempt_counters.release("consent-code", key, counted_at=NOW + at)
+        tx.commit()
+
+
+def test_a_released_hit_no_longer_counts(backend: Backend) -> None:
+    for _ in range(LIMIT):
+        hit(backend.uow)
+        release(backend.uow)
+    assert [hit(backend.uow) for _ in range(LIMIT)] == [ADMITTED] * LIMIT
+    assert not hit(backend.uow).admitted
+    # A release never takes the count below nothing, nor touches another key.
+    release(backend.uow, "k-2")
+    for _ in range(3):
+        release(backend.uow, "k-3")
+        hit(backend.uow, "k-3")
+    assert [hit(backend.uow, "k-3") for _ in range(LIMIT - 1)] == [ADMITTED] * (LIMIT - 1)
+    assert not hit(backend.uow, "k-3").admitted
+
+
+def test_a_release_of_an_earlier_window_leaves_the_new_one_alone(backend: Backend) -> None:
+    hit(backend.uow)
+    assert [hit(backend.uow, at=COUNTER_WINDOW) for _ in range(LIMIT)] == [ADMITTED] * LIMIT
+    release(backend.uow)  # counted at NOW, in the window that ended
+    assert not hit(backend.uow, at=COUNTER_WINDOW).admitted
+
+
+@pytest.mark.parametrize("at", [timedelta(0), COUNTER_WINDOW], ids=["first", "next-window"])
+def test_concurrent_hits_never_admit_more_than_the_limit(backend: Backend, at: timedelta) -> None:
+    """Many threads hit one key at once (on a new key, or just as the last window ended, where
+    each may try to start the new window): exactly `limit` are admitted."""
+    if at:
+        for _ in range(LIMIT):
+            hit(backend.uow, "shared")
+    threads, limit = 16, 5
+    start = threading.Barrier(threads)
+
+    def one(_: int) -> bool:
+        start.wait(timeout=30)
+        with backend.uow() as tx:
+            gate = tx.attempt_counters.hit(
+                "consent-code",
+                "shared",
+                now=NOW + at,
+                window=COUNTER_WINDOW,
+                limit=limit,
+                block_for=None,
+            )
+            tx.commit()
+        return gate.admitted
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        admitted = list(pool.map(one, range(threads)))
+    assert admitted.count(True) == limit
+
+
+def test_concurrent_code_attempts_on_one_request_never_pass_its_bound(backend: Backend) -> None:
+    """The bound of codes per request lives on its row: writers on any instance share it."""
+    request = open_request(backend.uow)
+    threads = 16
+    start = threading.Barrier(threads)
+
+    def one(_: int) -> bool:
+        start.wait(timeout=30)
+        gate = attempt(backend.uow, request.id, right=False)
+        return gate.admitted
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        admitted = list(pool.map(one, range(threads)))
+    assert admitted.count(True) == MAX
+    assert not admit(backend.uow, request.id).admitted

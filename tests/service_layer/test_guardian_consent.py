@@ -18,8 +18,6 @@ from idservice.domain.guardian_consent import ConsentRequestStatus
 from idservice.domain.identity import VerifiedPerson
 from idservice.domain.instants import utc_text
 from idservice.service_layer.guardian_consent import (
-    CLIENT_CODE_BLOCK,
-    CLIENT_CODE_LIMIT,
     CODE_PAUSE,
     MAX_CODE_ATTEMPTS,
     MAX_NOTIFICATIONS,
@@ -34,6 +32,7 @@ from idservice.service_layer.guardian_consent import (
 )
 from idservice.service_layer.login import PasswordLogin
 from idservice.service_layer.ports import TokenPurpose
+from idservice.service_layer.rate_limits import RateLimits
 from idservice.service_layer.retention import CONSENT_OUTCOME_RETENTION, Purge
 from idservice.service_layer.sessions import RefreshSession
 from idservice.service_layer.wards import (
@@ -50,6 +49,10 @@ CHILD_BIRTH = date(2015, 4, 1)  # 10 on the fake clock's day (2025-06-02)
 GUARDIAN_BIRTH = date(1985, 3, 3)
 # The child's 14th birthday, at midnight in Seoul.
 CHILD_TURNS_14 = datetime(2029, 3, 31, 15, 0, tzinfo=UTC)
+
+# The default limit of consent codes per end-user address; blocked until its window ends.
+CLIENT_CODE_LIMIT = RateLimits().consent_codes.limit
+CLIENT_CODE_BLOCK = RateLimits().consent_codes.window
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,7 @@ def approval(
     *,
     code: str | None = None,
     token: str = "",
-    client_key: str = "",
+    client_address: str = "",
 ) -> ApproveConsentRequest:
     """ApproveConsentRequest with the right code and a fresh verification of the guardian
     unless given."""
@@ -125,7 +128,7 @@ def approval(
         id=child.request_id,
         consent_code=code_of(svc, child) if code is None else code,
         guardian_verification_token=token or svc.verify(child.guardian_person).token,
-        client_key=client_key,
+        client_address=client_address,
     )
 
 
@@ -319,23 +322,25 @@ def test_a_caller_trying_codes_on_many_requests_is_blocked(svc: Harness) -> None
     for child in children:
         for _ in range(MAX_CODE_ATTEMPTS - 1):  # never enough to pause one request
             svc.fails(
-                approval(svc, child, code=wrong_code(code_of(svc, child)), client_key="ip-1"),
+                approval(svc, child, code=wrong_code(code_of(svc, child)), client_address="ip-1"),
                 Reason.CONSENT_CODE_INVALID,
             )
     fresh = child_signs_up(svc)
-    error = svc.fails(approval(svc, fresh, client_key="ip-1"), Reason.RATE_LIMITED)
+    error = svc.fails(approval(svc, fresh, client_address="ip-1"), Reason.RATE_LIMITED)
     assert error.retry_after_seconds == CLIENT_CODE_BLOCK.total_seconds()
+    # The counters keep a keyed hash of the address, never the address.
+    assert all("ip-1" not in key for _, key in svc.uow.committed().attempt_counters)
     # The block is the caller's: the request counted nothing, another caller goes on.
     assert svc.uow.committed().consent_requests[fresh.request_id].failed_code_attempts == 0
     svc.fails(
         RejectConsentRequest(
-            id=fresh.request_id, consent_code=code_of(svc, fresh), client_key="ip-1"
+            id=fresh.request_id, consent_code=code_of(svc, fresh), client_address="ip-1"
         ),
         Reason.RATE_LIMITED,
     )
-    assert svc.handle(approval(svc, fresh, client_key="ip-2")) == fresh.account_id
+    assert svc.handle(approval(svc, fresh, client_address="ip-2")) == fresh.account_id
     svc.clock.advance(CLIENT_CODE_BLOCK)
-    assert svc.handle(approval(svc, children[0], client_key="ip-1")) == children[0].account_id
+    assert svc.handle(approval(svc, children[0], client_address="ip-1")) == children[0].account_id
 
 
 def test_without_a_caller_key_only_the_request_counts(svc: Harness) -> None:

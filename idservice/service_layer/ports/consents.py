@@ -134,8 +134,13 @@ class AttemptCounterRepository(Protocol):
         now: datetime,
         window: timedelta,
         limit: int,
-        block_for: timedelta,
+        block_for: timedelta | None,
     ) -> AttemptGate:
-        """Count one attempt; past `limit` in the window the caller is blocked for a while."""
+        """Count one attempt; past `limit` in the window the caller is blocked for `block_for`
+        (None: until the window ends). Concurrent hits never admit more than `limit` a window."""
+
+    def release(self, scope: str, key_hash: str, *, counted_at: datetime) -> None:
+        """Take back one attempt counted at `counted_at`, if its window is still the current one
+        (an attempt that turned out not to count, such as a successful login)."""
 
     def purge_expired(self, *, before: datetime) -> int: ...

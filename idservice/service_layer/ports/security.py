@@ -97,6 +97,7 @@ class TokenPurpose(StrEnum):
     SIGNUP_BODY = "signup-body"
     CONSENT_CODE = "consent-code"
     SNS_SIGNUP_TICKET = "sns-signup-ticket"
+    CLIENT_ADDRESS = "client-address"
 
 
 class SecretsCipher(Protocol):

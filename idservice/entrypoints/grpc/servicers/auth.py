@@ -23,7 +23,13 @@ class AuthServicer(Servicer, auth_pb2_grpc.AuthServiceServicer):
     def PasswordLogin(
         self, request: auth_pb2.PasswordLoginRequest, context: grpc.ServicerContext
     ) -> auth_pb2.PasswordLoginResponse:
-        issued = self.handle(PasswordLogin(email=request.email, password=request.password))
+        issued = self.handle(
+            PasswordLogin(
+                email=request.email,
+                password=request.password,
+                client_address=self.end_user(context),
+            )
+        )
         return auth_pb2.PasswordLoginResponse(session=session_message(issued))
 
     @rpc

@@ -8,7 +8,7 @@ from idservice.domain.guardian_consent import ConsentRequestStatus
 from idservice.entrypoints.grpc.addresses import client_address
 from idservice.entrypoints.grpc.caller import caller_service
 from idservice.entrypoints.grpc.converters import account_message, timestamp
-from idservice.entrypoints.grpc.handling import end_user_address, rpc
+from idservice.entrypoints.grpc.handling import rpc
 from idservice.entrypoints.grpc.servicers.base import Servicer
 from idservice.service_layer.guardian_consent import (
     ApproveConsentRequest,
@@ -35,9 +35,6 @@ STATUS = {
 
 
 class GuardianConsentServicer(Servicer, guardian_consent_pb2_grpc.GuardianConsentServiceServicer):
-    def _client(self, context: grpc.ServicerContext) -> str:
-        return end_user_address(context, self.app.settings.trusted_proxies)
-
     def _audited(self, context: grpc.ServicerContext) -> dict[str, str]:
         """The calling service and the client's address, for the access audit."""
         settings = self.app.settings
@@ -67,7 +64,7 @@ class GuardianConsentServicer(Servicer, guardian_consent_pb2_grpc.GuardianConsen
                 id=request.id,
                 consent_code=request.consent_code,
                 guardian_verification_token=request.guardian_verification_token,
-                client_key=self._client(context),
+                client_address=self.end_user(context),
             )
         )
         return pb.ApproveConsentRequestResponse(
@@ -82,7 +79,7 @@ class GuardianConsentServicer(Servicer, guardian_consent_pb2_grpc.GuardianConsen
             RejectConsentRequest(
                 id=request.id,
                 consent_code=request.consent_code,
-                client_key=self._client(context),
+                client_address=self.end_user(context),
             )
         )
         return pb.RejectConsentRequestResponse(status=STATUS[status])
@@ -91,7 +88,9 @@ class GuardianConsentServicer(Servicer, guardian_consent_pb2_grpc.GuardianConsen
     def ResendConsentNotification(
         self, request: pb.ResendConsentNotificationRequest, context: grpc.ServicerContext
     ) -> pb.ResendConsentNotificationResponse:
-        expires_at = self.handle(ResendConsentNotification(id=request.id))
+        expires_at = self.handle(
+            ResendConsentNotification(id=request.id, client_address=self.end_user(context))
+        )
         return pb.ResendConsentNotificationResponse(expires_at=timestamp(expires_at))
 
     @rpc

@@ -29,6 +29,7 @@ class IdentityServicer(Servicer, identity_pb2_grpc.IdentityServiceServicer):
                 provider=VERIFICATION_PROVIDER[request.provider],
                 verification_id=request.verification_id,
                 timeout=time_remaining(context),
+                client_address=self.end_user(context),
             )
         )
         return identity_pb2.CompleteVerificationResponse(
