@@ -26,10 +26,16 @@ from idservice.adapters.db import key_check, migrations
 from idservice.adapters.db.encrypted_columns import ENCRYPTED_COLUMNS
 from idservice.adapters.db.engine import build_engine
 from idservice.adapters.db.errors import as_domain_error
+from idservice.adapters.db.gauges import StorageGauges, read_storage_gauges
 from idservice.adapters.db.maintenance import reencrypt_all
 from idservice.adapters.db.password_parameters import sample_password_hashes
+from idservice.adapters.db.pool_events import ConnectionPoolObserver, observe_pool
 from idservice.adapters.db.unit_of_work import SqlUnitOfWorkFactory
-from idservice.adapters.hashing import Argon2Parameters, PasswordHasher, default_worker_count
+from idservice.adapters.hashing import (
+    Argon2Parameters,
+    PasswordHasher,
+    PoolObserver,
+)
 from idservice.adapters.identity.portone import PortOneIdentityProvider
 from idservice.adapters.identity.sandbox import SandboxIdentityProvider
 from idservice.adapters.notify import LogSink, WebhookSink
@@ -42,18 +48,28 @@ from idservice.adapters.tokens import (
     load_signing_key,
 )
 from idservice.config import ConfigError, Settings
+from idservice.cpus import available_cpus
 from idservice.domain.errors import DomainError
 from idservice.domain.lockout import LockoutPolicy
 from idservice.domain.sns import SnsProvider
 from idservice.service_layer.connection_log import ConnectionRecorder, RecordConnections
 from idservice.service_layer.policy import Policy
 from idservice.service_layer.ports import EventSink, IdentityProvider, SnsIdentityProvider
+from idservice.service_layer.rate_limits import RateLimit, RateLimits
 from idservice.service_layer.registry import USE_CASES
 from idservice.service_layer.use_cases import Command, Dependencies, UseCases, utc_now
 
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class Observers:
+    """What the metrics watch inside the adapters: the Argon2 pool and the database pool."""
+
+    hashing: PoolObserver | None = None
+    db_pool: ConnectionPoolObserver | None = None
 
 
 @dataclass
@@ -98,6 +114,10 @@ class App:
     def storage_error(exc: BaseException) -> DomainError | None:
         """DATABASE_UNAVAILABLE or SERVER_BUSY for a storage failure; None for anything else."""
         return as_domain_error(exc)
+
+    def storage_gauges(self) -> StorageGauges:
+        """The outbox's backlog and the consent requests by state (a few aggregate reads)."""
+        return read_storage_gauges(self.engine, self.deps.clock())
 
     def reencrypt(self) -> dict[str, int]:
         """Re-encrypt every personal field under the current data key (counts per column)."""
@@ -229,7 +249,26 @@ def policy_from(settings: Settings) -> Policy:
         connection_log_retention=settings.connection_log_retention,
         lockout=LockoutPolicy(settings.lockout_threshold, settings.lockout_duration),
         access_audit_retention=settings.access_audit_retention,
+        rate_limits=RateLimits(
+            failed_logins=RateLimit(*settings.rate_limit_failed_logins),
+            verifications=RateLimit(*settings.rate_limit_verifications),
+            consent_codes=RateLimit(*settings.rate_limit_consent_codes),
+            consent_resends=RateLimit(*settings.rate_limit_consent_resends),
+        ),
     )
+
+
+def _upgrade(engine: Engine) -> None:
+    """Migrate; a database that a newer release migrated is a start-up error naming it."""
+    try:
+        migrations.upgrade(engine)
+    except migrations.UnknownRevisionError as exc:
+        raise ConfigError(
+            "IDSERVICE_DATABASE_URL",
+            f"the database is at revision {', '.join(exc.revisions)}, which this version does "
+            f"not know (its newest is {exc.head}): a newer release migrated it; roll forward "
+            "to that release or a later one",
+        ) from None
 
 
 def migrate_database(settings: Settings) -> str:
@@ -239,8 +278,33 @@ def migrate_database(settings: Settings) -> str:
     )
     try:
         with migrations.startup_lock(engine):
-            migrations.upgrade(engine)
+            _upgrade(engine)
         return migrations.current_revision(engine) or "none"
+    finally:
+        engine.dispose()
+
+
+def prepare_database(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> None:
+    """What `build_app` does first, once for several server processes: under the start-up lock,
+    migrate and check the data key ring (generating development keys once); then read or
+    generate the signing key. Refuses what `build_app` would refuse, with the same errors."""
+    configured_ring = load_key_ring(settings)
+    if settings.signing_key_file:
+        load_signer(settings)
+    engine = build_engine(
+        settings.database_url, pool_size=1, create_directory=settings.creates_database_directory
+    )
+    try:
+        with migrations.startup_lock(engine):
+            _upgrade(engine)
+            ring = (
+                configured_ring
+                if configured_ring is not None
+                else load_dev_key_ring(settings, engine)
+            )
+            check_key_ring(engine, FieldCipher(ring), clock())
+        if not settings.signing_key_file:
+            load_signer(settings)
     finally:
         engine.dispose()
 
@@ -253,8 +317,10 @@ def build_app(
     hasher: PasswordHasher | None = None,
     identity_providers: dict[str, IdentityProvider] | None = None,
     sink: EventSink | None = None,
+    observers: Observers | None = None,
 ) -> App:
-    """Wire everything from settings; overrides let tests swap a part for a real stand-in."""
+    """Wire everything from settings; overrides let tests swap a part for a real stand-in;
+    `observers` see the Argon2 pool (unless a hasher is given) and the database pool."""
     configured_ring = load_key_ring(settings)
     # A configured key file is read now (a bad one stops start-up before anything is created);
     # development keys are generated only once the data key ring has been accepted.
@@ -267,7 +333,7 @@ def build_app(
     try:
         with migrations.startup_lock(engine):
             if migrate:
-                migrations.upgrade(engine)
+                _upgrade(engine)
             ring = (
                 configured_ring
                 if configured_ring is not None
@@ -279,9 +345,15 @@ def build_app(
     except BaseException:
         engine.dispose()
         raise
+    observers = observers or Observers()
+    if observers.db_pool is not None:
+        observe_pool(engine, observers.db_pool)  # nothing is checked out at this point
     if hasher is None:
         # At most half of the RPC threads hash (and wait for hashes); the rest stay for cheap calls.
-        workers = min(default_worker_count(), max(1, settings.max_workers // 2))
+        # The CPUs are shared by the server processes (IDSERVICE_PROCESSES): about cpus/N each,
+        # counting the CPUs this may use: the affinity, capped by a container's CPU quota.
+        cpus = max(1, available_cpus() // settings.process_count)
+        workers = min(cpus, max(1, settings.max_workers // 2))
         hasher = PasswordHasher(
             Argon2Parameters(
                 time_cost=settings.argon2_time_cost,
@@ -292,6 +364,7 @@ def build_app(
             # Password work may hold at most half of the RPC threads; past that a burst gets
             # SERVER_BUSY at once instead of starving cheap calls (token checks, refreshes).
             max_queue=max(1, settings.max_workers // 2 - workers),
+            observer=observers.hashing,
         )
     hasher.calibrate_decoy(sample_password_hashes(engine))  # unknown emails cost what most do
     providers = (

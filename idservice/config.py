@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+from idservice.cpus import available_cpus
+
 PREFIX = "IDSERVICE_"
 _DURATION = re.compile(r"^\s*(\d{1,9})\s*([smhd])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -62,6 +64,25 @@ def parse_duration(text: str) -> timedelta:
     if not match:
         raise ValueError("expected a number with a unit s, m, h or d (e.g. 15m)")
     return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+# Limits per end-user address: `<count>/<window>` (20/1m); windows of a day at most, which the
+# purge of attempt counters (a day after their window began) relies on.
+MAX_RATE_WINDOW = timedelta(days=1)
+MAX_RATE_COUNT = 1_000_000
+
+
+def parse_rate(text: str) -> tuple[int, timedelta]:
+    """Parse a limit `20/1m`: at most 20 per window of 1 minute."""
+    count, sep, window = text.partition("/")
+    if not sep or not count.strip().isdigit():
+        raise ValueError("expected <count>/<window>, e.g. 20/1m")
+    value, span = int(count.strip()), parse_duration(window)
+    if not 1 <= value <= MAX_RATE_COUNT:
+        raise ValueError(f"the count must be between 1 and {MAX_RATE_COUNT}")
+    if not timedelta(0) < span <= MAX_RATE_WINDOW:
+        raise ValueError("the window must be longer than 0s and at most 1d")
+    return value, span
 
 
 def _parse_bool(text: str) -> bool:
@@ -127,6 +148,23 @@ def _parse_provider(text: str) -> Literal["portone", "sandbox"]:
     if value == "sandbox":
         return "sandbox"
     raise ValueError("expected portone or sandbox")
+
+
+# An upper bound on IDSERVICE_PROCESSES: each process has its own database pool and threads.
+MAX_PROCESSES = 256
+
+
+def _parse_processes(text: str) -> int | Literal["auto"]:
+    value = text.strip().lower()
+    if value == "auto":
+        return "auto"
+    try:
+        count = int(value)
+    except ValueError:
+        raise ValueError("expected a whole number of processes or auto") from None
+    if not 1 <= count <= MAX_PROCESSES:
+        raise ValueError(f"must be between 1 and {MAX_PROCESSES}, or auto")
+    return count
 
 
 def _parse_log_level(text: str) -> str:
@@ -218,20 +256,40 @@ class Settings:
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = _env(
         _parse_networks, ()
     )
+    # Per end-user address named by a trusted proxy: (count, window).
+    rate_limit_failed_logins: tuple[int, timedelta] = _env(parse_rate, (20, timedelta(minutes=1)))
+    rate_limit_verifications: tuple[int, timedelta] = _env(parse_rate, (30, timedelta(minutes=1)))
+    rate_limit_consent_codes: tuple[int, timedelta] = _env(parse_rate, (20, timedelta(minutes=10)))
+    rate_limit_consent_resends: tuple[int, timedelta] = _env(
+        parse_rate, (10, timedelta(minutes=10))
+    )
     tls_cert_file: Path | None = _env(Path)
     tls_key_file: Path | None = _env(Path)
     tls_client_ca_file: Path | None = _env(Path)
     metrics_listen: str | None = _env(_parse_hostport)
+    # Plaintext, grpc.health.v1.Health alone (for the kubelet's gRPC probes).
+    health_listen: str | None = _env(_parse_hostport)
     shutdown_grace: timedelta = _env(parse_duration, timedelta(seconds=10))
     max_workers: int = _env(_parse_int(1, 1024), 64)
     max_concurrent_rpcs: int = _env(_parse_int(1, 100000), 512)
     db_pool_size: int = _env(_parse_int(1, 500), 20)
     purge_interval: timedelta = _env(parse_duration, timedelta(hours=1))
     log_level: str = _env(_parse_log_level, "INFO")
+    # None: the environment's default (1 in development, auto in production); see `process_count`.
+    processes: int | Literal["auto"] | None = _env(_parse_processes)
 
     @property
     def production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def process_count(self) -> int:
+        """Server processes for `serve` (contract §1); `auto` is one per CPU this may use
+        (the affinity, capped by the cgroup CPU quota)."""
+        processes = self.processes
+        if processes is None:
+            processes = "auto" if self.production else 1
+        return available_cpus() if processes == "auto" else processes
 
     @property
     def keys_dir(self) -> Path:
@@ -300,6 +358,8 @@ class Settings:
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             missing = "TLS_KEY_FILE" if self.tls_cert_file else "TLS_CERT_FILE"
             raise ConfigError(PREFIX + missing, "TLS needs both a certificate and a key file")
+        if self.health_listen:
+            self._check_health_port(int(self.health_listen.rpartition(":")[2]))
         if self.tls_client_ca_file and not self.tls_cert_file:
             raise ConfigError(PREFIX + "TLS_CERT_FILE", "mutual TLS needs a server certificate")
         if self.identity_provider == "portone" and not self.portone_api_secret:
@@ -321,6 +381,15 @@ class Settings:
                 PREFIX + "NOTIFY_WEBHOOK_SECRET", "required with a webhook URL in production"
             )
         self._check_production_hardening()
+
+    def _check_health_port(self, port: int) -> None:
+        """A port of its own: one shared (SO_REUSEPORT) would take API connections."""
+        for name in ("listen", "metrics_listen"):
+            other: str | None = getattr(self, name)
+            if port and other and int(other.rpartition(":")[2]) == port:
+                raise ConfigError(
+                    PREFIX + "HEALTH_LISTEN", f"must be another port than {PREFIX}{name.upper()}"
+                )
 
     def _check_production_hardening(self) -> None:
         """Production refuses plaintext upstreams, weak Argon2 and keys in the dev directory."""

@@ -6,12 +6,13 @@ import logging
 import os
 import secrets
 import threading
+import time
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Final, ParamSpec, TypeVar
+from typing import Final, ParamSpec, Protocol, TypeVar
 
 import argon2
 from argon2.exceptions import VerificationError
@@ -71,6 +72,18 @@ def default_worker_count() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+class PoolObserver(Protocol):
+    """Told what happens in a BoundedExecutor (for metrics): each task admitted is `queued`,
+    then `started` with the seconds it waited for a thread (unless cancelled first), then
+    `finished`. Called on the submitting and worker threads: keep it cheap and non-raising."""
+
+    def queued(self) -> None: ...
+
+    def started(self, waited_seconds: float) -> None: ...
+
+    def finished(self) -> None: ...
+
+
 class BoundedExecutor:
     """A thread pool that refuses work with SERVER_BUSY once `workers + max_queue` tasks are in it.
 
@@ -78,7 +91,14 @@ class BoundedExecutor:
     limit; refusing early keeps latency and memory bounded and tells callers when to retry.
     """
 
-    def __init__(self, workers: int, max_queue: int, *, thread_name_prefix: str = "argon2") -> None:
+    def __init__(
+        self,
+        workers: int,
+        max_queue: int,
+        *,
+        thread_name_prefix: str = "argon2",
+        observer: PoolObserver | None = None,
+    ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
         if max_queue < 0:
@@ -87,6 +107,7 @@ class BoundedExecutor:
         self.max_queue = max_queue
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=thread_name_prefix)
         self._slots = threading.BoundedSemaphore(workers + max_queue)
+        self._observer = observer
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         """Queue `fn`, or raise SERVER_BUSY at once when the pool and its queue are full."""
@@ -96,10 +117,15 @@ class BoundedExecutor:
                 "too many password checks in progress; retry shortly",
                 retry_after_seconds=BUSY_RETRY_AFTER_SECONDS,
             )
+        observer = self._observer
         try:
-            future = self._pool.submit(fn, *args, **kwargs)
+            if observer is None:
+                future = self._pool.submit(fn, *args, **kwargs)
+            else:
+                observer.queued()
+                future = self._pool.submit(_timed, observer, time.perf_counter(), fn, args, kwargs)
         except BaseException:
-            self._slots.release()
+            self._release_slot(None)
             raise
         # A done callback also runs when a queued task is cancelled, so no slot can leak.
         future.add_done_callback(self._release_slot)
@@ -113,8 +139,22 @@ class BoundedExecutor:
         """Stop accepting work, cancel what is still queued and wait for running tasks."""
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _release_slot(self, _future: Future[T]) -> None:
+    def _release_slot(self, _future: Future[T] | None) -> None:
         self._slots.release()
+        if self._observer is not None:
+            self._observer.finished()
+
+
+def _timed(
+    observer: PoolObserver,
+    queued_at: float,
+    fn: Callable[..., T],
+    args: tuple[object, ...],
+    kwargs: dict[str, object],
+) -> T:
+    """Run `fn` on a pool thread, first telling `observer` how long it waited for one."""
+    observer.started(time.perf_counter() - queued_at)
+    return fn(*args, **kwargs)
 
 
 class PasswordHasher:
@@ -131,7 +171,10 @@ class PasswordHasher:
         workers: int | None = None,
         max_queue: int | None = None,
         executor: BoundedExecutor | None = None,
+        observer: PoolObserver | None = None,
     ) -> None:
+        """`observer` (for metrics) is told of every hash queued, started and finished on the
+        pool this hasher creates; an `executor` passed in brings its own."""
         self.params = params
         self._argon2 = argon2.PasswordHasher(
             time_cost=params.time_cost,
@@ -142,14 +185,14 @@ class PasswordHasher:
             type=argon2.Type.ID,
         )
         if executor is not None:
-            if workers is not None or max_queue is not None:
-                raise ValueError("pass either an executor or workers/max_queue, not both")
+            if workers is not None or max_queue is not None or observer is not None:
+                raise ValueError("pass either an executor or workers/max_queue/observer, not both")
             self._executor = executor
             self._owns_executor = False
         else:
             pool_size = workers if workers is not None else default_worker_count()
             queue = max_queue if max_queue is not None else pool_size * QUEUE_DEPTH_PER_WORKER
-            self._executor = BoundedExecutor(pool_size, queue)
+            self._executor = BoundedExecutor(pool_size, queue, observer=observer)
             self._owns_executor = True
         # burn() verifies against this decoy, so an unknown email costs what a known one does.
         # It starts at the configured parameters; calibrate_decoy() moves it to those of the

@@ -21,6 +21,7 @@ from idservice.config import ConfigError, Settings
 from idservice.domain.errors import DomainError
 from idservice.domain.instants import utc_text
 from idservice.entrypoints.logs import configure_logging
+from idservice.entrypoints.supervisor import add_server_process_arguments
 
 if TYPE_CHECKING:
     from idservice.service_layer.dispatch import OutboxListing
@@ -51,11 +52,21 @@ def _stop_on_signals(doing: str) -> threading.Event:
     return stop
 
 
-def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    """One process (IDSERVICE_PROCESSES=1), or a supervisor of several (see supervisor.py)."""
+    if getattr(args, "server_process", None) is not None:
+        from idservice.entrypoints.supervisor import serve_one
+
+        return serve_one(settings, args)
+    if settings.process_count > 1:
+        from idservice.entrypoints.supervisor import supervise
+
+        return supervise(settings)
     from idservice.bootstrap import build_app
+    from idservice.entrypoints.grpc.instruments import observers
     from idservice.entrypoints.grpc.server import create_server
 
-    app = build_app(settings)
+    app = build_app(settings, observers=observers())
     if settings.metrics_listen:
         from idservice.entrypoints.grpc.metrics import serve_metrics
 
@@ -79,6 +90,12 @@ def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
         settings.env,
         settings.identity_provider,
     )
+    if settings.health_listen:
+        log.info(
+            "health service (plaintext, nothing else) on %s:%d",
+            settings.health_listen.rpartition(":")[0],
+            running.health_port,
+        )
     stop = _stop_on_signals("draining")
     stop.wait()
     running.stop(settings.shutdown_grace.total_seconds())
@@ -324,6 +341,8 @@ def _parser() -> argparse.ArgumentParser:
     parsers["dispatch"].add_argument(
         "--once", action="store_true", help="deliver what is due, print counts and exit"
     )
+    # How a supervisor starts each of its server processes (IDSERVICE_PROCESSES).
+    add_server_process_arguments(parsers["serve"])
     # A test hook: a shorter claim lease, so a crash-and-restart test need not wait 30 s.
     parsers["dispatch"].add_argument("--claim-lease", type=_positive_int, help=argparse.SUPPRESS)
     actions = parsers["outbox"].add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -2,7 +2,8 @@
 
 Each line has `timestamp` (RFC 3339, UTC), `level`, `logger` and `event` (the formatted message),
 plus `request_id` while an RPC is being handled (from `REQUEST_ID`, set by the `rpc` wrapper),
-and the access line's fields. Only the fields in `ALLOWED_EXTRA` may be added with `extra=`, so
+`trace_id` when the call belongs to a W3C trace (from `TRACE_ID`: see `grpc/tracing.py`), and
+the access line's fields. Only the fields in `ALLOWED_EXTRA` may be added with `extra=`, so
 a careless `extra={"email": ...}` never reaches the log. An exception is logged as its type and
 stack (`exception_type`, `stack`), never its message: messages may quote inputs or SQL
 parameters.
@@ -23,6 +24,8 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 # The request id of the RPC being handled on this thread (None outside a call).
 REQUEST_ID: ContextVar[str | None] = ContextVar("idservice_request_id", default=None)
+# The W3C trace id (32 hex digits) of the RPC being handled, when it has one.
+TRACE_ID: ContextVar[str | None] = ContextVar("idservice_trace_id", default=None)
 # What a log call may add with `extra=`: the access line's fields (never personal data).
 ALLOWED_EXTRA = ("method", "code", "reason", "duration_ms", "account_id", "request_id")
 # Libraries whose INFO lines are noise, or (httpx) would log upstream URLs with ids.
@@ -33,6 +36,9 @@ def add_request_id(_logger: WrappedLogger, _method: str, event: EventDict) -> Ev
     request_id = REQUEST_ID.get()
     if request_id is not None:
         event.setdefault("request_id", request_id)
+    trace_id = TRACE_ID.get()
+    if trace_id is not None:
+        event.setdefault("trace_id", trace_id)
     return event
 
 
@@ -49,11 +55,12 @@ def exception_without_message(_logger: WrappedLogger, _method: str, event: Event
     return event
 
 
-FIRST_KEYS = ("timestamp", "level", "logger", "event", "request_id")
+FIRST_KEYS = ("timestamp", "level", "logger", "event", "request_id", "trace_id")
 
 
 def standard_keys_first(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
-    """timestamp, level, logger, event and request_id lead each line; the rest follow."""
+    """timestamp, level, logger, event, request_id and trace_id lead each line; the rest
+    follow."""
     ordered = {key: event.pop(key) for key in FIRST_KEYS if key in event}
     ordered.update(event)
     return ordered

@@ -1,7 +1,8 @@
-"""Background work beside the API: the database probe, the purge, the outbox dispatcher and the
-connection log's writer.
+"""Background work beside the API: the database probe, the purge, the outbox dispatcher, the
+connection log's writer and (with IDSERVICE_METRICS_LISTEN) the refresh of the metrics read from
+the database.
 
-`idservice serve` runs all four in threads (the dispatcher unless
+`idservice serve` runs them in threads (the dispatcher unless
 IDSERVICE_DISPATCH_IN_SERVE=false); `idservice dispatch` runs the dispatcher alone. Each loop
 ends when `stop` is set, and survives a failing round (e.g. the database is down) by logging its
 type and trying again on the next one.
@@ -10,6 +11,7 @@ type and trying again on the next one.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -26,6 +28,8 @@ DATABASE_PROBE_SECONDS = 2.0
 DISPATCH_POLL_SECONDS = 1.0
 # How often the connection log's buffered entries are written: what a kill -9 can lose.
 CONNECTION_LOG_FLUSH_SECONDS = 1.0
+# How often the gauges read from the database (outbox backlog, consent requests) are refreshed.
+METRICS_REFRESH_SECONDS = 5.0
 
 
 def probe_database(app: App, stop: threading.Event, on_change: Callable[[bool], None]) -> None:
@@ -42,9 +46,35 @@ def probe_database(app: App, stop: threading.Event, on_change: Callable[[bool], 
             last = ok
 
 
+def refresh_metrics(
+    app: App, stop: threading.Event, *, interval: float = METRICS_REFRESH_SECONDS
+) -> None:
+    """Read the database-derived gauges now and every `interval` seconds until `stop` is set
+    (a scrape never queries the database). A failed read keeps the previous values and is
+    logged once per outage, by its type only."""
+    from idservice.entrypoints.grpc.instruments import refresh_storage_gauges
+
+    failing = False
+    while True:
+        try:
+            refresh_storage_gauges(app)
+        except Exception as exc:
+            if not failing:
+                log.warning("metrics refresh failed: %s (previous values kept)", type(exc).__name__)
+            failing = True
+        else:
+            if failing:
+                log.info("metrics refresh works again")
+            failing = False
+        if stop.wait(interval):
+            return
+
+
 def purge_periodically(app: App, stop: threading.Event) -> None:
-    """Run the retention jobs every IDSERVICE_PURGE_INTERVAL until `stop` is set."""
+    """Run the retention jobs every IDSERVICE_PURGE_INTERVAL until `stop` is set (in one
+    process per instance: see `supervisor.py`)."""
     interval = app.settings.purge_interval.total_seconds()
+    log.info("running the retention jobs every %ds (pid %d)", interval, os.getpid())
     while not stop.wait(interval):
         try:
             counts = app.handle(Purge())

@@ -30,8 +30,9 @@ from datetime import datetime
 import grpc
 
 from idservice.bootstrap import App
+from idservice.entrypoints.grpc import tracing
 from idservice.entrypoints.grpc.addresses import client_address
-from idservice.entrypoints.logs import REQUEST_ID
+from idservice.entrypoints.logs import REQUEST_ID, TRACE_ID
 from idservice.service_layer.call_context import call_scope, identified_account
 from idservice.service_layer.ports import ConnectionEntry
 from idservice.service_layer.validation import check_no_rrn
@@ -52,6 +53,7 @@ class Call:
     request_id: str
     arrived_at: datetime
     started: float
+    trace_id: str | None = None
 
     def seconds(self) -> float:
         return time.perf_counter() - self.started
@@ -88,17 +90,20 @@ def begin(app: App, servicer_type: type, name: str, context: grpc.ServicerContex
         request_id=request_id(context),
         arrived_at=app.deps.clock(),
         started=time.perf_counter(),
+        trace_id=tracing.trace_id(context),
     )
 
 
 @contextmanager
 def scope(call: Call) -> Iterator[None]:
-    """The call's request id in every log line, and a fresh account scope."""
+    """The call's request id (and trace id) in every log line, and a fresh account scope."""
     token = REQUEST_ID.set(call.request_id)
+    trace_token = TRACE_ID.set(call.trace_id)
     try:
         with call_scope():
             yield
     finally:
+        TRACE_ID.reset(trace_token)
         REQUEST_ID.reset(token)
 
 

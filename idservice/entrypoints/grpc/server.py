@@ -1,4 +1,5 @@
-"""The gRPC server: servicers, health, reflection, TLS, and a draining shutdown."""
+"""The gRPC server: servicers, health, reflection, TLS, a draining shutdown, and (with
+IDSERVICE_HEALTH_LISTEN) a plaintext listener that serves the health service alone."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 from idservice.bootstrap import App
 from idservice.config import ConfigError, Settings
 from idservice.entrypoints import worker
+from idservice.entrypoints.grpc import telemetry
 from idservice.entrypoints.grpc.interceptors import ApiGate
 from idservice.entrypoints.grpc.servicers import SERVICE_NAMES, register
 
@@ -35,6 +37,12 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 HANDLER_SETTLE_SECONDS = 5.0
 # After the drain, the transport stops with at least this grace for answers being sent.
 FINAL_ANSWER_SECONDS = 0.5
+# A health name that does not depend on the database: SERVING while the process runs and is not
+# draining (for liveness probes: a database outage makes pods unready, it does not restart them).
+LIVENESS = "liveness"
+# The health-only listener: threads for its calls (a Watch holds one), and calls at once.
+HEALTH_WORKERS = 4
+HEALTH_MAX_CONCURRENT_RPCS = 16
 
 
 class TrackedExecutor(futures.ThreadPoolExecutor):
@@ -86,6 +94,8 @@ class RunningServer:
     app: App
     executor: TrackedExecutor
     gate: ApiGate
+    # The plaintext listener of IDSERVICE_HEALTH_LISTEN (the same `health` servicer), if any.
+    health_listener: HealthListener | None = None
     _stop_background: threading.Event = field(default_factory=threading.Event)
     _draining: bool = False
     _dispatcher: threading.Thread | None = None
@@ -101,21 +111,31 @@ class RunningServer:
         )
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, status)
+        self.health.set(
+            LIVENESS,
+            health_pb2.HealthCheckResponse.NOT_SERVING
+            if self._draining
+            else health_pb2.HealthCheckResponse.SERVING,
+        )
 
     @property
     def dispatching(self) -> bool:
         """True while this server delivers outbox events itself."""
         return self._dispatcher is not None and self._dispatcher.is_alive()
 
-    def start_background_work(self) -> None:
-        """The database probe, the purge, the connection log's writer and (unless turned off)
-        the outbox dispatcher."""
+    def start_background_work(self, *, purge: bool = True) -> None:
+        """The database probe, the purge (unless `purge` is False: one server process of a
+        supervisor runs it for all), the connection log's writer, (unless turned off) the
+        outbox dispatcher and (with metrics) the refresh of the database-derived gauges."""
         app, stop = self.app, self._stop_background
         self._recorder = worker.start_thread(
             "connection-log", lambda: worker.write_connection_log(app, self._stop_recording)
         )
         worker.start_thread("db-probe", lambda: worker.probe_database(app, stop, self.set_serving))
-        worker.start_thread("purge", lambda: worker.purge_periodically(app, stop))
+        if purge:
+            worker.start_thread("purge", lambda: worker.purge_periodically(app, stop))
+        if app.settings.metrics_listen:
+            worker.start_thread("metrics-refresh", lambda: worker.refresh_metrics(app, stop))
         if app.settings.dispatch_in_serve:
             self._dispatcher = worker.start_thread(
                 "dispatch", lambda: worker.dispatch_until(app, stop)
@@ -127,6 +147,15 @@ class RunningServer:
             limit = self.app.sink.max_delivery_seconds if timeout is None else timeout
             self._dispatcher.join(max(limit, 0.1))
 
+    @property
+    def health_port(self) -> int | None:
+        """The health-only listener's port (None without IDSERVICE_HEALTH_LISTEN)."""
+        return self.health_listener.port if self.health_listener is not None else None
+
+    def _stop_health_listener(self, grace: float) -> None:
+        if self.health_listener is not None:
+            self.health_listener.stop(grace)
+
     def _stop_recorder(self, timeout: float) -> None:
         # Its last round writes what the calls left in the buffer (app.close() would too).
         self._stop_recording.set()
@@ -137,6 +166,7 @@ class RunningServer:
         """Stop at once without closing the app (the owner closes it)."""
         self._stop_background.set()
         self.server.stop(0).wait()
+        self._stop_health_listener(0)
         self._join_dispatcher()
         self._stop_recorder(HANDLER_SETTLE_SECONDS)
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -156,8 +186,10 @@ class RunningServer:
         self.set_serving(False)
         self._stop_background.set()
         self.executor.wait_idle(deadline - time.monotonic())
-        # A moment past the deadline still, for answers already on their way out.
+        # A moment past the deadline still, for answers already on their way out. The health
+        # listener answers NOT_SERVING until then, and stops with the API's transport.
         self.server.stop(max(deadline - time.monotonic(), FINAL_ANSWER_SECONDS)).wait()
+        self._stop_health_listener(FINAL_ANSWER_SECONDS)
         settled_by = time.monotonic() + HANDLER_SETTLE_SECONDS
         if not self.executor.wait_idle(HANDLER_SETTLE_SECONDS):
             log.warning("closing with request handlers still running")
@@ -202,8 +234,55 @@ def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
     )
 
 
-def create_server(app: App, address: str | None = None) -> RunningServer:
-    """Build and start the server on `address` (port 0 picks a free one); returns the port."""
+@dataclass(frozen=True)
+class HealthListener:
+    """The plaintext listener of IDSERVICE_HEALTH_LISTEN: its server, port and threads."""
+
+    server: grpc.Server
+    port: int
+    executor: futures.ThreadPoolExecutor
+
+    def stop(self, grace: float | None) -> None:
+        self.server.stop(grace).wait()
+        self.executor.shutdown(wait=False)
+
+
+def _health_listener(
+    servicer: health.HealthServicer, address: str, *, reuse_port: bool
+) -> HealthListener:
+    """A plaintext server with `servicer` alone: no API, no reflection (not started yet)."""
+    executor = futures.ThreadPoolExecutor(max_workers=HEALTH_WORKERS, thread_name_prefix="health")
+    server = grpc.server(
+        executor,
+        maximum_concurrent_rpcs=HEALTH_MAX_CONCURRENT_RPCS,
+        options=[("grpc.so_reuseport", 1 if reuse_port else 0)],
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        executor.shutdown(wait=False)
+        raise ConfigError("IDSERVICE_HEALTH_LISTEN", f"cannot listen on {address}")
+    return HealthListener(server, port, executor)
+
+
+def create_server(
+    app: App,
+    address: str | None = None,
+    *,
+    reuse_port: bool = False,
+    health_address: str | None = None,
+    purge: bool = True,
+) -> RunningServer:
+    """Build and start the server on `address` (port 0 picks a free one); returns the port.
+
+    With `reuse_port` the port is shared (`SO_REUSEPORT`) with the other server processes of
+    one supervisor, and the kernel spreads new connections over them. `health_address` (default
+    IDSERVICE_HEALTH_LISTEN) adds the plaintext health-only listener, on the same terms. With
+    `purge` False the retention jobs are left to another server process.
+    """
     settings = app.settings
     executor = TrackedExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc")
     prefixes = tuple(f"/{name}/" for name in SERVICE_NAMES)
@@ -213,10 +292,11 @@ def create_server(app: App, address: str | None = None) -> RunningServer:
         # The gate answers SERVER_BUSY first; grpc's own limit (a bare RESOURCE_EXHAUSTED) is a
         # backstop for the calls the gate does not see (health, reflection).
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs * 2,
-        interceptors=[gate],
+        # Traces (only when OTEL_* ask for them) span the gate's answers too.
+        interceptors=[*telemetry.server_interceptors(prefixes), gate],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
         ],
     )
     register(app, server)
@@ -239,10 +319,28 @@ def create_server(app: App, address: str | None = None) -> RunningServer:
         raise ConfigError("IDSERVICE_LISTEN", f"cannot listen on {target}") from None
     if port == 0:
         raise ConfigError("IDSERVICE_LISTEN", f"cannot listen on {target}")
+    health_target = health_address or settings.health_listen
+    health_listener = None
+    if health_target:
+        try:
+            health_listener = _health_listener(
+                health_servicer, health_target, reuse_port=reuse_port
+            )
+        except BaseException:
+            server.stop(None)
+            raise
     running = RunningServer(
-        server=server, port=port, health=health_servicer, app=app, executor=executor, gate=gate
+        server=server,
+        port=port,
+        health=health_servicer,
+        app=app,
+        executor=executor,
+        gate=gate,
+        health_listener=health_listener,
     )
     running.set_serving(app.database_reachable())
     server.start()
-    running.start_background_work()
+    if health_listener is not None:
+        health_listener.server.start()
+    running.start_background_work(purge=purge)
     return running

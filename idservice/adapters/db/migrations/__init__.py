@@ -43,8 +43,36 @@ def startup_lock(engine: Engine) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+class UnknownRevisionError(RuntimeError):
+    """The database is at a revision these migrations do not know: a newer release migrated it."""
+
+    def __init__(self, revisions: tuple[str, ...], head: str | None) -> None:
+        super().__init__(f"database at unknown revision {', '.join(revisions)} (head {head})")
+        self.revisions = revisions
+        self.head = head
+
+
+def refuse_unknown_revision(engine: Engine) -> None:
+    """Raise UnknownRevisionError when the database's revision is not one of these migrations
+    (Alembic would stop with a bare "Can't locate revision")."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config(engine))
+    known = {migration.revision for migration in script.walk_revisions()}
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_heads()
+    unknown = tuple(revision for revision in current if revision not in known)
+    if unknown:
+        raise UnknownRevisionError(unknown, script.get_current_head())
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply migrations up to `revision` (idempotent; safe when two processes start at once)."""
+    """Apply migrations up to `revision` (idempotent; safe when two processes start at once).
+
+    Raises UnknownRevisionError, before changing anything, on a database a newer release
+    migrated."""
+    refuse_unknown_revision(engine)
     command.upgrade(alembic_config(engine), revision)
 
 

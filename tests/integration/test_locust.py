@@ -1,0 +1,379 @@
+"""The Locust load test: one headless run's reports, and the rules that fail a request.
+
+The rules (scripts/harness.py) are judged on real answers of a real server and on real gRPC
+errors from loopback stand-ins; the run is `scripts/loadtest` itself, against a spawned server.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import subprocess
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from idservice.bootstrap import App
+from scripts.harness import (
+    DUPLICATE_REFUSAL,
+    IdClient,
+    age_on,
+    check_age_failure,
+    duplicate_signup_failure,
+    duplicate_verification_failure,
+    error_failure,
+    error_key,
+    get_account_failure,
+    introspection_failure,
+    new_email,
+    new_password,
+    new_person,
+    new_person_verification_failure,
+    refusal_label,
+)
+
+pytestmark = pytest.mark.slow
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LOADTEST = REPO_ROOT / "scripts" / "loadtest"
+LOCUSTFILE = REPO_ROOT / "scripts" / "locustfile.py"
+SMALL_ARGON2 = {
+    "IDSERVICE_ARGON2_TIME_COST": "1",
+    "IDSERVICE_ARGON2_MEMORY_COST": "1024",
+    "IDSERVICE_ARGON2_PARALLELISM": "1",
+}
+# A safety net for a hung run, far above a normal one; never a measured expectation.
+RUN_TIMEOUT_SECONDS = 180
+# Every task's rows: (type, name). Refusals that do not fail carry "<CODE> <REASON>" as type.
+EXPECTED_ROWS = {
+    ("gRPC", "CompleteVerification"),
+    ("gRPC", "SignUp"),
+    ("gRPC", "PasswordLogin"),
+    ("gRPC", "RefreshSession"),
+    ("gRPC", "IntrospectToken"),
+    ("gRPC", "GetAccount"),
+    ("gRPC", "CheckAge"),
+    ("gRPC", "CompleteVerification (duplicate)"),
+    ("ALREADY_EXISTS IDENTITY_ALREADY_REGISTERED", "SignUp (duplicate)"),
+}
+
+
+# How an overloaded server may answer (reported, never a failure).
+OVERLOAD = ("RESOURCE_EXHAUSTED SERVER_BUSY", "DEADLINE_EXCEEDED")
+
+
+def script_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IDSERVICE_", "LOCUST_"))}
+    env.update(SMALL_ARGON2)
+    return env
+
+
+def run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv,
+        cwd=cwd,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_SECONDS,
+        check=False,
+    )
+
+
+def explain(result: subprocess.CompletedProcess[str]) -> str:
+    return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def report_data(html: Path) -> dict[str, Any]:
+    """The data Locust's HTML report draws its tables and charts from."""
+    text = html.read_text()
+    marker = "window.templateArgs = "
+    start = text.index(marker) + len(marker)
+    data, _end = json.JSONDecoder().raw_decode(text[start:])
+    assert isinstance(data, dict)
+    return data
+
+
+# -- one headless run ------------------------------------------------------------------------
+def test_loadtest_runs_every_task_and_writes_csv_and_html(
+    database_url: str, tmp_path: Path
+) -> None:
+    result = run(
+        [
+            str(LOADTEST),
+            "--database-url",
+            database_url,
+            "--users",
+            "4",
+            "--run-time",
+            "10s",
+            "--csv",
+            "load",
+            "--html",
+            "load.html",
+            "--only-summary",
+            "--",
+            "--duplicate-rate",
+            "0.3",
+        ],
+        tmp_path,
+    )
+    assert result.returncode == 0, explain(result)
+    assert "error lines in the spawned server's log: 0" in result.stdout
+
+    stats = read_rows(tmp_path / "load_stats.csv")
+    rows = {(r["Type"], r["Name"]): r for r in stats if r["Name"] != "Aggregated"}
+    assert set(rows) >= EXPECTED_ROWS, sorted(rows)
+    # Nothing else, but what a busy machine may answer: refusals that do not fail a run.
+    assert all(t.startswith(OVERLOAD) for t, _ in set(rows) - EXPECTED_ROWS), sorted(rows)
+    for key, row in rows.items():
+        assert int(row["Request Count"]) > 0, key
+        assert int(row["Failure Count"]) == 0, key
+    # Each repeated person is flagged by the verification, then refused by SignUp.
+    flagged = int(rows[("gRPC", "CompleteVerification (duplicate)")]["Request Count"])
+    refused = rows[("ALREADY_EXISTS IDENTITY_ALREADY_REGISTERED", "SignUp (duplicate)")]
+    assert 1 <= int(refused["Request Count"]) <= flagged
+    assert read_rows(tmp_path / "load_failures.csv") == []
+    assert read_rows(tmp_path / "load_exceptions.csv") == []
+    assert len(read_rows(tmp_path / "load_stats_history.csv")) > 0
+
+    report = report_data(tmp_path / "load.html")
+    assert report["failures_statistics"] == []
+    assert report["exceptions_statistics"] == []
+    named = {
+        (s["method"], s["name"]) for s in report["requests_statistics"] if s["name"] != "Aggregated"
+    }
+    assert named == set(rows)
+    # The charts: throughput, latency percentiles and users over time.
+    assert report["history"]
+    for point in report["history"]:
+        for chart in ("current_rps", "response_time_percentile_0.95", "user_count"):
+            assert chart in point
+    assert any(point["current_rps"][1] > 0 for point in report["history"])
+
+
+def test_loadtest_refuses_a_target_off_this_machine(tmp_path: Path) -> None:
+    result = run([str(LOADTEST), "--target", "10.1.2.3:50051", "--run-time", "1s"], tmp_path)
+    assert result.returncode == 2, explain(result)
+    assert "loopback" in result.stderr
+    # The locustfile refuses it too, when Locust is run directly.
+    direct = run(
+        [
+            str(REPO_ROOT / ".venv" / "bin" / "python"),
+            "-m",
+            "locust",
+            "-f",
+            str(LOCUSTFILE),
+            "--headless",
+            "--host",
+            "10.1.2.3:50051",
+            "--run-time",
+            "1s",
+        ],
+        tmp_path,
+    )
+    assert direct.returncode == 2, explain(direct)
+    assert "not a loopback address" in direct.stderr
+
+
+# -- stand-ins that answer as a buggy or overloaded server does ------------------------------
+def _abort_with(code: int, reason: str) -> grpc.RpcMethodHandler[bytes, bytes]:
+    def answer(_request: bytes, context: grpc.ServicerContext) -> bytes:
+        if reason == "raise":
+            raise RuntimeError("a bug")  # grpc answers UNKNOWN for an escaped exception
+        if reason == "slow":
+            time.sleep(1.0)
+            return b""
+        detail = any_pb2.Any()
+        detail.Pack(error_details_pb2.ErrorInfo(reason=reason, domain="idservice.v1"))
+        status = status_pb2.Status(code=code, message=reason, details=[detail])
+        context.abort_with_status(rpc_status.to_status(status))
+        raise AssertionError("abort_with_status returned")
+
+    return grpc.unary_unary_rpc_method_handler(answer)
+
+
+STAND_IN_METHODS = {
+    "Internal": (code_pb2.INTERNAL, "INTERNAL"),
+    "Raise": (code_pb2.UNKNOWN, "raise"),
+    "Busy": (code_pb2.RESOURCE_EXHAUSTED, "SERVER_BUSY"),
+    "Slow": (code_pb2.OK, "slow"),
+}
+# The methods the load test calls: every one of them answers INTERNAL on the broken server.
+LOADED_METHODS = {
+    "idservice.v1.IdentityService": ("CompleteVerification", "CheckAge"),
+    "idservice.v1.AccountService": ("SignUp", "GetAccount"),
+    "idservice.v1.AuthService": ("PasswordLogin", "RefreshSession", "IntrospectToken"),
+}
+
+
+@pytest.fixture
+def stand_in() -> Iterator[str]:
+    """A loopback server: /test.StandIn/<method> answers as STAND_IN_METHODS says, and every
+    method the load test calls answers INTERNAL."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    handlers = [
+        grpc.method_handlers_generic_handler(
+            "test.StandIn",
+            {name: _abort_with(code, reason) for name, (code, reason) in STAND_IN_METHODS.items()},
+        ),
+        *(
+            grpc.method_handlers_generic_handler(
+                service, {m: _abort_with(code_pb2.INTERNAL, "INTERNAL") for m in methods}
+            )
+            for service, methods in LOADED_METHODS.items()
+        ),
+    ]
+    server.add_generic_rpc_handlers(tuple(handlers))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(0).wait()
+
+
+def stand_in_error(address: str, method: str, timeout: float = 10.0) -> grpc.RpcError:
+    with grpc.insecure_channel(address) as channel:
+        call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+            f"/test.StandIn/{method}", None, None
+        )
+        with pytest.raises(grpc.RpcError) as info:
+            call(b"", timeout=timeout)
+    return info.value
+
+
+def test_internal_and_unknown_fail_a_request(stand_in: str) -> None:
+    internal = stand_in_error(stand_in, "Internal")
+    assert error_key(internal) == ("INTERNAL", "INTERNAL")
+    assert error_failure(internal) == "INTERNAL INTERNAL: a server bug (contract §3)"
+    unknown = stand_in_error(stand_in, "Raise")
+    assert error_key(unknown) == ("UNKNOWN", "-")
+    assert error_failure(unknown) is not None
+    # A repeated person's SignUp that answers a bug is a failure too, not the expected refusal.
+    assert duplicate_signup_failure(None, internal) is not None
+
+
+def test_overload_refusals_are_reported_not_failed(stand_in: str) -> None:
+    busy = stand_in_error(stand_in, "Busy")
+    assert error_failure(busy) is None
+    assert refusal_label(busy) == "RESOURCE_EXHAUSTED SERVER_BUSY"
+    late = stand_in_error(stand_in, "Slow", timeout=0.05)
+    assert error_failure(late) is None
+    assert refusal_label(late) == "DEADLINE_EXCEEDED -"
+
+
+def test_loadtest_exits_non_zero_when_requests_fail(stand_in: str, tmp_path: Path) -> None:
+    result = run(
+        [
+            str(LOADTEST),
+            "--target",
+            stand_in,
+            "--users",
+            "2",
+            "--run-time",
+            "2s",
+            "--csv",
+            "broken",
+            "--only-summary",
+        ],
+        tmp_path,
+    )
+    assert result.returncode == 1, explain(result)
+    failures = read_rows(tmp_path / "broken_failures.csv")
+    assert failures, explain(result)
+    assert {row["Name"] for row in failures} == {"CompleteVerification"}
+    assert all("INTERNAL INTERNAL" in row["Error"] for row in failures)
+
+
+# -- wrong answers, judged on a real server's answers ----------------------------------------
+@pytest.fixture
+def id_client(channel: grpc.Channel, app: App) -> IdClient:
+    return IdClient(channel, terms_version=app.settings.terms_version, timeout=10.0)
+
+
+def test_duplicate_rules_on_real_answers(id_client: IdClient) -> None:
+    person = new_person(random.Random(7))
+    first = id_client.verify(person)
+    # A new person is not a duplicate: run on this answer, the duplicate rule fails the request.
+    assert new_person_verification_failure(first) is None
+    assert duplicate_verification_failure(first) == (
+        "a registered person's verification did not flag duplicate.exists"
+    )
+    signed = id_client.sign_up(first.verification_token, email=new_email(), password=new_password())
+
+    again = id_client.verify(person)
+    assert duplicate_verification_failure(again) is None
+    assert new_person_verification_failure(again) is not None
+    with pytest.raises(grpc.RpcError) as refused:
+        id_client.sign_up(again.verification_token, email=new_email(), password=new_password())
+    assert error_key(refused.value) == DUPLICATE_REFUSAL
+    assert duplicate_signup_failure(None, refused.value) is None
+    # Had SignUp accepted the repeated person, the request fails.
+    assert duplicate_signup_failure(signed, None) == ("a registered person signed up a second time")
+
+
+def test_answer_rules_on_real_answers(id_client: IdClient) -> None:
+    people = [new_person(random.Random(seed)) for seed in (1, 2)]
+    accounts = []
+    for person in people:
+        token = id_client.verify(person).verification_token
+        accounts.append(id_client.sign_up(token, email=new_email(), password=new_password()))
+    mine, other = accounts
+
+    introspected = id_client.introspect(mine.session.access_token)
+    assert introspection_failure(introspected, mine.account.id) is None
+    assert introspection_failure(introspected, other.account.id) is not None
+
+    fetched = id_client.get_account(mine.session.access_token)
+    assert get_account_failure(fetched, mine.account.id) is None
+    assert get_account_failure(fetched, other.account.id) == (
+        "GetAccount answered with another account"
+    )
+
+    as_of = date(2026, 3, 1)
+    checked = id_client.check_age(mine.session.access_token, as_of=as_of)
+    birth = people[0].birth_date
+    assert check_age_failure(checked, birth, as_of) is None
+    b = date.fromisoformat(birth)
+    five_years_older = date(b.year - 5, b.month, min(b.day, 28)).isoformat()
+    assert check_age_failure(checked, five_years_older, as_of) is not None
+
+    # Once the session is over, its access token introspects inactive: a failure for the rule.
+    id_client.logout(mine.session.refresh_token)
+    ended = id_client.introspect(mine.session.access_token)
+    assert introspection_failure(ended, mine.account.id) == (
+        "a fresh access token introspected inactive"
+    )
+
+
+@pytest.mark.parametrize(
+    ("birth", "day", "age"),
+    [
+        ("2012-02-29", "2026-02-28", 13),
+        ("2012-02-29", "2026-03-01", 14),
+        ("2012-02-29", "2028-02-29", 16),
+        ("2000-05-10", "2019-05-09", 18),
+        ("2000-05-10", "2019-05-10", 19),
+    ],
+)
+def test_the_load_tests_own_age_count_follows_the_korean_rules(
+    birth: str, day: str, age: int
+) -> None:
+    assert age_on(date.fromisoformat(birth), date.fromisoformat(day)) == age
