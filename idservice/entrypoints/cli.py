@@ -54,6 +54,11 @@ def _stop_on_signals(doing: str) -> threading.Event:
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     """One process (IDSERVICE_PROCESSES=1), or a supervisor of several (see supervisor.py)."""
+    if getattr(args, "prepare_database", False):
+        from idservice.bootstrap import prepare_database
+
+        prepare_database(settings)
+        return 0
     if getattr(args, "server_process", None) is not None:
         from idservice.entrypoints.supervisor import serve_one
 

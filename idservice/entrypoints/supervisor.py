@@ -1,7 +1,8 @@
 """`idservice serve` on every core: a supervisor and IDSERVICE_PROCESSES server processes.
 
 The supervisor migrates and checks the keys once (`prepare_database`, under the start-up
-lock), reserves the listening port with an `SO_REUSEPORT` socket that never listens, and starts
+lock, in a short-lived process of its own so the supervisor stays small), reserves the
+listening port with an `SO_REUSEPORT` socket that never listens, and starts
 each server process as a fresh interpreter (`idservice serve --server-process ...`: no grpc
 state crosses a fork). Every server process builds its own App (database pool, Argon2 pool of
 about cpus/N threads) and binds the same port with `grpc.so_reuseport`; the kernel spreads new
@@ -166,9 +167,13 @@ class Supervisor:
         self.metrics: MultiprocessMetrics | None = None
 
     def run(self) -> int:
-        from idservice.bootstrap import prepare_database
-
-        prepare_database(self.settings)
+        # In a process of its own: the migrations and the key check need the database layer,
+        # which the supervisor, alive as long as the service, then never holds in memory.
+        prepared = subprocess.run(
+            [sys.executable, "-m", "idservice", "serve", "--prepare-database"], check=False
+        )
+        if prepared.returncode != 0:
+            return prepared.returncode
         with contextlib.ExitStack() as reservations:
             self.address = self._reserve(reservations, self.settings.listen, "IDSERVICE_LISTEN")
             if self.settings.health_listen:
@@ -395,6 +400,7 @@ def supervise(settings: Settings) -> int:
 def add_server_process_arguments(parser: argparse.ArgumentParser) -> None:
     """The options the supervisor starts a server process with (hidden from --help)."""
     parser.add_argument("--server-process", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--prepare-database", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--server-address", help=argparse.SUPPRESS)
     parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
