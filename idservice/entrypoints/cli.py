@@ -60,7 +60,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         prepare_database(settings)
         return 0
     if getattr(args, "server_process", None) is not None:
-        from idservice.entrypoints.supervisor import serve_one
+        from idservice.entrypoints.server_process import serve_one
 
         return serve_one(settings, args)
     if settings.process_count > 1:
