@@ -420,7 +420,7 @@ def test_password_built_from_the_users_own_name_or_email_is_refused(password: st
 
 
 def test_password_check_is_consistent_across_threads() -> None:
-    """zxcvbn keeps user inputs in a module global; concurrent calls must not see each other's."""
+    """Concurrent checks never see each other's user inputs (the user's name and email)."""
     cases = [
         ("kimminsu1990", ["kim@example.com", "Kim Minsu"]),
         ("kimminsu1990", ["lee@example.com", "Lee Jun"]),
