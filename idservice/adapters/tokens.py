@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import secrets
 import tempfile
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,6 +39,12 @@ MAX_ACCESS_TOKEN_TTL: Final = timedelta(minutes=15)
 # Our tokens are well under 1 KiB; refusing anything over 8 KiB before base64 or JSON work bounds
 # what a caller can make verification spend.
 MAX_TOKEN_BYTES: Final = 8 * 1024
+# Tokens whose signature and header checked out, remembered by SHA-256 so that one presented
+# again (a backend introspects the same token on each of its requests) skips the signature and
+# the base64/JSON parsing. Claims and expiry are still checked on every call; a token's bytes
+# either carry a valid signature or do not, so the answer cannot go stale. 16 384 entries of a
+# 32-byte digest and a small claims dict: a few MiB at most.
+VERIFIED_TOKENS_KEPT: Final = 16_384
 # RFC 7519 §4.1.5–4.1.6 allow a small leeway for clock skew between replicas; only the claims
 # that say "not yet" ("iat", "nbf") get it, "exp" is never extended.
 ISSUED_AT_LEEWAY_SECONDS: Final = 60
@@ -159,6 +168,7 @@ class AccessTokenIssuer:
         issuer: str,
         audience: str = "idservice",
         ttl: timedelta = MAX_ACCESS_TOKEN_TTL,
+        verified_tokens_kept: int = VERIFIED_TOKENS_KEPT,
     ) -> None:
         if not issuer or not audience:
             raise ValueError("issuer and audience must not be empty")
@@ -181,6 +191,9 @@ class AccessTokenIssuer:
             sort_keys=True,
             separators=(",", ":"),
         )
+        self._verified: OrderedDict[bytes, Mapping[str, Any]] = OrderedDict()
+        self._verified_kept = max(0, verified_tokens_kept)
+        self._verified_lock = threading.Lock()
 
     @property
     def kid(self) -> str:
@@ -234,6 +247,26 @@ class AccessTokenIssuer:
         now_seconds = _timestamp(now)
         if not isinstance(token, str) or not token.isascii() or len(token) > MAX_TOKEN_BYTES:
             raise _token_invalid("access token is malformed")
+        digest = hashlib.sha256(token.encode("ascii")).digest()
+        with self._verified_lock:
+            claims = self._verified.get(digest)
+            if claims is not None:
+                self._verified.move_to_end(digest)
+        if claims is None:
+            claims = self._verify_signature(token)
+            with self._verified_lock:
+                self._verified[digest] = claims
+                while len(self._verified) > self._verified_kept:
+                    self._verified.popitem(last=False)
+        return self._check_claims(claims, now_seconds)
+
+    def verified_tokens_kept(self) -> int:
+        """How many verified signatures are remembered (bounded by VERIFIED_TOKENS_KEPT)."""
+        with self._verified_lock:
+            return len(self._verified)
+
+    def _verify_signature(self, token: str) -> Mapping[str, Any]:
+        """The claims of a token whose signature and header are ours (TOKEN_INVALID else)."""
         try:
             decoded = jwt.decode(
                 token, self._verify_key, algorithms=self._algorithms, registry=self._registry
@@ -241,7 +274,7 @@ class AccessTokenIssuer:
         except (JoseError, ValueError, TypeError, KeyError, IndexError):
             raise _token_invalid("access token is malformed or its signature is invalid") from None
         self._check_header(decoded.header)
-        return self._check_claims(decoded.claims, now_seconds)
+        return decoded.claims
 
     def jwks_json(self) -> str:
         """The public signing key as a JWKS document (RFC 7517 §5) with kid, alg and use."""

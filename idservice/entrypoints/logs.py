@@ -11,11 +11,13 @@ parameters.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import threading
 import traceback
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
@@ -77,6 +79,54 @@ def _shared_processors() -> list[Processor]:
 
 def json_formatter() -> logging.Formatter:
     """Renders stdlib records (and structlog events) as one JSON object per line."""
+    return PlainRecordFormatter(_structlog_formatter())
+
+
+class PlainRecordFormatter(logging.Formatter):
+    """The structlog chain's output for a plain record, without running the chain.
+
+    Most lines (one access line per RPC) are stdlib records with no exception, no stack and no
+    structlog event. For those this renders the very line the chain would: the same keys in
+    the same order (`timestamp`, `level`, `logger`, `event`, `request_id`, `trace_id`, then the
+    allowed extras in `ALLOWED_EXTRA` order) and the same JSON, at a fraction of the cost.
+    Anything else goes through the structlog chain (`chain`).
+    """
+
+    def __init__(self, chain: logging.Formatter) -> None:
+        super().__init__()
+        self._chain = chain
+
+    def format(self, record: logging.LogRecord) -> str:
+        if (
+            record.exc_info
+            or record.exc_text
+            or record.stack_info
+            or not isinstance(record.msg, str)
+        ):
+            return self._chain.format(record)
+        line: dict[str, Any] = {
+            "timestamp": datetime.now(tz=UTC).isoformat().replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        fields = record.__dict__
+        if "request_id" in fields:  # an access line names its call's id itself
+            line["request_id"] = fields["request_id"]
+        else:
+            request_id = REQUEST_ID.get()
+            if request_id is not None:
+                line["request_id"] = request_id
+        trace_id = TRACE_ID.get()
+        if trace_id is not None:
+            line["trace_id"] = trace_id
+        for key in ALLOWED_EXTRA:
+            if key in fields and key != "request_id":
+                line[key] = fields[key]
+        return json.dumps(line, ensure_ascii=False, default=repr)
+
+
+def _structlog_formatter() -> logging.Formatter:
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*_shared_processors(), structlog.stdlib.ExtraAdder(ALLOWED_EXTRA)],
         processors=[

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from typing import Any
 
 from idservice.entrypoints.grpc.calls import service_name
@@ -87,3 +88,54 @@ def test_korean_text_stays_readable() -> None:
 def test_each_servicer_names_its_grpc_service() -> None:
     servicers = (IdentityServicer, AccountServicer, AuthServicer, GuardianConsentServicer)
     assert tuple(service_name(servicer) for servicer in servicers) == SERVICE_NAMES
+
+
+def test_plain_records_render_exactly_as_the_structlog_chain_does() -> None:
+    """The fast path for plain records must be byte-for-byte the chain's line (but the time)."""
+    from idservice.entrypoints.logs import TRACE_ID, PlainRecordFormatter, _structlog_formatter
+
+    chain = _structlog_formatter()
+    fast = PlainRecordFormatter(chain)
+    access = {
+        "method": "/idservice.v1.AuthService/IntrospectToken",
+        "code": "UNAUTHENTICATED",
+        "reason": "TOKEN_INVALID",
+        "duration_ms": 0.7,
+        "account_id": None,
+        "request_id": "req-abcdefgh",
+    }
+    cases: list[tuple[str, tuple[object, ...], dict[str, object]]] = [
+        ("rpc", (), access),
+        ("rpc", (), {**access, "email": "hong@example.com"}),
+        ("purge: %s=%d", ("sessions", 3), {}),
+        ("이름 없음 %s", ("홍길동",), {"duration_ms": 2}),
+        ("odd %r", (object,), {"code": b"bytes"}),
+    ]
+    contexts = [(None, None), ("req-12345678", None), ("req-12345678", "ab" * 16)]
+    for message, args, extra in cases:
+        for request_id, trace_id in contexts:
+            for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.CRITICAL):
+                record = logging.LogRecord(
+                    "idservice.access", level, __file__, 1, message, args, None
+                )
+                for key, value in extra.items():
+                    setattr(record, key, value)
+                tokens = (REQUEST_ID.set(request_id), TRACE_ID.set(trace_id))
+                try:
+                    mine, theirs = json.loads(fast.format(record)), json.loads(chain.format(record))
+                finally:
+                    TRACE_ID.reset(tokens[1])
+                    REQUEST_ID.reset(tokens[0])
+                mine.pop("timestamp"), theirs.pop("timestamp")
+                assert list(mine.items()) == list(theirs.items())
+
+
+def test_records_with_an_exception_go_through_the_structlog_chain() -> None:
+    message = "a message that must not be logged"
+    try:
+        raise ValueError(message)
+    except ValueError:
+        line = render("failed", exc_info=sys.exc_info())
+    assert line["exception_type"] == "ValueError"
+    assert "stack" in line
+    assert all(message not in str(value) for key, value in line.items() if key != "stack")

@@ -467,3 +467,40 @@ def test_concurrent_first_starts_agree_on_one_dev_key(tmp_path: Path) -> None:
         kids = set(starters.map(lambda _: load_or_create_dev_signing_key(keys_dir).kid, range(8)))
     assert len(kids) == 1
     assert [p.name for p in keys_dir.iterdir()] == ["signing_key.pem"]
+
+
+# --- remembered signatures --------------------------------------------------------------------
+
+
+def test_a_token_verified_before_still_has_its_claims_and_expiry_checked(
+    issuer: AccessTokenIssuer,
+) -> None:
+    token = issue(issuer)
+    first = issuer.verify(token, now=NOW)
+    assert issuer.verify(token, now=NOW + timedelta(minutes=1)) == first
+    assert issuer.verified_tokens_kept() == 1
+    # Remembering the signature never extends the token's life.
+    assert_reason(Reason.TOKEN_EXPIRED, issuer, token, NOW + timedelta(minutes=15))
+
+
+def test_a_tampered_copy_of_a_remembered_token_is_invalid(issuer: AccessTokenIssuer) -> None:
+    token = issue(issuer)
+    issuer.verify(token, now=NOW)
+    head, payload, signature = token.split(".")
+    flipped = ("A" if signature[10] != "A" else "B").join((signature[:10], signature[11:]))
+    assert_reason(Reason.TOKEN_INVALID, issuer, f"{head}.{payload}.{flipped}", NOW)
+    forged = b64url(json.dumps({**good_claims(), "sub": "someone_else"}).encode())
+    assert_reason(Reason.TOKEN_INVALID, issuer, f"{head}.{forged}.{signature}", NOW)
+
+
+def test_remembered_signatures_are_bounded(ed_key: SigningKey) -> None:
+    small = AccessTokenIssuer(ed_key, issuer="idservice", verified_tokens_kept=3)
+    tokens = [
+        small.issue(account_id=f"a{i}", session_id="s", amr=["pwd"], age_band="adult", now=NOW)
+        for i in range(5)
+    ]
+    for issued in tokens:
+        small.verify(issued.token, now=NOW)
+    assert small.verified_tokens_kept() == 3
+    # Forgotten ones verify again in full.
+    assert small.verify(tokens[0].token, now=NOW).account_id == "a0"

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
 import grpc
-from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from idservice.bootstrap import App
@@ -78,8 +78,28 @@ def _string_fields(message: Message, prefix: str = "") -> Iterator[tuple[str, st
                 yield from _string_fields(value, f"{path}.")
 
 
+@functools.cache
+def _may_carry_personal_text(descriptor: Descriptor) -> bool:
+    """Whether a message type has a string field outside OPAQUE_FIELDS, at any depth.
+
+    Requests without one (IntrospectToken, RefreshSession, …) skip the scan entirely.
+    """
+    for field in descriptor.fields:
+        if field.name in OPAQUE_FIELDS:
+            continue
+        if field.type == FieldDescriptor.TYPE_STRING:
+            return True
+        if field.type == FieldDescriptor.TYPE_MESSAGE and (
+            field.message_type is descriptor or _may_carry_personal_text(field.message_type)
+        ):
+            return True
+    return False
+
+
 def reject_rrn(message: Message) -> None:
     """korea-rules CI/DI 1: a value that looks like a 주민등록번호 anywhere is invalid input."""
+    if not _may_carry_personal_text(message.DESCRIPTOR):
+        return
     violations = check_no_rrn(dict(_string_fields(message)))
     if violations:
         raise ValidationFailed(violations)
