@@ -35,7 +35,16 @@ def end_user_address(context: grpc.ServicerContext, trusted_proxies: tuple[Netwo
     Callers are internal services and load tests: without a trusted proxy in front there is no
     end-user address to count attempts by, and the peer's own address is not one.
     """
-    peer = peer_address(context)
+    if not trusted_proxies:
+        return ""
+    return _forwarded_for(peer_address(context), context, trusted_proxies)
+
+
+def _forwarded_for(
+    peer: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
+    context: grpc.ServicerContext,
+    trusted_proxies: tuple[Network, ...],
+) -> str:
     if peer is None or not any(peer in network for network in trusted_proxies):
         return ""
     forwarded = ""
@@ -55,8 +64,8 @@ def end_user_address(context: grpc.ServicerContext, trusted_proxies: tuple[Netwo
 
 def client_address(context: grpc.ServicerContext, trusted_proxies: tuple[Network, ...]) -> str:
     """The end user's address as a trusted proxy names it, else the peer's; "" if neither."""
-    address = end_user_address(context, trusted_proxies)
+    peer = peer_address(context)  # read once: each read is a call into grpc's core
+    address = _forwarded_for(peer, context, trusted_proxies) if trusted_proxies else ""
     if address:
         return address
-    peer = peer_address(context)
     return "" if peer is None else str(peer)
