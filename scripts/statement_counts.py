@@ -58,6 +58,8 @@ WRITE_VERBS = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "REPLACE"})
 # Cheap parameters: the counts do not depend on them.
 SMALL_ARGON2 = Argon2Config(time_cost=1, memory_cost=1024, parallelism=1)
 WRONG_PASSWORD = "PasswordLogin (wrong password)"
+# What a SQLite write unit of work begins with (adapters/db/engine.py).
+SQLITE_BEGIN = "BEGIN IMMEDIATE"
 # A password zxcvbn scores highly, different from the sign-up one.
 NEW_PASSWORD = "another fine password for counting statements"
 
@@ -118,6 +120,12 @@ class StatementLog:
                 self.current.add(statement)
             elif not rpc_thread:
                 self.background.add(statement)
+
+    def on_begin(self, conn: Any) -> None:
+        """SQLite's write units of work send `BEGIN IMMEDIATE` straight to the driver (from
+        this same event), past `before_cursor_execute`: counted here instead."""
+        if conn.dialect.name == "sqlite" and not conn.get_execution_options().get("readonly"):
+            self.on_execute(conn, None, SQLITE_BEGIN, None, None, False)
 
     def on_commit(self, _conn: Any) -> None:
         rpc_thread = threading.current_thread().name.startswith(RPC_THREAD_PREFIX)
@@ -266,6 +274,7 @@ def count(database_url: str | None, var_dir: Path) -> tuple[list[tuple[str, Coun
     log = StatementLog()
     event.listen(Engine, "before_cursor_execute", log.on_execute)
     event.listen(Engine, "commit", log.on_commit)
+    event.listen(Engine, "begin", log.on_begin)
     try:
         app = build_app(settings)
         try:

@@ -13,6 +13,7 @@ from idservice.service_layer.passwords import (
     MAX_PASSWORD_INPUT,
     NO_ACCOUNT_ID,
     counted_verify,
+    counted_verify_then,
     invalid_credentials,
     swap_password_hash,
 )
@@ -22,7 +23,9 @@ from idservice.service_layer.ports import (
     PasswordHasher,
     SecretsCipher,
     TokenIssuer,
+    UnitOfWork,
     UnitOfWorkFactory,
+    VerifyOutcome,
 )
 from idservice.service_layer.sessions import IssuedSession, start_session
 from idservice.service_layer.use_cases import Command
@@ -109,28 +112,53 @@ def _login(
     if account is None or account.password_hash is None:
         verify(NO_ACCOUNT_ID, None, cmd.password)
         raise invalid_credentials()
-    outcome = verify(account.id, account.password_hash, cmd.password)
-    if not outcome.ok:
-        raise invalid_credentials()
-    if not account.status.may_sign_in:
-        raise pending_guardian_consent()
-    # The session opens only if the password checked is still the account's: a ChangePassword
-    # that committed meanwhile wins, and one that comes after revokes it.
-    return swap_password_hash(
-        account.id,
-        cmd.password,
-        expected=account.password_hash,
-        new=hasher.hash(cmd.password) if outcome.needs_rehash else None,
-        replaces_password=False,
-        write=lambda tx: start_session(
+    found, checked = account, account.password_hash
+
+    def open_session(tx: UnitOfWork) -> IssuedSession:
+        return start_session(
             tx,
-            account,
+            found,
             amr=(SignInMethod.PASSWORD.value,),
             now=now,
             tokens=tokens,
             cipher=cipher,
             policy=policy,
-        ),
+        )
+
+    def at_once(tx: UnitOfWork, outcome: VerifyOutcome) -> IssuedSession | None:
+        # The common case in the transaction that records the attempt: the hash is current
+        # and still the account's (the row lock orders this against a ChangePassword).
+        if outcome.needs_rehash or not found.status.may_sign_in:
+            return None
+        if not tx.accounts.replace_password_hash(found.id, expected=checked, new=None, now=now):
+            return None
+        return open_session(tx)
+
+    outcome, session = counted_verify_then(
+        found.id,
+        checked,
+        cmd.password,
+        on_success=at_once,
+        now=now,
+        uow=uow,
+        hasher=hasher,
+        lockout=policy.lockout,
+    )
+    if not outcome.ok:
+        raise invalid_credentials()
+    if not found.status.may_sign_in:
+        raise pending_guardian_consent()
+    if session is not None:
+        return session
+    # The session opens only if the password checked is still the account's: a ChangePassword
+    # that committed meanwhile wins, and one that comes after revokes it.
+    return swap_password_hash(
+        found.id,
+        cmd.password,
+        expected=checked,
+        new=hasher.hash(cmd.password) if outcome.needs_rehash else None,
+        replaces_password=False,
+        write=open_session,
         stale=invalid_credentials,
         now=now,
         uow=uow,

@@ -78,6 +78,41 @@ def counted_verify(
     attempt is admitted before its outcome is read, so concurrent guesses cannot outrun the
     lock. Unknown accounts (encoded None) go through the same queue, writes and Argon2 work.
     """
+    outcome, _ = counted_verify_then(
+        account_id,
+        encoded,
+        password,
+        on_success=_nothing,
+        now=now,
+        uow=uow,
+        hasher=hasher,
+        lockout=lockout,
+    )
+    return outcome
+
+
+def _nothing(_tx: UnitOfWork, _outcome: VerifyOutcome) -> None:
+    return None
+
+
+def counted_verify_then(
+    account_id: str,
+    encoded: str | None,
+    password: str,
+    *,
+    on_success: Callable[[UnitOfWork, VerifyOutcome], T | None],
+    now: datetime,
+    uow: UnitOfWorkFactory,
+    hasher: PasswordHasher,
+    lockout: LockoutPolicy,
+) -> tuple[VerifyOutcome, T | None]:
+    """`counted_verify`, and when the password is right, `on_success` in the transaction that
+    records the attempt's outcome (a login opens its session there: one write, not two).
+
+    `on_success` returns None when it wrote nothing (its own check failed); the outcome is
+    recorded either way. If it raises, the outcome is recorded in a transaction of its own and
+    the error goes on.
+    """
     pending = hasher.verify_later(encoded, password) if encoded else hasher.burn_later(password)
     try:
         _admit(account_id, known=encoded is not None, now=now, uow=uow, lockout=lockout)
@@ -85,10 +120,19 @@ def counted_verify(
         pending.cancel()
         raise
     outcome = pending.result()
-    with uow() as tx:
-        tx.accounts.end_login_attempt(account_id, succeeded=outcome.ok, now=now, policy=lockout)
-        tx.commit()
-    return outcome
+    try:
+        with uow() as tx:
+            tx.accounts.end_login_attempt(account_id, succeeded=outcome.ok, now=now, policy=lockout)
+            written = on_success(tx, outcome) if outcome.ok else None
+            tx.commit()
+    except BaseException:
+        if not outcome.ok:
+            raise
+        with uow() as tx:
+            tx.accounts.end_login_attempt(account_id, succeeded=True, now=now, policy=lockout)
+            tx.commit()
+        raise
+    return outcome, written
 
 
 def _admit(

@@ -2,8 +2,9 @@
 counted on the real engine (SQLite and PostgreSQL) with SQLAlchemy's `before_cursor_execute`
 event, so a change that adds a query, a ping or a second unit of work to these paths fails here.
 
-Statements only: a transaction's COMMIT or ROLLBACK goes through the driver, not a cursor (on
-SQLite a write unit of work's `BEGIN IMMEDIATE` is a statement and is counted).
+Statements only: a transaction's COMMIT or ROLLBACK goes through the driver, not a cursor. On
+SQLite a write unit of work's `BEGIN IMMEDIATE` is a statement and is counted (the engine sends
+it straight to the driver from the `begin` event, so it is counted from that event).
 """
 
 from __future__ import annotations
@@ -38,10 +39,17 @@ def statements_of_this_thread() -> Iterator[list[str]]:
         if threading.get_ident() == me:
             seen.append(str(args[2]).split(None, 1)[0].upper())
 
+    def begin(conn: Any) -> None:
+        readonly = conn.get_execution_options().get("readonly")
+        if threading.get_ident() == me and conn.dialect.name == "sqlite" and not readonly:
+            seen.append("BEGIN")
+
     event.listen(Engine, "before_cursor_execute", before_cursor_execute)
+    event.listen(Engine, "begin", begin)
     try:
         yield seen
     finally:
+        event.remove(Engine, "begin", begin)
         event.remove(Engine, "before_cursor_execute", before_cursor_execute)
 
 

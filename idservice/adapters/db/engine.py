@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 
 # SQLite waits this long for the write lock before failing (milliseconds).
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -16,6 +17,7 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # steady use is not (a ping per checkout would be a round trip on every call).
 IDLE_PING_AFTER_SECONDS = 10.0
 _IDLE_SINCE = "idservice_idle_since"
+_BEGIN_IMMEDIATE = "BEGIN IMMEDIATE"
 
 
 def build_engine(url: str, *, pool_size: int = 20, create_directory: bool = False) -> Engine:
@@ -100,7 +102,14 @@ def _sqlite_engine(url: str, pool_size: int, *, create_directory: bool) -> Engin
         # Reads run in autocommit: each statement sees one consistent WAL snapshot, and a read
         # unit of work saves the BEGIN and ROLLBACK round trips (writes re-check everything
         # they depend on inside their own transaction).
-        if not connection.get_execution_options().get("readonly"):
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if connection.get_execution_options().get("readonly"):
+            return
+        # Straight to the driver: this runs for every write unit of work, and SQLAlchemy's
+        # statement machinery costs more than the BEGIN itself. Errors are wrapped as
+        # SQLAlchemy's own, as `exec_driver_sql` would.
+        try:
+            connection.connection.driver_connection.execute(_BEGIN_IMMEDIATE)
+        except sqlite3.Error as error:
+            raise DBAPIError.instance(_BEGIN_IMMEDIATE, None, error, sqlite3.Error) from error
 
     return engine
