@@ -15,6 +15,8 @@ from idservice.domain.ids import new_id
 from idservice.service_layer.ports import ConnectionEntry
 
 _c = t.connection_log.c
+# Built once (no `.values()`): each batch is an executemany of column-named rows.
+_RECORD = insert(t.connection_log)
 
 
 class SqlConnectionLogRepository:
@@ -43,7 +45,7 @@ class SqlConnectionLogRepository:
                 }
             )
         if rows:
-            self._c.execute(insert(t.connection_log), rows)
+            self._c.execute(_RECORD, rows)
         return len(rows)
 
     def purge(self, *, before: datetime) -> int:

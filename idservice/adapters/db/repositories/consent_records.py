@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, bindparam, delete, insert, select
 
 from idservice.adapters.db import tables as t
 from idservice.domain.consents import ConsentChannel, ConsentRecord, ConsentType
+
+_c = t.consent_records.c
+# Built once, so each call hits SQLAlchemy's compiled cache without rebuilding the statement.
+# Parameters named after the columns fill them in.
+_ADD = insert(t.consent_records)
+_OF_ACCOUNT = (
+    select(t.consent_records)
+    .where(_c.account_id == bindparam("account"))
+    .order_by(_c.recorded_at, _c.id)
+)
 
 
 class SqlConsentRecordRepository:
@@ -16,24 +26,20 @@ class SqlConsentRecordRepository:
 
     def add(self, record: ConsentRecord) -> None:
         self._c.execute(
-            insert(t.consent_records).values(
-                id=record.id,
-                account_id=record.account_id,
-                consent_type=record.consent_type.value,
-                version=record.version,
-                granted=record.granted,
-                channel=record.channel.value,
-                recorded_at=record.recorded_at,
-            )
+            _ADD,
+            {
+                "id": record.id,
+                "account_id": record.account_id,
+                "consent_type": record.consent_type.value,
+                "version": record.version,
+                "granted": record.granted,
+                "channel": record.channel.value,
+                "recorded_at": record.recorded_at,
+            },
         )
 
     def of_account(self, account_id: str) -> list[ConsentRecord]:
-        c = t.consent_records.c
-        rows = self._c.execute(
-            select(t.consent_records)
-            .where(c.account_id == account_id)
-            .order_by(c.recorded_at, c.id)
-        ).all()
+        rows = self._c.execute(_OF_ACCOUNT, {"account": account_id}).all()
         return [
             ConsentRecord(
                 id=row.id,
@@ -48,5 +54,4 @@ class SqlConsentRecordRepository:
         ]
 
     def purge(self, *, before: datetime) -> int:
-        c = t.consent_records.c
-        return self._c.execute(delete(t.consent_records).where(c.recorded_at < before)).rowcount
+        return self._c.execute(delete(t.consent_records).where(_c.recorded_at < before)).rowcount

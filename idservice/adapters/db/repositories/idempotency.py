@@ -4,13 +4,26 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from idservice.adapters.crypto import FieldCipher
 from idservice.adapters.db import tables as t
 from idservice.adapters.db.encrypted_columns import IDEMPOTENT_RESPONSE
 from idservice.service_layer.ports import IdempotentResult, UniqueViolation
+
+_k = t.idempotency_keys.c
+# Built once, so each call hits SQLAlchemy's compiled cache without rebuilding the statement.
+_GET = select(t.idempotency_keys).where(
+    _k.key_hash == bindparam("key"),
+    _k.operation == bindparam("op"),
+    _k.expires_at > bindparam("now", type_=t.UtcDateTime()),
+)
+_DELETE_EXPIRED_KEY = delete(t.idempotency_keys).where(
+    _k.key_hash == bindparam("key"), _k.expires_at <= bindparam("now", type_=t.UtcDateTime())
+)
+# Parameters named after the columns fill them in.
+_PUT = insert(t.idempotency_keys)
 
 
 class SqlIdempotencyRepository:
@@ -19,12 +32,7 @@ class SqlIdempotencyRepository:
         self._cipher = cipher
 
     def get(self, key_hash: str, *, operation: str, now: datetime) -> IdempotentResult | None:
-        k = t.idempotency_keys.c
-        row = self._c.execute(
-            select(t.idempotency_keys).where(
-                k.key_hash == key_hash, k.operation == operation, k.expires_at > now
-            )
-        ).first()
+        row = self._c.execute(_GET, {"key": key_hash, "op": operation, "now": now}).first()
         if row is None:
             return None
         m = row._mapping
@@ -42,30 +50,22 @@ class SqlIdempotencyRepository:
         ttl: timedelta,
     ) -> None:
         """Store; raises UniqueViolation('key_hash') when a concurrent call stored first."""
-        k = t.idempotency_keys.c
         # An expired record of the same key is replaced.
-        self._c.execute(
-            delete(t.idempotency_keys).where(k.key_hash == key_hash, k.expires_at <= now)
-        )
+        self._c.execute(_DELETE_EXPIRED_KEY, {"key": key_hash, "now": now})
+        row = {
+            "key_hash": key_hash,
+            "operation": operation,
+            "fingerprint": fingerprint,
+            "response_ct": IDEMPOTENT_RESPONSE.encrypt(self._cipher, key_hash, response.hex()),
+            "created_at": now,
+            "expires_at": now + ttl,
+        }
         try:
             with self._c.begin_nested():
-                self._c.execute(
-                    insert(t.idempotency_keys).values(
-                        key_hash=key_hash,
-                        operation=operation,
-                        fingerprint=fingerprint,
-                        response_ct=IDEMPOTENT_RESPONSE.encrypt(
-                            self._cipher, key_hash, response.hex()
-                        ),
-                        created_at=now,
-                        expires_at=now + ttl,
-                    )
-                )
+                self._c.execute(_PUT, row)
         except IntegrityError:
             raise UniqueViolation("key_hash") from None
 
     def purge_expired(self, *, now: datetime) -> int:
         """Delete stored responses (they hold sealed session tokens) once their key expired."""
-        return self._c.execute(
-            delete(t.idempotency_keys).where(t.idempotency_keys.c.expires_at <= now)
-        ).rowcount
+        return self._c.execute(delete(t.idempotency_keys).where(_k.expires_at <= now)).rowcount

@@ -5,6 +5,10 @@ events of one transaction keep their order. An event is held back while an earli
 account is neither delivered nor dead: one NOT EXISTS subquery on the `account_id` index, in
 `due` and again in `claim`. A lease is the `next_attempt_at` a claim set; the writes that end a
 delivery match it exactly, so a dispatcher whose lease ran out changes nothing.
+
+The statements of the dispatch path are built once (module level, a `bindparam` for each
+value), so each call reuses SQLAlchemy's compiled form. A claim is one `UPDATE ... RETURNING`:
+the lease and the event's document in one statement.
 """
 
 from __future__ import annotations
@@ -15,9 +19,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Connection,
+    Integer,
+    String,
     and_,
+    bindparam,
     case,
     delete,
     exists,
@@ -57,13 +65,82 @@ def _held_back() -> ColumnElement[bool]:
     )
 
 
-def _under_lease(event_id: str, lease: datetime) -> ColumnElement[bool]:
-    return and_(
-        _o.id == event_id,
-        _o.delivered_at.is_(None),
-        _o.dead_at.is_(None),
-        _o.next_attempt_at == lease,
+def _at(name: str) -> BindParameter[datetime]:
+    """A parameter for a datetime column: converted to UTC like the column's own values."""
+    return bindparam(name, type_=t.UtcDateTime())
+
+
+# Built once, so each call hits SQLAlchemy's compiled cache without rebuilding the statement.
+# Parameters named after the columns fill them in.
+_ADD = insert(t.outbox)
+_DUE_NOW = (
+    _o.delivered_at.is_(None),
+    _o.dead_at.is_(None),
+    _o.next_attempt_at <= _at("now"),
+    ~_held_back(),
+)
+_DUE_ORDER = (_o.created_at, _o.position, _o.id)
+_DUE = (
+    select(_o.id, _o.created_at, _o.position)
+    .where(*_DUE_NOW)
+    .order_by(*_DUE_ORDER)
+    .limit(bindparam("limit", type_=Integer))
+)
+_DUE_AFTER = (
+    select(_o.id, _o.created_at, _o.position)
+    .where(
+        *_DUE_NOW,
+        _order(_o)
+        > tuple_(
+            _at("after_created_at"),
+            bindparam("after_position", type_=Integer),
+            bindparam("after_id", type_=String),
+        ),
     )
+    .order_by(*_DUE_ORDER)
+    .limit(bindparam("limit", type_=Integer))
+)
+_CLAIM = (
+    update(t.outbox)
+    .where(_o.id == bindparam("event_id"), *_DUE_NOW)
+    .values(next_attempt_at=_at("until"))
+    .returning(_o.type, _o.attempts, _o.payload_ct, _o.created_at)
+)
+# The writes that end a delivery: only while the caller's lease is still the event's.
+_UNDER_LEASE = and_(
+    _o.id == bindparam("event_id"),
+    _o.delivered_at.is_(None),
+    _o.dead_at.is_(None),
+    _o.next_attempt_at == _at("lease"),
+)
+_MARK_DELIVERED = (
+    update(t.outbox).where(_UNDER_LEASE).values(delivered_at=_at("now"), attempts=_o.attempts + 1)
+)
+_r = t.guardian_consent_requests.c
+_DELETE_UNLESS_PENDING = delete(t.outbox).where(
+    _o.id == bindparam("event_id"),
+    ~exists().where(
+        _r.id == bindparam("request_id"), _r.status == ConsentRequestStatus.PENDING.value
+    ),
+)
+_RESCHEDULE = (
+    update(t.outbox)
+    .where(_UNDER_LEASE)
+    .values(
+        attempts=bindparam("attempt_count", type_=Integer),
+        next_attempt_at=_at("next_at"),
+        last_error=bindparam("error", type_=String),
+    )
+)
+_MARK_DEAD = (
+    update(t.outbox)
+    .where(_UNDER_LEASE)
+    .values(
+        attempts=bindparam("attempt_count", type_=Integer),
+        dead_at=_at("now"),
+        last_error=bindparam("error", type_=String),
+    )
+)
 
 
 class SqlOutboxRepository:
@@ -76,31 +153,31 @@ class SqlOutboxRepository:
     def add(self, event: Event) -> None:
         account_id = event.data.get("account_id")
         self._c.execute(
-            insert(t.outbox).values(
-                id=event.id,
-                type=event.type.value,
-                payload_ct=OUTBOX_PAYLOAD.encrypt(self._cipher, event.id, event.document()),
-                created_at=event.occurred_at,
-                attempts=0,
-                next_attempt_at=event.occurred_at,
-                account_id=account_id if isinstance(account_id, str) else None,
-                position=self._positions,
-            )
+            _ADD,
+            {
+                "id": event.id,
+                "type": event.type.value,
+                "payload_ct": OUTBOX_PAYLOAD.encrypt(self._cipher, event.id, event.document()),
+                "created_at": event.occurred_at,
+                "attempts": 0,
+                "next_attempt_at": event.occurred_at,
+                "account_id": account_id if isinstance(account_id, str) else None,
+                "position": self._positions,
+            },
         )
         self._positions += 1
 
     def due(self, *, now: datetime, limit: int, after: DueEvent | None = None) -> list[DueEvent]:
-        query = select(_o.id, _o.created_at, _o.position).where(
-            _o.delivered_at.is_(None),
-            _o.dead_at.is_(None),
-            _o.next_attempt_at <= now,
-            ~_held_back(),
-        )
-        if after is not None:
-            query = query.where(_order(_o) > tuple_(after.created_at, after.position, after.id))
-        rows = self._c.execute(
-            query.order_by(_o.created_at, _o.position, _o.id).limit(max(limit, 0))
-        ).all()
+        params: dict[str, Any] = {"now": now, "limit": max(limit, 0)}
+        if after is None:
+            rows = self._c.execute(_DUE, params).all()
+        else:
+            params |= {
+                "after_created_at": after.created_at,
+                "after_position": after.position,
+                "after_id": after.id,
+            }
+            rows = self._c.execute(_DUE_AFTER, params).all()
         return [
             DueEvent(id=row.id, created_at=row.created_at, position=row.position) for row in rows
         ]
@@ -111,22 +188,9 @@ class SqlOutboxRepository:
         A dispatcher that dies mid-delivery leaves the lease to run out, and the event is sent
         again (at least once; receivers de-duplicate by `event_id`).
         """
-        taken = self._c.execute(
-            update(t.outbox)
-            .where(
-                _o.id == event_id,
-                _o.delivered_at.is_(None),
-                _o.dead_at.is_(None),
-                _o.next_attempt_at <= now,
-                ~_held_back(),
-            )
-            .values(next_attempt_at=until)
-        ).rowcount
-        if taken != 1:
+        row = self._c.execute(_CLAIM, {"event_id": event_id, "now": now, "until": until}).first()
+        if row is None:
             return None
-        row = self._c.execute(
-            select(_o.type, _o.attempts, _o.payload_ct, _o.created_at).where(_o.id == event_id)
-        ).one()
         try:
             body: bytes | None = OUTBOX_PAYLOAD.decrypt(
                 self._cipher, event_id, row.payload_ct
@@ -153,18 +217,14 @@ class SqlOutboxRepository:
         finds it delivered; a close committed before the DELETE below is seen by it.
         """
         recorded = self._c.execute(
-            update(t.outbox)
-            .where(_under_lease(event_id, lease))
-            .values(delivered_at=now, attempts=_o.attempts + 1)
+            _MARK_DELIVERED, {"event_id": event_id, "lease": lease, "now": now}
         ).rowcount
         if recorded != 1:
             return False
         if keep_while_pending is not None:
-            r = t.guardian_consent_requests.c
-            pending = exists().where(
-                r.id == keep_while_pending, r.status == ConsentRequestStatus.PENDING.value
+            self._c.execute(
+                _DELETE_UNLESS_PENDING, {"event_id": event_id, "request_id": keep_while_pending}
             )
-            self._c.execute(delete(t.outbox).where(_o.id == event_id, ~pending))
         return True
 
     def reschedule(
@@ -177,11 +237,14 @@ class SqlOutboxRepository:
         error: str,
     ) -> bool:
         result = self._c.execute(
-            update(t.outbox)
-            .where(_under_lease(event_id, lease))
-            .values(
-                attempts=attempts, next_attempt_at=next_attempt_at, last_error=error[:ERROR_CHARS]
-            )
+            _RESCHEDULE,
+            {
+                "event_id": event_id,
+                "lease": lease,
+                "attempt_count": attempts,
+                "next_at": next_attempt_at,
+                "error": error[:ERROR_CHARS],
+            },
         )
         return bool(result.rowcount == 1)
 
@@ -189,9 +252,14 @@ class SqlOutboxRepository:
         self, event_id: str, *, lease: datetime, attempts: int, now: datetime, error: str
     ) -> bool:
         result = self._c.execute(
-            update(t.outbox)
-            .where(_under_lease(event_id, lease))
-            .values(attempts=attempts, dead_at=now, last_error=error[:ERROR_CHARS])
+            _MARK_DEAD,
+            {
+                "event_id": event_id,
+                "lease": lease,
+                "attempt_count": attempts,
+                "now": now,
+                "error": error[:ERROR_CHARS],
+            },
         )
         return bool(result.rowcount == 1)
 

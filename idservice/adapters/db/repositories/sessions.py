@@ -64,7 +64,28 @@ _MARK_REFRESH_USED = (
     .values(used_at=bindparam("now"))
 )
 # Parameters named after the columns fill them in.
+_ADD = insert(t.sessions)
 _ADD_REFRESH_TOKEN = insert(t.refresh_tokens)
+_OF_ACCOUNT = (
+    select(t.sessions)
+    .where(t.sessions.c.account_id == bindparam("account"))
+    .order_by(t.sessions.c.created_at.desc(), t.sessions.c.id)
+)
+_REVOKED = {
+    "revoked_at": bindparam("now", type_=t.UtcDateTime()),
+    "revoked_reason": bindparam("reason"),
+}
+_REVOKE = (
+    update(t.sessions)
+    .where(t.sessions.c.id == bindparam("session_id"), t.sessions.c.revoked_at.is_(None))
+    .values(_REVOKED)
+)
+_REVOKE_ALL = (
+    update(t.sessions)
+    .where(t.sessions.c.account_id == bindparam("account"), t.sessions.c.revoked_at.is_(None))
+    .values(_REVOKED)
+)
+_REVOKE_OTHERS = _REVOKE_ALL.where(t.sessions.c.id != bindparam("keep"))
 
 
 class SqlSessionRepository:
@@ -74,13 +95,14 @@ class SqlSessionRepository:
 
     def add(self, session: Session) -> None:
         self._c.execute(
-            insert(t.sessions).values(
-                id=session.id,
-                account_id=session.account_id,
-                amr=",".join(session.amr),
-                created_at=session.created_at,
-                expires_at=session.expires_at,
-            )
+            _ADD,
+            {
+                "id": session.id,
+                "account_id": session.account_id,
+                "amr": ",".join(session.amr),
+                "created_at": session.created_at,
+                "expires_at": session.expires_at,
+            },
         )
 
     def add_refresh_token(
@@ -108,10 +130,7 @@ class SqlSessionRepository:
         return _session(rows[0]._mapping, _PREFIX), first_account(rows, self._cipher)
 
     def of_account(self, account_id: str) -> list[Session]:
-        s = t.sessions.c
-        rows = self._c.execute(
-            select(t.sessions).where(s.account_id == account_id).order_by(s.created_at.desc(), s.id)
-        ).all()
+        rows = self._c.execute(_OF_ACCOUNT, {"account": account_id}).all()
         return [_session(row._mapping) for row in rows]
 
     def find_refresh(self, token_hash: str) -> RefreshRecord | None:
@@ -133,26 +152,19 @@ class SqlSessionRepository:
         return bool(result.rowcount == 1)
 
     def revoke(self, session_id: str, *, now: datetime, reason: RevokeReason) -> bool:
-        s = t.sessions.c
         result = self._c.execute(
-            update(t.sessions)
-            .where(s.id == session_id, s.revoked_at.is_(None))
-            .values(revoked_at=now, revoked_reason=reason.value)
+            _REVOKE, {"session_id": session_id, "now": now, "reason": reason.value}
         )
         return bool(result.rowcount == 1)
 
     def revoke_others(
         self, account_id: str, *, keep: str | None, now: datetime, reason: RevokeReason
     ) -> int:
-        s = t.sessions.c
-        conditions = [s.account_id == account_id, s.revoked_at.is_(None)]
+        params = {"account": account_id, "now": now, "reason": reason.value}
         if keep:
-            conditions.append(s.id != keep)
-        result = self._c.execute(
-            update(t.sessions)
-            .where(*conditions)
-            .values(revoked_at=now, revoked_reason=reason.value)
-        )
+            result = self._c.execute(_REVOKE_OTHERS, params | {"keep": keep})
+        else:
+            result = self._c.execute(_REVOKE_ALL, params)
         return result.rowcount
 
     def purge_ended(self, *, now: datetime, revoked_before: datetime) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import date, datetime
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from idservice.adapters.crypto import FieldCipher
@@ -14,6 +14,21 @@ from idservice.adapters.db.encrypted_columns import VERIFICATION_PERSON
 from idservice.adapters.db.errors import unique_column
 from idservice.domain.identity import VerifiedPerson
 from idservice.service_layer.ports import StoredVerification, UniqueViolation
+
+_v = t.verifications.c
+# Built once, so each call hits SQLAlchemy's compiled cache without rebuilding the statement.
+# Parameters named after the columns fill them in.
+_ADD = insert(t.verifications)
+_GET_BY_TOKEN = select(t.verifications).where(_v.token_hash == bindparam("token_hash"))
+_CONSUME = (
+    update(t.verifications)
+    .where(
+        _v.id == bindparam("verification_id"),
+        _v.consumed_at.is_(None),
+        _v.expires_at > bindparam("now", type_=t.UtcDateTime()),
+    )
+    .values(consumed_at=bindparam("now", type_=t.UtcDateTime()), person_ct=None)
+)
 
 
 class SqlVerificationRepository:
@@ -56,16 +71,14 @@ class SqlVerificationRepository:
         }
         try:
             with self._c.begin_nested():
-                self._c.execute(insert(t.verifications).values(**values))
+                self._c.execute(_ADD, values)
         except IntegrityError as exc:
             if unique_column(exc, ("source_hash",)) is None:
                 raise
             raise UniqueViolation("source_hash") from None
 
     def get_by_token(self, token_hash: str) -> StoredVerification | None:
-        row = self._c.execute(
-            select(t.verifications).where(t.verifications.c.token_hash == token_hash)
-        ).first()
+        row = self._c.execute(_GET_BY_TOKEN, {"token_hash": token_hash}).first()
         if row is None or row.person_ct is None:
             return None
         m = row._mapping
@@ -89,20 +102,14 @@ class SqlVerificationRepository:
 
     def consume(self, verification_id: str, *, now: datetime) -> bool:
         """Use the token once and drop the stored person; False if already used or expired."""
-        v = t.verifications.c
-        result = self._c.execute(
-            update(t.verifications)
-            .where(v.id == verification_id, v.consumed_at.is_(None), v.expires_at > now)
-            .values(consumed_at=now, person_ct=None)
-        )
+        result = self._c.execute(_CONSUME, {"verification_id": verification_id, "now": now})
         return bool(result.rowcount == 1)
 
     def purge_expired(self, *, now: datetime) -> int:
         """Destroy the person of verifications never used in time; the replay guard stays."""
-        v = t.verifications.c
         result = self._c.execute(
             update(t.verifications)
-            .where(v.expires_at <= now, v.person_ct.is_not(None))
+            .where(_v.expires_at <= now, _v.person_ct.is_not(None))
             .values(person_ct=None)
         )
         return result.rowcount
