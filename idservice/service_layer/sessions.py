@@ -18,6 +18,7 @@ from idservice.service_layer.call_context import identify
 from idservice.service_layer.policy import Policy
 from idservice.service_layer.ports import (
     Clock,
+    RefreshRecord,
     SecretsCipher,
     TokenIssuer,
     TokenPurpose,
@@ -75,14 +76,37 @@ def _issue_tokens(
     tokens: TokenIssuer,
     cipher: SecretsCipher,
 ) -> IssuedSession:
+    prepared = _prepare_tokens(account, session, now=now, tokens=tokens, cipher=cipher)
+    prepared.write(tx, now=now)
+    return prepared.issued
+
+
+@dataclass(frozen=True, slots=True)
+class _PreparedTokens:
+    """A session's next tokens, made (and the access token signed) before any write."""
+
+    issued: IssuedSession
+    refresh_hash: str
+
+    def write(self, tx: UnitOfWork, *, now: datetime) -> None:
+        tx.sessions.add_refresh_token(
+            self.refresh_hash,
+            session_id=self.issued.session_id,
+            now=now,
+            expires_at=self.issued.refresh_token_expires_at,
+        )
+        identify(self.issued.account_id)  # the call signs this account in (connection log)
+
+
+def _prepare_tokens(
+    account: Account,
+    session: Session,
+    *,
+    now: datetime,
+    tokens: TokenIssuer,
+    cipher: SecretsCipher,
+) -> _PreparedTokens:
     refresh_token = secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
-    tx.sessions.add_refresh_token(
-        cipher.token_hash(refresh_token, purpose=TokenPurpose.REFRESH_TOKEN),
-        session_id=session.id,
-        now=now,
-        expires_at=session.expires_at,
-    )
-    identify(account.id)  # the call signs this account in (connection log)
     access = tokens.issue(
         account_id=account.id,
         session_id=session.id,
@@ -90,13 +114,16 @@ def _issue_tokens(
         age_band=age_band(account.birth_date, seoul_today(now)).value,
         now=now,
     )
-    return IssuedSession(
+    issued = IssuedSession(
         account_id=account.id,
         session_id=session.id,
         access_token=access.token,
         access_token_expires_at=access.expires_at,
         refresh_token=refresh_token,
         refresh_token_expires_at=session.expires_at,
+    )
+    return _PreparedTokens(
+        issued, cipher.token_hash(refresh_token, purpose=TokenPurpose.REFRESH_TOKEN)
     )
 
 
@@ -123,17 +150,36 @@ def refresh_session(
     cipher: SecretsCipher,
     clock: Clock,
 ) -> IssuedSession:
-    """Rotate a refresh token; reuse of a rotated one revokes the whole session."""
+    """Rotate a refresh token; reuse of a rotated one revokes the whole session.
+
+    The common case reads in autocommit, makes and signs the next tokens, and then writes only
+    the rotation: the token's use (once, while its session is live) and its successor. Anything
+    else (a used token, a race lost, an ended session) is decided again in one write
+    transaction, where a reuse revokes the session.
+    """
     token_hash = _refresh_hash(cmd.refresh_token, cipher)
     now = clock()
+    with uow(readonly=True) as tx:
+        found = tx.sessions.find_refresh_with_account(token_hash)
+    if found is not None:
+        record, account = found
+        _check_usable(record, now=now)
+        if record.used_at is None and account is not None and account.status.may_sign_in:
+            prepared = _prepare_tokens(
+                account, record.session, now=now, tokens=tokens, cipher=cipher
+            )
+            with uow() as tx:
+                if tx.sessions.mark_refresh_used(token_hash, now=now):
+                    prepared.write(tx, now=now)
+                    tx.commit()
+                    return prepared.issued
     with uow() as tx:
         # The account comes with the token and its session, in the same statement.
         found = tx.sessions.find_refresh_with_account(token_hash)
-        if found is None or found[0].session.revoked_at is not None:
+        if found is None:
             raise refresh_token_invalid()
         record, account = found
-        if record.expires_at <= now or not record.session.is_active(now):
-            raise DomainError(Reason.TOKEN_EXPIRED, "the refresh token has expired")
+        _check_usable(record, now=now)
         if record.used_at is None and tx.sessions.mark_refresh_used(token_hash, now=now):
             if account is None or not account.status.may_sign_in:
                 raise refresh_token_invalid()
@@ -146,6 +192,14 @@ def refresh_session(
         tx.commit()
     log.warning("refresh token reuse detected; session revoked")
     raise refresh_token_invalid()
+
+
+def _check_usable(record: RefreshRecord, *, now: datetime) -> None:
+    """TOKEN_INVALID for a revoked session, TOKEN_EXPIRED for an expired token or session."""
+    if record.session.revoked_at is not None:
+        raise refresh_token_invalid()
+    if record.expires_at <= now or not record.session.is_active(now):
+        raise DomainError(Reason.TOKEN_EXPIRED, "the refresh token has expired")
 
 
 def _revoke_for_reuse(tx: UnitOfWork, session: Session, *, now: datetime) -> None:

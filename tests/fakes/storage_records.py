@@ -103,8 +103,12 @@ class FakeSessionRepository:
         return record, self._live_account(record.session.account_id)
 
     def mark_refresh_used(self, token_hash: str, *, now: datetime) -> bool:
-        token = self._access.write().refresh_tokens.get(token_hash)
+        state = self._access.write()
+        token = state.refresh_tokens.get(token_hash)
         if token is None or token.used_at is not None:
+            return False
+        row = state.sessions.get(token.session_id)
+        if row is None or not row.session.is_active(utc(now)):
             return False
         token.used_at = utc(now)
         return True

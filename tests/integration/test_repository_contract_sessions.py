@@ -205,6 +205,27 @@ def test_a_refresh_token_is_used_once(backend: Backend) -> None:
     assert record is not None and record.used_at == NOW
 
 
+def test_a_refresh_token_of_an_ended_session_is_not_used(backend: Backend) -> None:
+    """A refresh reads its token before it writes: a logout (or the session's end) that comes
+    in between still wins, because the use itself requires a live session."""
+    revoked = add_session(backend.uow, add_account(backend.uow).id)
+    with backend.uow() as tx:
+        assert tx.sessions.revoke(revoked.id, now=NOW, reason=RevokeReason.LOGOUT)
+        tx.commit()
+    ending = add_session(backend.uow, add_account(backend.uow).id)
+    assert ending.expires_at is not None
+    with backend.uow() as tx:
+        assert not tx.sessions.mark_refresh_used(f"rt-{revoked.id}", now=NOW)
+        assert not tx.sessions.mark_refresh_used(f"rt-{ending.id}", now=ending.expires_at)
+        assert tx.sessions.mark_refresh_used(
+            f"rt-{ending.id}", now=ending.expires_at - timedelta(seconds=1)
+        )
+        tx.commit()
+    with backend.uow(readonly=True) as tx:
+        record = tx.sessions.find_refresh(f"rt-{revoked.id}")
+    assert record is not None and record.used_at is None
+
+
 def test_revoke_ends_a_session_once(backend: Backend) -> None:
     session = add_session(backend.uow, add_account(backend.uow).id)
     with backend.uow() as tx:

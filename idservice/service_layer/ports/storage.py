@@ -188,7 +188,8 @@ class SessionRepository(Protocol):
         """`find_refresh` and, in the same read, the session's account (None once gone)."""
 
     def mark_refresh_used(self, token_hash: str, *, now: datetime) -> bool:
-        """Use a refresh token once; False when another call used it first."""
+        """Use a refresh token once while its session is live (not revoked, not expired);
+        False when another call used it first or the session has ended."""
 
     def revoke(self, session_id: str, *, now: datetime, reason: RevokeReason) -> bool: ...
 

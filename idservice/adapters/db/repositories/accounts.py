@@ -6,19 +6,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
-    BindParameter,
-    ColumnElement,
     Connection,
-    Integer,
-    Table,
-    and_,
-    bindparam,
-    case,
-    delete,
-    func,
-    insert,
-    or_,
-    select,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -27,195 +15,13 @@ from idservice.adapters.crypto import FieldCipher
 from idservice.adapters.db import encrypted_columns as ec
 from idservice.adapters.db import tables as t
 from idservice.adapters.db.errors import unique_column
+from idservice.adapters.db.repositories import account_statements as q
 from idservice.adapters.db.repositories.account_rows import (
-    ACCOUNT_COLUMNS,
     first_account,
-    with_sns,
 )
-from idservice.domain.accounts import Account, AccountStatus, Consents
+from idservice.domain.accounts import Account, Consents
 from idservice.domain.lockout import ATTEMPT_IN_FLIGHT_TTL, LockoutPolicy, LoginGate
 from idservice.service_layer.ports import UniqueViolation
-
-_A = t.accounts.c
-
-# Reads see live accounts only; a withdrawn account's remains just hold its CI/DI indexes.
-_LIVE = _A.withdrawn_at.is_(None)
-
-
-def _at(name: str) -> BindParameter[datetime]:
-    """A datetime parameter converted by the columns' UTC type wherever it stands."""
-    return bindparam(name, type_=t.UtcDateTime())
-
-
-# Statements are built once, here: each call then hits SQLAlchemy's compiled cache without
-# rebuilding or re-keying its statement. A parameter of an UPDATE is never named after a column
-# of its table (SQLAlchemy would take it for one more column to set).
-_BY_ID = (
-    select(*ACCOUNT_COLUMNS)
-    .select_from(with_sns(t.accounts))
-    .where(_A.id == bindparam("account_id"), _LIVE)
-)
-# PostgreSQL locks the account row (not the nullable side of the outer join); SQLite's writers
-# are serialised already (BEGIN IMMEDIATE).
-_BY_ID_FOR_UPDATE = _BY_ID.with_for_update(of=t.accounts)
-_BY_EMAIL = (
-    select(*ACCOUNT_COLUMNS)
-    .select_from(with_sns(t.accounts))
-    .where(_A.email_index == bindparam("email_index"), _LIVE)
-)
-# Parameters named after the columns fill them in.
-_ADD = insert(t.accounts)
-_ADD_REJOIN_HOLD = insert(t.rejoin_holds)
-
-_PENDING = _A.status == AccountStatus.PENDING_GUARDIAN_CONSENT.value
-_DELETE_PENDING = delete(t.accounts).where(_A.id == bindparam("account_id"), _PENDING)
-_ACTIVATE = (
-    update(t.accounts)
-    .where(_A.id == bindparam("account_id"), _PENDING)
-    .values(status=AccountStatus.ACTIVE.value, updated_at=_at("now"))
-)
-_DELETE = delete(t.accounts).where(_A.id == bindparam("account_id"))
-
-# The hash swap: compare-and-set on the hash; `_KEEP_HASH` only locks the row.
-_HASH_IS_EXPECTED = (_A.id == bindparam("account_id"), _A.password_hash == bindparam("expected"))
-_KEEP_HASH = (
-    update(t.accounts).where(*_HASH_IS_EXPECTED).values(password_hash=bindparam("expected"))
-)
-_SWAP_HASH = (
-    update(t.accounts)
-    .where(*_HASH_IS_EXPECTED)
-    .values(password_hash=bindparam("new_hash"), updated_at=_at("now"))
-)
-
-# The login gate (`LockoutPolicy`): the threshold and the lock's end are parameters.
-_IN_FLIGHT = case((_A.attempts_expire_at > _at("now"), _A.attempts_in_flight), else_=0)
-_ADMIT_ATTEMPT = (
-    update(t.accounts)
-    .where(
-        _A.id == bindparam("account_id"),
-        or_(_A.locked_until.is_(None), _A.locked_until <= _at("now")),
-        _A.failed_logins + _IN_FLIGHT < bindparam("threshold"),
-    )
-    .values(attempts_in_flight=_IN_FLIGHT + 1, attempts_expire_at=_at("in_flight_until"))
-)
-_LOCKED_UNTIL = select(_A.locked_until).where(_A.id == bindparam("account_id"))
-_SETTLED = case((_A.attempts_in_flight > 0, _A.attempts_in_flight - 1), else_=0)
-_ATTEMPT_SUCCEEDED = (
-    update(t.accounts)
-    .where(_A.id == bindparam("account_id"))
-    .values(attempts_in_flight=_SETTLED, failed_logins=0, locked_until=None)
-)
-_REACHES_LOCK = _A.failed_logins + 1 >= bindparam("threshold")
-_ATTEMPT_FAILED = (
-    update(t.accounts)
-    .where(_A.id == bindparam("account_id"))
-    .values(
-        attempts_in_flight=_SETTLED,
-        failed_logins=case((_REACHES_LOCK, 0), else_=_A.failed_logins + 1),
-        locked_until=case((_REACHES_LOCK, _at("lock_until")), else_=_A.locked_until),
-    )
-)
-
-
-def _identity(table: Table, *, ci: bool, di: bool) -> ColumnElement[bool]:
-    """The row has this CI blind index or this DI one (parameters `ci_index`, `di_index`)."""
-    conditions = []
-    if ci:
-        conditions.append(table.c.ci_index == bindparam("ci_index"))
-    if di:
-        conditions.append(table.c.di_index == bindparam("di_index"))
-    return or_(*conditions)
-
-
-# One statement per shape of a CI/DI lookup, by (has CI, has DI).
-_IDENTITY_SHAPES = ((True, False), (False, True), (True, True))
-_BY_IDENTITY = {
-    (ci, di): select(*ACCOUNT_COLUMNS)
-    .select_from(with_sns(t.accounts))
-    .where(_identity(t.accounts, ci=ci, di=di), _LIVE)
-    for ci, di in _IDENTITY_SHAPES
-}
-# The latest running hold among the re-join holds, then among withdrawn accounts' remains.
-_HOLD_UNTIL = {
-    (ci, di): tuple(
-        select(func.max(table.c.hold_until)).where(
-            and_(_identity(table, ci=ci, di=di), table.c.hold_until > _at("now"))
-        )
-        for table in (t.rejoin_holds, t.accounts)
-    )
-    for ci, di in _IDENTITY_SHAPES
-}
-_EXPIRED_REMAINS = (_A.withdrawn_at.is_not(None), _A.hold_until <= _at("now"))
-_RELEASE_EXPIRED_HOLD = {
-    (ci, di): delete(t.accounts).where(_identity(t.accounts, ci=ci, di=di), *_EXPIRED_REMAINS)
-    for ci, di in _IDENTITY_SHAPES
-}
-_PURGE_HOLDS = delete(t.rejoin_holds).where(t.rejoin_holds.c.hold_until <= _at("now"))
-_PURGE_REMAINS = delete(t.accounts).where(*_EXPIRED_REMAINS)
-
-_WITHDRAW_READ = (
-    select(_A.ci_index, _A.di_index)
-    .where(_A.id == bindparam("account_id"), _LIVE)
-    .with_for_update()
-)
-# Everything under the account goes (sessions, SNS links, consent requests cascade).
-_WITHDRAW_CASCADE = tuple(
-    delete(table).where(table.c.account_id == bindparam("account_id"))
-    for table in (t.sessions, t.sns_identities, t.guardian_consent_requests)
-)
-# What a withdrawn account keeps: its CI/DI blind indexes until its re-join hold ends.
-_WITHDRAW_TO_REMAINS = (
-    update(t.accounts)
-    .where(_A.id == bindparam("account_id"))
-    .values(
-        status="withdrawn",
-        email_ct=None,
-        email_index=None,
-        name_ct=None,
-        phone_ct=None,
-        birth_date_ct=None,
-        ci_ct=None,
-        di_ct=None,
-        password_hash=None,
-        marketing_opt_in=False,
-        third_party_opt_in=False,
-        withdrawn_at=_at("now"),
-        hold_until=_at("held_until"),
-        updated_at=_at("now"),
-    )
-)
-_SAVE_CONSENTS = (
-    update(t.accounts)
-    .where(_A.id == bindparam("account_id"))
-    .values(
-        marketing_opt_in=bindparam("marketing"),
-        marketing_updated_at=_at("marketing_at"),
-        processing_suspended=bindparam("suspended"),
-        third_party_opt_in=bindparam("third_party"),
-        third_party_updated_at=_at("third_party_at"),
-        updated_at=_at("now"),
-    )
-)
-_REMINDER_DUE = or_(
-    _A.marketing_reminded_at.is_(None), _A.marketing_reminded_at < _A.marketing_updated_at
-)
-_RECONFIRMATION_DUE = (
-    select(_A.id, _A.marketing_updated_at)
-    .where(
-        _LIVE,
-        _A.marketing_opt_in.is_(True),
-        _A.marketing_updated_at <= _at("opted_in_before"),
-        _REMINDER_DUE,
-    )
-    .order_by(_A.marketing_updated_at)
-    .limit(bindparam("limit", type_=Integer()))
-)
-# Compare-and-set: of two purges racing (several processes), one records the reminder.
-_MARK_REMINDED = (
-    update(t.accounts)
-    .where(_A.id == bindparam("account_id"), _A.marketing_opt_in.is_(True), _REMINDER_DUE)
-    .values(marketing_reminded_at=_at("now"))
-)
 
 
 class SqlAccountRepository:
@@ -244,7 +50,7 @@ class SqlAccountRepository:
         row["created_at"] = account.created_at
         try:
             with self._c.begin_nested():
-                self._c.execute(_ADD, row)
+                self._c.execute(q.ADD, row)
         except IntegrityError as exc:
             column = unique_column(exc, self._UNIQUE)
             if column is None:
@@ -276,17 +82,17 @@ class SqlAccountRepository:
 
         Its consent requests go with it (ON DELETE CASCADE); it never had sessions.
         """
-        result = self._c.execute(_DELETE_PENDING, {"account_id": account_id})
+        result = self._c.execute(q.DELETE_PENDING, {"account_id": account_id})
         return bool(result.rowcount == 1)
 
     def activate(self, account_id: str, *, now: datetime) -> bool:
         """PENDING_GUARDIAN_CONSENT -> ACTIVE (the guardian consented)."""
-        result = self._c.execute(_ACTIVATE, {"account_id": account_id, "now": now})
+        result = self._c.execute(q.ACTIVATE, {"account_id": account_id, "now": now})
         return bool(result.rowcount == 1)
 
     def delete(self, account_id: str) -> bool:
         """Destroy the account row; sessions, SNS links and consent requests cascade."""
-        result = self._c.execute(_DELETE, {"account_id": account_id})
+        result = self._c.execute(q.DELETE, {"account_id": account_id})
         return bool(result.rowcount == 1)
 
     def replace_password_hash(
@@ -298,10 +104,10 @@ class SqlAccountRepository:
         row lock also orders this transaction against a concurrent ChangePassword.
         """
         if new is None:
-            result = self._c.execute(_KEEP_HASH, {"account_id": account_id, "expected": expected})
+            result = self._c.execute(q.KEEP_HASH, {"account_id": account_id, "expected": expected})
         else:
             result = self._c.execute(
-                _SWAP_HASH,
+                q.SWAP_HASH,
                 {"account_id": account_id, "expected": expected, "new_hash": new, "now": now},
             )
         return bool(result.rowcount == 1)
@@ -316,7 +122,7 @@ class SqlAccountRepository:
         ATTEMPT_IN_FLIGHT_TTL in case a process dies between begin and end.
         """
         admitted = self._c.execute(
-            _ADMIT_ATTEMPT,
+            q.ADMIT_ATTEMPT,
             {
                 "account_id": account_id,
                 "now": now,
@@ -326,7 +132,7 @@ class SqlAccountRepository:
         ).rowcount
         if admitted == 1:
             return LoginGate(admitted=True)
-        until = self._c.execute(_LOCKED_UNTIL, {"account_id": account_id}).scalar()
+        until = self._c.execute(q.LOCKED_UNTIL, {"account_id": account_id}).scalar()
         if isinstance(until, datetime) and until > now:
             return LoginGate(admitted=False, locked_until=until)
         return LoginGate(admitted=False)
@@ -336,10 +142,10 @@ class SqlAccountRepository:
     ) -> None:
         """Record an admitted attempt's outcome; the failure that reaches the threshold locks."""
         if succeeded:
-            self._c.execute(_ATTEMPT_SUCCEEDED, {"account_id": account_id})
+            self._c.execute(q.ATTEMPT_SUCCEEDED, {"account_id": account_id})
             return
         self._c.execute(
-            _ATTEMPT_FAILED,
+            q.ATTEMPT_FAILED,
             {
                 "account_id": account_id,
                 "threshold": policy.threshold,
@@ -349,20 +155,20 @@ class SqlAccountRepository:
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, account_id: str, *, for_update: bool = False) -> Account | None:
-        query = _BY_ID_FOR_UPDATE if for_update else _BY_ID
+        query = q.BY_ID_FOR_UPDATE if for_update else q.BY_ID
         rows = self._c.execute(query, {"account_id": account_id}).all()
         return first_account(rows, self._cipher)
 
     def get_by_email(self, email_key: str) -> Account | None:
         index = self.email_index(email_key)
-        rows = self._c.execute(_BY_EMAIL, {"email_index": index}).all()
+        rows = self._c.execute(q.BY_EMAIL, {"email_index": index}).all()
         return first_account(rows, self._cipher)
 
     def find_by_identity(self, *, ci: str | None, di: str | None) -> Account | None:
         params = self._identity_params(ci=ci, di=di)
         if not params:
             return None
-        rows = self._c.execute(_BY_IDENTITY[bool(ci), bool(di)], params).all()
+        rows = self._c.execute(q.BY_IDENTITY[bool(ci), bool(di)], params).all()
         return first_account(rows, self._cipher)
 
     # -- re-join holds -------------------------------------------------------------------
@@ -375,7 +181,7 @@ class SqlAccountRepository:
             return None
         params["now"] = now
         held = []
-        for query in _HOLD_UNTIL[bool(ci), bool(di)]:
+        for query in q.HOLD_UNTIL[bool(ci), bool(di)]:
             value = self._c.execute(query, params).scalar()
             if isinstance(value, datetime):
                 held.append(value)
@@ -383,8 +189,8 @@ class SqlAccountRepository:
 
     def purge_rejoin_holds(self, *, now: datetime) -> int:
         """Release CI/DI blind indexes whose re-join cooldown is over (withdrawn remains too)."""
-        held = self._c.execute(_PURGE_HOLDS, {"now": now}).rowcount
-        remains = self._c.execute(_PURGE_REMAINS, {"now": now}).rowcount
+        held = self._c.execute(q.PURGE_HOLDS, {"now": now}).rowcount
+        remains = self._c.execute(q.PURGE_REMAINS, {"now": now}).rowcount
         return held + remains
 
     def release_expired_hold(self, *, ci: str | None, di: str | None, now: datetime) -> None:
@@ -392,26 +198,26 @@ class SqlAccountRepository:
         if not params:
             return
         params["now"] = now
-        self._c.execute(_RELEASE_EXPIRED_HOLD[bool(ci), bool(di)], params)
+        self._c.execute(q.RELEASE_EXPIRED_HOLD[bool(ci), bool(di)], params)
 
     def withdraw(self, account_id: str, *, now: datetime, hold_until: datetime) -> bool:
         key = {"account_id": account_id}
-        row = self._c.execute(_WITHDRAW_READ, key).first()
+        row = self._c.execute(q.WITHDRAW_READ, key).first()
         if row is None:
             return False
-        for query in _WITHDRAW_CASCADE:
+        for query in q.WITHDRAW_CASCADE:
             self._c.execute(query, key)
         if row.ci_index is None and row.di_index is None:
-            self._c.execute(_DELETE, key)
+            self._c.execute(q.DELETE, key)
             return True
         self._c.execute(
-            _WITHDRAW_TO_REMAINS, {"account_id": account_id, "now": now, "held_until": hold_until}
+            q.WITHDRAW_TO_REMAINS, {"account_id": account_id, "now": now, "held_until": hold_until}
         )
         return True
 
     def save_consents(self, account_id: str, consents: Consents, *, now: datetime) -> None:
         self._c.execute(
-            _SAVE_CONSENTS,
+            q.SAVE_CONSENTS,
             {
                 "account_id": account_id,
                 "marketing": consents.marketing_opt_in,
@@ -427,19 +233,19 @@ class SqlAccountRepository:
         self, *, now: datetime, opted_in_before: datetime, limit: int
     ) -> list[tuple[str, datetime]]:
         rows = self._c.execute(
-            _RECONFIRMATION_DUE, {"opted_in_before": opted_in_before, "limit": limit}
+            q.RECONFIRMATION_DUE, {"opted_in_before": opted_in_before, "limit": limit}
         ).all()
         return [(row.id, row.marketing_updated_at) for row in rows]
 
     def mark_reminded(self, account_id: str, *, now: datetime) -> bool:
-        result = self._c.execute(_MARK_REMINDED, {"account_id": account_id, "now": now})
+        result = self._c.execute(q.MARK_REMINDED, {"account_id": account_id, "now": now})
         return bool(result.rowcount == 1)
 
     def add_rejoin_hold(
         self, hold_id: str, *, ci: str | None, di: str | None, until: datetime
     ) -> None:
         self._c.execute(
-            _ADD_REJOIN_HOLD,
+            q.ADD_REJOIN_HOLD,
             {
                 "id": hold_id,
                 "ci_index": self.ci_index(ci) if ci else None,
@@ -449,7 +255,7 @@ class SqlAccountRepository:
         )
 
     def _identity_params(self, *, ci: str | None, di: str | None) -> dict[str, object]:
-        """The parameters of the `_identity` shape `(bool(ci), bool(di))`; empty for neither."""
+        """The parameters of the `q.identity` shape `(bool(ci), bool(di))`; empty for neither."""
         params: dict[str, object] = {}
         if ci:
             params["ci_index"] = self.ci_index(ci)

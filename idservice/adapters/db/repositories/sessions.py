@@ -55,13 +55,23 @@ _FIND_REFRESH_WITH_ACCOUNT = (
     )
     .where(t.refresh_tokens.c.token_hash == bindparam("token_hash"))
 )
+_NOW = bindparam("now", type_=t.UtcDateTime())
+# Used once, and only while its session is live (not revoked, not expired): a logout that
+# committed after the token was read still wins.
 _MARK_REFRESH_USED = (
     update(t.refresh_tokens)
     .where(
         t.refresh_tokens.c.token_hash == bindparam("hash"),
         t.refresh_tokens.c.used_at.is_(None),
+        select(t.sessions.c.id)
+        .where(
+            t.sessions.c.id == t.refresh_tokens.c.session_id,
+            t.sessions.c.revoked_at.is_(None),
+            t.sessions.c.expires_at > _NOW,
+        )
+        .exists(),
     )
-    .values(used_at=bindparam("now"))
+    .values(used_at=_NOW)
 )
 # Parameters named after the columns fill them in.
 _ADD = insert(t.sessions)
@@ -147,7 +157,8 @@ class SqlSessionRepository:
         return _refresh_record(rows[0]._mapping), first_account(rows, self._cipher)
 
     def mark_refresh_used(self, token_hash: str, *, now: datetime) -> bool:
-        """Use a refresh token once; False when another call used it first."""
+        """Use a refresh token once while its session is live; False when another call used it
+        first or the session has ended."""
         result = self._c.execute(_MARK_REFRESH_USED, {"hash": token_hash, "now": now})
         return bool(result.rowcount == 1)
 
