@@ -49,6 +49,11 @@ HEALTH_WORKERS = 4
 # Argon2 pool's results wait with it. 0.5 ms measured 10–30 % more calls per CPU second on
 # the paths of scripts/benchmark.py (docs/performance.md).
 GIL_SWITCH_INTERVAL_SECONDS = 0.0005
+# A connection ends (GOAWAY, then new calls go on a new connection) after about this long, so
+# that behind an L4 balancer or with client-side round robin new instances get their share and
+# DNS is read again. grpc adds ±10 % jitter. Calls in flight get the grace to finish.
+MAX_CONNECTION_AGE_SECONDS = 300.0
+MAX_CONNECTION_AGE_GRACE_SECONDS = 60.0
 HEALTH_MAX_CONCURRENT_RPCS = 16
 
 
@@ -282,13 +287,15 @@ def create_server(
     reuse_port: bool = False,
     health_address: str | None = None,
     purge: bool = True,
+    max_connection_age: float = MAX_CONNECTION_AGE_SECONDS,
 ) -> RunningServer:
     """Build and start the server on `address` (port 0 picks a free one); returns the port.
 
     With `reuse_port` the port is shared (`SO_REUSEPORT`) with the other server processes of
     one supervisor, and the kernel spreads new connections over them. `health_address` (default
     IDSERVICE_HEALTH_LISTEN) adds the plaintext health-only listener, on the same terms. With
-    `purge` False the retention jobs are left to another server process.
+    `purge` False the retention jobs are left to another server process. Connections end after
+    about `max_connection_age` seconds (clients reconnect on their own).
     """
     settings = app.settings
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)  # the process serves: see above
@@ -305,6 +312,8 @@ def create_server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 1 if reuse_port else 0),
+            ("grpc.max_connection_age_ms", int(max_connection_age * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(MAX_CONNECTION_AGE_GRACE_SECONDS * 1000)),
         ],
     )
     register(app, server)
