@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
-import ipaddress
 import itertools
 import json
 import math
@@ -40,47 +38,49 @@ import os
 import platform
 import random
 import re
-import secrets
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 if __package__ in {None, ""}:
     # Run as a file (python scripts/benchmark.py): make the repository root importable so the
-    # echo server resolves as scripts.echo_server, the same name mypy and the tests use.
+    # shared code resolves as scripts.harness and scripts.echo_server, the names mypy and the
+    # tests use.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argon2
 import grpc
-from google.protobuf import empty_pb2
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
-from idservice.domain.age import age_on, seoul_today
-from idservice.v1 import (
-    account_pb2,
-    account_pb2_grpc,
-    auth_pb2,
-    auth_pb2_grpc,
-    common_pb2,
-    identity_pb2,
-    identity_pb2_grpc,
-)
+from idservice.domain.age import seoul_today
 from scripts.echo_server import ECHO_METHOD, READY_PREFIX
+from scripts.harness import (
+    FAILURE_CODES,
+    Argon2Config,
+    Credentials,
+    IdClient,
+    ServerProcess,
+    WrongAnswer,
+    check_age_failure,
+    check_database_url,
+    error_key,
+    get_account_failure,
+    introspection_failure,
+    new_person,
+    open_channel,
+    require,
+    spawned_service,
+)
 
 ECHO_SERVER = Path(__file__).resolve().with_name("echo_server.py")
 _ECHO_READY = re.compile(re.escape(READY_PREFIX) + r"(\S+):(\d+)")
-_LISTENING = re.compile(r"idservice listening on (\S+):(\d+)")
 # Roughly the size of a request carrying an access token (a JWT of a few hundred bytes).
 ECHO_PAYLOAD_BYTES = 512
 ARGON2_FLOOR = "argon2"
@@ -107,61 +107,16 @@ LIGHT_KINDS = ("introspect", "get_account", "check_age")
 BENCHMARK_PASSWORD = "benchmark password, not a secret"
 # Recorded like a status for answers that arrive but are wrong (counted as failures).
 WRONG_ANSWER = "WRONG_ANSWER"
-# Contract §3: INTERNAL is a bug; UNKNOWN is what grpc answers for an exception that escaped.
-FAILURE_CODES = frozenset({"INTERNAL", "UNKNOWN"})
 # A refused call (SERVER_BUSY and the like) waits this long before its thread tries again.
 BUSY_BACKOFF_SECONDS = 0.05
 # Each client process spreads its threads over this many connections, so a server with
 # SO_REUSEPORT processes gets connections on each of them (the kernel places connections).
 CONNECTIONS_PER_CLIENT_PROCESS = 8
-# The terms a spawned server (default configuration) asks SignUp to accept.
-DEFAULT_TERMS_VERSION = "2024-05-15"
-# Adults only, so no sign-up needs a guardian (korea-rules: 만 14 / 만 19).
-BIRTH_YEARS = (1960, 2000)
-NAMES = ("김민준", "이서연", "박지후", "최하은", "정도윤", "강수아", "조예준", "윤지아")
-STARTUP_TIMEOUT_SECONDS = 60.0
-SERVER_SHUTDOWN_GRACE = "2s"
-STOP_TIMEOUT_SECONDS = 15.0
-SERVER_LOG_TAIL_LINES = 200
-# ERROR lines of the spawned server's log kept for the report (the log carries no personal data).
-SERVER_ERRORS_KEPT = 3
-SERVER_ERROR_CHARS = 400
 # How long before a phase's start its specification goes to the client processes.
 PHASE_LEAD_SECONDS = 1.0
 
 
-class WrongAnswer(Exception):
-    """A call succeeded with an answer the contract rules out."""
-
-
-# -- addresses and databases -----------------------------------------------------------------
-def is_loopback_host(host: str) -> bool:
-    host = host.strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_database_url(url: str) -> str:
-    """A sqlite URL, or a PostgreSQL URL on loopback (benchmarks never leave this machine)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise argparse.ArgumentTypeError("not a SQLAlchemy database URL") from None
-    backend = parsed.get_backend_name()
-    if backend not in {"sqlite", "postgresql"}:
-        raise argparse.ArgumentTypeError("expected a sqlite:// or postgresql+psycopg:// URL")
-    if backend == "postgresql" and parsed.host and not is_loopback_host(parsed.host):
-        raise argparse.ArgumentTypeError("the database must be on a loopback address")
-    return url
-
-
+# -- databases and server processes ----------------------------------------------------------
 def database_kind(url: str | None) -> str:
     return "sqlite" if url is None or url.startswith("sqlite") else "postgresql"
 
@@ -175,23 +130,6 @@ def server_processes(text: str) -> str:
 
 
 # -- errors and statistics -------------------------------------------------------------------
-def error_key(error: grpc.RpcError) -> tuple[str, str]:
-    """(status code name, ErrorInfo reason) of a failed call; reason "-" when there is none."""
-    if not isinstance(error, grpc.Call):
-        return ("UNKNOWN", "-")
-    code = error.code()
-    name = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
-    reason = "-"
-    try:
-        status = rpc_status.from_call(error)
-    except ValueError:
-        status = None
-    for detail in status.details if status is not None else ():
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            reason = str(info.reason) or "-"
-    return (name, reason)
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float | None:
@@ -357,171 +295,6 @@ class MemorySampler:
         self._thread.join(5.0)
 
 
-# -- sandbox people and the client -----------------------------------------------------------
-@dataclass(frozen=True)
-class Person:
-    """A sandbox person: CI/DI derive from the seed, so any attempt is the same person."""
-
-    name: str
-    birth_date: str
-    phone: str
-    seed: str
-
-    def verification_id(self, attempt: int) -> str:
-        return f"sandbox:{self.name}:{self.birth_date}:{self.phone}:{self.seed}:{attempt}"
-
-
-def new_mobile_number(rng: random.Random) -> str:
-    """A Korean mobile number the service accepts (some 010 blocks are unassigned: 5970-5999)."""
-    import phonenumbers
-
-    for _ in range(100):
-        phone = f"010-{rng.randrange(2000, 10000):04d}-{rng.randrange(10000):04d}"
-        if phonenumbers.is_valid_number(phonenumbers.parse(phone, "KR")):
-            return phone
-    raise RuntimeError("no valid Korean mobile number found")  # pragma: no cover
-
-
-def new_person(rng: random.Random) -> Person:
-    first = date(BIRTH_YEARS[0], 1, 1)
-    span = (date(BIRTH_YEARS[1], 12, 31) - first).days
-    birth = first + timedelta(days=rng.randrange(span))
-    return Person(
-        name=rng.choice(NAMES),
-        birth_date=birth.isoformat(),
-        phone=new_mobile_number(rng),
-        seed=str(uuid.uuid4()),
-    )
-
-
-_attempts = iter(range(1, sys.maxsize))
-_attempts_lock = threading.Lock()
-
-
-def next_attempt() -> int:
-    """A process-wide attempt number (the seed differs per person, so ids never repeat)."""
-    with _attempts_lock:
-        return next(_attempts)
-
-
-@dataclass
-class Credentials:
-    """One signed-up account and its latest session."""
-
-    account_id: str
-    email: str
-    password: str
-    birth_date: str
-    access_token: str
-    refresh_token: str
-
-    def take(self, session: common_pb2.Session) -> None:
-        self.access_token = session.access_token
-        self.refresh_token = session.refresh_token
-
-
-class IdClient:
-    """Typed calls over the generated idservice.v1 stubs on one channel."""
-
-    def __init__(
-        self, channel: grpc.Channel, *, terms_version: str = DEFAULT_TERMS_VERSION, timeout: float
-    ) -> None:
-        identity: Any = identity_pb2_grpc.IdentityServiceStub(channel)
-        accounts: Any = account_pb2_grpc.AccountServiceStub(channel)
-        auth: Any = auth_pb2_grpc.AuthServiceStub(channel)
-        self._complete_verification = identity.CompleteVerification
-        self._check_age = identity.CheckAge
-        self._sign_up = accounts.SignUp
-        self._get_account = accounts.GetAccount
-        self._password_login = auth.PasswordLogin
-        self._refresh_session = auth.RefreshSession
-        self._introspect_token = auth.IntrospectToken
-        self.terms_version = terms_version
-        self.timeout = timeout
-
-    @staticmethod
-    def bearer(creds: Credentials) -> tuple[tuple[str, str]]:
-        return (("authorization", f"Bearer {creds.access_token}"),)
-
-    def verify(self, person: Person) -> identity_pb2.CompleteVerificationResponse:
-        request = identity_pb2.CompleteVerificationRequest(
-            verification_id=person.verification_id(next_attempt())
-        )
-        answer: identity_pb2.CompleteVerificationResponse = self._complete_verification(
-            request, timeout=self.timeout
-        )
-        return answer
-
-    def register(self, person: Person) -> Credentials:
-        """CompleteVerification + SignUp of a new person; raises grpc.RpcError."""
-        token = self.verify(person).verification_token
-        email = f"bench-{uuid.uuid4().hex[:12]}@example.com"
-        # Random enough for zxcvbn's top score; unrelated to the email and the name.
-        password = f"{secrets.token_urlsafe(15)} bench"
-        request = account_pb2.SignUpRequest(
-            idempotency_key=uuid.uuid4().hex,
-            email=email,
-            password=password,
-            verification_token=token,
-            consents=common_pb2.Consents(
-                terms_version=self.terms_version, privacy_policy_version=self.terms_version
-            ),
-        )
-        signed: account_pb2.SignUpResponse = self._sign_up(request, timeout=self.timeout)
-        return Credentials(
-            account_id=signed.account.id,
-            email=email,
-            password=password,
-            birth_date=person.birth_date,
-            access_token=signed.session.access_token,
-            refresh_token=signed.session.refresh_token,
-        )
-
-    def login(self, creds: Credentials) -> None:
-        request = auth_pb2.PasswordLoginRequest(email=creds.email, password=creds.password)
-        creds.take(self._password_login(request, timeout=self.timeout).session)
-
-    def refresh(self, creds: Credentials) -> None:
-        request = auth_pb2.RefreshSessionRequest(refresh_token=creds.refresh_token)
-        creds.take(self._refresh_session(request, timeout=self.timeout).session)
-
-    def introspect(self, creds: Credentials) -> None:
-        request = auth_pb2.IntrospectTokenRequest(access_token=creds.access_token)
-        answer = self._introspect_token(request, timeout=self.timeout)
-        if not answer.active or answer.account_id != creds.account_id:
-            raise WrongAnswer("fresh access token not active")
-
-    def get_account(self, creds: Credentials) -> None:
-        answer = self._get_account(
-            account_pb2.GetAccountRequest(), timeout=self.timeout, metadata=self.bearer(creds)
-        )
-        if answer.account.id != creds.account_id:
-            raise WrongAnswer("another account answered")
-
-    def check_age(self, creds: Credentials, as_of: date) -> None:
-        request = identity_pb2.CheckAgeRequest(
-            account=empty_pb2.Empty(),
-            policy=identity_pb2.AGE_POLICY_KR_ADULT,
-            as_of=as_of.isoformat(),
-        )
-        answer = self._check_age(request, timeout=self.timeout, metadata=self.bearer(creds))
-        expected = age_on(date.fromisoformat(creds.birth_date), as_of)
-        if answer.age != expected or not answer.allowed:
-            raise WrongAnswer("CheckAge answered another age")
-
-
-def open_channel(address: str, timeout: float, *, own_connection: bool = False) -> grpc.Channel:
-    # A local subchannel pool gives this channel its own TCP connection.
-    options = [("grpc.use_local_subchannel_pool", 1)] if own_connection else []
-    channel = grpc.insecure_channel(address, options=options)
-    try:
-        grpc.channel_ready_future(channel).result(timeout=timeout)
-    except grpc.FutureTimeoutError:
-        channel.close()
-        raise RuntimeError(f"cannot connect to {address} within {timeout:.0f}s") from None
-    return channel
-
-
 # -- client processes ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Stream:
@@ -584,17 +357,27 @@ def _make_call(
             return next(turn)()
 
         return in_turn
+    # Each call keeps the account's rotated tokens, or raises WrongAnswer by the harness's rules.
+    if kind == "login":
+        return lambda: creds.take(client.login(creds.email, creds.password).session)
+    if kind == "refresh":
+        return lambda: creds.take(client.refresh(creds.refresh_token).session)
+    if kind == "introspect":
+        return lambda: require(
+            introspection_failure(client.introspect(creds.access_token), creds.account_id)
+        )
+    if kind == "get_account":
+        return lambda: require(
+            get_account_failure(client.get_account(creds.access_token), creds.account_id)
+        )
     if kind == "check_age":
         as_of = seoul_today(datetime.now(UTC))
-        return lambda: client.check_age(creds, as_of)
-    calls_by_kind: dict[str, Callable[[Credentials], object]] = {
-        "login": client.login,
-        "refresh": client.refresh,
-        "introspect": client.introspect,
-        "get_account": client.get_account,
-    }
-    method = calls_by_kind[kind]
-    return lambda: method(creds)
+        return lambda: require(
+            check_age_failure(
+                client.check_age(creds.access_token, as_of=as_of), creds.birth_date, as_of
+            )
+        )
+    raise ValueError(f"unknown kind of call: {kind}")
 
 
 def run_task(task: Task) -> TaskResult:
@@ -808,19 +591,6 @@ class ClientPool:
 
 
 # -- the Argon2 floor ------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Argon2Config:
-    time_cost: int
-    memory_cost: int
-    parallelism: int
-
-    @classmethod
-    def from_settings(cls) -> Argon2Config:
-        """The service's configured parameters (IDSERVICE_ARGON2_* and ./.env, else defaults)."""
-        from idservice.config import Settings
-
-        s = Settings.from_env()
-        return cls(s.argon2_time_cost, s.argon2_memory_cost, s.argon2_parallelism)
 
 
 def argon2_floor(params: Argon2Config, duration: float) -> Measurement:
@@ -863,142 +633,9 @@ def argon2_floor(params: Argon2Config, duration: float) -> Measurement:
 
 
 # -- spawned servers -------------------------------------------------------------------------
-def _die_with_parent() -> Callable[[], None] | None:
-    """Linux: a child started with this gets SIGTERM if we die (even by SIGKILL), not orphaned."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
-    pr_set_pdeathsig = 1
-
-    def set_deathsig() -> None:
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-    return set_deathsig
-
-
-class ServerProcess:
-    """A server subprocess that prints its address on start; its output is drained into a tail.
-
-    `ready` finds the address in a line of output: group 1 is the host, group 2 the port.
-    """
-
-    def __init__(
-        self, argv: Sequence[str], *, ready: re.Pattern[str], env: Mapping[str, str], cwd: Path
-    ) -> None:
-        self._ready_pattern = ready
-        self.tail: deque[str] = deque(maxlen=SERVER_LOG_TAIL_LINES)
-        self.error_lines = 0
-        self.first_errors: list[str] = []
-        self.address: str | None = None
-        self._ready = threading.Event()
-        self.process = subprocess.Popen(
-            list(argv),
-            env=dict(env),
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            # Only prctl(2) runs between fork and exec: no lock a thread could hold is needed.
-            preexec_fn=_die_with_parent(),  # noqa: PLW1509
-        )
-        self._reader = threading.Thread(target=self._drain, name="server-log", daemon=True)
-        self._reader.start()
-
-    def _drain(self) -> None:
-        assert self.process.stdout is not None
-        for raw in self.process.stdout:
-            line = raw.rstrip("\n")
-            self.tail.append(line)
-            if " ERROR " in line or '"level": "error"' in line:
-                self.error_lines += 1
-                if len(self.first_errors) < SERVER_ERRORS_KEPT:
-                    self.first_errors.append(line[:SERVER_ERROR_CHARS])
-            if self.address is None:
-                match = self._ready_pattern.search(line)
-                if match:
-                    self.address = f"{match.group(1)}:{match.group(2)}"
-                    self._ready.set()
-        self._ready.set()
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def wait_ready(self, timeout: float) -> str:
-        self._ready.wait(timeout)
-        if self.address is None:
-            self.stop()
-            log = "\n".join(self.tail)
-            raise RuntimeError(f"server did not start within {timeout:.0f}s; its output:\n{log}")
-        return self.address
-
-    def stop(self) -> int | None:
-        """SIGTERM (the server drains), then SIGKILL if it does not exit in time."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(STOP_TIMEOUT_SECONDS)
-        self._reader.join(5.0)
-        return self.process.returncode
-
-
-def service_env(
-    database_url: str, var_dir: Path, argon2: Argon2Config, processes: str
-) -> dict[str, str]:
-    """A development configuration on a free loopback port; nothing inherited from IDSERVICE_*."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IDSERVICE_")}
-    env.update(
-        {
-            "IDSERVICE_ENV": "development",
-            "IDSERVICE_LISTEN": "127.0.0.1:0",
-            "IDSERVICE_VAR_DIR": str(var_dir),
-            "IDSERVICE_DATABASE_URL": database_url,
-            "IDSERVICE_IDENTITY_PROVIDER": "sandbox",
-            "IDSERVICE_LOG_LEVEL": "INFO",
-            "IDSERVICE_SHUTDOWN_GRACE": SERVER_SHUTDOWN_GRACE,
-            # Production's default (one process per CPU) even though the rest is development.
-            "IDSERVICE_PROCESSES": processes,
-            "IDSERVICE_ARGON2_TIME_COST": str(argon2.time_cost),
-            "IDSERVICE_ARGON2_MEMORY_COST": str(argon2.memory_cost),
-            "IDSERVICE_ARGON2_PARALLELISM": str(argon2.parallelism),
-        }
-    )
-    return env
-
-
-@contextlib.contextmanager
-def spawned_service(
-    database_url: str | None, *, argon2: Argon2Config, processes: str
-) -> Iterator[ServerProcess]:
-    """Run `idservice serve` on 127.0.0.1 (port chosen by the OS) in a temporary directory."""
-    with tempfile.TemporaryDirectory(prefix="idservice-bench-") as tmp:
-        var_dir = Path(tmp) / "var"
-        var_dir.mkdir()  # the service creates only the default ./var; this one is named
-        url = database_url or f"sqlite:///{var_dir / 'idservice.db'}"
-        server = ServerProcess(
-            [sys.executable, "-m", "idservice", "serve"],
-            ready=_LISTENING,
-            env=service_env(url, var_dir, argon2, processes),
-            cwd=Path(tmp),
-        )
-        try:
-            server.wait_ready(STARTUP_TIMEOUT_SECONDS)
-            yield server
-        finally:
-            server.stop()
-
-
 @contextlib.contextmanager
 def echo_service() -> Iterator[ServerProcess]:
+    """scripts/echo_server.py on 127.0.0.1 (the service: scripts/harness.py's spawned_service)."""
     with tempfile.TemporaryDirectory(prefix="idservice-bench-") as cwd:
         server = ServerProcess(
             [sys.executable, str(ECHO_SERVER), "--listen", "127.0.0.1:0"],
@@ -1149,7 +786,9 @@ def measure(opts: Options, params: Argon2Config, database_url: str | None) -> Ru
                 rpc_timeout=opts.rpc_timeout,
                 server_pid=echo.pid,
             )
-        with spawned_service(database_url, argon2=params, processes=opts.processes) as server:
+        with spawned_service(
+            database_url, argon2=params, processes=opts.processes, prefix="idservice-bench-"
+        ) as server:
             phases, extra, most = measure_service(pool, server, opts)
     finally:
         pool.close()

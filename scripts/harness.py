@@ -1,11 +1,13 @@
-"""What the load test (scripts/locustfile.py, scripts/loadtest) and scripts/demo share.
+"""What the load test (scripts/locustfile.py, scripts/loadtest), scripts/demo,
+scripts/benchmark.py and scripts/statement_counts.py share.
 
 - addresses: loopback checks of targets and database URLs;
 - errors: a failed call's status code and ErrorInfo reason;
 - sandbox people: `sandbox:<name>:<birth date>:<phone>:<seed>:<attempt>`, a new person per seed;
 - a typed client over the generated idservice.v1 stubs;
 - the load test's failure rules, as functions of real answers and real errors;
-- a spawned `idservice serve` in a temporary directory (SQLite unless a URL is given).
+- a spawned `idservice serve` in a temporary directory (SQLite unless a URL is given), and a
+  channel to it.
 
 Nothing here imports Locust (which patches the standard library with gevent on import), so the
 command, the demo and the tests can use it as they are.
@@ -68,6 +70,9 @@ SERVER_SHUTDOWN_GRACE = "2s"
 STOP_TIMEOUT_SECONDS = 15.0
 LISTENING = re.compile(r"idservice listening on (\S+):(\d+)")
 SERVER_LOG_TAIL_LINES = 200
+# ERROR lines of a spawned server's log kept for reports (the log carries no personal data).
+SERVER_ERRORS_KEPT = 3
+SERVER_ERROR_CHARS = 400
 
 
 # -- addresses -------------------------------------------------------------------------------
@@ -238,6 +243,13 @@ class Credentials:
     person: Person | None = None
     issued_at: float = field(default_factory=time.monotonic)
 
+    @property
+    def birth_date(self) -> str:
+        """The person's birth date (accounts opened by `IdClient.register` know their person)."""
+        if self.person is None:
+            raise ValueError("these credentials do not name their person")
+        return self.person.birth_date
+
     def take(self, session: common_pb2.Session) -> None:
         self.access_token = session.access_token
         self.refresh_token = session.refresh_token
@@ -302,6 +314,21 @@ class IdClient:
         )
         return self._sign_up(request, timeout=self.timeout)
 
+    def register(self, person: Person, verification_token: str | None = None) -> Credentials:
+        """SignUp of `person` with a new email and password, after CompleteVerification unless
+        its token is given: the new account's credentials. Raises grpc.RpcError."""
+        token = verification_token or self.verify(person).verification_token
+        email, password = new_email(), new_password()
+        signed = self.sign_up(token, email=email, password=password)
+        return Credentials(
+            account_id=signed.account.id,
+            email=email,
+            password=password,
+            access_token=signed.session.access_token,
+            refresh_token=signed.session.refresh_token,
+            person=person,
+        )
+
     def login(self, email: str, password: str) -> auth_pb2.PasswordLoginResponse:
         request = auth_pb2.PasswordLoginRequest(email=email, password=password)
         return self._password_login(request, timeout=self.timeout)
@@ -342,6 +369,16 @@ def bearer(access_token: str) -> tuple[tuple[str, str]]:
 # -- the load test's failure rules -----------------------------------------------------------
 # Each rule answers why a call fails the run, or None. A refusal that is not a failure is
 # reported (by code and reason) and counted, but the run still passes.
+class WrongAnswer(Exception):
+    """A call succeeded with an answer the contract rules out."""
+
+
+def require(failure: str | None) -> None:
+    """Raise WrongAnswer with a rule's verdict, if it has one."""
+    if failure is not None:
+        raise WrongAnswer(failure)
+
+
 def error_failure(error: grpc.RpcError) -> str | None:
     """INTERNAL and UNKNOWN fail (contract §3: a bug); any other refusal is only reported."""
     answer = read_error(error)
@@ -459,6 +496,7 @@ class ServerProcess:
         self._ready_pattern = ready
         self.tail: deque[str] = deque(maxlen=SERVER_LOG_TAIL_LINES)
         self.error_lines = 0
+        self.first_errors: list[str] = []
         self.address: str | None = None
         self._ready = threading.Event()
         self.process = subprocess.Popen(
@@ -484,12 +522,18 @@ class ServerProcess:
             self.tail.append(line)
             if '"level": "error"' in line or " ERROR " in line:
                 self.error_lines += 1
+                if len(self.first_errors) < SERVER_ERRORS_KEPT:
+                    self.first_errors.append(line[:SERVER_ERROR_CHARS])
             if self.address is None:
                 match = self._ready_pattern.search(line)
                 if match:
                     self.address = f"{match.group(1)}:{match.group(2)}"
                     self._ready.set()
         self._ready.set()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     def wait_ready(self, timeout: float) -> str:
         self._ready.wait(timeout)
@@ -512,8 +556,16 @@ class ServerProcess:
         return self.process.returncode
 
 
-def service_env(database_url: str, var_dir: Path, argon2: Argon2Config | None) -> dict[str, str]:
-    """A development configuration on a free loopback port; nothing inherited from IDSERVICE_*."""
+def service_env(
+    database_url: str,
+    var_dir: Path,
+    argon2: Argon2Config | None,
+    processes: str | None = None,
+) -> dict[str, str]:
+    """A development configuration on a free loopback port; nothing inherited from IDSERVICE_*.
+
+    `processes` (IDSERVICE_PROCESSES) is left to the configuration's default when None.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("IDSERVICE_")}
     env.update(
         {
@@ -526,6 +578,8 @@ def service_env(database_url: str, var_dir: Path, argon2: Argon2Config | None) -
             "IDSERVICE_SHUTDOWN_GRACE": SERVER_SHUTDOWN_GRACE,
         }
     )
+    if processes is not None:
+        env["IDSERVICE_PROCESSES"] = processes
     if argon2 is not None:
         env["IDSERVICE_ARGON2_TIME_COST"] = str(argon2.time_cost)
         env["IDSERVICE_ARGON2_MEMORY_COST"] = str(argon2.memory_cost)
@@ -535,17 +589,24 @@ def service_env(database_url: str, var_dir: Path, argon2: Argon2Config | None) -
 
 @contextlib.contextmanager
 def spawned_service(
-    database_url: str | None, *, argon2: Argon2Config | None
+    database_url: str | None,
+    *,
+    argon2: Argon2Config | None,
+    processes: str | None = None,
+    prefix: str = "idservice-load-",
 ) -> Iterator[ServerProcess]:
-    """Run `idservice serve` on 127.0.0.1 (port chosen by the OS) in a temporary directory."""
-    with tempfile.TemporaryDirectory(prefix="idservice-load-") as tmp:
+    """Run `idservice serve` on 127.0.0.1 (port chosen by the OS) in a temporary directory.
+
+    The directory's name starts with `prefix`; `processes` is as for `service_env`.
+    """
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         var_dir = Path(tmp) / "var"
         var_dir.mkdir()  # the service creates only the default ./var; this one is named
         url = database_url or f"sqlite:///{var_dir / 'idservice.db'}"
         server = ServerProcess(
             [sys.executable, "-m", "idservice", "serve"],
             ready=LISTENING,
-            env=service_env(url, var_dir, argon2),
+            env=service_env(url, var_dir, argon2, processes),
             cwd=Path(tmp),
         )
         try:
@@ -555,8 +616,11 @@ def spawned_service(
             server.stop()
 
 
-def open_channel(address: str, timeout: float) -> grpc.Channel:
-    channel = grpc.insecure_channel(address)
+def open_channel(address: str, timeout: float, *, own_connection: bool = False) -> grpc.Channel:
+    """A channel to `address`, connected within `timeout` seconds (else RuntimeError)."""
+    # A local subchannel pool gives this channel its own TCP connection.
+    options = [("grpc.use_local_subchannel_pool", 1)] if own_connection else []
+    channel = grpc.insecure_channel(address, options=options)
     try:
         grpc.channel_ready_future(channel).result(timeout=timeout)
     except grpc.FutureTimeoutError:

@@ -24,7 +24,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,15 +38,20 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from idservice.domain.age import seoul_today
-from idservice.v1 import account_pb2, auth_pb2, common_pb2
-from scripts.benchmark import (
+from idservice.v1 import account_pb2, auth_pb2
+from scripts.benchmark import database
+from scripts.harness import (
     Argon2Config,
     Credentials,
     IdClient,
+    bearer,
+    check_age_failure,
     check_database_url,
-    database,
     error_key,
+    get_account_failure,
+    introspection_failure,
     new_person,
+    require,
     service_env,
 )
 
@@ -161,86 +165,81 @@ class Journey:
             state["token"] = self.client.verify(person).verification_token
 
         def sign_up() -> None:
-            email = f"count-{uuid.uuid4().hex[:12]}@example.com"
-            password = f"{uuid.uuid4().hex} counting"
-            request = account_pb2.SignUpRequest(
-                idempotency_key=uuid.uuid4().hex,
-                email=email,
-                password=password,
-                verification_token=state["token"],
-                consents=common_pb2.Consents(
-                    terms_version=self.client.terms_version,
-                    privacy_policy_version=self.client.terms_version,
-                ),
-            )
-            signed = self.raw.accounts.SignUp(request, timeout=timeout)
-            state["creds"] = Credentials(
-                account_id=signed.account.id,
-                email=email,
-                password=password,
-                birth_date=person.birth_date,
-                access_token=signed.session.access_token,
-                refresh_token=signed.session.refresh_token,
-            )
+            state["creds"] = self.client.register(person, state["token"])
 
         def creds() -> Credentials:
             found = state["creds"]
             assert isinstance(found, Credentials)
             return found
 
+        def login() -> None:
+            creds().take(self.client.login(creds().email, creds().password).session)
+
         def wrong_password() -> None:
-            request = auth_pb2.PasswordLoginRequest(email=creds().email, password="not it at all")
             with contextlib.suppress(grpc.RpcError):
-                self.raw.auth.PasswordLogin(request, timeout=timeout)
+                self.client.login(creds().email, "not it at all")
+
+        def refresh() -> None:
+            creds().take(self.client.refresh(creds().refresh_token).session)
+
+        def introspect() -> None:
+            answer = self.client.introspect(creds().access_token)
+            require(introspection_failure(answer, creds().account_id))
+
+        def get_account() -> None:
+            answer = self.client.get_account(creds().access_token)
+            require(get_account_failure(answer, creds().account_id))
 
         def check_age() -> None:
-            self.client.check_age(creds(), seoul_today(datetime.now(UTC)))
+            as_of = seoul_today(datetime.now(UTC))
+            answer = self.client.check_age(creds().access_token, as_of=as_of)
+            require(check_age_failure(answer, creds().birth_date, as_of))
 
-        def bearer() -> tuple[tuple[str, str]]:
-            return IdClient.bearer(creds())
+        def authorized() -> tuple[tuple[str, str]]:
+            return bearer(creds().access_token)
 
         def update_consents() -> None:
             request = account_pb2.UpdateConsentsRequest(marketing_opt_in=True)
-            self.raw.accounts.UpdateConsents(request, timeout=timeout, metadata=bearer())
+            self.raw.accounts.UpdateConsents(request, timeout=timeout, metadata=authorized())
 
         def change_password() -> None:
             request = account_pb2.ChangePasswordRequest(
                 current_password=creds().password, new_password=NEW_PASSWORD
             )
-            self.raw.accounts.ChangePassword(request, timeout=timeout, metadata=bearer())
+            self.raw.accounts.ChangePassword(request, timeout=timeout, metadata=authorized())
             creds().password = NEW_PASSWORD
 
         def export() -> None:
             request = account_pb2.ExportPersonalDataRequest()
-            self.raw.accounts.ExportPersonalData(request, timeout=timeout, metadata=bearer())
+            self.raw.accounts.ExportPersonalData(request, timeout=timeout, metadata=authorized())
 
         def logout() -> None:
             request = auth_pb2.LogoutRequest(refresh_token=creds().refresh_token)
-            self.raw.auth.Logout(request, timeout=timeout, metadata=bearer())
+            self.raw.auth.Logout(request, timeout=timeout, metadata=authorized())
 
         def jwks() -> None:
             self.raw.auth.GetJwks(auth_pb2.GetJwksRequest(), timeout=timeout)
 
         def withdraw() -> None:
             request = account_pb2.WithdrawRequest(password=creds().password)
-            self.raw.accounts.Withdraw(request, timeout=timeout, metadata=bearer())
+            self.raw.accounts.Withdraw(request, timeout=timeout, metadata=authorized())
 
         return [
             ("CompleteVerification", verify),
             ("SignUp", sign_up),
-            ("PasswordLogin", lambda: self.client.login(creds())),
+            ("PasswordLogin", login),
             (WRONG_PASSWORD, wrong_password),
-            ("RefreshSession", lambda: self.client.refresh(creds())),
-            ("IntrospectToken", lambda: self.client.introspect(creds())),
-            ("GetAccount", lambda: self.client.get_account(creds())),
+            ("RefreshSession", refresh),
+            ("IntrospectToken", introspect),
+            ("GetAccount", get_account),
             ("CheckAge (account)", check_age),
             ("UpdateConsents", update_consents),
             ("ExportPersonalData", export),
             ("GetJwks", jwks),
             ("ChangePassword", change_password),
-            ("PasswordLogin (after change)", lambda: self.client.login(creds())),
+            ("PasswordLogin (after change)", login),
             ("Logout", logout),
-            ("PasswordLogin (again)", lambda: self.client.login(creds())),
+            ("PasswordLogin (again)", login),
             ("Withdraw", withdraw),
         ]
 

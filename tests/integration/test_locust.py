@@ -10,7 +10,9 @@ import csv
 import json
 import os
 import random
+import re
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent import futures
@@ -25,9 +27,15 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from idservice.bootstrap import App
+from idservice.entrypoints.grpc.server import RunningServer
 from scripts.harness import (
     DUPLICATE_REFUSAL,
+    SERVER_ERROR_CHARS,
+    SERVER_ERRORS_KEPT,
+    Argon2Config,
     IdClient,
+    ServerProcess,
+    WrongAnswer,
     age_on,
     check_age_failure,
     duplicate_signup_failure,
@@ -40,7 +48,10 @@ from scripts.harness import (
     new_password,
     new_person,
     new_person_verification_failure,
+    open_channel,
     refusal_label,
+    require,
+    service_env,
 )
 
 pytestmark = pytest.mark.slow
@@ -361,6 +372,71 @@ def test_answer_rules_on_real_answers(id_client: IdClient) -> None:
     assert introspection_failure(ended, mine.account.id) == (
         "a fresh access token introspected inactive"
     )
+
+
+def test_register_opens_an_account_that_keeps_its_rotated_tokens(id_client: IdClient) -> None:
+    person = new_person(random.Random(11))
+    creds = id_client.register(person)
+    assert creds.person == person
+    assert creds.birth_date == person.birth_date
+    first_refresh = creds.refresh_token
+    creds.take(id_client.refresh(creds.refresh_token).session)
+    assert creds.refresh_token != first_refresh
+    require(introspection_failure(id_client.introspect(creds.access_token), creds.account_id))
+    with pytest.raises(WrongAnswer, match="GetAccount answered with another account"):
+        require(get_account_failure(id_client.get_account(creds.access_token), "someone else"))
+
+    # With a verification token in hand, register signs up without verifying again.
+    other = new_person(random.Random(12))
+    token = id_client.verify(other).verification_token
+    assert id_client.register(other, token).account_id != creds.account_id
+
+
+@pytest.mark.parametrize("own_connection", [False, True])
+def test_open_channel_connects_or_says_it_cannot(
+    server: RunningServer, app: App, own_connection: bool
+) -> None:
+    address = f"127.0.0.1:{server.port}"
+    channel = open_channel(address, 10.0, own_connection=own_connection)
+    try:
+        client = IdClient(channel, terms_version=app.settings.terms_version, timeout=10.0)
+        assert client.verify(new_person(random.Random(13))).verification_token
+    finally:
+        channel.close()
+    with pytest.raises(RuntimeError, match="cannot connect"):
+        open_channel("127.0.0.1:1", 0.5, own_connection=own_connection)
+
+
+def test_service_env_sets_processes_only_when_asked(tmp_path: Path) -> None:
+    argon2 = Argon2Config(1, 1024, 1)
+    assert "IDSERVICE_PROCESSES" not in service_env("sqlite://", tmp_path, argon2)
+    env = service_env("sqlite://", tmp_path, argon2, "2")
+    assert env["IDSERVICE_PROCESSES"] == "2"
+    assert env["IDSERVICE_ARGON2_MEMORY_COST"] == "1024"
+
+
+def test_server_process_keeps_its_first_error_lines(tmp_path: Path) -> None:
+    script = (
+        "import time\n"
+        "for i in range(5): print(f'{i} ERROR ' + 'x' * 1000, flush=True)\n"
+        "print('listening on 127.0.0.1:4321', flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    server = ServerProcess(
+        [sys.executable, "-c", script],
+        ready=re.compile(r"listening on (\S+):(\d+)"),
+        env=dict(os.environ),
+        cwd=tmp_path,
+    )
+    try:
+        assert server.wait_ready(30.0) == "127.0.0.1:4321"
+        assert server.pid == server.process.pid
+    finally:
+        server.stop()
+    assert server.error_lines == 5
+    assert len(server.first_errors) == SERVER_ERRORS_KEPT
+    assert [line[:8] for line in server.first_errors] == ["0 ERROR ", "1 ERROR ", "2 ERROR "]
+    assert all(len(line) == SERVER_ERROR_CHARS for line in server.first_errors)
 
 
 @pytest.mark.parametrize(
