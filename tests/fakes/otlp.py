@@ -9,12 +9,9 @@ with OtlpCollectorStandIn() as collector:
 from __future__ import annotations
 
 import gzip
-import threading
-import time
 import zlib
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from google.protobuf.message import DecodeError
@@ -24,7 +21,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-WAIT_SECONDS = 30.0
+from tests.fakes.http_stand_in import WAIT_SECONDS, HttpStandIn
+
 TRACES_PATH = "/v1/traces"
 
 
@@ -44,22 +42,18 @@ class ReceivedSpan:
     resource: dict[str, Any]
 
 
-class OtlpCollectorStandIn:
+class OtlpCollectorStandIn(HttpStandIn):
     """Answers 200 with an empty ExportTraceServiceResponse; thread-served, start with `with`."""
 
     def __init__(self) -> None:
-        self._lock = threading.Condition()
+        super().__init__(_make_handler(self))
         self._spans: list[ReceivedSpan] = []
         self.requests = 0
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
 
     @property
     def endpoint(self) -> str:
         """For OTEL_EXPORTER_OTLP_ENDPOINT (the exporter appends /v1/traces)."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._base_url
 
     @property
     def spans(self) -> list[ReceivedSpan]:
@@ -67,32 +61,12 @@ class OtlpCollectorStandIn:
             return list(self._spans)
 
     def wait_for_spans(self, count: int, timeout: float = WAIT_SECONDS) -> list[ReceivedSpan]:
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while len(self._spans) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"{len(self._spans)} spans received, expected {count}")
-                self._lock.wait(remaining)
-            return list(self._spans)
-
-    def __enter__(self) -> OtlpCollectorStandIn:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        self._wait(
+            lambda: len(self._spans) >= count,
+            timeout,
+            lambda: f"{len(self._spans)} spans received, expected {count}",
         )
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        _type: type[BaseException] | None,
-        _error: BaseException | None,
-        _stack: TracebackType | None,
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
+        return self.spans
 
     def _received(self, request: ExportTraceServiceRequest) -> None:
         spans = [

@@ -13,15 +13,13 @@ with WebhookStandIn() as hook:
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any
 
-WAIT_SECONDS = 30.0
+from tests.fakes.http_stand_in import WAIT_SECONDS, HttpStandIn
 
 
 @dataclass(frozen=True)
@@ -32,32 +30,21 @@ class Delivery:
     status: int  # what the stand-in answered
 
 
-class WebhookStandIn:
+class WebhookStandIn(HttpStandIn):
     """Answers 204 to every POST unless told to fail; thread-served, start with `with`."""
 
     def __init__(self) -> None:
-        self._lock = threading.Condition()
+        super().__init__(_make_handler(self))
         self._received: list[Delivery] = []
         self._failures: list[int] = []
         # While holding: POSTs after the `_hold_from`-th arrival hang until `release()`.
         self._arrivals = 0
         self._hold_from: int | None = None
         self._held = 0
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/hooks/idservice"
-
-    def __enter__(self) -> WebhookStandIn:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
+        return f"{self._base_url}/hooks/idservice"
 
     def __exit__(
         self,
@@ -65,11 +52,8 @@ class WebhookStandIn:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.release()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
+        self.release()  # hanging requests are answered first, so the server can stop
+        super().__exit__(exc_type, exc, tb)
 
     def fail_next(self, times: int, *, status: int = 500) -> None:
         with self._lock:
@@ -99,15 +83,6 @@ class WebhookStandIn:
         with self._lock:
             return list(self._received)
 
-    def _wait(self, ready: Callable[[], bool], timeout: float, state: Callable[[], str]) -> None:
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while not ready():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"webhook stand-in timed out: {state()}")
-                self._lock.wait(left)
-
     @property
     def received(self) -> list[Delivery]:
         with self._lock:
@@ -115,14 +90,12 @@ class WebhookStandIn:
 
     def wait_for(self, count: int, timeout: float = WAIT_SECONDS) -> list[Delivery]:
         """The requests so far, once there are at least `count` (AssertionError on timeout)."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while len(self._received) < count:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"{len(self._received)} of {count} webhook calls came")
-                self._lock.wait(left)
-            return list(self._received)
+        self._wait(
+            lambda: len(self._received) >= count,
+            timeout,
+            lambda: f"{len(self._received)} of {count} webhook calls came",
+        )
+        return self.received
 
     def _record(self, path: str, headers: dict[str, str], body: bytes) -> int:
         with self._lock:
