@@ -257,16 +257,16 @@ def introspect(
         claims = tokens.verify(cmd.access_token, now=now)
     except DomainError:
         return Introspection(active=False)
+    # The session and the account's choices only: introspection reads no personal data.
     with uow(readonly=True) as tx:
-        found = tx.sessions.get_with_account(claims.session_id)
-    session, account = found if found is not None else (None, None)
+        found = tx.sessions.get_with_consents(claims.session_id)
+    session, c = found if found is not None else (None, None)
     try:
         check_live(session, claims, now=now)
     except DomainError:
         return Introspection(active=False)
-    if account is None:
+    if c is None:
         return Introspection(active=False)
-    c = account.consents
     return Introspection(
         active=True,
         account_id=claims.account_id,

@@ -11,7 +11,7 @@ import copy
 import dataclasses
 from datetime import datetime, timedelta
 
-from idservice.domain.accounts import Account
+from idservice.domain.accounts import Account, Consents
 from idservice.domain.identity import VerifiedPerson
 from idservice.domain.sessions import RevokeReason, Session
 from idservice.service_layer.ports import (
@@ -71,6 +71,13 @@ class FakeSessionRepository:
     def get_with_account(self, session_id: str) -> tuple[Session, Account | None] | None:
         session = self.get(session_id)
         return None if session is None else (session, self._live_account(session.account_id))
+
+    def get_with_consents(self, session_id: str) -> tuple[Session, Consents | None] | None:
+        session = self.get(session_id)
+        if session is None:
+            return None
+        account = self._live_account(session.account_id)
+        return session, None if account is None else account.consents
 
     def _live_account(self, account_id: str) -> Account | None:
         state = self._access.read()

@@ -184,6 +184,8 @@ def test_a_session_reads_with_its_account_and_sns_providers(backend: Backend) ->
         assert found == (tx.sessions.find_refresh(f"rt-{session.id}"), expected)
         assert tx.sessions.get_with_account("no-such-session") is None
         assert tx.sessions.find_refresh_with_account("rt-unknown") is None
+        assert tx.sessions.get_with_consents(session.id) == (session, expected.consents)
+        assert tx.sessions.get_with_consents("no-such-session") is None
 
 
 def test_sessions_and_tokens_need_their_parent_row(backend: Backend) -> None:
@@ -316,3 +318,14 @@ def test_an_accounts_sessions_include_its_own_uncommitted_ones(backend: Backend)
         assert tx.sessions.of_account(account.id) == [session]
     with backend.uow(readonly=True) as tx:
         assert tx.sessions.of_account(account.id) == []
+
+
+def test_a_withdrawn_account_leaves_no_session_to_read(backend: Backend) -> None:
+    account = add_account(backend.uow)
+    session = add_session(backend.uow, account.id)
+    with backend.uow() as tx:
+        assert tx.accounts.withdraw(account.id, now=NOW, hold_until=NOW + timedelta(days=30))
+        tx.commit()
+    with backend.uow(readonly=True) as tx:
+        assert tx.sessions.get_with_account(session.id) is None
+        assert tx.sessions.get_with_consents(session.id) is None

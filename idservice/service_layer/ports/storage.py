@@ -177,6 +177,10 @@ class SessionRepository(Protocol):
     def get_with_account(self, session_id: str) -> tuple[Session, Account | None] | None:
         """The session and, in the same read, its account (None once the account is gone)."""
 
+    def get_with_consents(self, session_id: str) -> tuple[Session, Consents | None] | None:
+        """The session and, in the same read, its account's choices (None once the account is
+        gone), without reading any personal data (introspection)."""
+
     def of_account(self, account_id: str) -> list[Session]:
         """The account's sessions, newest first."""
 

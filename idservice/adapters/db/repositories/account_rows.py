@@ -45,6 +45,21 @@ ACCOUNT_COLUMNS = (
     *(t.accounts.c[name] for name in _READ),
     t.sns_identities.c.provider.label(SNS_PROVIDER),
 )
+# Only what `consents_from_row` reads: the account's choices, no personal data (introspection).
+CONSENT_COLUMNS = tuple(
+    t.accounts.c[name]
+    for name in (
+        "id",
+        "terms_version",
+        "privacy_policy_version",
+        "terms_accepted_at",
+        "marketing_opt_in",
+        "marketing_updated_at",
+        "processing_suspended",
+        "third_party_opt_in",
+        "third_party_updated_at",
+    )
+)
 
 
 def with_sns(accounts: Any) -> Any:
@@ -97,14 +112,19 @@ def account_from_row(r: Any, cipher: FieldCipher, sns_providers: tuple[str, ...]
         locked_until=r["locked_until"],
         created_at=r["created_at"],
         sns_providers=sns_providers,
-        consents=Consents(
-            terms_version=r["terms_version"],
-            privacy_policy_version=r["privacy_policy_version"],
-            accepted_at=r["terms_accepted_at"],
-            marketing_opt_in=bool(r["marketing_opt_in"]),
-            marketing_updated_at=r["marketing_updated_at"],
-            processing_suspended=bool(r["processing_suspended"]),
-            third_party_opt_in=bool(r["third_party_opt_in"]),
-            third_party_updated_at=r["third_party_updated_at"],
-        ),
+        consents=consents_from_row(r),
+    )
+
+
+def consents_from_row(r: Any) -> Consents:
+    """The account's choices from a row mapping with `CONSENT_COLUMNS` (no decryption)."""
+    return Consents(
+        terms_version=r["terms_version"],
+        privacy_policy_version=r["privacy_policy_version"],
+        accepted_at=r["terms_accepted_at"],
+        marketing_opt_in=bool(r["marketing_opt_in"]),
+        marketing_updated_at=r["marketing_updated_at"],
+        processing_suspended=bool(r["processing_suspended"]),
+        third_party_opt_in=bool(r["third_party_opt_in"]),
+        third_party_updated_at=r["third_party_updated_at"],
     )

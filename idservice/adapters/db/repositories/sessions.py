@@ -9,8 +9,14 @@ from sqlalchemy import Connection, bindparam, delete, insert, or_, select, updat
 
 from idservice.adapters.crypto import FieldCipher
 from idservice.adapters.db import tables as t
-from idservice.adapters.db.repositories.account_rows import ACCOUNT_COLUMNS, first_account, with_sns
-from idservice.domain.accounts import Account
+from idservice.adapters.db.repositories.account_rows import (
+    ACCOUNT_COLUMNS,
+    CONSENT_COLUMNS,
+    consents_from_row,
+    first_account,
+    with_sns,
+)
+from idservice.domain.accounts import Account, Consents
 from idservice.domain.sessions import RevokeReason, Session
 from idservice.service_layer.ports import RefreshRecord
 
@@ -18,18 +24,22 @@ from idservice.service_layer.ports import RefreshRecord
 _PREFIX = "session_"
 _SESSION_COLUMNS = tuple(c.label(f"{_PREFIX}{c.name}") for c in t.sessions.c)
 # The session's account, outer-joined: a session whose account is gone still reads (as None).
-_SESSION_ACCOUNT = with_sns(
-    t.sessions.outerjoin(
-        t.accounts,
-        (t.accounts.c.id == t.sessions.c.account_id) & t.accounts.c.withdrawn_at.is_(None),
-    )
+_SESSION_LIVE_ACCOUNT = t.sessions.outerjoin(
+    t.accounts,
+    (t.accounts.c.id == t.sessions.c.account_id) & t.accounts.c.withdrawn_at.is_(None),
 )
+_SESSION_ACCOUNT = with_sns(_SESSION_LIVE_ACCOUNT)
 
 # Built once, so the hot reads hit SQLAlchemy's compiled cache without being rebuilt.
 _GET = select(t.sessions).where(t.sessions.c.id == bindparam("session_id"))
 _GET_WITH_ACCOUNT = (
     select(*_SESSION_COLUMNS, *ACCOUNT_COLUMNS)
     .select_from(_SESSION_ACCOUNT)
+    .where(t.sessions.c.id == bindparam("session_id"))
+)
+_GET_WITH_CONSENTS = (
+    select(*_SESSION_COLUMNS, *CONSENT_COLUMNS)
+    .select_from(_SESSION_LIVE_ACCOUNT)
     .where(t.sessions.c.id == bindparam("session_id"))
 )
 _REFRESH_COLUMNS = (
@@ -138,6 +148,14 @@ class SqlSessionRepository:
         if not rows:
             return None
         return _session(rows[0]._mapping, _PREFIX), first_account(rows, self._cipher)
+
+    def get_with_consents(self, session_id: str) -> tuple[Session, Consents | None] | None:
+        """One statement: the session and its live account's choices, no personal column."""
+        row = self._c.execute(_GET_WITH_CONSENTS, {"session_id": session_id}).first()
+        if row is None:
+            return None
+        m = row._mapping
+        return _session(m, _PREFIX), None if m["id"] is None else consents_from_row(m)
 
     def of_account(self, account_id: str) -> list[Session]:
         rows = self._c.execute(_OF_ACCOUNT, {"account": account_id}).all()
