@@ -122,6 +122,8 @@ def normalize_email(value: str, *, field: str = "email") -> str:
 def _mixes_scripts_confusably(text: str) -> bool:
     """True when `text` holds letters of two or more scripts and one of them looks like a letter
     of another (confusable-homoglyphs, from Unicode's confusables.txt and Scripts.txt)."""
+    if text.isascii():
+        return False  # ASCII letters are all Latin: one script cannot mix
     letters = "".join(ch for ch in text if unicode_scripts.alias(ch).upper() not in _SCRIPTLESS)
     scripts: set[str] = unicode_scripts.unique_aliases(letters)
     if len(scripts) < 2:

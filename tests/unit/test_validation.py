@@ -7,12 +7,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from confusable_homoglyphs import categories as unicode_scripts
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from idservice.domain.errors import FieldViolation, Reason, ValidationFailed
 from idservice.domain.masking import mask_email, mask_name
 from idservice.service_layer.validation import (
+    _SCRIPTLESS,
     CONFUSABLE_EMAIL_DESCRIPTION,
     MAX_EMAIL_LENGTH,
     MAX_NAME_LENGTH,
@@ -218,6 +220,15 @@ def test_normalize_email_accepts_one_script_or_scripts_that_do_not_look_alike(ra
 def test_normalize_email_refuses_look_alike_letters_of_mixed_scripts(raw: str) -> None:
     violation = violation_of(lambda: normalize_email(raw))
     assert violation == FieldViolation("email", CONFUSABLE_EMAIL_DESCRIPTION)
+
+
+def test_ascii_letters_are_one_script_so_ascii_never_mixes() -> None:
+    # normalize_email skips the script check for ASCII: every ASCII letter is Latin, and
+    # digits and punctuation belong to no script.
+    letters = "".join(
+        ch for ch in map(chr, range(128)) if unicode_scripts.alias(ch).upper() not in _SCRIPTLESS
+    )
+    assert unicode_scripts.unique_aliases(letters) == {"LATIN"}
 
 
 def test_full_width_copy_has_the_original_lookup_key() -> None:
