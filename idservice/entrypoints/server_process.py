@@ -11,9 +11,20 @@ import os
 import signal
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from idservice.config import Settings
-from idservice.entrypoints.supervisor import PR_SET_PDEATHSIG, PURGING_PROCESS, READY
+from idservice.entrypoints.supervisor import (
+    HEARTBEAT,
+    HEARTBEAT_SECONDS,
+    PR_SET_PDEATHSIG,
+    PURGING_PROCESS,
+    READY,
+    STALLED_AFTER_SECONDS,
+)
+
+if TYPE_CHECKING:
+    from idservice.entrypoints.grpc.server import TrackedExecutor
 
 log = logging.getLogger("idservice")
 
@@ -58,9 +69,49 @@ def serve_one(settings: Settings, args: argparse.Namespace) -> int:
         raise
     try:
         os.write(args.ready_fd, READY)
-    finally:
+    except BaseException:
         os.close(args.ready_fd)
+        raise
+    heart = threading.Thread(
+        target=beat, args=(args.ready_fd, running.executor, stop), name="heartbeat", daemon=True
+    )
+    heart.start()
     stop.wait()
+    heart.join()
+    os.close(args.ready_fd)
     running.stop(settings.shutdown_grace.total_seconds())
     log.info("server process %d (pid %d) stopped", index, os.getpid())
     return 0
+
+
+def beat(
+    fd: int,
+    executor: TrackedExecutor,
+    stop: threading.Event,
+    *,
+    every: float = HEARTBEAT_SECONDS,
+    stalled_after: float = STALLED_AFTER_SECONDS,
+) -> None:
+    """Write a heartbeat on `fd` every `every` seconds until `stop`, except while `executor`
+    has had work and finished none for `stalled_after` seconds: the supervisor then kills and
+    restarts this process (a heartbeat that cannot be written is dropped)."""
+    os.set_blocking(fd, False)
+    reported = False
+    while not stop.wait(every):
+        stalled = executor.stalled_for()
+        if stalled >= stalled_after:
+            if not reported:
+                log.error(
+                    "no RPC has finished for %.0fs while calls wait: heartbeats stop, so the "
+                    "supervisor restarts this process",
+                    stalled,
+                )
+                reported = True
+            continue
+        reported = False
+        try:
+            os.write(fd, HEARTBEAT)
+        except BlockingIOError:
+            pass  # the supervisor has not read the last ones yet: it knows we are alive
+        except OSError:
+            return  # the supervisor is gone; its death signal stops this process

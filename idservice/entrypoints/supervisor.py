@@ -10,6 +10,11 @@ connections over them. The supervisor serves no RPC.
 
 - A server process that dies is started again after a short backoff; one that keeps dying
   before it serves (a bad certificate, say) makes the supervisor give up with a non-zero exit.
+- A server process that hangs is killed and started again. Once serving, each sends a
+  heartbeat on its pipe every `HEARTBEAT_SECONDS`, and stops sending when its RPC threads have
+  had work and finished none for `STALLED_AFTER_SECONDS` (every thread stuck). No heartbeat
+  for `HUNG_AFTER_SECONDS` (a stopped process, an interpreter stuck holding its lock, a stalled
+  pool) and the supervisor kills it: it would otherwise keep its share of new connections.
 - SIGTERM/SIGINT: every server process drains (`RunningServer.stop`); the supervisor exits 0
   once all have stopped, and kills any still running IDSERVICE_SHUTDOWN_GRACE plus
   `SHUTDOWN_MARGIN_SECONDS` later.
@@ -62,8 +67,14 @@ MAX_STARTUP_FAILURES = 5
 # A server process stops within IDSERVICE_SHUTDOWN_GRACE plus the time its handlers need to
 # settle and its app to close (server.py: HANDLER_SETTLE_SECONDS); past this margin it is killed.
 SHUTDOWN_MARGIN_SECONDS = 10.0
-# What a server process writes on its readiness pipe once it serves.
+# What a server process writes on its pipe once it serves, and then every HEARTBEAT_SECONDS
+# while it is not stalled (its RPC threads have had work and finished none for
+# STALLED_AFTER_SECONDS). A serving process silent for HUNG_AFTER_SECONDS is killed.
 READY = b"ready"
+HEARTBEAT = b"."
+HEARTBEAT_SECONDS = 1.0
+STALLED_AFTER_SECONDS = 60.0
+HUNG_AFTER_SECONDS = 15.0
 # prctl(2) option: the signal a process gets when the thread that started it dies.
 PR_SET_PDEATHSIG = 1
 
@@ -88,6 +99,10 @@ class Slot:
     ready_fd: int | None = None
     ready: bool = False
     ready_at: float = 0.0
+    # When the last heartbeat (or the readiness message) arrived.
+    beat_at: float = 0.0
+    # Killed for want of a heartbeat (the kill is not repeated while it dies).
+    hung: bool = False
     deaths_in_a_row: int = 0
     startup_failures: int = 0
     restart_at: float | None = None
@@ -283,6 +298,7 @@ class Supervisor:
         slot.close_pipe()
         slot.ready_fd = read_fd
         slot.ready = False
+        slot.hung = False
         slot.restart_at = None
         log.info("started server process %d (pid %d)", slot.index, slot.pid)
 
@@ -293,26 +309,50 @@ class Supervisor:
                 if now >= slot.restart_at:
                     self._start(slot)
                 continue
-            if not slot.ready:
-                self._check_ready(slot, now)
+            self._read_pipe(slot, now)
             if slot.ready and slot.deaths_in_a_row and now - slot.ready_at >= STABLE_SECONDS:
                 slot.deaths_in_a_row = 0
             assert slot.process is not None
             code = slot.process.poll()
             if code is not None:
                 self._died(slot, code, now)
+            elif slot.ready and slot.ready_fd is not None and not slot.hung:
+                self._kill_if_hung(slot, now)
 
-    def _check_ready(self, slot: Slot, now: float) -> None:
-        if slot.ready_fd is None:
+    def _read_pipe(self, slot: Slot, now: float) -> None:
+        """Take the readiness message and the heartbeats the server process has sent."""
+        while slot.ready_fd is not None:
+            try:
+                data = os.read(slot.ready_fd, 4096)
+            except BlockingIOError:
+                return
+            if not data:  # the process closed it: it is exiting
+                slot.close_pipe()
+                return
+            slot.beat_at = now
+            if not slot.ready:
+                if not data.startswith(READY):
+                    slot.close_pipe()  # not ours to understand: the exit will tell
+                    return
+                slot.ready, slot.ready_at, slot.startup_failures = True, now, 0
+                log.info("server process %d (pid %d) serving", slot.index, slot.pid)
+
+    def _kill_if_hung(self, slot: Slot, now: float) -> None:
+        silent = now - slot.beat_at
+        if silent < HUNG_AFTER_SECONDS:
             return
-        try:
-            message = os.read(slot.ready_fd, len(READY))
-        except BlockingIOError:
-            return
-        slot.close_pipe()
-        if message == READY:
-            slot.ready, slot.ready_at, slot.startup_failures = True, now, 0
-            log.info("server process %d (pid %d) serving", slot.index, slot.pid)
+        assert slot.process is not None
+        log.error(
+            "server process %d (pid %d) sent no heartbeat for %.0fs (stopped, stuck, or no RPC "
+            "finished for %.0fs): killing it",
+            slot.index,
+            slot.pid,
+            silent,
+            STALLED_AFTER_SECONDS,
+        )
+        slot.hung = True
+        with contextlib.suppress(ProcessLookupError):
+            slot.process.kill()
 
     def _died(self, slot: Slot, code: int, now: float) -> None:
         slot.close_pipe()

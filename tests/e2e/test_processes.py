@@ -25,6 +25,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from idservice.adapters.crypto import KeyRing
+from idservice.entrypoints.supervisor import HUNG_AFTER_SECONDS
 from idservice.v1 import account_pb2, auth_pb2
 from tests.fakes.webhook import WebhookStandIn
 from tests.support.client import Client, RpcFailure, decode, new_person
@@ -363,6 +364,49 @@ def test_sigterm_drains_the_call_in_flight_and_leaves_no_process(
         for child in children:
             assert not child.is_running(), child
         assert not metrics_dir.exists()
+
+
+def test_a_hung_process_is_killed_and_started_again(
+    workdir: Path, tmp_path: Path, stack: ExitStack
+) -> None:
+    # A stopped process sends no heartbeat; behind the shared port it would keep its share of
+    # new connections and never answer them.
+    env = {**FAST_ARGON2, "IDSERVICE_PROCESSES": str(PROCESSES)}
+    with ServerProcess(env, workdir, log_dir=tmp_path) as supervisor:
+        children = _wait_for_server_processes(supervisor)
+        _wait_for(lambda: supervisor.logs().count(") serving") == PROCESSES, "both to serve")
+        hung, other = children
+        hung.suspend()  # SIGSTOP
+        _wait_for(
+            lambda: f"(pid {hung.pid}) sent no heartbeat for" in supervisor.logs(),
+            "the supervisor to see the silence",
+            timeout=HUNG_AFTER_SECONDS + WAIT_SECONDS,
+        )
+        _wait_for(
+            lambda: (
+                f"(pid {hung.pid}) exited with signal SIGKILL; starting it again"
+                in supervisor.logs()
+            ),
+            "the hung process to be killed",
+        )
+        _wait_for(
+            lambda: (
+                len({p.pid for p in _server_processes(supervisor)} - {hung.pid, other.pid}) == 1
+            ),
+            "a new server process",
+        )
+        (replacement,) = [p for p in _server_processes(supervisor) if p.pid != other.pid]
+        _wait_for(
+            lambda: f"(pid {replacement.pid}) serving" in supervisor.logs(),
+            "the new server process to serve",
+        )
+        assert other.is_running()
+        clients = [Client(_channel(supervisor, stack)) for _ in range(CHANNELS)]
+        for client in clients:
+            assert client.verify(new_person()).verification_token
+        assert _served_connections(replacement, supervisor.port) > 0
+        _assert_clean(supervisor.logs())
+        assert supervisor.terminate() == 0, supervisor.logs()
 
 
 def test_a_killed_supervisor_takes_its_processes_with_it(workdir: Path, tmp_path: Path) -> None:

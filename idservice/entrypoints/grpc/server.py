@@ -7,6 +7,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,15 +59,27 @@ HEALTH_MAX_CONCURRENT_RPCS = 16
 
 
 class TrackedExecutor(futures.ThreadPoolExecutor):
-    """A thread pool that can wait until every task handed to it has finished."""
+    """A thread pool that can wait until every task handed to it has finished, and tell when
+    it has stalled (tasks waiting and none finishing)."""
 
-    def __init__(self, max_workers: int, thread_name_prefix: str) -> None:
+    def __init__(
+        self,
+        max_workers: int,
+        thread_name_prefix: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__(max_workers=max_workers, thread_name_prefix=thread_name_prefix)
         self._idle = threading.Condition()
         self._outstanding = 0
+        self._clock = clock
+        # When a task last finished, or the pool last went from idle to busy.
+        self._progress_at = clock()
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> futures.Future[Any]:
         with self._idle:
+            if self._outstanding == 0:
+                self._progress_at = self._clock()
             self._outstanding += 1
         try:
             return super().submit(self._run, fn, *args, **kwargs)
@@ -83,8 +96,17 @@ class TrackedExecutor(futures.ThreadPoolExecutor):
     def _finished(self) -> None:
         with self._idle:
             self._outstanding -= 1
+            self._progress_at = self._clock()
             if self._outstanding == 0:
                 self._idle.notify_all()
+
+    def stalled_for(self) -> float:
+        """Seconds for which tasks have been queued or running and none has finished (0 when
+        idle): a pool whose every thread is stuck shows here."""
+        with self._idle:
+            if self._outstanding == 0:
+                return 0.0
+            return max(self._clock() - self._progress_at, 0.0)
 
     def outstanding(self) -> int:
         """Tasks queued or running."""

@@ -1,0 +1,136 @@
+"""A server process's heartbeat: its RPC pool's progress (`TrackedExecutor.stalled_for`) and the
+beats it writes for the supervisor (`server_process.beat`)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from idservice.entrypoints.grpc.server import TrackedExecutor
+from idservice.entrypoints.server_process import beat
+from idservice.entrypoints.supervisor import HEARTBEAT
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def pool(clock: FakeClock) -> Iterator[TrackedExecutor]:
+    executor = TrackedExecutor(max_workers=1, thread_name_prefix="test", clock=clock)
+    yield executor
+    executor.shutdown(wait=True, cancel_futures=True)
+
+
+def test_an_idle_pool_is_never_stalled(pool: TrackedExecutor, clock: FakeClock) -> None:
+    clock.now += 3600
+    assert pool.stalled_for() == 0.0
+    pool.submit(lambda: None).result()
+    clock.now += 3600
+    assert pool.stalled_for() == 0.0
+
+
+def test_a_pool_with_work_and_nothing_finishing_is_stalled_since_it_last_moved(
+    pool: TrackedExecutor, clock: FakeClock
+) -> None:
+    clock.now += 3600  # idle for an hour first: that does not count
+    release = threading.Event()
+    stuck = pool.submit(release.wait)
+    assert pool.stalled_for() == 0.0
+    clock.now += 30
+    queued = pool.submit(lambda: None)  # waits behind the stuck task
+    assert pool.stalled_for() == 30.0
+    clock.now += 45
+    assert pool.stalled_for() == 75.0
+    release.set()
+    stuck.result(5)
+    queued.result(5)
+    assert pool.stalled_for() == 0.0
+
+
+def test_a_finished_task_resets_the_stall_while_others_run(
+    clock: FakeClock,
+) -> None:
+    executor = TrackedExecutor(max_workers=2, thread_name_prefix="test", clock=clock)
+    release = threading.Event()
+    try:
+        long_one = executor.submit(release.wait)
+        clock.now += 50
+        executor.submit(lambda: None).result(5)
+        assert executor.stalled_for() == 0.0
+        clock.now += 10
+        assert executor.stalled_for() == 10.0
+    finally:
+        release.set()
+        long_one.result(5)
+        executor.shutdown(wait=True)
+
+
+def _beats(read_fd: int) -> bytes:
+    os.set_blocking(read_fd, False)
+    try:
+        return os.read(read_fd, 4096)
+    except BlockingIOError:
+        return b""
+
+
+def test_beats_go_out_while_the_pool_moves_and_stop_while_it_is_stalled(
+    pool: TrackedExecutor, clock: FakeClock
+) -> None:
+    read_fd, write_fd = os.pipe()
+    stop = threading.Event()
+    heart = threading.Thread(
+        target=beat, args=(write_fd, pool, stop), kwargs={"every": 0.01, "stalled_after": 60.0}
+    )
+    heart.start()
+    release = threading.Event()
+    try:
+        threading.Event().wait(0.2)
+        assert set(_beats(read_fd)) == set(HEARTBEAT)  # idle: it beats
+        stuck = pool.submit(release.wait)
+        clock.now += 59
+        threading.Event().wait(0.2)
+        assert _beats(read_fd)  # busy, not yet stalled: it beats
+        clock.now += 2
+        threading.Event().wait(0.2)
+        _beats(read_fd)  # a beat may have been on its way
+        threading.Event().wait(0.2)
+        assert _beats(read_fd) == b""  # stalled for 61 s: silent
+        release.set()
+        stuck.result(5)
+        threading.Event().wait(0.2)
+        assert _beats(read_fd)  # moving again: it beats again
+    finally:
+        release.set()
+        stop.set()
+        heart.join(5)
+        os.close(read_fd)
+        os.close(write_fd)
+    assert not heart.is_alive()
+
+
+def test_a_full_pipe_or_a_gone_supervisor_does_not_stop_the_process(
+    pool: TrackedExecutor,
+) -> None:
+    read_fd, write_fd = os.pipe()
+    stop = threading.Event()
+    heart = threading.Thread(target=beat, args=(write_fd, pool, stop), kwargs={"every": 0.001})
+    heart.start()
+    threading.Event().wait(0.3)  # nobody reads: the pipe may fill, the writes are dropped
+    assert heart.is_alive()
+    os.close(read_fd)  # the reader is gone: the next write fails and the heart stops quietly
+    heart.join(5)
+    assert not heart.is_alive()
+    os.close(write_fd)
