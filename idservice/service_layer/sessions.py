@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from typing import Protocol
 
 from idservice.domain import events
 from idservice.domain.accounts import Account
@@ -67,9 +68,19 @@ def start_session(
     return _issue_tokens(tx, account, session, now=now, tokens=tokens, cipher=cipher)
 
 
+class _TokenHolder(Protocol):
+    """What tokens are made for: an `Account`, or the `TokenSubject` a refresh reads."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def birth_date(self) -> date: ...
+
+
 def _issue_tokens(
     tx: UnitOfWork,
-    account: Account,
+    account: _TokenHolder,
     session: Session,
     *,
     now: datetime,
@@ -99,7 +110,7 @@ class _PreparedTokens:
 
 
 def _prepare_tokens(
-    account: Account,
+    account: _TokenHolder,
     session: Session,
     *,
     now: datetime,
@@ -160,7 +171,7 @@ def refresh_session(
     token_hash = _refresh_hash(cmd.refresh_token, cipher)
     now = clock()
     with uow(readonly=True) as tx:
-        found = tx.sessions.find_refresh_with_account(token_hash)
+        found = tx.sessions.find_refresh_with_subject(token_hash)
     if found is not None:
         record, account = found
         _check_usable(record, now=now)
@@ -174,8 +185,8 @@ def refresh_session(
                     tx.commit()
                     return prepared.issued
     with uow() as tx:
-        # The account comes with the token and its session, in the same statement.
-        found = tx.sessions.find_refresh_with_account(token_hash)
+        # The account's standing comes with the token and its session, in the same statement.
+        found = tx.sessions.find_refresh_with_subject(token_hash)
         if found is None:
             raise refresh_token_invalid()
         record, account = found

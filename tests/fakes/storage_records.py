@@ -18,6 +18,7 @@ from idservice.service_layer.ports import (
     IdempotentResult,
     RefreshRecord,
     StoredVerification,
+    TokenSubject,
     UniqueViolation,
 )
 from tests.fakes.storage_accounts import loaded_account
@@ -101,13 +102,16 @@ class FakeSessionRepository:
         session = copy.deepcopy(state.sessions[token.session_id].session)
         return RefreshRecord(session=session, expires_at=token.expires_at, used_at=token.used_at)
 
-    def find_refresh_with_account(
+    def find_refresh_with_subject(
         self, token_hash: str
-    ) -> tuple[RefreshRecord, Account | None] | None:
+    ) -> tuple[RefreshRecord, TokenSubject | None] | None:
         record = self.find_refresh(token_hash)
         if record is None:
             return None
-        return record, self._live_account(record.session.account_id)
+        account = self._live_account(record.session.account_id)
+        if account is None:
+            return record, None
+        return record, TokenSubject(account.id, account.status, account.birth_date)
 
     def mark_refresh_used(self, token_hash: str, *, now: datetime) -> bool:
         state = self._access.write()

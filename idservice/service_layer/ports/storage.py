@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import Protocol, Self
 
-from idservice.domain.accounts import Account, Consents
+from idservice.domain.accounts import Account, AccountStatus, Consents
 from idservice.domain.identity import VerifiedPerson
 from idservice.domain.lockout import LockoutPolicy, LoginGate
 from idservice.domain.sessions import RevokeReason, Session
@@ -42,6 +42,16 @@ class RefreshRecord:
     session: Session
     expires_at: datetime
     used_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSubject:
+    """What a session's next tokens need of its account: who it is, whether it may sign in, and
+    its birth date (the access token's age band). Nothing else personal is read for it."""
+
+    id: str
+    status: AccountStatus
+    birth_date: date
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,10 +196,11 @@ class SessionRepository(Protocol):
 
     def find_refresh(self, token_hash: str) -> RefreshRecord | None: ...
 
-    def find_refresh_with_account(
+    def find_refresh_with_subject(
         self, token_hash: str
-    ) -> tuple[RefreshRecord, Account | None] | None:
-        """`find_refresh` and, in the same read, the session's account (None once gone)."""
+    ) -> tuple[RefreshRecord, TokenSubject | None] | None:
+        """`find_refresh` and, in the same read, what the next tokens need of the session's
+        account (None once the account is gone)."""
 
     def mark_refresh_used(self, token_hash: str, *, now: datetime) -> bool:
         """Use a refresh token once while its session is live (not revoked, not expired);

@@ -12,13 +12,15 @@ from idservice.adapters.db import tables as t
 from idservice.adapters.db.repositories.account_rows import (
     ACCOUNT_COLUMNS,
     CONSENT_COLUMNS,
+    SUBJECT_COLUMNS,
     consents_from_row,
     first_account,
+    subject_from_row,
     with_sns,
 )
 from idservice.domain.accounts import Account, Consents
 from idservice.domain.sessions import RevokeReason, Session
-from idservice.service_layer.ports import RefreshRecord
+from idservice.service_layer.ports import RefreshRecord, TokenSubject
 
 # Session columns under their own names where a statement also reads the account's columns.
 _PREFIX = "session_"
@@ -51,16 +53,14 @@ _FIND_REFRESH = (
     .join_from(t.refresh_tokens, t.sessions, t.sessions.c.id == t.refresh_tokens.c.session_id)
     .where(t.refresh_tokens.c.token_hash == bindparam("token_hash"))
 )
-_FIND_REFRESH_WITH_ACCOUNT = (
-    select(*_REFRESH_COLUMNS, *_SESSION_COLUMNS, *ACCOUNT_COLUMNS)
+_FIND_REFRESH_WITH_SUBJECT = (
+    select(*_REFRESH_COLUMNS, *_SESSION_COLUMNS, *SUBJECT_COLUMNS)
     .select_from(
-        with_sns(
-            t.refresh_tokens.join(
-                t.sessions, t.sessions.c.id == t.refresh_tokens.c.session_id
-            ).outerjoin(
-                t.accounts,
-                (t.accounts.c.id == t.sessions.c.account_id) & t.accounts.c.withdrawn_at.is_(None),
-            )
+        t.refresh_tokens.join(
+            t.sessions, t.sessions.c.id == t.refresh_tokens.c.session_id
+        ).outerjoin(
+            t.accounts,
+            (t.accounts.c.id == t.sessions.c.account_id) & t.accounts.c.withdrawn_at.is_(None),
         )
     )
     .where(t.refresh_tokens.c.token_hash == bindparam("token_hash"))
@@ -165,14 +165,17 @@ class SqlSessionRepository:
         row = self._c.execute(_FIND_REFRESH, {"token_hash": token_hash}).first()
         return None if row is None else _refresh_record(row._mapping)
 
-    def find_refresh_with_account(
+    def find_refresh_with_subject(
         self, token_hash: str
-    ) -> tuple[RefreshRecord, Account | None] | None:
-        """One statement: the refresh token, its session and the session's live account."""
-        rows = self._c.execute(_FIND_REFRESH_WITH_ACCOUNT, {"token_hash": token_hash}).all()
-        if not rows:
+    ) -> tuple[RefreshRecord, TokenSubject | None] | None:
+        """One statement: the refresh token, its session and what the next tokens need of the
+        session's live account (its birth date the one column decrypted)."""
+        row = self._c.execute(_FIND_REFRESH_WITH_SUBJECT, {"token_hash": token_hash}).first()
+        if row is None:
             return None
-        return _refresh_record(rows[0]._mapping), first_account(rows, self._cipher)
+        m = row._mapping
+        subject = None if m["id"] is None else subject_from_row(m, self._cipher)
+        return _refresh_record(m), subject
 
     def mark_refresh_used(self, token_hash: str, *, now: datetime) -> bool:
         """Use a refresh token once while its session is live; False when another call used it
