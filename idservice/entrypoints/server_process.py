@@ -72,14 +72,19 @@ def serve_one(settings: Settings, args: argparse.Namespace) -> int:
     except BaseException:
         os.close(args.ready_fd)
         raise
+    # Heartbeats go on through the drain (finishing calls is progress), until the process ends.
+    done = threading.Event()
     heart = threading.Thread(
-        target=beat, args=(args.ready_fd, running.executor, stop), name="heartbeat", daemon=True
+        target=beat, args=(args.ready_fd, running.executor, done), name="heartbeat", daemon=True
     )
     heart.start()
-    stop.wait()
-    heart.join()
-    os.close(args.ready_fd)
-    running.stop(settings.shutdown_grace.total_seconds())
+    try:
+        stop.wait()
+        running.stop(settings.shutdown_grace.total_seconds())
+    finally:
+        done.set()
+        heart.join()
+        os.close(args.ready_fd)
     log.info("server process %d (pid %d) stopped", index, os.getpid())
     return 0
 
