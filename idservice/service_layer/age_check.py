@@ -9,7 +9,7 @@ from idservice.domain.age import AgePolicy, parse_birth_date, parse_date, seoul_
 from idservice.domain.age import check_age as decide_age
 from idservice.domain.errors import FieldViolation, ValidationFailed, invalid
 from idservice.service_layer import verification
-from idservice.service_layer.auth import authenticated_account
+from idservice.service_layer.auth import authenticated_standing
 from idservice.service_layer.ports import Clock, SecretsCipher, TokenIssuer, UnitOfWorkFactory
 from idservice.service_layer.use_cases import Command
 
@@ -46,7 +46,7 @@ def check_age(
     now = clock()
     today = parse_date(cmd.as_of, field="as_of") if cmd.as_of else seoul_today(now)
     if cmd.access_token is not None:
-        account = authenticated_account(cmd.access_token, tokens=tokens, uow=uow, clock=clock)
+        account = authenticated_standing(cmd.access_token, tokens=tokens, uow=uow, clock=clock)
         birth, verified = account.birth_date, account.identity_verified
     elif cmd.verification_token is not None:
         person = verification.peek(cmd.verification_token, now=now, uow=uow, cipher=cipher)

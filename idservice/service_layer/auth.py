@@ -11,6 +11,7 @@ from idservice.domain.sessions import Session
 from idservice.service_layer.call_context import identify
 from idservice.service_layer.ports import (
     AccessClaims,
+    AccountStanding,
     Clock,
     TokenIssuer,
     UnitOfWork,
@@ -92,3 +93,20 @@ def authenticated_account(
     if account is None:
         raise account_gone()
     return account
+
+
+def authenticated_standing(
+    access_token: str, *, tokens: TokenIssuer, uow: UnitOfWorkFactory, clock: Clock
+) -> AccountStanding:
+    """`authenticated_account` for a call that needs only the account's standing (its birth
+    date the one personal field read)."""
+    now = clock()
+    claims = tokens.verify(access_token, now=now)
+    with uow(readonly=True) as tx:
+        found = tx.sessions.get_with_standing(claims.session_id)
+    session, standing = found if found is not None else (None, None)
+    check_live(session, claims, now=now)
+    identify(claims.account_id)
+    if standing is None:
+        raise account_gone()
+    return standing

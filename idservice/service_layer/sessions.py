@@ -69,7 +69,7 @@ def start_session(
 
 
 class _TokenHolder(Protocol):
-    """What tokens are made for: an `Account`, or the `TokenSubject` a refresh reads."""
+    """What tokens are made for: an `Account`, or the `AccountStanding` a refresh reads."""
 
     @property
     def id(self) -> str: ...
@@ -171,7 +171,7 @@ def refresh_session(
     token_hash = _refresh_hash(cmd.refresh_token, cipher)
     now = clock()
     with uow(readonly=True) as tx:
-        found = tx.sessions.find_refresh_with_subject(token_hash)
+        found = tx.sessions.find_refresh_with_standing(token_hash)
     if found is not None:
         record, account = found
         _check_usable(record, now=now)
@@ -186,7 +186,7 @@ def refresh_session(
                     return prepared.issued
     with uow() as tx:
         # The account's standing comes with the token and its session, in the same statement.
-        found = tx.sessions.find_refresh_with_subject(token_hash)
+        found = tx.sessions.find_refresh_with_standing(token_hash)
         if found is None:
             raise refresh_token_invalid()
         record, account = found

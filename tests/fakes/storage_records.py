@@ -15,10 +15,10 @@ from idservice.domain.accounts import Account, Consents
 from idservice.domain.identity import VerifiedPerson
 from idservice.domain.sessions import RevokeReason, Session
 from idservice.service_layer.ports import (
+    AccountStanding,
     IdempotentResult,
     RefreshRecord,
     StoredVerification,
-    TokenSubject,
     UniqueViolation,
 )
 from tests.fakes.storage_accounts import loaded_account
@@ -102,16 +102,25 @@ class FakeSessionRepository:
         session = copy.deepcopy(state.sessions[token.session_id].session)
         return RefreshRecord(session=session, expires_at=token.expires_at, used_at=token.used_at)
 
-    def find_refresh_with_subject(
+    def find_refresh_with_standing(
         self, token_hash: str
-    ) -> tuple[RefreshRecord, TokenSubject | None] | None:
+    ) -> tuple[RefreshRecord, AccountStanding | None] | None:
         record = self.find_refresh(token_hash)
         if record is None:
             return None
-        account = self._live_account(record.session.account_id)
+        return record, self._standing(record.session.account_id)
+
+    def get_with_standing(self, session_id: str) -> tuple[Session, AccountStanding | None] | None:
+        session = self.get(session_id)
+        return None if session is None else (session, self._standing(session.account_id))
+
+    def _standing(self, account_id: str) -> AccountStanding | None:
+        account = self._live_account(account_id)
         if account is None:
-            return record, None
-        return record, TokenSubject(account.id, account.status, account.birth_date)
+            return None
+        return AccountStanding(
+            account.id, account.status, account.birth_date, account.identity_verified
+        )
 
     def mark_refresh_used(self, token_hash: str, *, now: datetime) -> bool:
         state = self._access.write()

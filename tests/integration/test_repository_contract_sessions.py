@@ -14,7 +14,7 @@ from idservice.domain.ids import new_id
 from idservice.domain.lockout import ATTEMPT_IN_FLIGHT_TTL, LockoutPolicy, LoginGate
 from idservice.domain.sessions import RevokeReason, Session
 from idservice.domain.sns import SnsProvider
-from idservice.service_layer.ports import SnsLink, TokenSubject, UnitOfWorkFactory
+from idservice.service_layer.ports import AccountStanding, SnsLink, UnitOfWorkFactory
 from tests.support.postgres import PostgresCluster
 from tests.support.records import NOW, make_account, make_session
 from tests.support.repository_backends import BACKENDS, Backend, open_backend
@@ -180,13 +180,15 @@ def test_a_session_reads_with_its_account_and_sns_providers(backend: Backend) ->
             bare_session,
             tx.accounts.get(bare.id),
         )
-        found = tx.sessions.find_refresh_with_subject(f"rt-{session.id}")
-        assert found == (
-            tx.sessions.find_refresh(f"rt-{session.id}"),
-            TokenSubject(expected.id, expected.status, expected.birth_date),
+        standing = AccountStanding(
+            expected.id, expected.status, expected.birth_date, expected.identity_verified
         )
+        found = tx.sessions.find_refresh_with_standing(f"rt-{session.id}")
+        assert found == (tx.sessions.find_refresh(f"rt-{session.id}"), standing)
+        assert tx.sessions.get_with_standing(session.id) == (session, standing)
+        assert tx.sessions.get_with_standing("no-such-session") is None
         assert tx.sessions.get_with_account("no-such-session") is None
-        assert tx.sessions.find_refresh_with_subject("rt-unknown") is None
+        assert tx.sessions.find_refresh_with_standing("rt-unknown") is None
         assert tx.sessions.get_with_consents(session.id) == (session, expected.consents)
         assert tx.sessions.get_with_consents("no-such-session") is None
 
@@ -332,4 +334,5 @@ def test_a_withdrawn_account_leaves_no_session_to_read(backend: Backend) -> None
     with backend.uow(readonly=True) as tx:
         assert tx.sessions.get_with_account(session.id) is None
         assert tx.sessions.get_with_consents(session.id) is None
-        assert tx.sessions.find_refresh_with_subject(f"rt-{session.id}") is None
+        assert tx.sessions.get_with_standing(session.id) is None
+        assert tx.sessions.find_refresh_with_standing(f"rt-{session.id}") is None

@@ -43,6 +43,7 @@ from idservice.service_layer.ports.security import (
 )
 from idservice.service_layer.ports.storage import (
     AccountRepository,
+    AccountStanding,
     IdempotencyRepository,
     IdempotentResult,
     RefreshRecord,
@@ -52,7 +53,6 @@ from idservice.service_layer.ports.storage import (
     SnsLink,
     StoredTicket,
     StoredVerification,
-    TokenSubject,
     UniqueViolation,
     UnitOfWork,
     UnitOfWorkFactory,
@@ -65,6 +65,7 @@ Clock = Callable[[], datetime]
 __all__ = [
     "AccessClaims",
     "AccountRepository",
+    "AccountStanding",
     "AttemptCounterRepository",
     "AttemptGate",
     "Clock",
@@ -99,7 +100,6 @@ __all__ = [
     "StoredVerification",
     "TokenIssuer",
     "TokenPurpose",
-    "TokenSubject",
     "UniqueViolation",
     "UnitOfWork",
     "UnitOfWorkFactory",

@@ -45,13 +45,15 @@ class RefreshRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class TokenSubject:
-    """What a session's next tokens need of its account: who it is, whether it may sign in, and
-    its birth date (the access token's age band). Nothing else personal is read for it."""
+class AccountStanding:
+    """An account's standing without its personal data: who it is, whether it may sign in, its
+    birth date (an access token's age band, an age check) and whether it was verified. Only the
+    birth date is decrypted to read it."""
 
     id: str
     status: AccountStatus
     birth_date: date
+    identity_verified: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +189,10 @@ class SessionRepository(Protocol):
     def get_with_account(self, session_id: str) -> tuple[Session, Account | None] | None:
         """The session and, in the same read, its account (None once the account is gone)."""
 
+    def get_with_standing(self, session_id: str) -> tuple[Session, AccountStanding | None] | None:
+        """The session and, in the same read, its account's standing (None once the account is
+        gone)."""
+
     def get_with_consents(self, session_id: str) -> tuple[Session, Consents | None] | None:
         """The session and, in the same read, its account's choices (None once the account is
         gone), without reading any personal data (introspection)."""
@@ -196,11 +202,11 @@ class SessionRepository(Protocol):
 
     def find_refresh(self, token_hash: str) -> RefreshRecord | None: ...
 
-    def find_refresh_with_subject(
+    def find_refresh_with_standing(
         self, token_hash: str
-    ) -> tuple[RefreshRecord, TokenSubject | None] | None:
-        """`find_refresh` and, in the same read, what the next tokens need of the session's
-        account (None once the account is gone)."""
+    ) -> tuple[RefreshRecord, AccountStanding | None] | None:
+        """`find_refresh` and, in the same read, the standing of the session's account (None
+        once the account is gone): what its next tokens need."""
 
     def mark_refresh_used(self, token_hash: str, *, now: datetime) -> bool:
         """Use a refresh token once while its session is live (not revoked, not expired);

@@ -13,7 +13,7 @@ from idservice.adapters.crypto import FieldCipher
 from idservice.adapters.db import encrypted_columns as ec
 from idservice.adapters.db import tables as t
 from idservice.domain.accounts import Account, AccountStatus, Consents
-from idservice.service_layer.ports import TokenSubject
+from idservice.service_layer.ports import AccountStanding
 
 # An account is read with its SNS providers in one statement: the account's columns and one
 # linked provider per row (one row with a NULL provider when it has none).
@@ -46,8 +46,10 @@ ACCOUNT_COLUMNS = (
     *(t.accounts.c[name] for name in _READ),
     t.sns_identities.c.provider.label(SNS_PROVIDER),
 )
-# Only what `subject_from_row` reads: who, may they sign in, and the birth date (one decryption).
-SUBJECT_COLUMNS = tuple(t.accounts.c[name] for name in ("id", "status", "birth_date_ct"))
+# Only what `standing_from_row` reads (one decryption: the birth date).
+STANDING_COLUMNS = tuple(
+    t.accounts.c[name] for name in ("id", "status", "birth_date_ct", "identity_verified")
+)
 # Only what `consents_from_row` reads: the account's choices, no personal data (introspection).
 CONSENT_COLUMNS = tuple(
     t.accounts.c[name]
@@ -70,12 +72,16 @@ def with_sns(accounts: Any) -> Any:
     return accounts.outerjoin(t.sns_identities, t.sns_identities.c.account_id == t.accounts.c.id)
 
 
-def subject_from_row(r: Any, cipher: FieldCipher) -> TokenSubject:
-    """A `TokenSubject` from a row mapping with `SUBJECT_COLUMNS` (the birth date decrypted)."""
+def standing_from_row(r: Any, cipher: FieldCipher) -> AccountStanding:
+    """An `AccountStanding` from a row mapping with `STANDING_COLUMNS` (the birth date
+    decrypted)."""
     account_id: str = r["id"]
     birth = ec.ACCOUNT_BIRTH_DATE.decrypt(cipher, account_id, r["birth_date_ct"])
-    return TokenSubject(
-        id=account_id, status=AccountStatus(r["status"]), birth_date=date.fromisoformat(birth)
+    return AccountStanding(
+        id=account_id,
+        status=AccountStatus(r["status"]),
+        birth_date=date.fromisoformat(birth),
+        identity_verified=bool(r["identity_verified"]),
     )
 
 

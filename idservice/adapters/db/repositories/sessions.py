@@ -12,15 +12,15 @@ from idservice.adapters.db import tables as t
 from idservice.adapters.db.repositories.account_rows import (
     ACCOUNT_COLUMNS,
     CONSENT_COLUMNS,
-    SUBJECT_COLUMNS,
+    STANDING_COLUMNS,
     consents_from_row,
     first_account,
-    subject_from_row,
+    standing_from_row,
     with_sns,
 )
 from idservice.domain.accounts import Account, Consents
 from idservice.domain.sessions import RevokeReason, Session
-from idservice.service_layer.ports import RefreshRecord, TokenSubject
+from idservice.service_layer.ports import AccountStanding, RefreshRecord
 
 # Session columns under their own names where a statement also reads the account's columns.
 _PREFIX = "session_"
@@ -39,6 +39,11 @@ _GET_WITH_ACCOUNT = (
     .select_from(_SESSION_ACCOUNT)
     .where(t.sessions.c.id == bindparam("session_id"))
 )
+_GET_WITH_STANDING = (
+    select(*_SESSION_COLUMNS, *STANDING_COLUMNS)
+    .select_from(_SESSION_LIVE_ACCOUNT)
+    .where(t.sessions.c.id == bindparam("session_id"))
+)
 _GET_WITH_CONSENTS = (
     select(*_SESSION_COLUMNS, *CONSENT_COLUMNS)
     .select_from(_SESSION_LIVE_ACCOUNT)
@@ -54,7 +59,7 @@ _FIND_REFRESH = (
     .where(t.refresh_tokens.c.token_hash == bindparam("token_hash"))
 )
 _FIND_REFRESH_WITH_SUBJECT = (
-    select(*_REFRESH_COLUMNS, *_SESSION_COLUMNS, *SUBJECT_COLUMNS)
+    select(*_REFRESH_COLUMNS, *_SESSION_COLUMNS, *STANDING_COLUMNS)
     .select_from(
         t.refresh_tokens.join(
             t.sessions, t.sessions.c.id == t.refresh_tokens.c.session_id
@@ -149,6 +154,15 @@ class SqlSessionRepository:
             return None
         return _session(rows[0]._mapping, _PREFIX), first_account(rows, self._cipher)
 
+    def get_with_standing(self, session_id: str) -> tuple[Session, AccountStanding | None] | None:
+        """One statement: the session and its live account's standing (one column decrypted)."""
+        row = self._c.execute(_GET_WITH_STANDING, {"session_id": session_id}).first()
+        if row is None:
+            return None
+        m = row._mapping
+        standing = None if m["id"] is None else standing_from_row(m, self._cipher)
+        return _session(m, _PREFIX), standing
+
     def get_with_consents(self, session_id: str) -> tuple[Session, Consents | None] | None:
         """One statement: the session and its live account's choices, no personal column."""
         row = self._c.execute(_GET_WITH_CONSENTS, {"session_id": session_id}).first()
@@ -165,16 +179,16 @@ class SqlSessionRepository:
         row = self._c.execute(_FIND_REFRESH, {"token_hash": token_hash}).first()
         return None if row is None else _refresh_record(row._mapping)
 
-    def find_refresh_with_subject(
+    def find_refresh_with_standing(
         self, token_hash: str
-    ) -> tuple[RefreshRecord, TokenSubject | None] | None:
+    ) -> tuple[RefreshRecord, AccountStanding | None] | None:
         """One statement: the refresh token, its session and what the next tokens need of the
         session's live account (its birth date the one column decrypted)."""
         row = self._c.execute(_FIND_REFRESH_WITH_SUBJECT, {"token_hash": token_hash}).first()
         if row is None:
             return None
         m = row._mapping
-        subject = None if m["id"] is None else subject_from_row(m, self._cipher)
+        subject = None if m["id"] is None else standing_from_row(m, self._cipher)
         return _refresh_record(m), subject
 
     def mark_refresh_used(self, token_hash: str, *, now: datetime) -> bool:
