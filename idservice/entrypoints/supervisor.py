@@ -75,6 +75,9 @@ HEARTBEAT = b"."
 HEARTBEAT_SECONDS = 1.0
 STALLED_AFTER_SECONDS = 60.0
 HUNG_AFTER_SECONDS = 15.0
+# A supervisor that itself did not run for this long (the container paused, the machine
+# stalled) cannot tell silence from its own absence: it gives every process a fresh start.
+SUPERVISOR_PAUSED_SECONDS = 5.0
 # prctl(2) option: the signal a process gets when the thread that started it dies.
 PR_SET_PDEATHSIG = 1
 
@@ -103,6 +106,8 @@ class Slot:
     beat_at: float = 0.0
     # Killed for want of a heartbeat (the kill is not repeated while it dies).
     hung: bool = False
+    # When the process closed its pipe (it ends its drain then, and exits).
+    closed_at: float | None = None
     deaths_in_a_row: int = 0
     startup_failures: int = 0
     restart_at: float | None = None
@@ -178,6 +183,7 @@ class Supervisor:
         self.health_address = ""
         self.metrics_dir: Path | None = None
         self.metrics: MultiprocessMetrics | None = None
+        self._last_look = 0.0
 
     def run(self) -> int:
         # In a process of its own: the migrations and the key check need the database layer,
@@ -299,11 +305,16 @@ class Supervisor:
         slot.ready_fd = read_fd
         slot.ready = False
         slot.hung = False
+        slot.closed_at = None
         slot.restart_at = None
         log.info("started server process %d (pid %d)", slot.index, slot.pid)
 
     def _look_after_children(self) -> None:
         now = time.monotonic()
+        if self._last_look and now - self._last_look >= SUPERVISOR_PAUSED_SECONDS:
+            for slot in self.slots:
+                slot.beat_at = now
+        self._last_look = now
         for slot in self.slots:
             if slot.restart_at is not None:
                 if now >= slot.restart_at:
@@ -316,7 +327,7 @@ class Supervisor:
             code = slot.process.poll()
             if code is not None:
                 self._died(slot, code, now)
-            elif slot.ready and slot.ready_fd is not None and not slot.hung:
+            elif slot.ready and not slot.hung:
                 self._kill_if_hung(slot, now)
 
     def _read_pipe(self, slot: Slot, now: float) -> None:
@@ -326,8 +337,9 @@ class Supervisor:
                 data = os.read(slot.ready_fd, 4096)
             except BlockingIOError:
                 return
-            if not data:  # the process closed it: it is exiting
+            if not data:  # the process closed it: its drain is over and it exits
                 slot.close_pipe()
+                slot.closed_at = now
                 return
             slot.beat_at = now
             if not slot.ready:
@@ -338,18 +350,32 @@ class Supervisor:
                 log.info("server process %d (pid %d) serving", slot.index, slot.pid)
 
     def _kill_if_hung(self, slot: Slot, now: float) -> None:
-        silent = now - slot.beat_at
-        if silent < HUNG_AFTER_SECONDS:
-            return
         assert slot.process is not None
-        log.error(
-            "server process %d (pid %d) sent no heartbeat for %.0fs (stopped, stuck, or no RPC "
-            "finished for %.0fs): killing it",
-            slot.index,
-            slot.pid,
-            silent,
-            STALLED_AFTER_SECONDS,
-        )
+        if slot.closed_at is not None:
+            # It closed its pipe at the end of a drain of its own (a SIGTERM sent to it alone):
+            # it exits at once, unless something holds it up.
+            if now - slot.closed_at < SHUTDOWN_MARGIN_SECONDS:
+                return
+            log.error(
+                "server process %d (pid %d) still running %.0fs after its drain: killing it",
+                slot.index,
+                slot.pid,
+                now - slot.closed_at,
+            )
+        elif slot.ready_fd is None:
+            return  # its pipe said something we do not understand: its exit will tell
+        else:
+            silent = now - slot.beat_at
+            if silent < HUNG_AFTER_SECONDS:
+                return
+            log.error(
+                "server process %d (pid %d) sent no heartbeat for %.0fs (stopped, stuck, or "
+                "every RPC thread busy with none finishing for %.0fs): killing it",
+                slot.index,
+                slot.pid,
+                silent,
+                STALLED_AFTER_SECONDS,
+            )
         slot.hung = True
         with contextlib.suppress(ProcessLookupError):
             slot.process.kill()

@@ -9,6 +9,7 @@ it straight to the driver from the `begin` event, so it is counted from that eve
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,15 +30,17 @@ R = TypeVar("R")
 
 
 @contextmanager
-def statements_of_this_thread() -> Iterator[list[str]]:
+def statements_of_this_thread(*, whole: bool = False) -> Iterator[list[str]]:
     """The SQL statements any engine runs on the calling thread while the block runs (the
-    server's other threads, such as the connection-log writer, are not counted)."""
+    server's other threads, such as the connection-log writer, are not counted): their first
+    word, or with `whole` their text."""
     seen: list[str] = []
     me = threading.get_ident()
 
     def before_cursor_execute(*args: Any) -> None:
         if threading.get_ident() == me:
-            seen.append(str(args[2]).split(None, 1)[0].upper())
+            text = str(args[2])
+            seen.append(text if whole else text.split(None, 1)[0].upper())
 
     def begin(conn: Any) -> None:
         readonly = conn.get_execution_options().get("readonly")
@@ -101,6 +104,33 @@ def test_a_refresh_is_one_read_and_two_writes(app: App, signed_up: tuple[str, st
     # write holds SQLite's lock only for the rotation); the token marked used while its
     # session is live; the next token.
     assert seen == ["SELECT", *begin, "UPDATE", "INSERT"]
+
+
+PERSONAL_COLUMN = re.compile(r"\b(\w+_ct)\b")
+
+
+def personal_columns(call: Callable[[], object]) -> set[str]:
+    """The encrypted (`*_ct`) columns the call's statements name."""
+    call()
+    with statements_of_this_thread(whole=True) as seen:
+        call()
+    return {name for text in seen for name in PERSONAL_COLUMN.findall(text)}
+
+
+def test_the_hot_reads_take_no_personal_column_they_do_not_need(
+    app: App, signed_up: tuple[str, str, str]
+) -> None:
+    _, access_token, refresh_token = signed_up
+    tokens = [refresh_token]
+
+    def refresh() -> None:
+        tokens.append(app.handle(RefreshSession(refresh_token=tokens[-1])).refresh_token)
+
+    assert personal_columns(lambda: app.handle(IntrospectToken(access_token=access_token))) == set()
+    # The age of the account, and the age band of the next access token: the birth date only.
+    check_age = CheckAge(policy=AgePolicy.KR_ADULT, access_token=access_token)
+    assert personal_columns(lambda: app.handle(check_age)) == {"birth_date_ct"}
+    assert personal_columns(refresh) == {"birth_date_ct"}
 
 
 def test_a_revoked_session_is_seen_at_once(app: App, signed_up: tuple[str, str, str]) -> None:

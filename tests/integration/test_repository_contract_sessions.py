@@ -336,3 +336,12 @@ def test_a_withdrawn_account_leaves_no_session_to_read(backend: Backend) -> None
         assert tx.sessions.get_with_consents(session.id) is None
         assert tx.sessions.get_with_standing(session.id) is None
         assert tx.sessions.find_refresh_with_standing(f"rt-{session.id}") is None
+    # A session that outlives its account's withdrawal (one written in the same instant) reads
+    # without the account: the reads take live accounts only.
+    late = add_session(backend.uow, account.id)
+    with backend.uow(readonly=True) as tx:
+        assert tx.sessions.get_with_account(late.id) == (late, None)
+        assert tx.sessions.get_with_consents(late.id) == (late, None)
+        assert tx.sessions.get_with_standing(late.id) == (late, None)
+        found = tx.sessions.find_refresh_with_standing(f"rt-{late.id}")
+        assert found == (tx.sessions.find_refresh(f"rt-{late.id}"), None)

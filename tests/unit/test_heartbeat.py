@@ -42,17 +42,18 @@ def test_an_idle_pool_is_never_stalled(pool: TrackedExecutor, clock: FakeClock) 
     assert pool.stalled_for() == 0.0
 
 
-def test_a_pool_with_work_and_nothing_finishing_is_stalled_since_it_last_moved(
+def test_a_pool_with_every_thread_busy_and_tasks_queued_is_stalled_since_they_queued(
     pool: TrackedExecutor, clock: FakeClock
 ) -> None:
-    clock.now += 3600  # idle for an hour first: that does not count
     release = threading.Event()
-    stuck = pool.submit(release.wait)
+    stuck = pool.submit(release.wait)  # the one thread is busy: not a stall yet
+    clock.now += 3600  # one long task for an hour: still not a stall
     assert pool.stalled_for() == 0.0
-    clock.now += 30
-    queued = pool.submit(lambda: None)  # waits behind the stuck task
-    assert pool.stalled_for() == 30.0
+    queued = pool.submit(lambda: None)  # waits behind it: the stall starts now
+    assert pool.stalled_for() == 0.0
     clock.now += 45
+    assert pool.stalled_for() == 45.0
+    clock.now += 30
     assert pool.stalled_for() == 75.0
     release.set()
     stuck.result(5)
@@ -60,21 +61,48 @@ def test_a_pool_with_work_and_nothing_finishing_is_stalled_since_it_last_moved(
     assert pool.stalled_for() == 0.0
 
 
-def test_a_finished_task_resets_the_stall_while_others_run(
-    clock: FakeClock,
-) -> None:
+def test_long_tasks_beside_free_threads_are_no_stall(clock: FakeClock) -> None:
     executor = TrackedExecutor(max_workers=2, thread_name_prefix="test", clock=clock)
     release = threading.Event()
     try:
-        long_one = executor.submit(release.wait)
-        clock.now += 50
-        executor.submit(lambda: None).result(5)
+        long_one = executor.submit(release.wait)  # a reflection stream, a long lock wait
+        clock.now += 600
         assert executor.stalled_for() == 0.0
-        clock.now += 10
-        assert executor.stalled_for() == 10.0
+        executor.submit(lambda: None).result(5)  # the other thread serves
+        clock.now += 600
+        assert executor.stalled_for() == 0.0
     finally:
         release.set()
         long_one.result(5)
+        executor.shutdown(wait=True)
+
+
+def test_a_finished_task_restarts_the_stall_clock(clock: FakeClock) -> None:
+    executor = TrackedExecutor(max_workers=2, thread_name_prefix="test", clock=clock)
+    first, second = threading.Event(), threading.Event()
+    try:
+        a = executor.submit(first.wait)
+        executor.submit(second.wait)
+        queued = executor.submit(lambda: None)
+        clock.now += 50
+        assert executor.stalled_for() == 50.0
+        first.set()
+        a.result(5)
+        queued.result(5)  # a thread came free and took it
+        assert executor.stalled_for() == 0.0
+        c = executor.submit(first.wait)  # already set: finishes
+        c.result(5)
+        held = threading.Event()
+        d = executor.submit(held.wait)
+        e = executor.submit(lambda: None)  # both threads busy again, one queued
+        clock.now += 10
+        assert executor.stalled_for() == 10.0
+        held.set()
+        d.result(5)
+        e.result(5)
+    finally:
+        first.set()
+        second.set()
         executor.shutdown(wait=True)
 
 
@@ -100,9 +128,10 @@ def test_beats_go_out_while_the_pool_moves_and_stop_while_it_is_stalled(
         threading.Event().wait(0.2)
         assert set(_beats(read_fd)) == set(HEARTBEAT)  # idle: it beats
         stuck = pool.submit(release.wait)
+        queued = pool.submit(lambda: None)  # behind the stuck one: the stall starts
         clock.now += 59
         threading.Event().wait(0.2)
-        assert _beats(read_fd)  # busy, not yet stalled: it beats
+        assert _beats(read_fd)  # not yet stalled for long: it beats
         clock.now += 2
         threading.Event().wait(0.2)
         _beats(read_fd)  # a beat may have been on its way
@@ -110,6 +139,7 @@ def test_beats_go_out_while_the_pool_moves_and_stop_while_it_is_stalled(
         assert _beats(read_fd) == b""  # stalled for 61 s: silent
         release.set()
         stuck.result(5)
+        queued.result(5)
         threading.Event().wait(0.2)
         assert _beats(read_fd)  # moving again: it beats again
     finally:

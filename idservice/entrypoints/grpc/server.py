@@ -60,7 +60,7 @@ HEALTH_MAX_CONCURRENT_RPCS = 16
 
 class TrackedExecutor(futures.ThreadPoolExecutor):
     """A thread pool that can wait until every task handed to it has finished, and tell when
-    it has stalled (tasks waiting and none finishing)."""
+    it has stalled: every thread busy, tasks queued behind them, and none finishing."""
 
     def __init__(
         self,
@@ -72,14 +72,15 @@ class TrackedExecutor(futures.ThreadPoolExecutor):
         super().__init__(max_workers=max_workers, thread_name_prefix=thread_name_prefix)
         self._idle = threading.Condition()
         self._outstanding = 0
+        self._thread_count = max_workers
         self._clock = clock
-        # When a task last finished, or the pool last went from idle to busy.
+        # When a task last finished, or tasks last began to queue behind busy threads.
         self._progress_at = clock()
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> futures.Future[Any]:
         with self._idle:
-            if self._outstanding == 0:
-                self._progress_at = self._clock()
+            if self._outstanding == self._thread_count:
+                self._progress_at = self._clock()  # the first task to wait for a thread
             self._outstanding += 1
         try:
             return super().submit(self._run, fn, *args, **kwargs)
@@ -101,10 +102,11 @@ class TrackedExecutor(futures.ThreadPoolExecutor):
                 self._idle.notify_all()
 
     def stalled_for(self) -> float:
-        """Seconds for which tasks have been queued or running and none has finished (0 when
-        idle): a pool whose every thread is stuck shows here."""
+        """Seconds for which every thread has been busy with tasks queued behind them and none
+        has finished (0 while a thread is free): a pool whose every thread is stuck. One long
+        task, or a few, while other threads serve is not a stall."""
         with self._idle:
-            if self._outstanding == 0:
+            if self._outstanding <= self._thread_count:
                 return 0.0
             return max(self._clock() - self._progress_at, 0.0)
 

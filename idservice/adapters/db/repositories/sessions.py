@@ -58,7 +58,7 @@ _FIND_REFRESH = (
     .join_from(t.refresh_tokens, t.sessions, t.sessions.c.id == t.refresh_tokens.c.session_id)
     .where(t.refresh_tokens.c.token_hash == bindparam("token_hash"))
 )
-_FIND_REFRESH_WITH_SUBJECT = (
+_FIND_REFRESH_WITH_STANDING = (
     select(*_REFRESH_COLUMNS, *_SESSION_COLUMNS, *STANDING_COLUMNS)
     .select_from(
         t.refresh_tokens.join(
@@ -184,12 +184,12 @@ class SqlSessionRepository:
     ) -> tuple[RefreshRecord, AccountStanding | None] | None:
         """One statement: the refresh token, its session and what the next tokens need of the
         session's live account (its birth date the one column decrypted)."""
-        row = self._c.execute(_FIND_REFRESH_WITH_SUBJECT, {"token_hash": token_hash}).first()
+        row = self._c.execute(_FIND_REFRESH_WITH_STANDING, {"token_hash": token_hash}).first()
         if row is None:
             return None
         m = row._mapping
-        subject = None if m["id"] is None else standing_from_row(m, self._cipher)
-        return _refresh_record(m), subject
+        standing = None if m["id"] is None else standing_from_row(m, self._cipher)
+        return _refresh_record(m), standing
 
     def mark_refresh_used(self, token_hash: str, *, now: datetime) -> bool:
         """Use a refresh token once while its session is live; False when another call used it
