@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from sqlalchemy import Engine, text
 
+from idservice.adapters import trace_context
 from idservice.adapters.crypto import (
     DEV_RING_FILENAME,
     FieldCipher,
@@ -227,6 +228,12 @@ def build_sns_providers(settings: Settings) -> dict[SnsProvider, SnsIdentityProv
             client_secret=settings.kakao_client_secret,
         )
     return providers
+
+
+def propagate_traces() -> None:
+    """Outgoing HTTP calls carry the current API call's trace from now on (called once the
+    OpenTelemetry SDK is set up; adapters/trace_context.py)."""
+    trace_context.enable()
 
 
 def build_event_sink(settings: Settings) -> EventSink:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import httpx
 
+from idservice.adapters.trace_context import EVENT_HOOKS
 from idservice.service_layer.ports import DeliveryFailed, EventSink
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,9 @@ class WebhookSink(EventSink):
 
     def _new_client(self) -> httpx.Client:
         # Redirects are not followed: a signed event goes only where it was configured to go.
-        return httpx.Client(timeout=self._timeout / 2, follow_redirects=False)
+        return httpx.Client(
+            timeout=self._timeout / 2, follow_redirects=False, event_hooks=EVENT_HOOKS
+        )
 
     def __repr__(self) -> str:
         return "WebhookSink()"  # the URL may carry a token in its query

@@ -18,8 +18,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from idservice.v1 import auth_pb2
+from idservice.v1 import auth_pb2, identity_pb2
 from tests.fakes.otlp import OtlpCollectorStandIn, ReceivedSpan
+from tests.fakes.portone import PortOneStandIn
 from tests.support.client import Client, failure_of
 from tests.support.json_logs import log_lines
 from tests.support.server_process import ServerProcess
@@ -147,6 +148,55 @@ def test_spans_reach_the_collector_in_the_callers_trace(tmp_path: Path) -> None:
     # With spans exported, a call without a valid traceparent logs its new trace's id.
     for request_id in ("untraced-jwks-call", "malformed-trace-call", "zero-trace-call"):
         assert line_of(lines, request_id)["trace_id"] in {span.trace_id for span in others}
+
+
+def portone_call(channel: grpc.Channel, header: str | None) -> None:
+    """CompleteVerification of an id PortOne does not know (the stand-in answers 404)."""
+    metadata: tuple[tuple[str, str | bytes], ...] = (("x-request-id", "traced-portone-call"),)
+    if header is not None:
+        metadata += (("traceparent", header),)
+    request = identity_pb2.CompleteVerificationRequest(
+        provider=identity_pb2.VERIFICATION_PROVIDER_PORTONE, verification_id="iv-unknown"
+    )
+    with pytest.raises(grpc.RpcError):
+        channel.unary_unary(
+            "/idservice.v1.IdentityService/CompleteVerification",
+            request_serializer=identity_pb2.CompleteVerificationRequest.SerializeToString,
+            response_deserializer=identity_pb2.CompleteVerificationResponse.FromString,
+        )(request, metadata=metadata, timeout=30)
+
+
+@pytest.mark.parametrize("traced", [True, False], ids=["tracing-on", "tracing-off"])
+def test_calls_to_portone_carry_the_api_calls_trace(tmp_path: Path, traced: bool) -> None:
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    header, trace_id, _ = traceparent()
+    with OtlpCollectorStandIn() as collector, PortOneStandIn(secret="s3cret") as portone:
+        env = {
+            **FAST_ARGON2,
+            **NO_OTEL,
+            "IDSERVICE_IDENTITY_PROVIDER": "portone",
+            "IDSERVICE_PORTONE_API_SECRET": "s3cret",
+            "IDSERVICE_PORTONE_API_BASE": portone.base_url,
+        }
+        if traced:
+            env |= {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
+                "OTEL_BSP_SCHEDULE_DELAY": "100",
+            }
+        with ServerProcess(env, workdir, log_dir=tmp_path) as server:
+            with server.channel() as channel:
+                portone_call(channel, header)
+            if traced:
+                (span,) = collector.wait_for_spans(1)
+            assert server.terminate() == 0, server.logs()
+        (request,) = portone.requests
+    if not traced:
+        assert "traceparent" not in request.headers
+        return
+    # The call to PortOne is a child of the API call's span, in the caller's trace.
+    assert span.trace_id == trace_id
+    assert request.headers["traceparent"] == f"00-{trace_id}-{span.span_id}-01"
 
 
 def assert_nothing_personal(span: ReceivedSpan) -> None:

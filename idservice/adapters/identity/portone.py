@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import httpx
 
+from idservice.adapters.trace_context import EVENT_HOOKS
 from idservice.domain.errors import DomainError, Reason
 from idservice.domain.identity import (
     InvalidVerifiedPersonError,
@@ -86,7 +87,7 @@ class PortOneIdentityProvider(IdentityProvider):
         self._store_id = store_id or None
         self._owns_client = client is None
         # One client for the provider's lifetime so connections (and TLS sessions) are reused.
-        self._client = client if client is not None else httpx.Client()
+        self._client = client if client is not None else httpx.Client(event_hooks=EVENT_HOOKS)
         self._max_attempts = max_attempts
         self._backoff_base = backoff_base
 

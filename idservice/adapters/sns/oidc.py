@@ -31,6 +31,7 @@ from idservice.adapters.sns.http import (
     token_invalid,
     unavailable,
 )
+from idservice.adapters.trace_context import EVENT_HOOKS
 from idservice.domain.errors import DomainError
 from idservice.domain.sns import SnsProfile, SnsProvider
 from idservice.service_layer.ports import SnsCredential, SnsIdentityProvider
@@ -101,7 +102,7 @@ class OidcProvider(SnsIdentityProvider):
         self.settings = settings
         self.provider = settings.provider
         self._clock = clock
-        self._http = httpx.Client(follow_redirects=False)
+        self._http = httpx.Client(follow_redirects=False, event_hooks=EVENT_HOOKS)
         self._lock = threading.Lock()
         self._discovery: _Cached | None = None
         self._jwks: _Cached | None = None

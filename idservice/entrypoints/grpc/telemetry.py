@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from idservice.bootstrap import propagate_traces
 from idservice.config import ConfigError
 from idservice.entrypoints.grpc import tracing
 
@@ -108,6 +109,7 @@ def server_interceptors(api_prefixes: tuple[str, ...]) -> tuple[_ServerIntercept
         return trace.format_trace_id(context.trace_id) if context.is_valid else None
 
     tracing.use_span_trace_ids(current_trace_id)
+    propagate_traces()  # outgoing HTTP calls carry the call's trace
 
     def is_api_call(details: grpc.HandlerCallDetails) -> bool:
         return str(getattr(details, "method", "") or "").startswith(api_prefixes)
