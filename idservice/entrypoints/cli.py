@@ -21,7 +21,7 @@ from idservice.config import ConfigError, Settings
 from idservice.domain.errors import DomainError
 from idservice.domain.instants import utc_text
 from idservice.entrypoints.logs import configure_logging
-from idservice.entrypoints.supervisor import add_server_process_arguments
+from idservice.entrypoints.server_process import add_server_process_arguments
 
 if TYPE_CHECKING:
     from idservice.service_layer.dispatch import OutboxListing

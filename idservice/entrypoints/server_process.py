@@ -11,20 +11,10 @@ import os
 import signal
 import threading
 from types import FrameType
-from typing import TYPE_CHECKING
 
 from idservice.config import Settings
-from idservice.entrypoints.supervisor import (
-    HEARTBEAT,
-    HEARTBEAT_SECONDS,
-    PR_SET_PDEATHSIG,
-    PURGING_PROCESS,
-    READY,
-    STALLED_AFTER_SECONDS,
-)
-
-if TYPE_CHECKING:
-    from idservice.entrypoints.grpc.server import TrackedExecutor
+from idservice.entrypoints.heartbeat import READY, beat
+from idservice.entrypoints.supervisor import PR_SET_PDEATHSIG, PURGING_PROCESS
 
 log = logging.getLogger("idservice")
 
@@ -89,34 +79,11 @@ def serve_one(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def beat(
-    fd: int,
-    executor: TrackedExecutor,
-    stop: threading.Event,
-    *,
-    every: float = HEARTBEAT_SECONDS,
-    stalled_after: float = STALLED_AFTER_SECONDS,
-) -> None:
-    """Write a heartbeat on `fd` every `every` seconds until `stop`, except while `executor`
-    has had work and finished none for `stalled_after` seconds: the supervisor then kills and
-    restarts this process (a heartbeat that cannot be written is dropped)."""
-    os.set_blocking(fd, False)
-    reported = False
-    while not stop.wait(every):
-        stalled = executor.stalled_for()
-        if stalled >= stalled_after:
-            if not reported:
-                log.error(
-                    "no RPC has finished for %.0fs while calls wait: heartbeats stop, so the "
-                    "supervisor restarts this process",
-                    stalled,
-                )
-                reported = True
-            continue
-        reported = False
-        try:
-            os.write(fd, HEARTBEAT)
-        except BlockingIOError:
-            pass  # the supervisor has not read the last ones yet: it knows we are alive
-        except OSError:
-            return  # the supervisor is gone; its death signal stops this process
+def add_server_process_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options the supervisor starts a server process with (hidden from --help)."""
+    parser.add_argument("--server-process", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--prepare-database", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--server-address", help=argparse.SUPPRESS)
+    parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--health-address", help=argparse.SUPPRESS)

@@ -10,11 +10,10 @@ connections over them. The supervisor serves no RPC.
 
 - A server process that dies is started again after a short backoff; one that keeps dying
   before it serves (a bad certificate, say) makes the supervisor give up with a non-zero exit.
-- A server process that hangs is killed and started again. Once serving, each sends a
-  heartbeat on its pipe every `HEARTBEAT_SECONDS`, and stops sending when its RPC threads have
-  had work and finished none for `STALLED_AFTER_SECONDS` (every thread stuck). No heartbeat
-  for `HUNG_AFTER_SECONDS` (a stopped process, an interpreter stuck holding its lock, a stalled
-  pool) and the supervisor kills it: it would otherwise keep its share of new connections.
+- A server process that hangs is killed and started again: once serving, each sends a
+  heartbeat every second, and none while its RPC pool is stalled (every thread busy, calls
+  queued, none finishing for a minute); one silent for 15 s is killed (heartbeat.py, both
+  sides). A hung process would otherwise keep its share of new connections.
 - SIGTERM/SIGINT: every server process drains (`RunningServer.stop`); the supervisor exits 0
   once all have stopped, and kills any still running IDSERVICE_SHUTDOWN_GRACE plus
   `SHUTDOWN_MARGIN_SECONDS` later.
@@ -31,7 +30,6 @@ connections over them. The supervisor serves no RPC.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
@@ -49,6 +47,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from idservice.config import ConfigError, Settings
+from idservice.entrypoints.heartbeat import SUPERVISOR_PAUSED_SECONDS, kill_if_hung, take_messages
 
 if TYPE_CHECKING:
     from idservice.entrypoints.grpc.metrics import MultiprocessMetrics
@@ -67,17 +66,6 @@ MAX_STARTUP_FAILURES = 5
 # A server process stops within IDSERVICE_SHUTDOWN_GRACE plus the time its handlers need to
 # settle and its app to close (server.py: HANDLER_SETTLE_SECONDS); past this margin it is killed.
 SHUTDOWN_MARGIN_SECONDS = 10.0
-# What a server process writes on its pipe once it serves, and then every HEARTBEAT_SECONDS
-# while it is not stalled (its RPC threads have had work and finished none for
-# STALLED_AFTER_SECONDS). A serving process silent for HUNG_AFTER_SECONDS is killed.
-READY = b"ready"
-HEARTBEAT = b"."
-HEARTBEAT_SECONDS = 1.0
-STALLED_AFTER_SECONDS = 60.0
-HUNG_AFTER_SECONDS = 15.0
-# A supervisor that itself did not run for this long (the container paused, the machine
-# stalled) cannot tell silence from its own absence: it gives every process a fresh start.
-SUPERVISOR_PAUSED_SECONDS = 5.0
 # prctl(2) option: the signal a process gets when the thread that started it dies.
 PR_SET_PDEATHSIG = 1
 
@@ -320,7 +308,7 @@ class Supervisor:
                 if now >= slot.restart_at:
                     self._start(slot)
                 continue
-            self._read_pipe(slot, now)
+            take_messages(slot, now)
             if slot.ready and slot.deaths_in_a_row and now - slot.ready_at >= STABLE_SECONDS:
                 slot.deaths_in_a_row = 0
             assert slot.process is not None
@@ -328,57 +316,7 @@ class Supervisor:
             if code is not None:
                 self._died(slot, code, now)
             elif slot.ready and not slot.hung:
-                self._kill_if_hung(slot, now)
-
-    def _read_pipe(self, slot: Slot, now: float) -> None:
-        """Take the readiness message and the heartbeats the server process has sent."""
-        while slot.ready_fd is not None:
-            try:
-                data = os.read(slot.ready_fd, 4096)
-            except BlockingIOError:
-                return
-            if not data:  # the process closed it: its drain is over and it exits
-                slot.close_pipe()
-                slot.closed_at = now
-                return
-            slot.beat_at = now
-            if not slot.ready:
-                if not data.startswith(READY):
-                    slot.close_pipe()  # not ours to understand: the exit will tell
-                    return
-                slot.ready, slot.ready_at, slot.startup_failures = True, now, 0
-                log.info("server process %d (pid %d) serving", slot.index, slot.pid)
-
-    def _kill_if_hung(self, slot: Slot, now: float) -> None:
-        assert slot.process is not None
-        if slot.closed_at is not None:
-            # It closed its pipe at the end of a drain of its own (a SIGTERM sent to it alone):
-            # it exits at once, unless something holds it up.
-            if now - slot.closed_at < SHUTDOWN_MARGIN_SECONDS:
-                return
-            log.error(
-                "server process %d (pid %d) still running %.0fs after its drain: killing it",
-                slot.index,
-                slot.pid,
-                now - slot.closed_at,
-            )
-        elif slot.ready_fd is None:
-            return  # its pipe said something we do not understand: its exit will tell
-        else:
-            silent = now - slot.beat_at
-            if silent < HUNG_AFTER_SECONDS:
-                return
-            log.error(
-                "server process %d (pid %d) sent no heartbeat for %.0fs (stopped, stuck, or "
-                "every RPC thread busy with none finishing for %.0fs): killing it",
-                slot.index,
-                slot.pid,
-                silent,
-                STALLED_AFTER_SECONDS,
-            )
-        slot.hung = True
-        with contextlib.suppress(ProcessLookupError):
-            slot.process.kill()
+                kill_if_hung(slot, now, exit_margin=SHUTDOWN_MARGIN_SECONDS)
 
     def _died(self, slot: Slot, code: int, now: float) -> None:
         slot.close_pipe()
@@ -456,16 +394,3 @@ class Supervisor:
 def supervise(settings: Settings) -> int:
     """`idservice serve` with IDSERVICE_PROCESSES of 2 or more; returns the exit code."""
     return Supervisor(settings).run()
-
-
-# ----------------------------------------------------------------- a server process
-
-
-def add_server_process_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options the supervisor starts a server process with (hidden from --help)."""
-    parser.add_argument("--server-process", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--prepare-database", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--server-address", help=argparse.SUPPRESS)
-    parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--health-address", help=argparse.SUPPRESS)

@@ -25,7 +25,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from idservice.adapters.crypto import KeyRing
-from idservice.entrypoints.supervisor import HUNG_AFTER_SECONDS
+from idservice.entrypoints.heartbeat import HUNG_AFTER_SECONDS
 from idservice.v1 import account_pb2, auth_pb2
 from tests.fakes.webhook import WebhookStandIn
 from tests.support.client import Client, RpcFailure, decode, new_person

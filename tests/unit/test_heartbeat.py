@@ -10,8 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from idservice.entrypoints.grpc.server import TrackedExecutor
-from idservice.entrypoints.server_process import beat
-from idservice.entrypoints.supervisor import HEARTBEAT
+from idservice.entrypoints.heartbeat import HEARTBEAT, beat
 
 
 class FakeClock:

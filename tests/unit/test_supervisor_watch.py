@@ -12,15 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from idservice.entrypoints.supervisor import (
+from idservice.entrypoints.heartbeat import (
     HEARTBEAT,
     HUNG_AFTER_SECONDS,
     READY,
-    SHUTDOWN_MARGIN_SECONDS,
     SUPERVISOR_PAUSED_SECONDS,
-    Slot,
-    Supervisor,
 )
+from idservice.entrypoints.supervisor import SHUTDOWN_MARGIN_SECONDS, Slot, Supervisor
 from tests.conftest import make_settings
 
 
