@@ -22,6 +22,7 @@ from idservice.domain.errors import DomainError
 from idservice.domain.instants import utc_text
 from idservice.entrypoints.logs import configure_logging
 from idservice.entrypoints.server_process import add_server_process_arguments
+from idservice.entrypoints.signals import wait_for_signal
 
 if TYPE_CHECKING:
     from idservice.service_layer.dispatch import OutboxListing
@@ -102,7 +103,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             running.health_port,
         )
     stop = _stop_on_signals("draining")
-    stop.wait()
+    wait_for_signal(stop)
     running.stop(settings.shutdown_grace.total_seconds())
     log.info("stopped")
     return 0

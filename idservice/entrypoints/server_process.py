@@ -14,6 +14,7 @@ from types import FrameType
 
 from idservice.config import Settings
 from idservice.entrypoints.heartbeat import READY, beat
+from idservice.entrypoints.signals import wait_for_signal
 from idservice.entrypoints.supervisor import PR_SET_PDEATHSIG, PURGING_PROCESS
 
 log = logging.getLogger("idservice")
@@ -69,7 +70,7 @@ def serve_one(settings: Settings, args: argparse.Namespace) -> int:
     )
     heart.start()
     try:
-        stop.wait()
+        wait_for_signal(stop)
         running.stop(settings.shutdown_grace.total_seconds())
     finally:
         done.set()
