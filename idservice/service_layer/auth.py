@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from idservice.domain.accounts import Account
 from idservice.domain.errors import DomainError, Reason
@@ -17,6 +19,8 @@ from idservice.service_layer.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
+
+T = TypeVar("T")
 
 # Longest bearer token we look at; anything larger is not ours.
 MAX_TOKEN_LENGTH = 8192
@@ -83,16 +87,13 @@ def authenticated_account(
 ) -> Account:
     """The bearer's account, read with its session in one statement: the session is checked
     live on every call (nothing about it is kept between calls)."""
-    now = clock()
-    claims = tokens.verify(access_token, now=now)
-    with uow(readonly=True) as tx:
-        found = tx.sessions.get_with_account(claims.session_id)
-    session, account = found if found is not None else (None, None)
-    check_live(session, claims, now=now)
-    identify(claims.account_id)
-    if account is None:
-        raise account_gone()
-    return account
+    return _authenticated(
+        access_token,
+        lambda tx, session_id: tx.sessions.get_with_account(session_id),
+        tokens=tokens,
+        uow=uow,
+        clock=clock,
+    )
 
 
 def authenticated_standing(
@@ -100,13 +101,32 @@ def authenticated_standing(
 ) -> AccountStanding:
     """`authenticated_account` for a call that needs only the account's standing (its birth
     date the one personal field read)."""
+    return _authenticated(
+        access_token,
+        lambda tx, session_id: tx.sessions.get_with_standing(session_id),
+        tokens=tokens,
+        uow=uow,
+        clock=clock,
+    )
+
+
+def _authenticated(
+    access_token: str,
+    read: Callable[[UnitOfWork, str], tuple[Session, T | None] | None],
+    *,
+    tokens: TokenIssuer,
+    uow: UnitOfWorkFactory,
+    clock: Clock,
+) -> T:
+    """The token verified, then `read` of its session and what goes with it, in one statement;
+    TOKEN_INVALID unless the session is live and the account still there."""
     now = clock()
     claims = tokens.verify(access_token, now=now)
     with uow(readonly=True) as tx:
-        found = tx.sessions.get_with_standing(claims.session_id)
-    session, standing = found if found is not None else (None, None)
+        found = read(tx, claims.session_id)
+    session, what = found if found is not None else (None, None)
     check_live(session, claims, now=now)
     identify(claims.account_id)
-    if standing is None:
+    if what is None:
         raise account_gone()
-    return standing
+    return what

@@ -18,20 +18,8 @@ from idservice.service_layer.ports import AccountStanding
 # An account is read with its SNS providers in one statement: the account's columns and one
 # linked provider per row (one row with a NULL provider when it has none).
 SNS_PROVIDER = "sns_provider"
-# Only what `account_from_row` reads (each column read is a conversion per call).
-_READ = (
-    "id",
-    "status",
-    "email_ct",
-    "name_ct",
-    "phone_ct",
-    "birth_date_ct",
-    "identity_verified",
-    "ci_ct",
-    "di_ct",
-    "password_hash",
-    "failed_logins",
-    "locked_until",
+# The account's choices (`consents_from_row`): no personal data.
+_CONSENTS = (
     "terms_version",
     "privacy_policy_version",
     "terms_accepted_at",
@@ -40,31 +28,30 @@ _READ = (
     "processing_suspended",
     "third_party_opt_in",
     "third_party_updated_at",
+)
+# Who the account is and its standing (`standing_from_row`: one decryption, the birth date).
+_STANDING = ("id", "status", "birth_date_ct", "identity_verified")
+# Only what `account_from_row` reads (each column read is a conversion per call).
+_READ = (
+    *_STANDING,
+    "email_ct",
+    "name_ct",
+    "phone_ct",
+    "ci_ct",
+    "di_ct",
+    "password_hash",
+    "failed_logins",
+    "locked_until",
+    *_CONSENTS,
     "created_at",
 )
 ACCOUNT_COLUMNS = (
     *(t.accounts.c[name] for name in _READ),
     t.sns_identities.c.provider.label(SNS_PROVIDER),
 )
-# Only what `standing_from_row` reads (one decryption: the birth date).
-STANDING_COLUMNS = tuple(
-    t.accounts.c[name] for name in ("id", "status", "birth_date_ct", "identity_verified")
-)
-# Only what `consents_from_row` reads: the account's choices, no personal data (introspection).
-CONSENT_COLUMNS = tuple(
-    t.accounts.c[name]
-    for name in (
-        "id",
-        "terms_version",
-        "privacy_policy_version",
-        "terms_accepted_at",
-        "marketing_opt_in",
-        "marketing_updated_at",
-        "processing_suspended",
-        "third_party_opt_in",
-        "third_party_updated_at",
-    )
-)
+STANDING_COLUMNS = tuple(t.accounts.c[name] for name in _STANDING)
+# With the id, so a row says whether the outer join found a live account.
+CONSENT_COLUMNS = tuple(t.accounts.c[name] for name in ("id", *_CONSENTS))
 
 
 def with_sns(accounts: Any) -> Any:
@@ -72,10 +59,12 @@ def with_sns(accounts: Any) -> Any:
     return accounts.outerjoin(t.sns_identities, t.sns_identities.c.account_id == t.accounts.c.id)
 
 
-def standing_from_row(r: Any, cipher: FieldCipher) -> AccountStanding:
-    """An `AccountStanding` from a row mapping with `STANDING_COLUMNS` (the birth date
-    decrypted)."""
-    account_id: str = r["id"]
+def standing_from_row(r: Any, cipher: FieldCipher) -> AccountStanding | None:
+    """The `AccountStanding` of a row mapping with `STANDING_COLUMNS` (the birth date
+    decrypted); None when the row's outer join found no live account."""
+    account_id: str | None = r["id"]
+    if account_id is None:
+        return None
     birth = ec.ACCOUNT_BIRTH_DATE.decrypt(cipher, account_id, r["birth_date_ct"])
     return AccountStanding(
         id=account_id,

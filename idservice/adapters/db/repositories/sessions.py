@@ -160,8 +160,7 @@ class SqlSessionRepository:
         if row is None:
             return None
         m = row._mapping
-        standing = None if m["id"] is None else standing_from_row(m, self._cipher)
-        return _session(m, _PREFIX), standing
+        return _session(m, _PREFIX), standing_from_row(m, self._cipher)
 
     def get_with_consents(self, session_id: str) -> tuple[Session, Consents | None] | None:
         """One statement: the session and its live account's choices, no personal column."""
@@ -188,8 +187,7 @@ class SqlSessionRepository:
         if row is None:
             return None
         m = row._mapping
-        standing = None if m["id"] is None else standing_from_row(m, self._cipher)
-        return _refresh_record(m), standing
+        return _refresh_record(m), standing_from_row(m, self._cipher)
 
     def mark_refresh_used(self, token_hash: str, *, now: datetime) -> bool:
         """Use a refresh token once while its session is live; False when another call used it
