@@ -29,7 +29,7 @@ from idservice.service_layer.ports import (
 )
 from idservice.service_layer.sessions import IssuedSession, start_session
 from idservice.service_layer.use_cases import Command
-from idservice.service_layer.validation import email_lookup_key, normalize_email
+from idservice.service_layer.validation import login_email_key
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -102,17 +102,17 @@ def _login(
     policy: Policy,
 ) -> IssuedSession:
     try:
-        key = email_lookup_key(normalize_email(cmd.email))
+        key = login_email_key(cmd.email)
     except DomainError:
         hasher.burn(cmd.password)
         raise invalid_credentials() from None
     with uow(readonly=True) as tx:
-        account = tx.accounts.get_by_email(key)
+        credentials = tx.accounts.credentials_by_email(key)
     verify = partial(counted_verify, now=now, uow=uow, hasher=hasher, lockout=policy.lockout)
-    if account is None or account.password_hash is None:
+    if credentials is None or credentials.password_hash is None:
         verify(NO_ACCOUNT_ID, None, cmd.password)
         raise invalid_credentials()
-    found, checked = account, account.password_hash
+    found, checked = credentials.standing, credentials.password_hash
 
     def open_session(tx: UnitOfWork) -> IssuedSession:
         return start_session(

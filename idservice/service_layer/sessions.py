@@ -9,7 +9,6 @@ from datetime import date, datetime
 from typing import Protocol
 
 from idservice.domain import events
-from idservice.domain.accounts import Account
 from idservice.domain.age import age_band, seoul_today
 from idservice.domain.errors import DomainError, Reason
 from idservice.domain.ids import new_id
@@ -46,9 +45,20 @@ class IssuedSession:
     refresh_token_expires_at: datetime
 
 
+class _TokenHolder(Protocol):
+    """What tokens are made for: an `Account`, or the `AccountStanding` that a
+    refresh or a password login reads."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def birth_date(self) -> date: ...
+
+
 def start_session(
     tx: UnitOfWork,
-    account: Account,
+    account: _TokenHolder,
     *,
     amr: tuple[str, ...],
     now: datetime,
@@ -66,16 +76,6 @@ def start_session(
     )
     tx.sessions.add(session)
     return _issue_tokens(tx, account, session, now=now, tokens=tokens, cipher=cipher)
-
-
-class _TokenHolder(Protocol):
-    """What tokens are made for: an `Account`, or the `AccountStanding` a refresh reads."""
-
-    @property
-    def id(self) -> str: ...
-
-    @property
-    def birth_date(self) -> date: ...
 
 
 def _issue_tokens(

@@ -48,6 +48,7 @@ from idservice.service_layer.sns_login import (
 from idservice.service_layer.use_cases import Command
 from idservice.service_layer.validation import (
     Violations,
+    check_password_length,
     email_lookup_key,
     normalize_email,
     normalize_phone,
@@ -220,7 +221,13 @@ def _read_fields(cmd: SignUp, *, today: date, policy: Policy) -> _Fields:
             if cmd.birth_date
             else None
         )
-        if cmd.password:
+        # Without a name, the verification's name is one of the person's own words: zxcvbn
+        # then scores the password once, in `_validate`, unless another field is wrong already
+        # (below: it is reported with them). Its length is checked here either way.
+        score_later = bool(cmd.password and cmd.verification_token and not cmd.name)
+        if score_later:
+            score_later = v.check(lambda: check_password_length(cmd.password), default="") != ""
+        elif cmd.password:
             v.check(lambda: validate_password(cmd.password, user_inputs=[email, name or cmd.name]))
         if not cmd.consents_given or not cmd.terms_version:
             v.add("consents.terms_version", "is required")
@@ -254,6 +261,8 @@ def _read_fields(cmd: SignUp, *, today: date, policy: Policy) -> _Fields:
                     default="",
                 ),
             )
+        if score_later and v:
+            v.check(lambda: validate_password(cmd.password, user_inputs=[email, cmd.name]))
     return _Fields(email=email, name=name, phone=phone, birth=birth, guardian=guardian)
 
 
@@ -299,7 +308,8 @@ def _validate(
                 metadata={"fields": "ci"},
             )
         if not cmd.name and cmd.password:
-            # The name came from the verification: the password must not contain it either.
+            # The name came from the verification: the password must not contain it either
+            # (`_read_fields` checked only its length).
             validate_password(cmd.password, user_inputs=[email, name])
     elif policy.require_identity_verification:
         raise DomainError(

@@ -50,6 +50,18 @@ _SCRIPTLESS: Final = frozenset({"COMMON", "INHERITED", "UNKNOWN"})
 CONFUSABLE_EMAIL_DESCRIPTION: Final = (
     "must not mix look-alike letters of different scripts (e.g. Latin and Cyrillic)"
 )
+# A plain ASCII address (dot-atom local part, hostname labels without "--", an alphabetic
+# top-level label): its lookup key is its lower case, found without email-validator (see
+# `login_email_key`). "--" is left out because an "xn--" label is punycode, which
+# email-validator turns into Unicode.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*"
+_PLAIN_ASCII_EMAIL: Final = re.compile(
+    rf"(?P<local>{_ATOM}(?:\.{_ATOM})*)@(?P<domain>(?:{_LABEL}\.)+[A-Za-z]+)", re.ASCII
+)
+# RFC 5321 §4.5.3.1.1 and §4.5.3.1.2: a local part of at most 64 octets, a label of at most 63.
+MAX_LOCAL_PART_LENGTH = 64
+MAX_LABEL_LENGTH = 63
 
 # E.164 allows 15 digits; 32 characters leaves room for "+82 (0)10-1234-5678"-style
 # punctuation while keeping the parser away from arbitrarily long input.
@@ -117,6 +129,29 @@ def normalize_email(value: str, *, field: str = "email") -> str:
     if any(_mixes_scripts_confusably(part) for part in (local, *domain.split("."))):
         raise invalid(field, CONFUSABLE_EMAIL_DESCRIPTION)
     return normalized
+
+
+def login_email_key(value: str) -> str:
+    """The lookup key of an address a person types to log in: `email_lookup_key` of
+    `normalize_email`, without email-validator's cost for a plain ASCII address.
+
+    For a plain ASCII address (`_PLAIN_ASCII_EMAIL`, within the length limits) the key is its
+    lower case: email-validator keeps an ASCII local part as typed and lowercases an ASCII
+    domain, and the key folds case (tests/unit/test_login_email_key.py checks that the two
+    agree). Such an address that email-validator would refuse (a special-use domain such as
+    `.test`) gets a key too; no account's key is the key of a refused address, so the lookup
+    finds nothing and the login fails as for an unknown address, which it is. Anything else
+    goes through `normalize_email` and may raise its `ValidationFailed`.
+    """
+    text = unicodedata.normalize(EMAIL_NORMAL_FORM, value).strip()
+    plain = _PLAIN_ASCII_EMAIL.fullmatch(text) if len(text) <= MAX_EMAIL_LENGTH else None
+    if (
+        plain is not None
+        and len(plain["local"]) <= MAX_LOCAL_PART_LENGTH
+        and all(len(label) <= MAX_LABEL_LENGTH for label in plain["domain"].split("."))
+    ):
+        return text.lower()
+    return email_lookup_key(normalize_email(value))
 
 
 def _mixes_scripts_confusably(text: str) -> bool:
@@ -195,6 +230,16 @@ def validate_name(value: str, *, field: str = "name") -> str:
     return text
 
 
+def check_password_length(password: str, *, field: str = "password") -> str:
+    """The length part of `validate_password` (8–256 code points): the password, if it holds."""
+    length = len(password)
+    if length < MIN_PASSWORD_LENGTH:
+        raise invalid(field, f"must be at least {MIN_PASSWORD_LENGTH} characters")
+    if length > MAX_PASSWORD_LENGTH:
+        raise invalid(field, f"must be at most {MAX_PASSWORD_LENGTH} characters")
+    return password
+
+
 def validate_password(
     password: str, *, user_inputs: Sequence[str], field: str = "password"
 ) -> None:
@@ -205,11 +250,7 @@ def validate_password(
     either order (`Kim Minsu` → `kim`, `minsu`, `kimminsu`, `minsukim`). Only the first 100
     characters are scored.
     """
-    length = len(password)
-    if length < MIN_PASSWORD_LENGTH:
-        raise invalid(field, f"must be at least {MIN_PASSWORD_LENGTH} characters")
-    if length > MAX_PASSWORD_LENGTH:
-        raise invalid(field, f"must be at most {MAX_PASSWORD_LENGTH} characters")
+    check_password_length(password, field=field)
     scored = password[:ZXCVBN_MAX_CHARS]
     words = _penalised_words(user_inputs)
     # zxcvbn-rs (the Rust port, through zxcvbn-rs-py): the same scoring as Dropbox's zxcvbn at a

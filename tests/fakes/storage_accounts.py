@@ -8,7 +8,7 @@ from datetime import date, datetime
 
 from idservice.domain.accounts import Account, AccountStatus, Consents
 from idservice.domain.lockout import ATTEMPT_IN_FLIGHT_TTL, LockoutPolicy, LoginGate
-from idservice.service_layer.ports import UniqueViolation
+from idservice.service_layer.ports import AccountStanding, PasswordCredentials, UniqueViolation
 from tests.fakes.storage_state import (
     AccountRow,
     FakeIntegrityError,
@@ -182,6 +182,15 @@ class FakeAccountRepository:
             if email_key and row.email_key == email_key and row.live:
                 return loaded_account(state, row)
         return None
+
+    def credentials_by_email(self, email_key: str) -> PasswordCredentials | None:
+        account = self.get_by_email(email_key)
+        if account is None:
+            return None
+        standing = AccountStanding(
+            account.id, account.status, account.birth_date, account.identity_verified
+        )
+        return PasswordCredentials(standing=standing, password_hash=account.password_hash)
 
     def find_by_identity(self, *, ci: str | None, di: str | None) -> Account | None:
         state = self._access.read()

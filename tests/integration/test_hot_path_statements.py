@@ -22,9 +22,10 @@ from idservice.bootstrap import App
 from idservice.domain.age import AgePolicy
 from idservice.domain.errors import DomainError, Reason
 from idservice.service_layer.age_check import CheckAge
+from idservice.service_layer.login import PasswordLogin
 from idservice.service_layer.profile import GetAccount
 from idservice.service_layer.sessions import IntrospectToken, Logout, RefreshSession
-from tests.support.client import Client
+from tests.support.client import STRONG_PASSWORD, Client
 
 R = TypeVar("R")
 
@@ -143,3 +144,11 @@ def test_a_revoked_session_is_seen_at_once(app: App, signed_up: tuple[str, str, 
     with pytest.raises(DomainError) as raised:
         app.handle(GetAccount(access_token=access_token))
     assert raised.value.reason is Reason.TOKEN_INVALID
+
+
+def test_a_password_login_reads_the_birth_date_only(app: App, client: Client) -> None:
+    # The hash, the standing and the birth date (the access token's age band): no other
+    # personal column is read or decrypted to log in.
+    client.sign_up(email="Reads.Little@Example.com")
+    login = PasswordLogin(email="reads.little@example.COM", password=STRONG_PASSWORD)
+    assert personal_columns(lambda: app.handle(login)) == {"birth_date_ct"}

@@ -24,7 +24,13 @@ from idservice.domain.accounts import Account, AccountStatus
 from idservice.domain.guardian_consent import ConsentRequestStatus
 from idservice.domain.sessions import Session
 from idservice.domain.sns import SnsProvider
-from idservice.service_layer.ports import SnsLink, UniqueViolation, UnitOfWorkFactory
+from idservice.service_layer.ports import (
+    AccountStanding,
+    PasswordCredentials,
+    SnsLink,
+    UniqueViolation,
+    UnitOfWorkFactory,
+)
 from tests.support.postgres import PostgresCluster
 from tests.support.records import NOW, make_account, make_consent_request, make_session, new_id
 from tests.support.repository_backends import BACKENDS, Backend, open_backend
@@ -136,6 +142,47 @@ def test_accounts_without_an_email_key_never_conflict(backend: Backend) -> None:
         tx.accounts.add(make_account(), email_key=None)
         tx.accounts.add(make_account(), email_key="")
         tx.commit()
+
+
+def test_a_password_login_reads_the_standing_and_the_hash(backend: Backend) -> None:
+    account = add_account(backend.uow, key="hong@example.com")
+    pending = add_account(
+        backend.uow,
+        make_account(status=AccountStatus.PENDING_GUARDIAN_CONSENT, password_hash="hash-2"),
+        key="child@example.com",
+    )
+    sns_only = add_account(backend.uow, make_account(password_hash=None), key="sns@example.com")
+    gone = add_account(backend.uow, key="gone@example.com")
+    with backend.uow() as tx:
+        tx.sns_identities.add(
+            SnsLink(
+                id=new_id(),
+                account_id=account.id,
+                provider=SnsProvider.KAKAO,
+                subject=f"s-{account.id}",
+                nickname="",
+                picture_url="",
+                created_at=NOW,
+                last_login_at=NOW,
+            )
+        )
+        assert tx.accounts.withdraw(gone.id, now=NOW, hold_until=NOW + timedelta(days=30))
+        tx.commit()
+    with backend.uow(readonly=True) as tx:
+        found = tx.accounts.credentials_by_email("hong@example.com")
+        assert found == PasswordCredentials(
+            AccountStanding(account.id, AccountStatus.ACTIVE, account.birth_date, True),
+            "hash-1",
+        )
+        child = tx.accounts.credentials_by_email("child@example.com")
+        assert child is not None and child.password_hash == "hash-2"
+        assert child.standing.status is AccountStatus.PENDING_GUARDIAN_CONSENT
+        sns = tx.accounts.credentials_by_email("sns@example.com")
+        assert sns is not None and sns.standing.id == sns_only.id and sns.password_hash is None
+        assert pending.id == child.standing.id
+        assert tx.accounts.credentials_by_email("gone@example.com") is None
+        assert tx.accounts.credentials_by_email("nobody@example.com") is None
+        assert tx.accounts.credentials_by_email("") is None
 
 
 @pytest.mark.parametrize("column", ["ci_index", "di_index"])

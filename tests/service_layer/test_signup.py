@@ -127,6 +127,36 @@ def test_given_values_must_match_the_verification(svc: Harness) -> None:
     assert result.account.name == "홍길동"
 
 
+def test_a_password_made_of_the_verified_name_is_refused(svc: Harness) -> None:
+    # Without a name in the request, the verification's name is the person's own word.
+    token = svc.verify(verified_person(name="Kim Minsu")).token
+    error = svc.fails(svc.signup(token, password="minsukim1990"), Reason.VALIDATION_FAILED)
+    assert [v.field for v in error.violations] == ["password"]
+    error = svc.fails(
+        svc.signup(token, password="minsukim1990", name="Kim Minsu"), Reason.VALIDATION_FAILED
+    )
+    assert [v.field for v in error.violations] == ["password"]
+    assert svc.sign_up(token, password="quiet-harbor-lantern-47").account.name == "Kim Minsu"
+
+
+def test_a_guessable_password_is_reported_with_the_other_wrong_fields(svc: Harness) -> None:
+    token = svc.verify(verified_person()).token
+    error = svc.fails(
+        svc.signup(token, password="password1234", email="not-an-address"),
+        Reason.VALIDATION_FAILED,
+    )
+    assert {v.field for v in error.violations} == {"email", "password"}
+    # A short password is reported with the rest, and before the token is looked at.
+    error = svc.fails(
+        svc.signup("no-such-token", password="short", email="not-an-address"),
+        Reason.VALIDATION_FAILED,
+    )
+    assert {v.field for v in error.violations} == {"email", "password"}
+    assert [v.description for v in error.violations if v.field == "password"] == [
+        "must be at least 8 characters"
+    ]
+
+
 def test_without_a_verification_token_identity_verification_is_required(svc: Harness) -> None:
     cmd = svc.signup(name="홍길동", phone_number="010-2345-6789", birth_date="1990-01-15")
     svc.fails(cmd, Reason.IDENTITY_VERIFICATION_REQUIRED)

@@ -57,6 +57,15 @@ class AccountStanding:
 
 
 @dataclass(frozen=True, slots=True)
+class PasswordCredentials:
+    """What a password login reads of an account: its standing and its password hash (None
+    for an account without a password). No personal field but the birth date is decrypted."""
+
+    standing: AccountStanding
+    password_hash: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class StoredVerification:
     """A completed identity verification waiting to be used once."""
 
@@ -105,6 +114,9 @@ class AccountRepository(Protocol):
         """The account; `for_update` locks its row until the transaction ends."""
 
     def get_by_email(self, email_key: str) -> Account | None: ...
+
+    def credentials_by_email(self, email_key: str) -> PasswordCredentials | None:
+        """The live account with this email key as a password login needs it."""
 
     def find_by_identity(self, *, ci: str | None, di: str | None) -> Account | None: ...
 

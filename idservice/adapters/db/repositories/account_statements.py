@@ -22,7 +22,11 @@ from sqlalchemy import (
 )
 
 from idservice.adapters.db import tables as t
-from idservice.adapters.db.repositories.account_rows import ACCOUNT_COLUMNS, with_sns
+from idservice.adapters.db.repositories.account_rows import (
+    ACCOUNT_COLUMNS,
+    STANDING_COLUMNS,
+    with_sns,
+)
 from idservice.domain.accounts import AccountStatus
 
 A = t.accounts.c
@@ -51,6 +55,10 @@ BY_EMAIL = (
     select(*ACCOUNT_COLUMNS)
     .select_from(with_sns(t.accounts))
     .where(A.email_index == bindparam("email_index"), LIVE)
+)
+# A password login's read: the standing and the hash, no SNS join, one decryption.
+CREDENTIALS_BY_EMAIL = select(*STANDING_COLUMNS, A.password_hash).where(
+    A.email_index == bindparam("email_index"), LIVE
 )
 # Parameters named after the columns fill them in.
 ADD = insert(t.accounts)

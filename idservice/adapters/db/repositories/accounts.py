@@ -18,10 +18,11 @@ from idservice.adapters.db.errors import unique_column
 from idservice.adapters.db.repositories import account_statements as q
 from idservice.adapters.db.repositories.account_rows import (
     first_account,
+    standing_from_row,
 )
 from idservice.domain.accounts import Account, Consents
 from idservice.domain.lockout import ATTEMPT_IN_FLIGHT_TTL, LockoutPolicy, LoginGate
-from idservice.service_layer.ports import UniqueViolation
+from idservice.service_layer.ports import PasswordCredentials, UniqueViolation
 
 
 class SqlAccountRepository:
@@ -163,6 +164,16 @@ class SqlAccountRepository:
         index = self.email_index(email_key)
         rows = self._c.execute(q.BY_EMAIL, {"email_index": index}).all()
         return first_account(rows, self._cipher)
+
+    def credentials_by_email(self, email_key: str) -> PasswordCredentials | None:
+        index = self.email_index(email_key)
+        row = self._c.execute(q.CREDENTIALS_BY_EMAIL, {"email_index": index}).mappings().first()
+        if row is None:
+            return None
+        standing = standing_from_row(row, self._cipher)
+        if standing is None:
+            return None
+        return PasswordCredentials(standing=standing, password_hash=row["password_hash"])
 
     def find_by_identity(self, *, ci: str | None, di: str | None) -> Account | None:
         params = self._identity_params(ci=ci, di=di)
