@@ -182,9 +182,11 @@ def peek(
 
 
 def consume(tx: UnitOfWork, token: str, *, now: datetime, cipher: SecretsCipher) -> None:
-    """Use the token inside the caller's transaction; a second use fails."""
-    stored = tx.verifications.get_by_token(_token_hash(token, cipher))
-    if stored is None or not tx.verifications.consume(stored.id, now=now):
+    """Use the token inside the caller's transaction; a second use fails. One conditional
+    UPDATE: the caller read the person with `peek` already."""
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        raise invalid_token()
+    if not tx.verifications.consume(_token_hash(token, cipher), now=now):
         raise invalid_token()
 
 

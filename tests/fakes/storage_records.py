@@ -208,9 +208,10 @@ class FakeVerificationRepository:
                 )
         return None
 
-    def consume(self, verification_id: str, *, now: datetime) -> bool:
+    def consume(self, token_hash: str, *, now: datetime) -> bool:
         now = utc(now)
-        row = self._access.write().verifications.get(verification_id)
+        rows = self._access.write().verifications.values()
+        row = next((row for row in rows if row.token_hash == token_hash), None)
         if row is None or row.consumed_at is not None or row.expires_at <= now:
             return False
         row.consumed_at, row.person = now, None

@@ -87,14 +87,61 @@ def test_a_verification_source_is_accepted_once(backend: Backend) -> None:
     assert violation.value.column == "source_hash"
 
 
+def test_a_refused_verification_leaves_the_transaction_usable(backend: Backend) -> None:
+    # A used source is refused without failing the transaction (nothing is rolled back), and
+    # the first verification stays as it was.
+    add_verification(backend.uow, "a", source="same-source")
+    with backend.uow() as tx:
+        with pytest.raises(UniqueViolation):
+            tx.verifications.add(
+                "v-b",
+                provider="sandbox",
+                source_hash="same-source",
+                token_hash="tok-b",
+                person=verified_person(),
+                now=NOW,
+                expires_at=NOW + TTL,
+            )
+        tx.verifications.add(
+            "v-c",
+            provider="sandbox",
+            source_hash="src-c",
+            token_hash="tok-c",
+            person=verified_person(),
+            now=NOW,
+            expires_at=NOW + TTL,
+        )
+        tx.commit()
+    with backend.uow(readonly=True) as tx:
+        assert tx.verifications.get_by_token("tok-b") is None
+        assert tx.verifications.get_by_token("tok-c") is not None
+        first = tx.verifications.get_by_token("tok-a")
+        assert first is not None and first.id == "v-a"
+
+
+def test_a_verification_id_or_token_taken_is_an_error_not_a_skip(backend: Backend) -> None:
+    add_verification(backend.uow, "a")
+    for verification_id, token_hash in (("v-a", "tok-new"), ("v-new", "tok-a")):
+        with backend.uow() as tx, pytest.raises(backend.integrity_error):
+            tx.verifications.add(
+                verification_id,
+                provider="sandbox",
+                source_hash=f"src-{verification_id}-{token_hash}",
+                token_hash=token_hash,
+                person=verified_person(),
+                now=NOW,
+                expires_at=NOW + TTL,
+            )
+
+
 def test_consume_uses_a_verification_once_and_drops_the_person(backend: Backend) -> None:
     add_verification(backend.uow, "a")
     add_verification(backend.uow, "late")
     with backend.uow() as tx:
-        assert tx.verifications.consume("v-a", now=NOW)
-        assert not tx.verifications.consume("v-a", now=NOW)
-        assert not tx.verifications.consume("v-late", now=NOW + TTL)  # expired
-        assert not tx.verifications.consume("v-unknown", now=NOW)
+        assert tx.verifications.consume("tok-a", now=NOW)
+        assert not tx.verifications.consume("tok-a", now=NOW)
+        assert not tx.verifications.consume("tok-late", now=NOW + TTL)  # expired
+        assert not tx.verifications.consume("tok-unknown", now=NOW)
         tx.commit()
     with backend.uow(readonly=True) as tx:
         assert tx.verifications.get_by_token("tok-a") is None
@@ -105,7 +152,7 @@ def test_purge_destroys_expired_people_but_keeps_the_replay_guard(backend: Backe
     for name in ("a", "b", "used"):
         add_verification(backend.uow, name)
     with backend.uow() as tx:
-        tx.verifications.consume("v-used", now=NOW)
+        tx.verifications.consume("tok-used", now=NOW)
         assert tx.verifications.purge_expired(now=NOW + TTL - timedelta(seconds=1)) == 0
         assert tx.verifications.purge_expired(now=NOW + TTL) == 2
         assert tx.verifications.purge_expired(now=NOW + TTL) == 0

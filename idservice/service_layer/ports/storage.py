@@ -251,8 +251,9 @@ class VerificationRepository(Protocol):
 
     def get_by_token(self, token_hash: str) -> StoredVerification | None: ...
 
-    def consume(self, verification_id: str, *, now: datetime) -> bool:
-        """Use the token once and drop the stored person; False if already used or expired."""
+    def consume(self, token_hash: str, *, now: datetime) -> bool:
+        """Use the token once and drop the stored person; False if unknown, already used or
+        expired."""
 
     def purge_expired(self, *, now: datetime) -> int: ...
 

@@ -10,7 +10,6 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     Table,
-    and_,
     bindparam,
     case,
     delete,
@@ -131,12 +130,16 @@ BY_IDENTITY = {
     for ci, di in IDENTITY_SHAPES
 }
 # The latest running hold among the re-join holds, then among withdrawn accounts' remains.
+# One statement: the latest running hold among re-join holds and among withdrawn remains.
 HOLD_UNTIL = {
-    (ci, di): tuple(
-        select(func.max(table.c.hold_until)).where(
-            and_(identity(table, ci=ci, di=di), table.c.hold_until > at("now"))
+    (ci, di): select(
+        *(
+            select(func.max(table.c.hold_until))
+            .where(identity(table, ci=ci, di=di), table.c.hold_until > at("now"))
+            .scalar_subquery()
+            .label(table.name)
+            for table in (t.rejoin_holds, t.accounts)
         )
-        for table in (t.rejoin_holds, t.accounts)
     )
     for ci, di in IDENTITY_SHAPES
 }

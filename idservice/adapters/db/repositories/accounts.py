@@ -191,11 +191,8 @@ class SqlAccountRepository:
         if not params:
             return None
         params["now"] = now
-        held = []
-        for query in q.HOLD_UNTIL[bool(ci), bool(di)]:
-            value = self._c.execute(query, params).scalar()
-            if isinstance(value, datetime):
-                held.append(value)
+        row = self._c.execute(q.HOLD_UNTIL[bool(ci), bool(di)], params).one()
+        held = [value for value in row if isinstance(value, datetime)]
         return max(held) if held else None
 
     def purge_rejoin_holds(self, *, now: datetime) -> int:

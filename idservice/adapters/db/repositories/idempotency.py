@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, bindparam, delete, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, bindparam, delete, select
 
 from idservice.adapters.crypto import FieldCipher
 from idservice.adapters.db import tables as t
 from idservice.adapters.db.encrypted_columns import IDEMPOTENT_RESPONSE
+from idservice.adapters.db.repositories.insert_new import InsertNew
 from idservice.service_layer.ports import IdempotentResult, UniqueViolation
 
 _k = t.idempotency_keys.c
@@ -23,7 +23,7 @@ _DELETE_EXPIRED_KEY = delete(t.idempotency_keys).where(
     _k.key_hash == bindparam("key"), _k.expires_at <= bindparam("now", type_=t.UtcDateTime())
 )
 # Parameters named after the columns fill them in.
-_PUT = insert(t.idempotency_keys)
+_PUT = InsertNew(t.idempotency_keys, ("key_hash",))
 
 
 class SqlIdempotencyRepository:
@@ -60,11 +60,8 @@ class SqlIdempotencyRepository:
             "created_at": now,
             "expires_at": now + ttl,
         }
-        try:
-            with self._c.begin_nested():
-                self._c.execute(_PUT, row)
-        except IntegrityError:
-            raise UniqueViolation("key_hash") from None
+        if not _PUT.execute(self._c, row):
+            raise UniqueViolation("key_hash")
 
     def purge_expired(self, *, now: datetime) -> int:
         """Delete stored responses (they hold sealed session tokens) once their key expired."""

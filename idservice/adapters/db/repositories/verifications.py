@@ -5,25 +5,24 @@ from __future__ import annotations
 import json
 from datetime import date, datetime
 
-from sqlalchemy import Connection, bindparam, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, bindparam, select, update
 
 from idservice.adapters.crypto import FieldCipher
 from idservice.adapters.db import tables as t
 from idservice.adapters.db.encrypted_columns import VERIFICATION_PERSON
-from idservice.adapters.db.errors import unique_column
+from idservice.adapters.db.repositories.insert_new import InsertNew
 from idservice.domain.identity import VerifiedPerson
 from idservice.service_layer.ports import StoredVerification, UniqueViolation
 
 _v = t.verifications.c
 # Built once, so each call hits SQLAlchemy's compiled cache without rebuilding the statement.
-# Parameters named after the columns fill them in.
-_ADD = insert(t.verifications)
+# Parameters named after the columns fill them in; a used verification (its source) is skipped.
+_ADD = InsertNew(t.verifications, ("source_hash",))
 _GET_BY_TOKEN = select(t.verifications).where(_v.token_hash == bindparam("token_hash"))
 _CONSUME = (
     update(t.verifications)
     .where(
-        _v.id == bindparam("verification_id"),
+        _v.token_hash == bindparam("token"),
         _v.consumed_at.is_(None),
         _v.expires_at > bindparam("now", type_=t.UtcDateTime()),
     )
@@ -69,13 +68,8 @@ class SqlVerificationRepository:
             "created_at": now,
             "expires_at": expires_at,
         }
-        try:
-            with self._c.begin_nested():
-                self._c.execute(_ADD, values)
-        except IntegrityError as exc:
-            if unique_column(exc, ("source_hash",)) is None:
-                raise
-            raise UniqueViolation("source_hash") from None
+        if not _ADD.execute(self._c, values):
+            raise UniqueViolation("source_hash")
 
     def get_by_token(self, token_hash: str) -> StoredVerification | None:
         row = self._c.execute(_GET_BY_TOKEN, {"token_hash": token_hash}).first()
@@ -100,9 +94,10 @@ class SqlVerificationRepository:
             consumed_at=m["consumed_at"],
         )
 
-    def consume(self, verification_id: str, *, now: datetime) -> bool:
-        """Use the token once and drop the stored person; False if already used or expired."""
-        result = self._c.execute(_CONSUME, {"verification_id": verification_id, "now": now})
+    def consume(self, token_hash: str, *, now: datetime) -> bool:
+        """Use the token once and drop the stored person; False if unknown, already used or
+        expired."""
+        result = self._c.execute(_CONSUME, {"token": token_hash, "now": now})
         return bool(result.rowcount == 1)
 
     def purge_expired(self, *, now: datetime) -> int:
