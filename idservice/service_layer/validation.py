@@ -138,10 +138,13 @@ def login_email_key(value: str) -> str:
     For a plain ASCII address (`_PLAIN_ASCII_EMAIL`, within the length limits) the key is its
     lower case: email-validator keeps an ASCII local part as typed and lowercases an ASCII
     domain, and the key folds case (tests/unit/test_login_email_key.py checks that the two
-    agree). Such an address that email-validator would refuse (a special-use domain such as
-    `.test`) gets a key too; no account's key is the key of a refused address, so the lookup
-    finds nothing and the login fails as for an unknown address, which it is. Anything else
-    goes through `normalize_email` and may raise its `ValidationFailed`.
+    agree). A plain address email-validator refuses for its domain (a special-use one such as
+    `.test`) gets a key too, which no account holds: an accepted address's key never ends in
+    such a domain, so the login fails as for an unknown address. The length limits matter:
+    case folding can lengthen a key (`ß` → `ss`), so an accepted address may have a key with a
+    label past 63 characters; typed as ASCII, that key is not plain, and email-validator
+    refuses it here as it would have. Anything else goes through `normalize_email` and may
+    raise its `ValidationFailed`.
     """
     text = unicodedata.normalize(EMAIL_NORMAL_FORM, value).strip()
     plain = _PLAIN_ASCII_EMAIL.fullmatch(text) if len(text) <= MAX_EMAIL_LENGTH else None

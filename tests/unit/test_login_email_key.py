@@ -70,6 +70,48 @@ def test_any_input_has_the_key_sign_up_stores_or_none_it_could_store(text: str) 
         assert key.isascii() and key == key.lower()
 
 
+def slow_key(address: str) -> str | None:
+    """What the login would look up through email-validator; None when it refuses."""
+    return stored_key(address)
+
+
+@st.composite
+def lengthened_by_case_folding(draw: st.DrawFn) -> str:
+    """Addresses near the length limits with `ß`, which case folding turns into `ss`: their
+    stored key is longer than the address, and may be past a limit the address is within."""
+    local = "a" * draw(st.integers(0, 40)) + "ß" * draw(st.integers(0, 40))
+    label = "b" * draw(st.integers(0, 40)) + "ß" * draw(st.integers(0, 40))
+    return f"{local or 'a'}@{label or 'b'}.de"
+
+
+@given(lengthened_by_case_folding())
+@example("x@" + "ß" * 32 + ".de")
+@example("ß" * 33 + "@example.com")
+def test_a_key_that_case_folding_lengthened_is_found_only_as_email_validator_would(
+    address: str,
+) -> None:
+    """Typing an account's stored key (plain ASCII) finds it exactly when the full check would:
+    the fast path's length limits keep out a key that is longer than sign-up allows."""
+    key = stored_key(address)
+    if key is None or not key.isascii():
+        return
+    try:
+        fast: str | None = login_email_key(key)
+    except DomainError:
+        fast = None
+    assert fast == slow_key(key)
+
+
+def test_a_label_past_63_characters_is_not_plain() -> None:
+    # `x@ßßß…ß.de` (32 of them) is a valid address whose key has a 64-letter label: typed
+    # as ASCII, that key is refused, as email-validator refuses it, and finds no account.
+    assert stored_key("x@" + "ß" * 32 + ".de") == "x@" + "s" * 64 + ".de"
+    with pytest.raises(DomainError):
+        login_email_key("x@" + "s" * 64 + ".de")
+    within = "x@" + "s" * 63 + ".de"
+    assert login_email_key(within) == stored_key(within) == within
+
+
 @pytest.mark.parametrize(
     "address",
     ["user@example.test", "user@mail.localhost", "user@example.invalid", "user@x.onion"],

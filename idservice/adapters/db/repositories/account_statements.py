@@ -129,7 +129,6 @@ BY_IDENTITY = {
     .where(identity(t.accounts, ci=ci, di=di), LIVE)
     for ci, di in IDENTITY_SHAPES
 }
-# The latest running hold among the re-join holds, then among withdrawn accounts' remains.
 # One statement: the latest running hold among re-join holds and among withdrawn remains.
 HOLD_UNTIL = {
     (ci, di): select(
