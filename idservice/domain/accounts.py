@@ -89,5 +89,42 @@ class Account:
 
     @property
     def sign_in_methods(self) -> list[str]:
-        methods = [SignInMethod.PASSWORD.value] if self.password_hash else []
-        return methods + sorted(self.sns_providers)
+        return sign_in_methods(has_password=bool(self.password_hash), sns=self.sns_providers)
+
+
+def sign_in_methods(*, has_password: bool, sns: tuple[str, ...]) -> list[str]:
+    """How an account signs in: "password" first if it has one, then its SNS providers."""
+    methods = [SignInMethod.PASSWORD.value] if has_password else []
+    return methods + sorted(sns)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountProfile:
+    """An account as its owner is shown it (GetAccount): no CI, DI or password hash is read to
+    make it."""
+
+    id: str
+    status: AccountStatus
+    email: str | None
+    name: str
+    phone_number: str
+    birth_date: date
+    identity_verified: bool
+    consents: Consents
+    created_at: datetime
+    sign_in_methods: tuple[str, ...]
+
+    @classmethod
+    def of(cls, account: Account) -> AccountProfile:
+        return cls(
+            id=account.id,
+            status=account.status,
+            email=account.email,
+            name=account.name,
+            phone_number=account.phone_number,
+            birth_date=account.birth_date,
+            identity_verified=account.identity_verified,
+            consents=account.consents,
+            created_at=account.created_at,
+            sign_in_methods=tuple(account.sign_in_methods),
+        )

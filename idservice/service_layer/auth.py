@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from idservice.domain.accounts import Account
+from idservice.domain.accounts import Account, AccountProfile
 from idservice.domain.errors import DomainError, Reason
 from idservice.domain.sessions import Session
 from idservice.service_layer.call_context import identify
@@ -82,14 +82,14 @@ def load_account(caller: Caller, *, uow: UnitOfWorkFactory) -> Account:
         return account_of(tx, caller)
 
 
-def authenticated_account(
+def authenticated_profile(
     access_token: str, *, tokens: TokenIssuer, uow: UnitOfWorkFactory, clock: Clock
-) -> Account:
-    """The bearer's account, read with its session in one statement: the session is checked
-    live on every call (nothing about it is kept between calls)."""
+) -> AccountProfile:
+    """The bearer's account as they are shown it, read with its session in one statement: the
+    session is checked live on every call (nothing about it is kept between calls)."""
     return _authenticated(
         access_token,
-        lambda tx, session_id: tx.sessions.get_with_account(session_id),
+        lambda tx, session_id: tx.sessions.get_with_profile(session_id),
         tokens=tokens,
         uow=uow,
         clock=clock,
@@ -99,7 +99,7 @@ def authenticated_account(
 def authenticated_standing(
     access_token: str, *, tokens: TokenIssuer, uow: UnitOfWorkFactory, clock: Clock
 ) -> AccountStanding:
-    """`authenticated_account` for a call that needs only the account's standing (its birth
+    """`authenticated_profile` for a call that needs only the account's standing (its birth
     date the one personal field read)."""
     return _authenticated(
         access_token,

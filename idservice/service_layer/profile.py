@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from idservice.domain.accounts import Account
+from idservice.domain.accounts import Account, AccountProfile
 from idservice.domain.age import parse_birth_date, seoul_today
 from idservice.domain.errors import DomainError, Reason, invalid
 from idservice.domain.guardian_consent import needs_guardian_consent
 from idservice.domain.sessions import RevokeReason
 from idservice.service_layer import verification
-from idservice.service_layer.auth import authenticate, authenticated_account, load_account
+from idservice.service_layer.auth import authenticate, authenticated_profile, load_account
 from idservice.service_layer.passwords import check_password, swap_password_hash
 from idservice.service_layer.policy import Policy
 from idservice.service_layer.ports import (
@@ -31,15 +31,15 @@ from idservice.service_layer.validation import (
 
 
 @dataclass(frozen=True, slots=True, repr=False)
-class GetAccount(Command[Account]):
+class GetAccount(Command[AccountProfile]):
     access_token: str
 
 
 def get_account(
     cmd: GetAccount, *, uow: UnitOfWorkFactory, tokens: TokenIssuer, clock: Clock
-) -> Account:
-    """The bearer's account, its session checked in the same unit of work."""
-    return authenticated_account(cmd.access_token, tokens=tokens, uow=uow, clock=clock)
+) -> AccountProfile:
+    """The bearer's account as they are shown it, its session checked in the same read."""
+    return authenticated_profile(cmd.access_token, tokens=tokens, uow=uow, clock=clock)
 
 
 @dataclass(frozen=True, slots=True, repr=False)

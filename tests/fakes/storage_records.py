@@ -11,7 +11,7 @@ import copy
 import dataclasses
 from datetime import datetime, timedelta
 
-from idservice.domain.accounts import Account, Consents
+from idservice.domain.accounts import Account, AccountProfile, Consents
 from idservice.domain.identity import VerifiedPerson
 from idservice.domain.sessions import RevokeReason, Session
 from idservice.service_layer.ports import (
@@ -69,9 +69,12 @@ class FakeSessionRepository:
         row = self._access.read().sessions.get(session_id)
         return None if row is None else copy.deepcopy(row.session)
 
-    def get_with_account(self, session_id: str) -> tuple[Session, Account | None] | None:
+    def get_with_profile(self, session_id: str) -> tuple[Session, AccountProfile | None] | None:
         session = self.get(session_id)
-        return None if session is None else (session, self._live_account(session.account_id))
+        if session is None:
+            return None
+        account = self._live_account(session.account_id)
+        return session, None if account is None else AccountProfile.of(account)
 
     def get_with_consents(self, session_id: str) -> tuple[Session, Consents | None] | None:
         session = self.get(session_id)

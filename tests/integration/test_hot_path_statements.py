@@ -128,6 +128,9 @@ def test_the_hot_reads_take_no_personal_column_they_do_not_need(
         tokens.append(app.handle(RefreshSession(refresh_token=tokens[-1])).refresh_token)
 
     assert personal_columns(lambda: app.handle(IntrospectToken(access_token=access_token))) == set()
+    # What its owner is shown: no CI or DI (nor the password hash's value).
+    shown = personal_columns(lambda: app.handle(GetAccount(access_token=access_token)))
+    assert shown == {"birth_date_ct", "email_ct", "name_ct", "phone_ct"}
     # The age of the account, and the age band of the next access token: the birth date only.
     check_age = CheckAge(policy=AgePolicy.KR_ADULT, access_token=access_token)
     assert personal_columns(lambda: app.handle(check_age)) == {"birth_date_ct"}

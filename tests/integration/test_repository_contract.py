@@ -32,7 +32,14 @@ from idservice.service_layer.ports import (
     UnitOfWorkFactory,
 )
 from tests.support.postgres import PostgresCluster
-from tests.support.records import NOW, make_account, make_consent_request, make_session, new_id
+from tests.support.records import (
+    NOW,
+    make_account,
+    make_consent_request,
+    make_session,
+    make_sns_link,
+    new_id,
+)
 from tests.support.repository_backends import BACKENDS, Backend, open_backend
 
 WAIT_SECONDS = 30.0
@@ -154,18 +161,7 @@ def test_a_password_login_reads_the_standing_and_the_hash(backend: Backend) -> N
     sns_only = add_account(backend.uow, make_account(password_hash=None), key="sns@example.com")
     gone = add_account(backend.uow, key="gone@example.com")
     with backend.uow() as tx:
-        tx.sns_identities.add(
-            SnsLink(
-                id=new_id(),
-                account_id=account.id,
-                provider=SnsProvider.KAKAO,
-                subject=f"s-{account.id}",
-                nickname="",
-                picture_url="",
-                created_at=NOW,
-                last_login_at=NOW,
-            )
-        )
+        tx.sns_identities.add(make_sns_link(account.id, SnsProvider.KAKAO))
         assert tx.accounts.withdraw(gone.id, now=NOW, hold_until=NOW + timedelta(days=30))
         tx.commit()
     with backend.uow(readonly=True) as tx:

@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from idservice.domain.accounts import Account
-from idservice.domain.ids import new_id
+from idservice.domain.accounts import Account, AccountProfile
 from idservice.domain.lockout import ATTEMPT_IN_FLIGHT_TTL, LockoutPolicy, LoginGate
 from idservice.domain.sessions import RevokeReason, Session
 from idservice.domain.sns import SnsProvider
-from idservice.service_layer.ports import AccountStanding, SnsLink, UnitOfWorkFactory
+from idservice.service_layer.ports import AccountStanding, UnitOfWorkFactory
 from tests.support.postgres import PostgresCluster
-from tests.support.records import NOW, make_account, make_session
+from tests.support.records import NOW, make_account, make_session, make_sns_link
 from tests.support.repository_backends import BACKENDS, Backend, open_backend
 
 POLICY = LockoutPolicy(threshold=3, duration=timedelta(minutes=15))
@@ -30,8 +29,8 @@ def backend(
         yield opened
 
 
-def add_account(uow: UnitOfWorkFactory) -> Account:
-    account = make_account()
+def add_account(uow: UnitOfWorkFactory, account: Account | None = None) -> Account:
+    account = account or make_account()
     with uow() as tx:
         tx.accounts.add(account, email_key=f"{account.id}@example.com")
         tx.commit()
@@ -159,26 +158,20 @@ def test_a_session_reads_with_its_account_and_sns_providers(backend: Backend) ->
     session, bare_session = add_session(backend.uow, account.id), add_session(backend.uow, bare.id)
     with backend.uow() as tx:
         for provider in (SnsProvider.KAKAO, SnsProvider.GOOGLE):
-            tx.sns_identities.add(
-                SnsLink(
-                    id=new_id(),
-                    account_id=account.id,
-                    provider=provider,
-                    subject=f"s-{provider.value}-{account.id}",
-                    nickname="",
-                    picture_url="",
-                    created_at=NOW,
-                    last_login_at=NOW,
-                )
-            )
+            tx.sns_identities.add(make_sns_link(account.id, provider))
         tx.commit()
     with backend.uow(readonly=True) as tx:
         expected = tx.accounts.get(account.id)
         assert expected is not None and expected.sns_providers == ("google", "kakao")
-        assert tx.sessions.get_with_account(session.id) == (session, expected)
-        assert tx.sessions.get_with_account(bare_session.id) == (
+        profile = tx.sessions.get_with_profile(session.id)
+        assert profile == (session, AccountProfile.of(expected))
+        assert profile[1] is not None
+        assert profile[1].sign_in_methods == ("password", "google", "kakao")
+        bare_account = tx.accounts.get(bare.id)
+        assert bare_account is not None
+        assert tx.sessions.get_with_profile(bare_session.id) == (
             bare_session,
-            tx.accounts.get(bare.id),
+            AccountProfile.of(bare_account),
         )
         standing = AccountStanding(
             expected.id, expected.status, expected.birth_date, expected.identity_verified
@@ -187,10 +180,23 @@ def test_a_session_reads_with_its_account_and_sns_providers(backend: Backend) ->
         assert found == (tx.sessions.find_refresh(f"rt-{session.id}"), standing)
         assert tx.sessions.get_with_standing(session.id) == (session, standing)
         assert tx.sessions.get_with_standing("no-such-session") is None
-        assert tx.sessions.get_with_account("no-such-session") is None
+        assert tx.sessions.get_with_profile("no-such-session") is None
         assert tx.sessions.find_refresh_with_standing("rt-unknown") is None
         assert tx.sessions.get_with_consents(session.id) == (session, expected.consents)
         assert tx.sessions.get_with_consents("no-such-session") is None
+
+
+def test_a_profile_shows_how_an_account_without_a_password_signs_in(backend: Backend) -> None:
+    account = add_account(backend.uow, make_account(password_hash=None))
+    session = add_session(backend.uow, account.id)
+    with backend.uow() as tx:
+        tx.sns_identities.add(make_sns_link(account.id, SnsProvider.KAKAO))
+        tx.commit()
+    with backend.uow(readonly=True) as tx:
+        found = tx.sessions.get_with_profile(session.id)
+    assert found is not None and found[1] is not None
+    assert found[1].sign_in_methods == ("kakao",)
+    assert found[1].email == account.email and found[1].name == account.name
 
 
 def test_sessions_and_tokens_need_their_parent_row(backend: Backend) -> None:
@@ -332,7 +338,7 @@ def test_a_withdrawn_account_leaves_no_session_to_read(backend: Backend) -> None
         assert tx.accounts.withdraw(account.id, now=NOW, hold_until=NOW + timedelta(days=30))
         tx.commit()
     with backend.uow(readonly=True) as tx:
-        assert tx.sessions.get_with_account(session.id) is None
+        assert tx.sessions.get_with_profile(session.id) is None
         assert tx.sessions.get_with_consents(session.id) is None
         assert tx.sessions.get_with_standing(session.id) is None
         assert tx.sessions.find_refresh_with_standing(f"rt-{session.id}") is None
@@ -340,7 +346,7 @@ def test_a_withdrawn_account_leaves_no_session_to_read(backend: Backend) -> None
     # without the account: the reads take live accounts only.
     late = add_session(backend.uow, account.id)
     with backend.uow(readonly=True) as tx:
-        assert tx.sessions.get_with_account(late.id) == (late, None)
+        assert tx.sessions.get_with_profile(late.id) == (late, None)
         assert tx.sessions.get_with_consents(late.id) == (late, None)
         assert tx.sessions.get_with_standing(late.id) == (late, None)
         found = tx.sessions.find_refresh_with_standing(f"rt-{late.id}")

@@ -26,7 +26,7 @@ def test_get_account_answers_the_bearer_account(svc: Harness) -> None:
     assert account.id == issued.account_id
     assert account.email == "me@example.com"
     assert account.name == "홍길동"
-    assert account.sign_in_methods == ["password"]
+    assert account.sign_in_methods == ("password",)
 
 
 def test_get_account_needs_a_live_session(svc: Harness) -> None:

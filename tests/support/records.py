@@ -9,7 +9,8 @@ from idservice.domain import events
 from idservice.domain.accounts import Account, AccountStatus, Consents
 from idservice.domain.events import Event
 from idservice.domain.sessions import Session
-from idservice.service_layer.ports import NewConsentRequest
+from idservice.domain.sns import SnsProvider
+from idservice.service_layer.ports import NewConsentRequest, SnsLink
 
 NOW = datetime(2025, 6, 2, 3, 0, tzinfo=UTC)
 
@@ -85,4 +86,18 @@ def consent_requested_event(request_id: str, account_id: str, *, at: datetime = 
         consent_code="12345678",
         expires_at=at + timedelta(days=5),
         now=at,
+    )
+
+
+def make_sns_link(account_id: str, provider: SnsProvider) -> SnsLink:
+    """A link of the account to `provider` (a subject of its own), made and last used at NOW."""
+    return SnsLink(
+        id=new_id(),
+        account_id=account_id,
+        provider=provider,
+        subject=f"s-{provider.value}-{account_id}",
+        nickname="",
+        picture_url="",
+        created_at=NOW,
+        last_login_at=NOW,
     )

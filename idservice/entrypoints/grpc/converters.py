@@ -7,7 +7,7 @@ from typing import Protocol
 
 from google.protobuf import timestamp_pb2
 
-from idservice.domain.accounts import Account, AccountStatus, Consents
+from idservice.domain.accounts import Account, AccountProfile, AccountStatus, Consents
 from idservice.domain.age import AgePolicy, age_band, seoul_today
 from idservice.domain.sns import SnsProvider
 from idservice.service_layer.ports import SnsCredential
@@ -68,7 +68,7 @@ def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     return ts
 
 
-def account_message(account: Account, now: datetime) -> common_pb2.Account:
+def account_message(account: Account | AccountProfile, now: datetime) -> common_pb2.Account:
     c = account.consents
     return common_pb2.Account(
         id=account.id,

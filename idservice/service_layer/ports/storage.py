@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import Protocol, Self
 
-from idservice.domain.accounts import Account, AccountStatus, Consents
+from idservice.domain.accounts import Account, AccountProfile, AccountStatus, Consents
 from idservice.domain.identity import VerifiedPerson
 from idservice.domain.lockout import LockoutPolicy, LoginGate
 from idservice.domain.sessions import RevokeReason, Session
@@ -198,7 +198,7 @@ class SessionRepository(Protocol):
 
     def get(self, session_id: str) -> Session | None: ...
 
-    def get_with_account(self, session_id: str) -> tuple[Session, Account | None] | None:
+    def get_with_profile(self, session_id: str) -> tuple[Session, AccountProfile | None] | None:
         """The session and, in the same read, its account (None once the account is gone)."""
 
     def get_with_standing(self, session_id: str) -> tuple[Session, AccountStanding | None] | None:

@@ -12,7 +12,13 @@ from sqlalchemy import Row
 from idservice.adapters.crypto import FieldCipher
 from idservice.adapters.db import encrypted_columns as ec
 from idservice.adapters.db import tables as t
-from idservice.domain.accounts import Account, AccountStatus, Consents
+from idservice.domain.accounts import (
+    Account,
+    AccountProfile,
+    AccountStatus,
+    Consents,
+    sign_in_methods,
+)
 from idservice.service_layer.ports import AccountStanding
 
 # An account is read with its SNS providers in one statement: the account's columns and one
@@ -50,6 +56,14 @@ ACCOUNT_COLUMNS = (
     t.sns_identities.c.provider.label(SNS_PROVIDER),
 )
 STANDING_COLUMNS = tuple(t.accounts.c[name] for name in _STANDING)
+# What its owner is shown (`first_profile`): no CI, DI or password hash, only whether it has one.
+HAS_PASSWORD = "has_password"  # noqa: S105 - a column label, not a secret
+PROFILE_COLUMNS = (
+    *(t.accounts.c[name] for name in (*_STANDING, "email_ct", "name_ct", "phone_ct")),
+    *(t.accounts.c[name] for name in (*_CONSENTS, "created_at")),
+    t.accounts.c.password_hash.is_not(None).label(HAS_PASSWORD),
+    t.sns_identities.c.provider.label(SNS_PROVIDER),
+)
 # With the id, so a row says whether the outer join found a live account.
 CONSENT_COLUMNS = tuple(t.accounts.c[name] for name in ("id", *_CONSENTS))
 
@@ -76,6 +90,22 @@ def standing_from_row(r: Any, cipher: FieldCipher) -> AccountStanding | None:
 
 def first_account(rows: Iterable[Row[Any]], cipher: FieldCipher) -> Account | None:
     """The first account among rows of `ACCOUNT_COLUMNS` (its SNS providers from all its rows)."""
+    first, providers = _first_with_providers(rows)
+    return None if first is None else account_from_row(first, cipher, providers)
+
+
+def first_profile(rows: Iterable[Row[Any]], cipher: FieldCipher) -> AccountProfile | None:
+    """The first account among rows of `PROFILE_COLUMNS`, as its owner is shown it."""
+    r, providers = _first_with_providers(rows)
+    if r is None:
+        return None
+    methods = sign_in_methods(has_password=bool(r[HAS_PASSWORD]), sns=providers)
+    return AccountProfile(**_shown(r, cipher), sign_in_methods=tuple(methods))
+
+
+def _first_with_providers(rows: Iterable[Row[Any]]) -> tuple[Any, tuple[str, ...]]:
+    """The first account's row mapping (None if no row has one) and its SNS providers, sorted
+    (rows of an account joined with its links: one row per link)."""
     account_id: str | None = None
     first: Any = None
     providers: list[str] = []
@@ -89,37 +119,42 @@ def first_account(rows: Iterable[Row[Any]], cipher: FieldCipher) -> Account | No
             continue
         if m[SNS_PROVIDER] is not None:
             providers.append(m[SNS_PROVIDER])
-    if first is None:
-        return None
-    return account_from_row(first, cipher, tuple(sorted(providers)))
+    return first, tuple(sorted(providers))
+
+
+def _decrypted(r: Any, cipher: FieldCipher, column: ec.EncryptedColumn) -> str | None:
+    value = r[column.column]
+    return None if value is None else column.decrypt(cipher, r["id"], value)
+
+
+def _shown(r: Any, cipher: FieldCipher) -> dict[str, Any]:
+    """The fields an account and its profile share, from a row mapping (personal ones
+    decrypted)."""
+    birth = _decrypted(r, cipher, ec.ACCOUNT_BIRTH_DATE)
+    assert birth is not None
+    return {
+        "id": r["id"],
+        "status": AccountStatus(r["status"]),
+        "email": _decrypted(r, cipher, ec.ACCOUNT_EMAIL),
+        "name": _decrypted(r, cipher, ec.ACCOUNT_NAME) or "",
+        "phone_number": _decrypted(r, cipher, ec.ACCOUNT_PHONE) or "",
+        "birth_date": date.fromisoformat(birth),
+        "identity_verified": bool(r["identity_verified"]),
+        "consents": consents_from_row(r),
+        "created_at": r["created_at"],
+    }
 
 
 def account_from_row(r: Any, cipher: FieldCipher, sns_providers: tuple[str, ...]) -> Account:
     """An account from its row's mapping (decrypted personal fields)."""
-    account_id: str = r["id"]
-
-    def dec(column: ec.EncryptedColumn) -> str | None:
-        value = r[column.column]
-        return None if value is None else column.decrypt(cipher, account_id, value)
-
-    birth = dec(ec.ACCOUNT_BIRTH_DATE)
-    assert birth is not None
     return Account(
-        id=account_id,
-        status=AccountStatus(r["status"]),
-        email=dec(ec.ACCOUNT_EMAIL),
-        name=dec(ec.ACCOUNT_NAME) or "",
-        phone_number=dec(ec.ACCOUNT_PHONE) or "",
-        birth_date=date.fromisoformat(birth),
-        identity_verified=bool(r["identity_verified"]),
-        ci=dec(ec.ACCOUNT_CI),
-        di=dec(ec.ACCOUNT_DI),
+        **_shown(r, cipher),
+        ci=_decrypted(r, cipher, ec.ACCOUNT_CI),
+        di=_decrypted(r, cipher, ec.ACCOUNT_DI),
         password_hash=r["password_hash"],
         failed_logins=r["failed_logins"],
         locked_until=r["locked_until"],
-        created_at=r["created_at"],
         sns_providers=sns_providers,
-        consents=consents_from_row(r),
     )
 
 

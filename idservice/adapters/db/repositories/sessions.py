@@ -10,15 +10,15 @@ from sqlalchemy import Connection, bindparam, delete, insert, or_, select, updat
 from idservice.adapters.crypto import FieldCipher
 from idservice.adapters.db import tables as t
 from idservice.adapters.db.repositories.account_rows import (
-    ACCOUNT_COLUMNS,
     CONSENT_COLUMNS,
+    PROFILE_COLUMNS,
     STANDING_COLUMNS,
     consents_from_row,
-    first_account,
+    first_profile,
     standing_from_row,
     with_sns,
 )
-from idservice.domain.accounts import Account, Consents
+from idservice.domain.accounts import AccountProfile, Consents
 from idservice.domain.sessions import RevokeReason, Session
 from idservice.service_layer.ports import AccountStanding, RefreshRecord
 
@@ -34,8 +34,8 @@ _SESSION_ACCOUNT = with_sns(_SESSION_LIVE_ACCOUNT)
 
 # Built once, so the hot reads hit SQLAlchemy's compiled cache without being rebuilt.
 _GET = select(t.sessions).where(t.sessions.c.id == bindparam("session_id"))
-_GET_WITH_ACCOUNT = (
-    select(*_SESSION_COLUMNS, *ACCOUNT_COLUMNS)
+_GET_WITH_PROFILE = (
+    select(*_SESSION_COLUMNS, *PROFILE_COLUMNS)
     .select_from(_SESSION_ACCOUNT)
     .where(t.sessions.c.id == bindparam("session_id"))
 )
@@ -147,12 +147,13 @@ class SqlSessionRepository:
         row = self._c.execute(_GET, {"session_id": session_id}).first()
         return None if row is None else _session(row._mapping)
 
-    def get_with_account(self, session_id: str) -> tuple[Session, Account | None] | None:
-        """One statement: the session, its live account and the account's SNS providers."""
-        rows = self._c.execute(_GET_WITH_ACCOUNT, {"session_id": session_id}).all()
+    def get_with_profile(self, session_id: str) -> tuple[Session, AccountProfile | None] | None:
+        """One statement: the session and its live account as its owner is shown it (with the
+        account's SNS providers; no CI, DI or password hash read)."""
+        rows = self._c.execute(_GET_WITH_PROFILE, {"session_id": session_id}).all()
         if not rows:
             return None
-        return _session(rows[0]._mapping, _PREFIX), first_account(rows, self._cipher)
+        return _session(rows[0]._mapping, _PREFIX), first_profile(rows, self._cipher)
 
     def get_with_standing(self, session_id: str) -> tuple[Session, AccountStanding | None] | None:
         """One statement: the session and its live account's standing (one column decrypted)."""
