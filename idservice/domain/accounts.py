@@ -89,7 +89,7 @@ class Account:
 
     @property
     def sign_in_methods(self) -> list[str]:
-        return sign_in_methods(has_password=bool(self.password_hash), sns=self.sns_providers)
+        return sign_in_methods(has_password=self.password_hash is not None, sns=self.sns_providers)
 
 
 def sign_in_methods(*, has_password: bool, sns: tuple[str, ...]) -> list[str]:

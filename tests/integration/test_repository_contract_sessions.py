@@ -194,9 +194,9 @@ def test_a_profile_shows_how_an_account_without_a_password_signs_in(backend: Bac
         tx.commit()
     with backend.uow(readonly=True) as tx:
         found = tx.sessions.get_with_profile(session.id)
-    assert found is not None and found[1] is not None
-    assert found[1].sign_in_methods == ("kakao",)
-    assert found[1].email == account.email and found[1].name == account.name
+        stored = tx.accounts.get(account.id)
+    assert stored is not None and found == (session, AccountProfile.of(stored))
+    assert found[1] is not None and found[1].sign_in_methods == ("kakao",)
 
 
 def test_sessions_and_tokens_need_their_parent_row(backend: Backend) -> None:

@@ -4,8 +4,8 @@ decryption of a row into an `Account` (shared by the account and session reposit
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date
-from typing import Any
+from datetime import date, datetime
+from typing import Any, TypedDict
 
 from sqlalchemy import Row
 
@@ -127,22 +127,36 @@ def _decrypted(r: Any, cipher: FieldCipher, column: ec.EncryptedColumn) -> str |
     return None if value is None else column.decrypt(cipher, r["id"], value)
 
 
-def _shown(r: Any, cipher: FieldCipher) -> dict[str, Any]:
+class _Shown(TypedDict):
+    """The fields an `Account` and its `AccountProfile` share."""
+
+    id: str
+    status: AccountStatus
+    email: str | None
+    name: str
+    phone_number: str
+    birth_date: date
+    identity_verified: bool
+    consents: Consents
+    created_at: datetime
+
+
+def _shown(r: Any, cipher: FieldCipher) -> _Shown:
     """The fields an account and its profile share, from a row mapping (personal ones
     decrypted)."""
     birth = _decrypted(r, cipher, ec.ACCOUNT_BIRTH_DATE)
     assert birth is not None
-    return {
-        "id": r["id"],
-        "status": AccountStatus(r["status"]),
-        "email": _decrypted(r, cipher, ec.ACCOUNT_EMAIL),
-        "name": _decrypted(r, cipher, ec.ACCOUNT_NAME) or "",
-        "phone_number": _decrypted(r, cipher, ec.ACCOUNT_PHONE) or "",
-        "birth_date": date.fromisoformat(birth),
-        "identity_verified": bool(r["identity_verified"]),
-        "consents": consents_from_row(r),
-        "created_at": r["created_at"],
-    }
+    return _Shown(
+        id=r["id"],
+        status=AccountStatus(r["status"]),
+        email=_decrypted(r, cipher, ec.ACCOUNT_EMAIL),
+        name=_decrypted(r, cipher, ec.ACCOUNT_NAME) or "",
+        phone_number=_decrypted(r, cipher, ec.ACCOUNT_PHONE) or "",
+        birth_date=date.fromisoformat(birth),
+        identity_verified=bool(r["identity_verified"]),
+        consents=consents_from_row(r),
+        created_at=r["created_at"],
+    )
 
 
 def account_from_row(r: Any, cipher: FieldCipher, sns_providers: tuple[str, ...]) -> Account:
