@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from idservice.domain.accounts import AccountStatus
-from idservice.service_layer.ports import UniqueViolation, UnitOfWorkFactory
+from idservice.service_layer.ports import UniqueViolation, UnitOfWork, UnitOfWorkFactory
 from tests.fakes.providers import verified_person
 from tests.support.postgres import PostgresCluster
 from tests.support.records import (
@@ -32,17 +32,25 @@ def backend(
 
 
 # -- verifications ---------------------------------------------------------------------------
+def put_verification(
+    tx: UnitOfWork, verification_id: str, *, source_hash: str, token_hash: str
+) -> None:
+    """Insert a sandbox verification of a new person in `tx` (expiring after TTL)."""
+    tx.verifications.add(
+        verification_id,
+        provider="sandbox",
+        source_hash=source_hash,
+        token_hash=token_hash,
+        person=verified_person(),
+        now=NOW,
+        expires_at=NOW + TTL,
+    )
+
+
 def add_verification(uow: UnitOfWorkFactory, name: str, *, source: str = "") -> None:
     with uow() as tx:
-        tx.verifications.add(
-            f"v-{name}",
-            provider="sandbox",
-            source_hash=source or f"src-{name}",
-            token_hash=f"tok-{name}",
-            person=verified_person(),
-            now=NOW,
-            expires_at=NOW + TTL,
-        )
+        source_hash = source or f"src-{name}"
+        put_verification(tx, f"v-{name}", source_hash=source_hash, token_hash=f"tok-{name}")
         tx.commit()
 
 
@@ -75,15 +83,7 @@ def test_a_verification_reads_back_by_its_token(backend: Backend) -> None:
 def test_a_verification_source_is_accepted_once(backend: Backend) -> None:
     add_verification(backend.uow, "a", source="same-source")
     with backend.uow() as tx, pytest.raises(UniqueViolation) as violation:
-        tx.verifications.add(
-            "v-b",
-            provider="sandbox",
-            source_hash="same-source",
-            token_hash="tok-b",
-            person=verified_person(),
-            now=NOW,
-            expires_at=NOW + TTL,
-        )
+        put_verification(tx, "v-b", source_hash="same-source", token_hash="tok-b")
     assert violation.value.column == "source_hash"
 
 
@@ -93,24 +93,8 @@ def test_a_refused_verification_leaves_the_transaction_usable(backend: Backend) 
     add_verification(backend.uow, "a", source="same-source")
     with backend.uow() as tx:
         with pytest.raises(UniqueViolation):
-            tx.verifications.add(
-                "v-b",
-                provider="sandbox",
-                source_hash="same-source",
-                token_hash="tok-b",
-                person=verified_person(),
-                now=NOW,
-                expires_at=NOW + TTL,
-            )
-        tx.verifications.add(
-            "v-c",
-            provider="sandbox",
-            source_hash="src-c",
-            token_hash="tok-c",
-            person=verified_person(),
-            now=NOW,
-            expires_at=NOW + TTL,
-        )
+            put_verification(tx, "v-b", source_hash="same-source", token_hash="tok-b")
+        put_verification(tx, "v-c", source_hash="src-c", token_hash="tok-c")
         tx.commit()
     with backend.uow(readonly=True) as tx:
         assert tx.verifications.get_by_token("tok-b") is None
@@ -123,15 +107,8 @@ def test_a_verification_id_or_token_taken_is_an_error_not_a_skip(backend: Backen
     add_verification(backend.uow, "a")
     for verification_id, token_hash in (("v-a", "tok-new"), ("v-new", "tok-a")):
         with backend.uow() as tx, pytest.raises(backend.integrity_error):
-            tx.verifications.add(
-                verification_id,
-                provider="sandbox",
-                source_hash=f"src-{verification_id}-{token_hash}",
-                token_hash=token_hash,
-                person=verified_person(),
-                now=NOW,
-                expires_at=NOW + TTL,
-            )
+            source = f"src-{verification_id}-{token_hash}"
+            put_verification(tx, verification_id, source_hash=source, token_hash=token_hash)
 
 
 def test_consume_uses_a_verification_once_and_drops_the_person(backend: Backend) -> None:
