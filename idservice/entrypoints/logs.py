@@ -148,6 +148,12 @@ def configure_logging(level: str) -> None:
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
+    # No line names its source file, thread or process, so records need not find them: the
+    # logging HOWTO's "Optimization" settings (every API call writes an access line).
+    logging._srcfile = None  # skips findCaller's stack walk
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     # structlog's own loggers, if any module uses them, go through the same handler.

@@ -99,6 +99,20 @@ def test_committed_changes_are_seen_by_later_units_of_work(backend: Backend) -> 
         assert tx.accounts.get_by_email("a@example.com") == account
 
 
+def test_a_unit_of_work_is_used_inside_its_with_block_only(backend: Backend) -> None:
+    account = add_account(backend.uow)
+    tx = backend.uow(readonly=True)
+    with pytest.raises(RuntimeError):
+        tx.accounts.get(account.id)
+    with tx:
+        assert tx.accounts.get(account.id) == account
+    with pytest.raises(RuntimeError):
+        tx.sessions.of_account(account.id)
+    with tx:  # entered again, it reads again (nothing of the last transaction is kept)
+        assert tx.accounts.get(account.id) == account
+        assert tx.sessions.of_account(account.id) == []
+
+
 def test_returned_records_are_copies(backend: Backend) -> None:
     account = add_account(backend.uow)
     with backend.uow() as tx:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from functools import cached_property
 from types import TracebackType
 
 from sqlalchemy import Connection, Engine, RootTransaction
@@ -34,19 +35,6 @@ WRITE_LOCK_TIMEOUT_SECONDS = 30.0
 
 class SqlUnitOfWork:
     """`with uow: ...; uow.commit()` — leaving without commit rolls back."""
-
-    accounts: SqlAccountRepository
-    sessions: SqlSessionRepository
-    verifications: SqlVerificationRepository
-    idempotency: SqlIdempotencyRepository
-    outbox: SqlOutboxRepository
-    guardian_consents: SqlGuardianConsentRepository
-    sns_identities: SqlSnsIdentityRepository
-    signup_tickets: SqlSignupTicketRepository
-    attempt_counters: SqlAttemptCounterRepository
-    access_audit: SqlAccessAuditRepository
-    connection_log: SqlConnectionLogRepository
-    consent_records: SqlConsentRecordRepository
 
     def __init__(
         self, engine: Engine, cipher: FieldCipher, *, write_lock: WriteLock | None = None
@@ -88,20 +76,61 @@ class SqlUnitOfWork:
             if is_busy(exc):
                 raise server_busy() from exc
             raise
-        c, cipher = self._connection, self._cipher
-        self.accounts = SqlAccountRepository(c, cipher)
-        self.sessions = SqlSessionRepository(c, cipher)
-        self.verifications = SqlVerificationRepository(c, cipher)
-        self.idempotency = SqlIdempotencyRepository(c, cipher)
-        self.outbox = SqlOutboxRepository(c, cipher)
-        self.guardian_consents = SqlGuardianConsentRepository(c, cipher)
-        self.sns_identities = SqlSnsIdentityRepository(c, cipher)
-        self.signup_tickets = SqlSignupTicketRepository(c, cipher)
-        self.attempt_counters = SqlAttemptCounterRepository(c)
-        self.access_audit = SqlAccessAuditRepository(c, cipher)
-        self.connection_log = SqlConnectionLogRepository(c, cipher)
-        self.consent_records = SqlConsentRecordRepository(c)
         return self
+
+    # The repositories, each made on first use: most calls use one or two of them.
+    @cached_property
+    def accounts(self) -> SqlAccountRepository:
+        return SqlAccountRepository(self._open_connection(), self._cipher)
+
+    @cached_property
+    def sessions(self) -> SqlSessionRepository:
+        return SqlSessionRepository(self._open_connection(), self._cipher)
+
+    @cached_property
+    def verifications(self) -> SqlVerificationRepository:
+        return SqlVerificationRepository(self._open_connection(), self._cipher)
+
+    @cached_property
+    def idempotency(self) -> SqlIdempotencyRepository:
+        return SqlIdempotencyRepository(self._open_connection(), self._cipher)
+
+    @cached_property
+    def outbox(self) -> SqlOutboxRepository:
+        return SqlOutboxRepository(self._open_connection(), self._cipher)
+
+    @cached_property
+    def guardian_consents(self) -> SqlGuardianConsentRepository:
+        return SqlGuardianConsentRepository(self._open_connection(), self._cipher)
+
+    @cached_property
+    def sns_identities(self) -> SqlSnsIdentityRepository:
+        return SqlSnsIdentityRepository(self._open_connection(), self._cipher)
+
+    @cached_property
+    def signup_tickets(self) -> SqlSignupTicketRepository:
+        return SqlSignupTicketRepository(self._open_connection(), self._cipher)
+
+    @cached_property
+    def attempt_counters(self) -> SqlAttemptCounterRepository:
+        return SqlAttemptCounterRepository(self._open_connection())
+
+    @cached_property
+    def access_audit(self) -> SqlAccessAuditRepository:
+        return SqlAccessAuditRepository(self._open_connection(), self._cipher)
+
+    @cached_property
+    def connection_log(self) -> SqlConnectionLogRepository:
+        return SqlConnectionLogRepository(self._open_connection(), self._cipher)
+
+    @cached_property
+    def consent_records(self) -> SqlConsentRecordRepository:
+        return SqlConsentRecordRepository(self._open_connection())
+
+    def _open_connection(self) -> Connection:
+        if self._connection is None:
+            raise RuntimeError("the unit of work is not open: use it inside `with`")
+        return self._connection
 
     def commit(self) -> None:
         assert self._transaction is not None
@@ -126,11 +155,20 @@ class SqlUnitOfWork:
         finally:
             if self._connection is not None:
                 self._connection.close()
+                self._connection = self._transaction = None
+                # Repositories made in this transaction stay with it (a `with` again gets new).
+                for name in _REPOSITORIES.intersection(self.__dict__):
+                    del self.__dict__[name]
             self._release()
         if exc is not None and is_unavailable(exc):
             raise database_unavailable() from exc
         if exc is not None and is_busy(exc):
             raise server_busy() from exc
+
+
+_REPOSITORIES = frozenset(
+    name for name, value in vars(SqlUnitOfWork).items() if isinstance(value, cached_property)
+)
 
 
 class SqlUnitOfWorkFactory:

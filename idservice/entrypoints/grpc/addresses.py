@@ -3,19 +3,27 @@ proxy (`x-forwarded-for`)."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import urllib.parse
 
 import grpc
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Peer strings (`ipv4:host:port`, one per connection) whose parsed address is kept.
+PEERS_REMEMBERED = 4096
 
 
 def peer_address(
     context: grpc.ServicerContext,
 ) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """The IP address of the connection's peer (`ipv4:1.2.3.4:5678`, `ipv6:[::1]:5678`)."""
-    peer = context.peer() or ""
+    return _peer_host(context.peer() or "")
+
+
+@functools.lru_cache(maxsize=PEERS_REMEMBERED)
+def _peer_host(peer: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    # A connection's peer string is the same for each of its calls: parsed once per connection.
     kind, _, rest = peer.partition(":")
     if kind == "ipv4":
         host = rest.rsplit(":", 1)[0]
