@@ -126,8 +126,8 @@ class StatementLog:
                 self.background.add(statement)
 
     def on_begin(self, conn: Any) -> None:
-        """SQLite's write units of work send `BEGIN IMMEDIATE` straight to the driver (from
-        this same event), past `before_cursor_execute`: counted here instead."""
+        """SQLite's write units of work send `BEGIN IMMEDIATE` straight to the driver as their
+        transaction begins, past `before_cursor_execute`: counted here instead."""
         if conn.dialect.name == "sqlite" and not conn.get_execution_options().get("readonly"):
             self.on_execute(conn, None, SQLITE_BEGIN, None, None, False)
 

@@ -3,8 +3,9 @@ counted on the real engine (SQLite and PostgreSQL) with SQLAlchemy's `before_cur
 event, so a change that adds a query, a ping or a second unit of work to these paths fails here.
 
 Statements only: a transaction's COMMIT or ROLLBACK goes through the driver, not a cursor. On
-SQLite a write unit of work's `BEGIN IMMEDIATE` is a statement and is counted (the engine sends
-it straight to the driver from the `begin` event, so it is counted from that event).
+SQLite a write unit of work's `BEGIN IMMEDIATE` is a statement and is counted (the unit of work
+sends it straight to the driver as SQLAlchemy begins its transaction, so it is counted from the
+`begin` event).
 """
 
 from __future__ import annotations

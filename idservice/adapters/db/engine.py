@@ -100,16 +100,35 @@ def _sqlite_engine(url: str, pool_size: int, *, create_directory: bool) -> Engin
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
         # Reads run in autocommit: each statement sees one consistent WAL snapshot, and a read
-        # unit of work saves the BEGIN and ROLLBACK round trips (writes re-check everything
-        # they depend on inside their own transaction).
+        # saves the BEGIN and ROLLBACK (writes re-check everything they depend on inside their
+        # own transaction).
         if connection.get_execution_options().get("readonly"):
             return
-        # Straight to the driver: this runs for every write unit of work, and SQLAlchemy's
-        # statement machinery costs more than the BEGIN itself. Errors are wrapped as
-        # SQLAlchemy's own, as `exec_driver_sql` would.
-        try:
-            connection.connection.driver_connection.execute(_BEGIN_IMMEDIATE)
-        except sqlite3.Error as error:
-            raise DBAPIError.instance(_BEGIN_IMMEDIATE, None, error, sqlite3.Error) from error
+        begin_immediate(connection.connection.driver_connection)
 
     return engine
+
+
+def begin_immediate(driver_connection: Any) -> None:
+    """BEGIN IMMEDIATE on a SQLite connection (pysqlite in autocommit: `isolation_level`
+    None), straight to the driver: SQLAlchemy's statement machinery costs more than the BEGIN
+    itself. Errors are wrapped as SQLAlchemy's own, as `exec_driver_sql` would."""
+    try:
+        driver_connection.execute(_BEGIN_IMMEDIATE)
+    except sqlite3.Error as error:
+        raise DBAPIError.instance(_BEGIN_IMMEDIATE, None, error, sqlite3.Error) from error
+
+
+def statement_engine(engine: Engine) -> Engine:
+    """An engine on `engine`'s pool (the same connections, set up and observed by the same pool
+    events) without its connection events, for the units of work.
+
+    SQLAlchemy sends every statement of an engine that has any connection event (our SQLite
+    `begin` above, the metrics' `engine_disposed`) through its event dispatch, which costs more
+    than a short SQLite statement itself; a unit of work begins its own SQLite transactions
+    (`begin_immediate`) instead. Migrations and maintenance keep `engine`, whose `begin` makes
+    their transactions real on SQLite.
+    """
+    # The same dialect object too: the pool's first connection initialised it (server version,
+    # isolation level), which a new dialect on an already-connected pool would never get.
+    return Engine(engine.pool, engine.dialect, engine.url)

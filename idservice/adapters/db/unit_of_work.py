@@ -9,6 +9,7 @@ from types import TracebackType
 from sqlalchemy import Connection, Engine, RootTransaction
 
 from idservice.adapters.crypto import FieldCipher
+from idservice.adapters.db.engine import begin_immediate, statement_engine
 from idservice.adapters.db.errors import is_busy, is_unavailable
 from idservice.adapters.db.repositories.accounts import SqlAccountRepository
 from idservice.adapters.db.repositories.attempt_counters import SqlAttemptCounterRepository
@@ -37,11 +38,19 @@ class SqlUnitOfWork:
     """`with uow: ...; uow.commit()` — leaving without commit rolls back."""
 
     def __init__(
-        self, engine: Engine, cipher: FieldCipher, *, write_lock: WriteLock | None = None
+        self,
+        engine: Engine,
+        cipher: FieldCipher,
+        *,
+        write_lock: WriteLock | None = None,
+        begins_sqlite: bool = False,
     ) -> None:
+        """`begins_sqlite`: a SQLite write, which opens its transaction with BEGIN IMMEDIATE
+        (SQLAlchemy's own BEGIN is none: pysqlite runs in autocommit, see engine.py)."""
         self._engine = engine
         self._cipher = cipher
         self._write_lock = write_lock
+        self._begins_sqlite = begins_sqlite
         self._connection: Connection | None = None
         self._transaction: RootTransaction | None = None
 
@@ -68,6 +77,8 @@ class SqlUnitOfWork:
         try:
             self._connection = self._engine.connect()
             self._transaction = self._connection.begin()
+            if self._begins_sqlite:
+                begin_immediate(self._connection.connection.driver_connection)
         except Exception as exc:
             if self._connection is not None:
                 self._connection.close()
@@ -176,16 +187,21 @@ class SqlUnitOfWorkFactory:
 
     def __init__(self, engine: Engine, cipher: FieldCipher) -> None:
         self.engine = engine
+        # The units of work's own engine: `engine`'s pool without its connection events.
+        statements = statement_engine(engine)
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._writer_engine = statements
         # Read-only work runs in autocommit: readers never queue behind the write lock
         # (SQLite), and each statement sees one consistent snapshot, though two statements of
         # one read may see different ones (nothing read-only depends on more; writes re-check).
         # On PostgreSQL that is what READ COMMITTED gives anyway, and autocommit saves the
-        # BEGIN and ROLLBACK round trips around every read. (SQLite's connections are in
-        # autocommit already; the `begin` listener in engine.py reads `readonly`.)
+        # BEGIN and ROLLBACK round trips around every read. SQLite's connections are in
+        # autocommit already (engine.py): a read-only unit of work never begins a transaction.
+        # `readonly` marks reads for the migrations engine's `begin` and statement counters.
         options: dict[str, object] = {"readonly": True}
-        if engine.dialect.name == "postgresql":
+        if not self._sqlite:
             options["isolation_level"] = "AUTOCOMMIT"
-        self._readonly_engine = engine.execution_options(**options)
+        self._readonly_engine = statements.execution_options(**options)
         self._cipher = cipher
         # SQLite has one writer at a time; queueing the writers (of this process, then of every
         # process on the file: write_lock.py) is fairer and faster than SQLite's busy handler.
@@ -205,4 +221,9 @@ class SqlUnitOfWorkFactory:
     def __call__(self, *, readonly: bool = False) -> SqlUnitOfWork:
         if readonly:
             return SqlUnitOfWork(self._readonly_engine, self._cipher)
-        return SqlUnitOfWork(self.engine, self._cipher, write_lock=self._write_lock)
+        return SqlUnitOfWork(
+            self._writer_engine,
+            self._cipher,
+            write_lock=self._write_lock,
+            begins_sqlite=self._sqlite,
+        )

@@ -1,0 +1,87 @@
+"""The units of work's engine: the application engine's pool without its connection events,
+and on SQLite a write's transaction that holds the database's write lock from its start."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, text
+
+from idservice.adapters.crypto import FieldCipher, KeyRing
+from idservice.adapters.db import migrations
+from idservice.adapters.db.engine import build_engine
+from idservice.adapters.db.unit_of_work import SqlUnitOfWorkFactory
+from tests.support.records import make_account
+
+
+def _locked_for_writers(database: Path) -> bool:
+    """Whether another connection finds SQLite's write lock taken (it does not wait)."""
+    other = sqlite3.connect(database, timeout=0, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as error:
+        assert "locked" in str(error)
+        return True
+    else:
+        other.execute("ROLLBACK")
+        return False
+    finally:
+        other.close()
+
+
+@pytest.fixture
+def sqlite_file(tmp_path: Path) -> Path:
+    return tmp_path / "idservice.db"
+
+
+def test_a_sqlite_write_holds_the_write_lock_from_its_start_and_a_read_none(
+    sqlite_file: Path,
+) -> None:
+    engine = build_engine(f"sqlite:///{sqlite_file}")
+    try:
+        migrations.upgrade(engine)
+        uow = SqlUnitOfWorkFactory(engine, FieldCipher(KeyRing.generate("t1")))
+        with uow(readonly=True) as tx:
+            assert tx.accounts.get("nobody") is None
+            assert not _locked_for_writers(sqlite_file)
+        with uow() as tx:
+            # Before its first statement: a read-then-write sees what it will change.
+            assert _locked_for_writers(sqlite_file)
+            account = make_account()
+            tx.accounts.add(account, email_key="a@example.com")
+            tx.commit()
+        assert not _locked_for_writers(sqlite_file)
+        with uow(readonly=True) as tx:
+            assert tx.accounts.get(account.id) == account
+    finally:
+        engine.dispose()
+
+
+def test_units_of_work_share_the_pool_but_not_the_connection_events(sqlite_file: Path) -> None:
+    engine = build_engine(f"sqlite:///{sqlite_file}", pool_size=1)
+    seen: list[str] = []
+
+    def before_cursor_execute(*args: Any) -> None:
+        seen.append(str(args[2]))
+
+    try:
+        migrations.upgrade(engine)
+        uow = SqlUnitOfWorkFactory(engine, FieldCipher(KeyRing.generate("t1")))
+        event.listen(engine, "before_cursor_execute", before_cursor_execute)
+        with uow(readonly=True) as tx:
+            assert tx.accounts.get("nobody") is None
+        assert seen == []  # a listener on the engine would run for every statement
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        assert seen == ["SELECT 1"]
+        # One pool: a unit of work's connection is one of the engine's.
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        with uow(readonly=True) as tx:
+            assert tx.accounts.get("nobody") is None
+            assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        engine.dispose()
