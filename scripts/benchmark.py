@@ -5,7 +5,8 @@ One run measures, one phase after another (each `--duration` seconds, closed loo
 1. floor: raw Argon2id hashes/s with the service's configured parameters (argon2-cffi
    `PasswordHasher(t, m, p)` on `os.cpu_count()` threads, in this process);
 2. floor: bare gRPC echo calls/s (scripts/echo_server.py: one process, 64-thread pool, the
-   floor issue 11 defines) with `--concurrency` calls in flight;
+   floor issue 11 defines) with `--concurrency` calls in flight; the echo server stays up
+   (idle) for the rest of the run;
 3. against a real `idservice serve` subprocess (`IDSERVICE_PROCESSES=auto` unless
    `--processes`; SQLite in a temporary directory, `--database postgres` for a throwaway
    PostgreSQL cluster, or `--database-url`): CheckAge, IntrospectToken, GetAccount and
@@ -16,10 +17,13 @@ One run measures, one phase after another (each `--duration` seconds, closed loo
 
 The client runs in `--client-processes` processes, each with its own channels (so the client's
 GIL is not the limit and the server's processes all get connections); its CPU is reported.
-Each figure is a ratio to its floor; the ratios, not the raw numbers, are comparable between
-machines. Traffic stays on 127.0.0.1 and the run stops by itself. Exit 1 on any
-INTERNAL/UNKNOWN status, a wrong answer or a phase without one success (and, with
-`--require-targets`, on a target not met).
+Each judged phase is measured right after a fresh measurement of its floor, and its ratio is
+to that adjacent floor: a shared machine's speed drifts within a run (by a quarter or more on
+the 2-CPU VM of docs/performance.md), and a floor measured a minute earlier would flatter or
+spoil the phase. The floors of the run's start are reported too. The ratios, not the raw
+numbers, are comparable between machines. Traffic stays on 127.0.0.1 and the run stops by
+itself. Exit 1 on any INTERNAL/UNKNOWN status, a wrong answer or a phase without one success
+(and, with `--require-targets`, on a target not met).
 
     .venv/bin/python scripts/benchmark.py --duration 5 --json bench.json
     .venv/bin/python scripts/benchmark.py --database postgres --processes 2
@@ -724,9 +728,13 @@ MEMORY_PHASE = "PasswordLogin (memory)"
 
 
 def measure_service(
-    pool: ClientPool, server: ServerProcess, opts: Options
-) -> tuple[dict[str, Measurement], dict[str, Measurement], int]:
-    """The service phases, the latency and memory phases; and the most server processes seen."""
+    pool: ClientPool,
+    server: ServerProcess,
+    opts: Options,
+    floor: Callable[[str], Measurement],
+) -> tuple[dict[str, Measurement], dict[str, Measurement], dict[str, Measurement], int]:
+    """The service phases, each right after `floor(its floor's name)`; the latency and memory
+    phases; and the most server processes seen."""
     assert server.address is not None
     n = opts.concurrency
     accounts = seed_accounts(server.address, n + opts.light_concurrency, opts.rpc_timeout)
@@ -747,10 +755,13 @@ def measure_service(
         return result
 
     phases: dict[str, Measurement] = {}
-    for name, kind in CHEAP_PHASES:
-        (phases[name],) = run([Stream(name, kind, mine)])
-    (phases["PasswordLogin"],) = run([Stream("PasswordLogin", "login", mine)])
-    (phases["SignUp"],) = run([Stream("SignUp", "signup", (None,) * n)])
+    adjacent: dict[str, Measurement] = {}
+    floors = {name: floor_name for name, floor_name, _least in SERVICE_PHASES}
+    kinds = (*CHEAP_PHASES, ("PasswordLogin", "login"), ("SignUp", "signup"))
+    for name, kind in kinds:
+        adjacent[name] = floor(floors[name])
+        streamed: tuple[Credentials | None, ...] = (None,) * n if kind == "signup" else mine
+        (phases[name],) = run([Stream(name, kind, streamed)])
     extra: dict[str, Measurement] = {}
     (extra[LIGHT_ALONE],) = run([Stream(LIGHT_ALONE, "light", light)])
     extra[PASSWORD_LOAD], extra[LIGHT_LOADED] = run(
@@ -758,7 +769,7 @@ def measure_service(
     )
     crowd = tuple(mine[i % n] for i in range(opts.memory_in_flight))
     (extra[MEMORY_PHASE],) = run([Stream(MEMORY_PHASE, "login", crowd)], memory=True)
-    return phases, extra, most_processes
+    return phases, extra, adjacent, most_processes
 
 
 @dataclass
@@ -768,6 +779,8 @@ class Run:
     floors: dict[str, Measurement]
     phases: dict[str, Measurement]
     extra: dict[str, Measurement]
+    # Each judged phase's floor, measured right before it.
+    adjacent_floors: dict[str, Measurement]
     server_processes_seen: int
     server_error_lines: int
     server_first_errors: list[str]
@@ -778,21 +791,29 @@ def measure(opts: Options, params: Argon2Config, database_url: str | None) -> Ru
     pool = ClientPool(opts.client_processes)
     try:
         with echo_service() as echo:
-            assert echo.address is not None
-            (floors[ECHO_FLOOR],) = pool.run(
-                echo.address,
-                [Stream(ECHO_FLOOR, "echo", (None,) * opts.concurrency)],
-                duration=opts.duration,
-                rpc_timeout=opts.rpc_timeout,
-                server_pid=echo.pid,
-            )
-        with spawned_service(
-            database_url, argon2=params, processes=opts.processes, prefix="idservice-bench-"
-        ) as server:
-            phases, extra, most = measure_service(pool, server, opts)
+            echo_address = echo.address
+            assert echo_address is not None
+
+            def floor(name: str) -> Measurement:
+                if name == ARGON2_FLOOR:
+                    return argon2_floor(params, opts.duration)
+                (measured,) = pool.run(
+                    echo_address,
+                    [Stream(ECHO_FLOOR, "echo", (None,) * opts.concurrency)],
+                    duration=opts.duration,
+                    rpc_timeout=opts.rpc_timeout,
+                    server_pid=echo.pid,
+                )
+                return measured
+
+            floors[ECHO_FLOOR] = floor(ECHO_FLOOR)
+            with spawned_service(
+                database_url, argon2=params, processes=opts.processes, prefix="idservice-bench-"
+            ) as server:
+                phases, extra, adjacent, most = measure_service(pool, server, opts, floor)
     finally:
         pool.close()
-    return Run(floors, phases, extra, most, server.error_lines, server.first_errors)
+    return Run(floors, phases, extra, adjacent, most, server.error_lines, server.first_errors)
 
 
 # -- report ----------------------------------------------------------------------------------
@@ -850,10 +871,13 @@ def build_report(
     for name, floor, _least in SERVICE_PHASES:
         data = phases[name].summary()
         data["floor"] = floor
-        base = floor_data[floor]["req_per_s"]
+        # The floor measured right before this phase (see the module's docstring).
+        adjacent = run.adjacent_floors[name].summary()
+        data["adjacent_floor"] = adjacent
+        base = adjacent["req_per_s"]
         data["ratio"] = round(data["req_per_s"] / base, 4) if base else None
         # The same comparison in CPU per call: floor CPU ÷ this path's CPU (1.0 = no overhead).
-        base_cpu, cpu = floor_data[floor]["cpu_ms_per_op"], data["cpu_ms_per_op"]
+        base_cpu, cpu = adjacent["cpu_ms_per_op"], data["cpu_ms_per_op"]
         data["cpu_ratio"] = round(base_cpu / cpu, 4) if base_cpu and cpu else None
         phase_data[name] = data
     cpus = os.cpu_count() or 1
@@ -891,7 +915,12 @@ def build_report(
         },
     }
     report["targets"] = judge(report, params, config["concurrency"])
-    measured = (*floors.values(), *phases.values(), *extra.values())
+    measured = (
+        *floors.values(),
+        *run.adjacent_floors.values(),
+        *phases.values(),
+        *extra.values(),
+    )
     internal = sum(
         n for m in measured for (code, _reason), n in m.errors.items() if code in FAILURE_CODES
     )
@@ -943,38 +972,47 @@ def print_report(report: Mapping[str, Any]) -> None:
     )
     print()
     header = (
-        f"{'phase':<24}{'floor':>7}{'req/s':>9}{'ratio':>7}{'p50 ms':>9}{'p95 ms':>9}"
-        f"{'p99 ms':>9}{'errors':>7}{'srv cores':>10}{'cli cores':>10}{'cpu ms/op':>10}"
-        f"{'cpu ratio':>10}"
+        f"{'phase':<24}{'floor':>7}{'floor/s':>9}{'req/s':>9}{'ratio':>7}{'p50 ms':>9}"
+        f"{'p95 ms':>9}{'p99 ms':>9}{'errors':>7}{'srv cores':>10}{'cli cores':>10}"
+        f"{'cpu ms/op':>10}{'cpu ratio':>10}"
     )
     print(header)
-    rows: list[tuple[str, str, Mapping[str, Any], str, str]] = [
-        (f"{name} (floor)", "-", data, "1.00", "1.00") for name, data in report["floors"].items()
+    rows: list[tuple[str, str, str, Mapping[str, Any], str, str]] = [
+        (f"{name} (floor)", "-", "-", data, "1.00", "1.00")
+        for name, data in report["floors"].items()
     ]
     rows += [
-        (name, data["floor"], data, fmt(data["ratio"], 2), fmt(data["cpu_ratio"], 2))
+        (
+            name,
+            data["floor"],
+            fmt(data["adjacent_floor"]["req_per_s"]),
+            data,
+            fmt(data["ratio"], 2),
+            fmt(data["cpu_ratio"], 2),
+        )
         for name, data in report["phases"].items()
     ]
     latency = report["latency"]
     rows += [
-        (f"{LIGHT_ALONE}", "-", latency["alone"], "-", "-"),
-        (f"{PASSWORD_LOAD}", "-", latency["password_load"], "-", "-"),
-        (f"{LIGHT_LOADED}", "-", latency["beside_logins"], "-", "-"),
-        (f"{MEMORY_PHASE}", "-", report["memory"]["phase"], "-", "-"),
+        (f"{LIGHT_ALONE}", "-", "-", latency["alone"], "-", "-"),
+        (f"{PASSWORD_LOAD}", "-", "-", latency["password_load"], "-", "-"),
+        (f"{LIGHT_LOADED}", "-", "-", latency["beside_logins"], "-", "-"),
+        (f"{MEMORY_PHASE}", "-", "-", report["memory"]["phase"], "-", "-"),
     ]
-    for name, floor, d, ratio, cpu_ratio in rows:
+    for name, floor, floor_rate, d, ratio, cpu_ratio in rows:
         print(
-            f"{name:<24}{floor:>7}{fmt(d['req_per_s']):>9}{ratio:>7}{fmt(d['p50_ms'], 2):>9}"
-            f"{fmt(d['p95_ms'], 2):>9}{fmt(d['p99_ms'], 2):>9}{sum(d['errors'].values()):>7}"
-            f"{fmt(d['server_cores'], 2):>10}{fmt(d['client_cores'], 2):>10}"
-            f"{fmt(d['cpu_ms_per_op'], 2):>10}{cpu_ratio:>10}"
+            f"{name:<24}{floor:>7}{floor_rate:>9}{fmt(d['req_per_s']):>9}{ratio:>7}"
+            f"{fmt(d['p50_ms'], 2):>9}{fmt(d['p95_ms'], 2):>9}{fmt(d['p99_ms'], 2):>9}"
+            f"{sum(d['errors'].values()):>7}{fmt(d['server_cores'], 2):>10}"
+            f"{fmt(d['client_cores'], 2):>10}{fmt(d['cpu_ms_per_op'], 2):>10}{cpu_ratio:>10}"
         )
     print()
     memory = report["memory"]
     legend = (
         "floors: argon2 = raw Argon2id hashes/s on every CPU, in one process; echo = a bare gRPC",
         "        echo server in ONE process (the floor issue 11 defines), same client shape",
-        "ratio: req/s ÷ the floor's; cpu ratio: the floor's CPU per call ÷ this path's (server",
+        "floor/s: the phase's floor measured right before it (the start's floors drift);",
+        "ratio: req/s ÷ floor/s; cpu ratio: that floor's CPU per call ÷ this path's (server",
         "       process tree + client processes; PostgreSQL's own CPU is not counted)",
         f"srv/cli cores: CPUs kept busy by the server process tree / the {c['client_processes']} "
         "client processes",
@@ -986,6 +1024,7 @@ def print_report(report: Mapping[str, Any]) -> None:
     print("\n".join(legend))
     for name, d in (
         *report["floors"].items(),
+        *((f"{k} (its floor)", v["adjacent_floor"]) for k, v in report["phases"].items()),
         *report["phases"].items(),
         *((k, v) for k, v in latency.items()),
         (MEMORY_PHASE, report["memory"]["phase"]),
