@@ -6,6 +6,7 @@ import functools
 import logging
 import os
 import secrets
+import sys
 import threading
 import time
 import unicodedata
@@ -161,16 +162,18 @@ class BoundedExecutor:
 
 
 def _lower_priority(niceness: int) -> None:
-    """Lower the calling thread's CPU priority (Linux: the nice value of this thread alone)."""
-    if not hasattr(os, "setpriority"):
+    """Lower the calling thread's CPU priority. Linux only: there a thread id names the thread
+    alone, elsewhere it is no process id and the thread keeps its priority."""
+    if sys.platform != "linux":
         return
     thread = threading.get_native_id()
     try:
         current = os.getpriority(os.PRIO_PROCESS, thread)
         os.setpriority(os.PRIO_PROCESS, thread, min(MAX_NICE, current + niceness))
-    except OSError:
-        # Raising a nice value needs no privilege; a sandbox that forbids it leaves the thread
-        # at its creator's priority, which is correct, only less fair to cheap calls.
+    except Exception:
+        # Never raise: an initializer that does breaks the whole pool. Raising a nice value
+        # needs no privilege; a sandbox that forbids it leaves the thread at its creator's
+        # priority, which is correct, only less fair to cheap calls.
         log.debug("could not lower the hashing thread's priority", exc_info=True)
 
 

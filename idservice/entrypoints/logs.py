@@ -149,7 +149,8 @@ def configure_logging(level: str) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     # No line names its source file, thread or process, so records need not find them: the
-    # logging HOWTO's "Optimization" settings (every API call writes an access line).
+    # logging HOWTO's "Optimization" settings (every API call writes an access line). Without
+    # the caller lookup, `stack_info=True` and `stacklevel` do nothing; no code uses them.
     logging._srcfile = None  # skips findCaller's stack walk
     logging.logThreads = False
     logging.logProcesses = False

@@ -3,7 +3,9 @@ and on SQLite a write's transaction that holds the database's write lock from it
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,10 @@ from idservice.adapters.crypto import FieldCipher, KeyRing
 from idservice.adapters.db import migrations
 from idservice.adapters.db.engine import build_engine
 from idservice.adapters.db.unit_of_work import SqlUnitOfWorkFactory
+from tests.support.postgres import PostgresCluster
 from tests.support.records import make_account
+
+_databases = itertools.count()
 
 
 def _locked_for_writers(database: Path) -> bool:
@@ -83,5 +88,46 @@ def test_units_of_work_share_the_pool_but_not_the_connection_events(sqlite_file:
             assert tx.accounts.get("nobody") is None
             assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]
         assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def one_connection_url(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_cluster: PostgresCluster | None
+) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'idservice.db'}"
+        return
+    if postgres_cluster is None:
+        pytest.skip("PostgreSQL binaries not installed (scripts/test installs them)")
+    name = f"uow_engine_{next(_databases)}"
+    yield postgres_cluster.create_database(name)
+    postgres_cluster.drop_database(name)
+
+
+def test_a_write_on_the_connection_a_read_had_is_still_one_transaction(
+    one_connection_url: str,
+) -> None:
+    # One connection in the pool: the write gets the connection the read used (on PostgreSQL
+    # in autocommit, set on that connection for the read alone).
+    engine = build_engine(one_connection_url, pool_size=1)
+    try:
+        migrations.upgrade(engine)
+        engine.dispose()  # the migration's connection may not be the pool's only one
+        uow = SqlUnitOfWorkFactory(engine, FieldCipher(KeyRing.generate("t1")))
+        account = make_account()
+        with uow(readonly=True) as tx:
+            assert tx.accounts.get(account.id) is None
+        with pytest.raises(LookupError), uow() as tx:
+            tx.accounts.add(account, email_key="a@example.com")
+            raise LookupError  # leaves without commit: the add is rolled back
+        with uow(readonly=True) as tx:
+            assert tx.accounts.get(account.id) is None
+        with uow() as tx:
+            tx.accounts.add(account, email_key="a@example.com")
+            tx.commit()
+        with uow(readonly=True) as tx:
+            assert tx.accounts.get(account.id) == account
     finally:
         engine.dispose()

@@ -128,6 +128,9 @@ def statement_engine(engine: Engine) -> Engine:
     than a short SQLite statement itself; a unit of work begins its own SQLite transactions
     (`begin_immediate`) instead. Migrations and maintenance keep `engine`, whose `begin` makes
     their transactions real on SQLite.
+
+    The new engine keeps the pool `engine` has now: disposing `engine` (`App.close`, after the
+    server has stopped) retires the units of work too.
     """
     # The same dialect object too: the pool's first connection initialised it (server version,
     # isolation level), which a new dialect on an already-connected pool would never get.

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
-from functools import cached_property
+from collections.abc import Callable, Mapping
 from types import TracebackType
+from typing import Any, Generic, TypeVar, overload
 
 from sqlalchemy import Connection, Engine, RootTransaction
 
@@ -34,6 +35,42 @@ _writing = threading.local()
 WRITE_LOCK_TIMEOUT_SECONDS = 30.0
 
 
+R = TypeVar("R")
+
+
+class _Repository(Generic[R]):
+    """A unit of work's repository, made on first use from the open connection and kept in the
+    instance until the unit of work closes. (Not `functools.cached_property`: on Python 3.11
+    its `__get__` takes one lock shared by every instance, which every call's threads would
+    queue on.)"""
+
+    def __init__(self, make: Callable[[Connection, FieldCipher], R]) -> None:
+        self._make = make
+        self._name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, tx: None, owner: type) -> _Repository[R]: ...
+
+    @overload
+    def __get__(self, tx: SqlUnitOfWork, owner: type) -> R: ...
+
+    def __get__(self, tx: SqlUnitOfWork | None, owner: type) -> R | _Repository[R]:
+        if tx is None:
+            return self
+        made = self._make(tx._open_connection(), tx._cipher)
+        tx.__dict__[self._name] = made  # later reads find it before this descriptor
+        return made
+
+
+def _without_cipher(
+    make: Callable[[Connection], R],
+) -> Callable[[Connection, FieldCipher], R]:
+    return lambda connection, _cipher: make(connection)
+
+
 class SqlUnitOfWork:
     """`with uow: ...; uow.commit()` — leaving without commit rolls back."""
 
@@ -44,13 +81,18 @@ class SqlUnitOfWork:
         *,
         write_lock: WriteLock | None = None,
         begins_sqlite: bool = False,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         """`begins_sqlite`: a SQLite write, which opens its transaction with BEGIN IMMEDIATE
-        (SQLAlchemy's own BEGIN is none: pysqlite runs in autocommit, see engine.py)."""
+        (SQLAlchemy's own BEGIN is none: pysqlite runs in autocommit, see engine.py).
+        `options`: execution options of this unit of work's connection (set on the connection,
+        not the engine: an engine's `isolation_level` option is a connection event, which
+        sends every statement through SQLAlchemy's event dispatch)."""
         self._engine = engine
         self._cipher = cipher
         self._write_lock = write_lock
         self._begins_sqlite = begins_sqlite
+        self._options = options
         self._connection: Connection | None = None
         self._transaction: RootTransaction | None = None
 
@@ -76,12 +118,15 @@ class SqlUnitOfWork:
     def _open(self) -> SqlUnitOfWork:
         try:
             self._connection = self._engine.connect()
+            if self._options:
+                self._connection.execution_options(**self._options)
             self._transaction = self._connection.begin()
             if self._begins_sqlite:
                 begin_immediate(self._connection.connection.driver_connection)
         except Exception as exc:
             if self._connection is not None:
                 self._connection.close()
+            self._connection = self._transaction = None
             if is_unavailable(exc):
                 raise database_unavailable() from exc
             if is_busy(exc):
@@ -90,53 +135,18 @@ class SqlUnitOfWork:
         return self
 
     # The repositories, each made on first use: most calls use one or two of them.
-    @cached_property
-    def accounts(self) -> SqlAccountRepository:
-        return SqlAccountRepository(self._open_connection(), self._cipher)
-
-    @cached_property
-    def sessions(self) -> SqlSessionRepository:
-        return SqlSessionRepository(self._open_connection(), self._cipher)
-
-    @cached_property
-    def verifications(self) -> SqlVerificationRepository:
-        return SqlVerificationRepository(self._open_connection(), self._cipher)
-
-    @cached_property
-    def idempotency(self) -> SqlIdempotencyRepository:
-        return SqlIdempotencyRepository(self._open_connection(), self._cipher)
-
-    @cached_property
-    def outbox(self) -> SqlOutboxRepository:
-        return SqlOutboxRepository(self._open_connection(), self._cipher)
-
-    @cached_property
-    def guardian_consents(self) -> SqlGuardianConsentRepository:
-        return SqlGuardianConsentRepository(self._open_connection(), self._cipher)
-
-    @cached_property
-    def sns_identities(self) -> SqlSnsIdentityRepository:
-        return SqlSnsIdentityRepository(self._open_connection(), self._cipher)
-
-    @cached_property
-    def signup_tickets(self) -> SqlSignupTicketRepository:
-        return SqlSignupTicketRepository(self._open_connection(), self._cipher)
-
-    @cached_property
-    def attempt_counters(self) -> SqlAttemptCounterRepository:
-        return SqlAttemptCounterRepository(self._open_connection())
-
-    @cached_property
-    def access_audit(self) -> SqlAccessAuditRepository:
-        return SqlAccessAuditRepository(self._open_connection(), self._cipher)
-
-    @cached_property
-    def connection_log(self) -> SqlConnectionLogRepository:
-        return SqlConnectionLogRepository(self._open_connection(), self._cipher)
-
-    @cached_property
-    def consent_records(self) -> SqlConsentRecordRepository:
-        return SqlConsentRecordRepository(self._open_connection())
+    accounts = _Repository(SqlAccountRepository)
+    sessions = _Repository(SqlSessionRepository)
+    verifications = _Repository(SqlVerificationRepository)
+    idempotency = _Repository(SqlIdempotencyRepository)
+    outbox = _Repository(SqlOutboxRepository)
+    guardian_consents = _Repository(SqlGuardianConsentRepository)
+    sns_identities = _Repository(SqlSnsIdentityRepository)
+    signup_tickets = _Repository(SqlSignupTicketRepository)
+    attempt_counters = _Repository(_without_cipher(SqlAttemptCounterRepository))
+    access_audit = _Repository(SqlAccessAuditRepository)
+    connection_log = _Repository(SqlConnectionLogRepository)
+    consent_records = _Repository(_without_cipher(SqlConsentRecordRepository))
 
     def _open_connection(self) -> Connection:
         if self._connection is None:
@@ -178,7 +188,7 @@ class SqlUnitOfWork:
 
 
 _REPOSITORIES = frozenset(
-    name for name, value in vars(SqlUnitOfWork).items() if isinstance(value, cached_property)
+    name for name, value in vars(SqlUnitOfWork).items() if isinstance(value, _Repository)
 )
 
 
@@ -188,9 +198,8 @@ class SqlUnitOfWorkFactory:
     def __init__(self, engine: Engine, cipher: FieldCipher) -> None:
         self.engine = engine
         # The units of work's own engine: `engine`'s pool without its connection events.
-        statements = statement_engine(engine)
+        self._statements = statement_engine(engine)
         self._sqlite = engine.dialect.name == "sqlite"
-        self._writer_engine = statements
         # Read-only work runs in autocommit: readers never queue behind the write lock
         # (SQLite), and each statement sees one consistent snapshot, though two statements of
         # one read may see different ones (nothing read-only depends on more; writes re-check).
@@ -198,10 +207,9 @@ class SqlUnitOfWorkFactory:
         # BEGIN and ROLLBACK round trips around every read. SQLite's connections are in
         # autocommit already (engine.py): a read-only unit of work never begins a transaction.
         # `readonly` marks reads for the migrations engine's `begin` and statement counters.
-        options: dict[str, object] = {"readonly": True}
+        self._readonly_options: dict[str, object] = {"readonly": True}
         if not self._sqlite:
-            options["isolation_level"] = "AUTOCOMMIT"
-        self._readonly_engine = statements.execution_options(**options)
+            self._readonly_options["isolation_level"] = "AUTOCOMMIT"
         self._cipher = cipher
         # SQLite has one writer at a time; queueing the writers (of this process, then of every
         # process on the file: write_lock.py) is fairer and faster than SQLite's busy handler.
@@ -213,16 +221,16 @@ class SqlUnitOfWorkFactory:
         to do here (its deletes are real; VACUUM reclaims the space)."""
         if self.engine.dialect.name != "sqlite":
             return
-        # Outside any transaction (the read-only engine runs in autocommit); best effort: a
+        # Outside any transaction (SQLite's connections are in autocommit); best effort: a
         # reader still holding an old snapshot makes it a partial checkpoint, redone next purge.
-        with self._readonly_engine.connect() as connection:
+        with self._statements.connect() as connection:
             connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def __call__(self, *, readonly: bool = False) -> SqlUnitOfWork:
         if readonly:
-            return SqlUnitOfWork(self._readonly_engine, self._cipher)
+            return SqlUnitOfWork(self._statements, self._cipher, options=self._readonly_options)
         return SqlUnitOfWork(
-            self._writer_engine,
+            self._statements,
             self._cipher,
             write_lock=self._write_lock,
             begins_sqlite=self._sqlite,
