@@ -16,6 +16,7 @@ from idservice.adapters.crypto import FieldCipher, KeyRing
 from idservice.adapters.db import migrations
 from idservice.adapters.db.engine import build_engine
 from idservice.adapters.db.unit_of_work import SqlUnitOfWorkFactory
+from idservice.domain.errors import DomainError, Reason
 from tests.support.postgres import PostgresCluster
 from tests.support.records import make_account
 
@@ -130,4 +131,30 @@ def test_a_write_on_the_connection_a_read_had_is_still_one_transaction(
         with uow(readonly=True) as tx:
             assert tx.accounts.get(account.id) == account
     finally:
+        engine.dispose()
+
+
+def test_a_write_that_cannot_begin_gives_its_locks_and_connection_back(sqlite_file: Path) -> None:
+    engine = build_engine(f"sqlite:///{sqlite_file}", pool_size=1)
+    holder = sqlite3.connect(sqlite_file, timeout=0, isolation_level=None)
+    try:
+        migrations.upgrade(engine)
+        engine.dispose()
+        uow = SqlUnitOfWorkFactory(engine, FieldCipher(KeyRing.generate("t1")))
+        with engine.connect() as connection:  # the pool's one connection waits 50 ms, not 30 s
+            connection.exec_driver_sql("PRAGMA busy_timeout=50")
+        holder.execute("BEGIN IMMEDIATE")  # another program holds SQLite's write lock
+        with pytest.raises(DomainError) as refused:
+            uow().__enter__()
+        assert refused.value.reason is Reason.DATABASE_UNAVAILABLE  # retryable
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        holder.execute("ROLLBACK")
+        account = make_account()
+        with uow() as tx:  # this thread's and this process's write locks were released
+            tx.accounts.add(account, email_key="a@example.com")
+            tx.commit()
+        with uow(readonly=True) as tx:
+            assert tx.accounts.get(account.id) == account
+    finally:
+        holder.close()
         engine.dispose()
