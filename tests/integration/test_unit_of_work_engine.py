@@ -3,6 +3,7 @@ and on SQLite a write's transaction that holds the database's write lock from it
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import sqlite3
 from collections.abc import Iterator
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import Engine, event, text
 
 from idservice.adapters.crypto import FieldCipher, KeyRing
 from idservice.adapters.db import migrations
@@ -21,6 +22,29 @@ from tests.support.postgres import PostgresCluster
 from tests.support.records import make_account
 
 _databases = itertools.count()
+
+
+@contextlib.contextmanager
+def migrated(url: str, *, pool_size: int = 20) -> Iterator[tuple[Engine, SqlUnitOfWorkFactory]]:
+    """A migrated database's engine (its pool emptied of the migration's connection) and the
+    units of work on it."""
+    engine = build_engine(url, pool_size=pool_size)
+    try:
+        migrations.upgrade(engine)
+        engine.dispose()
+        yield engine, SqlUnitOfWorkFactory(engine, FieldCipher(KeyRing.generate("t1")))
+    finally:
+        engine.dispose()
+
+
+def store_and_read_back(uow: SqlUnitOfWorkFactory) -> None:
+    """A committed write is there for the next read."""
+    account = make_account()
+    with uow() as tx:
+        tx.accounts.add(account, email_key="a@example.com")
+        tx.commit()
+    with uow(readonly=True) as tx:
+        assert tx.accounts.get(account.id) == account
 
 
 def _locked_for_writers(database: Path) -> bool:
@@ -46,36 +70,24 @@ def sqlite_file(tmp_path: Path) -> Path:
 def test_a_sqlite_write_holds_the_write_lock_from_its_start_and_a_read_none(
     sqlite_file: Path,
 ) -> None:
-    engine = build_engine(f"sqlite:///{sqlite_file}")
-    try:
-        migrations.upgrade(engine)
-        uow = SqlUnitOfWorkFactory(engine, FieldCipher(KeyRing.generate("t1")))
+    with migrated(f"sqlite:///{sqlite_file}") as (_engine, uow):
         with uow(readonly=True) as tx:
             assert tx.accounts.get("nobody") is None
             assert not _locked_for_writers(sqlite_file)
         with uow() as tx:
             # Before its first statement: a read-then-write sees what it will change.
             assert _locked_for_writers(sqlite_file)
-            account = make_account()
-            tx.accounts.add(account, email_key="a@example.com")
-            tx.commit()
         assert not _locked_for_writers(sqlite_file)
-        with uow(readonly=True) as tx:
-            assert tx.accounts.get(account.id) == account
-    finally:
-        engine.dispose()
+        store_and_read_back(uow)
 
 
 def test_units_of_work_share_the_pool_but_not_the_connection_events(sqlite_file: Path) -> None:
-    engine = build_engine(f"sqlite:///{sqlite_file}", pool_size=1)
     seen: list[str] = []
 
     def before_cursor_execute(*args: Any) -> None:
         seen.append(str(args[2]))
 
-    try:
-        migrations.upgrade(engine)
-        uow = SqlUnitOfWorkFactory(engine, FieldCipher(KeyRing.generate("t1")))
+    with migrated(f"sqlite:///{sqlite_file}", pool_size=1) as (engine, uow):
         event.listen(engine, "before_cursor_execute", before_cursor_execute)
         with uow(readonly=True) as tx:
             assert tx.accounts.get("nobody") is None
@@ -89,8 +101,6 @@ def test_units_of_work_share_the_pool_but_not_the_connection_events(sqlite_file:
             assert tx.accounts.get("nobody") is None
             assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]
         assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -112,11 +122,7 @@ def test_a_write_on_the_connection_a_read_had_is_still_one_transaction(
 ) -> None:
     # One connection in the pool: the write gets the connection the read used (on PostgreSQL
     # in autocommit, set on that connection for the read alone).
-    engine = build_engine(one_connection_url, pool_size=1)
-    try:
-        migrations.upgrade(engine)
-        engine.dispose()  # the migration's connection may not be the pool's only one
-        uow = SqlUnitOfWorkFactory(engine, FieldCipher(KeyRing.generate("t1")))
+    with migrated(one_connection_url, pool_size=1) as (_engine, uow):
         account = make_account()
         with uow(readonly=True) as tx:
             assert tx.accounts.get(account.id) is None
@@ -125,36 +131,22 @@ def test_a_write_on_the_connection_a_read_had_is_still_one_transaction(
             raise LookupError  # leaves without commit: the add is rolled back
         with uow(readonly=True) as tx:
             assert tx.accounts.get(account.id) is None
-        with uow() as tx:
-            tx.accounts.add(account, email_key="a@example.com")
-            tx.commit()
-        with uow(readonly=True) as tx:
-            assert tx.accounts.get(account.id) == account
-    finally:
-        engine.dispose()
+        store_and_read_back(uow)
 
 
 def test_a_write_that_cannot_begin_gives_its_locks_and_connection_back(sqlite_file: Path) -> None:
-    engine = build_engine(f"sqlite:///{sqlite_file}", pool_size=1)
     holder = sqlite3.connect(sqlite_file, timeout=0, isolation_level=None)
     try:
-        migrations.upgrade(engine)
-        engine.dispose()
-        uow = SqlUnitOfWorkFactory(engine, FieldCipher(KeyRing.generate("t1")))
-        with engine.connect() as connection:  # the pool's one connection waits 50 ms, not 30 s
-            connection.exec_driver_sql("PRAGMA busy_timeout=50")
-        holder.execute("BEGIN IMMEDIATE")  # another program holds SQLite's write lock
-        with pytest.raises(DomainError) as refused:
-            uow().__enter__()
-        assert refused.value.reason is Reason.DATABASE_UNAVAILABLE  # retryable
-        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
-        holder.execute("ROLLBACK")
-        account = make_account()
-        with uow() as tx:  # this thread's and this process's write locks were released
-            tx.accounts.add(account, email_key="a@example.com")
-            tx.commit()
-        with uow(readonly=True) as tx:
-            assert tx.accounts.get(account.id) == account
+        with migrated(f"sqlite:///{sqlite_file}", pool_size=1) as (engine, uow):
+            with engine.connect() as connection:  # the pool's one connection waits 50 ms
+                connection.exec_driver_sql("PRAGMA busy_timeout=50")
+            holder.execute("BEGIN IMMEDIATE")  # another program holds SQLite's write lock
+            with pytest.raises(DomainError) as refused:
+                uow().__enter__()
+            assert refused.value.reason is Reason.DATABASE_UNAVAILABLE  # retryable
+            assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+            holder.execute("ROLLBACK")
+            # This thread's and this process's write locks were released.
+            store_and_read_back(uow)
     finally:
         holder.close()
-        engine.dispose()
