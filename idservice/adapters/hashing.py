@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import secrets
-import sys
 import threading
 import time
 import unicodedata
@@ -47,13 +45,6 @@ MAX_DECOY_MEMORY_COST = 4 * 1024 * 1024  # KiB
 MAX_DECOY_PARALLELISM = 16
 DECOY_SALT_BYTES_RANGE = range(8, 65)
 DECOY_HASH_BYTES_RANGE = range(4, 65)
-# How much lower the hashing threads' CPU priority is than the threads that create them (the
-# RPC threads'). While logins saturate the CPU, a token check or a refresh is scheduled ahead
-# of a hash instead of queueing behind it; with nothing else to run, a hash gets every cycle it
-# wants. Linux nice values are per thread; 10 gives a hash about a tenth of a contested CPU
-# (the kernel's weights are 1024 at nice 0, 110 at 10). See docs/decisions.md.
-HASHING_NICENESS = 10
-MAX_NICE = 19
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,21 +98,14 @@ class BoundedExecutor:
         *,
         thread_name_prefix: str = "argon2",
         observer: PoolObserver | None = None,
-        niceness: int = 0,
     ) -> None:
-        """`niceness` lowers the CPU priority of the pool's threads by that much (see
-        HASHING_NICENESS); 0 leaves them at their creator's."""
         if workers < 1:
             raise ValueError("workers must be at least 1")
         if max_queue < 0:
             raise ValueError("max_queue must not be negative")
         self.workers = workers
         self.max_queue = max_queue
-        self._pool = ThreadPoolExecutor(
-            max_workers=workers,
-            thread_name_prefix=thread_name_prefix,
-            initializer=functools.partial(_lower_priority, niceness) if niceness > 0 else None,
-        )
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=thread_name_prefix)
         self._slots = threading.BoundedSemaphore(workers + max_queue)
         self._observer = observer
 
@@ -159,22 +143,6 @@ class BoundedExecutor:
         self._slots.release()
         if self._observer is not None:
             self._observer.finished()
-
-
-def _lower_priority(niceness: int) -> None:
-    """Lower the calling thread's CPU priority. Linux only: there a thread id names the thread
-    alone, elsewhere it is no process id and the thread keeps its priority."""
-    if sys.platform != "linux":
-        return
-    thread = threading.get_native_id()
-    try:
-        current = os.getpriority(os.PRIO_PROCESS, thread)
-        os.setpriority(os.PRIO_PROCESS, thread, min(MAX_NICE, current + niceness))
-    except Exception:
-        # Never raise: an initializer that does breaks the whole pool. Raising a nice value
-        # needs no privilege; a sandbox that forbids it leaves the thread at its creator's
-        # priority, which is correct, only less fair to cheap calls.
-        log.debug("could not lower the hashing thread's priority", exc_info=True)
 
 
 def _timed(
@@ -224,9 +192,7 @@ class PasswordHasher:
         else:
             pool_size = workers if workers is not None else default_worker_count()
             queue = max_queue if max_queue is not None else pool_size * QUEUE_DEPTH_PER_WORKER
-            self._executor = BoundedExecutor(
-                pool_size, queue, observer=observer, niceness=HASHING_NICENESS
-            )
+            self._executor = BoundedExecutor(pool_size, queue, observer=observer)
             self._owns_executor = True
         # burn() verifies against this decoy, so an unknown email costs what a known one does.
         # It starts at the configured parameters; calibrate_decoy() moves it to those of the

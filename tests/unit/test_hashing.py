@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import unicodedata
@@ -16,8 +15,6 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
 from idservice.adapters.hashing import (
     BUSY_RETRY_AFTER_SECONDS,
-    HASHING_NICENESS,
-    MAX_NICE,
     Argon2Parameters,
     BoundedExecutor,
     PasswordHasher,
@@ -163,38 +160,6 @@ def test_full_queue_raises_server_busy_then_recovers() -> None:
         release.set()
         hasher.shutdown()
         pool.shutdown()
-
-
-def _nice(native_id: int) -> int:
-    return os.getpriority(os.PRIO_PROCESS, native_id)
-
-
-def test_hashing_threads_yield_the_cpu_to_the_threads_that_call_them(
-    hasher: PasswordHasher,
-) -> None:
-    # Linux nice values are per thread: the pool's threads run below their creator, which
-    # (the caller, an RPC thread in the server) keeps its own priority.
-    caller = _nice(threading.get_native_id())
-    before = set(threading.enumerate())
-    assert hasher.verify(hasher.hash("a password"), "a password").ok
-    hashing = [t for t in set(threading.enumerate()) - before if t.name.startswith("argon2")]
-    assert hashing, "the hasher's pool has started no thread"
-    for thread in hashing:
-        assert thread.native_id is not None
-        assert _nice(thread.native_id) == min(MAX_NICE, caller + HASHING_NICENESS)
-    assert _nice(threading.get_native_id()) == caller
-
-
-def test_a_pool_keeps_its_creators_priority_unless_told() -> None:
-    caller = _nice(threading.get_native_id())
-    plain = BoundedExecutor(workers=1, max_queue=1)
-    lowered = BoundedExecutor(workers=1, max_queue=1, niceness=3)
-    try:
-        assert plain.run(lambda: _nice(threading.get_native_id())) == caller
-        assert lowered.run(lambda: _nice(threading.get_native_id())) == min(MAX_NICE, caller + 3)
-    finally:
-        plain.shutdown()
-        lowered.shutdown()
 
 
 def test_shutdown_leaves_a_shared_executor_running() -> None:
