@@ -16,7 +16,8 @@ from idservice.domain import events
 from idservice.domain.accounts import Account, Consents
 from idservice.domain.age import age_band, seoul_today
 from idservice.domain.consents import ConsentChannel, ConsentRecord, ConsentType
-from idservice.domain.errors import DomainError, Reason
+from idservice.domain.errors import DomainError, FieldViolation, Reason, ValidationFailed
+from idservice.domain.guardian_consent import needs_guardian_consent
 from idservice.domain.ids import new_id
 from idservice.domain.instants import utc_text
 from idservice.domain.sns import SnsProvider
@@ -197,13 +198,18 @@ def update_consents(
     cmd: UpdateConsents, *, uow: UnitOfWorkFactory, tokens: TokenIssuer, clock: Clock
 ) -> Consents:
     """Opt in or out of marketing and third-party provision, suspend or resume processing: at
-    once, recorded, and told to other systems (`consents.updated`, IntrospectToken)."""
+    once, recorded, and told to other systems (`consents.updated`, IntrospectToken).
+
+    A child under 14 may opt out and suspend processing, but not opt in: korea-rules Age 6
+    (the guardian's consent comes before any consent-based processing), as at SignUp."""
     caller = authenticate(cmd.access_token, tokens=tokens, uow=uow, clock=clock)
     now = clock()
     with uow() as tx:
         account = tx.accounts.get(caller.account_id, for_update=True)
         if account is None:
             raise DomainError(Reason.TOKEN_INVALID, "the account no longer exists")
+        if needs_guardian_consent(account.birth_date, seoul_today(now)):
+            _refuse_child_opt_ins(cmd)
         c = account.consents
         changes = [
             (kind, new)
@@ -239,6 +245,25 @@ def update_consents(
             )
         tx.commit()
     return c
+
+
+def _refuse_child_opt_ins(cmd: UpdateConsents) -> None:
+    violations = [
+        FieldViolation(field, CHILD_OPT_IN_REFUSED)
+        for field, opt_in in (
+            ("marketing_opt_in", cmd.marketing_opt_in),
+            ("third_party_provision_opt_in", cmd.third_party_opt_in),
+        )
+        if opt_in
+    ]
+    if violations:
+        raise ValidationFailed(violations)
+
+
+CHILD_OPT_IN_REFUSED = (
+    "a child under 14 cannot opt in without the legal guardian's consent; "
+    "opting out and suspending processing stay open"
+)
 
 
 # -- ExportPersonalData --------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from idservice.service_layer.guardian_consent import (
 )
 from idservice.service_layer.login import PasswordLogin
 from idservice.service_layer.ports import TokenPurpose
+from idservice.service_layer.privacy import UpdateConsents
 from idservice.service_layer.rate_limits import RateLimits
 from idservice.service_layer.retention import CONSENT_OUTCOME_RETENTION, Purge
 from idservice.service_layer.sessions import RefreshSession
@@ -242,6 +243,44 @@ def test_the_guardian_approves_and_the_child_may_sign_in(svc: Harness) -> None:
     assert svc.uow.events("guardian_consent.requested") == []
     assert view(svc, child.request_id).status is ConsentRequestStatus.APPROVED
     assert svc.login(child.email).account_id == child.account_id
+
+
+def test_a_child_under_14_may_opt_out_but_not_in_until_14(svc: Harness) -> None:
+    """korea-rules Age 6: the guardian's consent comes before any consent-based processing, so
+    the child alone cannot opt into marketing or third-party provision (SignUp sets both off)."""
+    child = child_signs_up(svc)
+    approve(svc, child)
+    token = svc.login(child.email).access_token
+    error = svc.fails(
+        UpdateConsents(access_token=token, marketing_opt_in=True, third_party_opt_in=True),
+        Reason.VALIDATION_FAILED,
+    )
+    assert [v.field for v in error.violations] == [
+        "marketing_opt_in",
+        "third_party_provision_opt_in",
+    ]
+    svc.fails(UpdateConsents(access_token=token, marketing_opt_in=True), Reason.VALIDATION_FAILED)
+    assert svc.uow.events("consents.updated") == []
+    # Opting out and suspending processing are the child's own rights (korea-rules Rights 1).
+    consents = svc.handle(
+        UpdateConsents(
+            access_token=token,
+            marketing_opt_in=False,
+            third_party_opt_in=False,
+            processing_suspended=True,
+        )
+    )
+    assert (consents.marketing_opt_in, consents.third_party_opt_in) == (False, False)
+    assert consents.processing_suspended
+    # From 14 the person decides alone.
+    svc.clock.set(CHILD_TURNS_14 - timedelta(seconds=1))
+    svc.fails(
+        UpdateConsents(access_token=svc.login(child.email).access_token, marketing_opt_in=True),
+        Reason.VALIDATION_FAILED,
+    )
+    svc.clock.set(CHILD_TURNS_14)
+    token = svc.login(child.email).access_token
+    assert svc.handle(UpdateConsents(access_token=token, marketing_opt_in=True)).marketing_opt_in
 
 
 def test_a_decided_request_is_closed(svc: Harness) -> None:
