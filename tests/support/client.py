@@ -36,6 +36,7 @@ class RpcFailure:
     domain: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
     fields: list[str] = field(default_factory=list)
+    violations: list[tuple[str, str]] = field(default_factory=list)  # (field, description)
     retry_seconds: float | None = None
     message: str = ""
 
@@ -54,6 +55,7 @@ def decode(error: grpc.RpcError) -> RpcFailure:
             bad = error_details_pb2.BadRequest()
             detail.Unpack(bad)
             failure.fields = [v.field for v in bad.field_violations]
+            failure.violations = [(v.field, v.description) for v in bad.field_violations]
         elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
             retry = error_details_pb2.RetryInfo()
             detail.Unpack(retry)

@@ -1,5 +1,5 @@
-"""Around every RPC: reject RRN-like input, read the bearer, map errors, never leak data, and
-record the call (request id, connection log, access line: `calls`)."""
+"""Around every RPC: reject NUL characters and RRN-like input, read the bearer, map errors,
+never leak data, and record the call (request id, connection log, access line: `calls`)."""
 
 from __future__ import annotations
 
@@ -96,11 +96,33 @@ def _may_carry_personal_text(descriptor: Descriptor) -> bool:
     return False
 
 
-def reject_rrn(message: Message) -> None:
-    """korea-rules CI/DI 1: a value that looks like a 주민등록번호 anywhere is invalid input."""
-    if not _may_carry_personal_text(message.DESCRIPTOR):
-        return
-    violations = check_no_rrn(dict(_string_fields(message)))
+NUL_REFUSED = "must not contain the NUL character (U+0000)"
+
+
+def _fields_with_nul(message: Message, prefix: str = "") -> Iterator[str]:
+    """The path of every string value, opaque ones included, that holds U+0000: no field of the
+    API has a use for it, and PostgreSQL's text cannot store it."""
+    for descriptor, value in message.ListFields():
+        path = f"{prefix}{descriptor.name}"
+        if descriptor.type == FieldDescriptor.TYPE_STRING:
+            if descriptor.is_repeated:
+                yield from (f"{path}[{i}]" for i, item in enumerate(value) if "\x00" in item)
+            elif "\x00" in value:
+                yield path
+        elif descriptor.type == FieldDescriptor.TYPE_MESSAGE:
+            if descriptor.is_repeated:
+                for index, item in enumerate(value):
+                    yield from _fields_with_nul(item, f"{path}[{index}].")
+            else:
+                yield from _fields_with_nul(value, f"{path}.")
+
+
+def reject_unsafe_text(message: Message) -> None:
+    """Refuse, before any work, a NUL character in any string, and (korea-rules CI/DI 1) a value
+    that looks like a 주민등록번호 in any string that is not an opaque identifier or secret."""
+    violations = [FieldViolation(path, NUL_REFUSED) for path in _fields_with_nul(message)]
+    if _may_carry_personal_text(message.DESCRIPTOR):
+        violations += check_no_rrn(dict(_string_fields(message)))
     if violations:
         raise ValidationFailed(violations)
 
@@ -165,7 +187,7 @@ def _answer(
             raise ValidationFailed(
                 [FieldViolation("request", f"must be at most {MAX_REQUEST_BYTES} bytes")]
             )
-        reject_rrn(request)
+        reject_unsafe_text(request)
         return handler(servicer, request, context), "", None
     except DomainError as error:
         return None, error.reason.value, to_status(error)
