@@ -8,7 +8,7 @@ matches (account takeover); it is linked only by a signed-in person or created b
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 
 # Issue of the SNS login: a signup ticket lives at most 15 minutes, long enough to verify
@@ -42,6 +42,8 @@ class SnsProfile:
     ci: str | None = None
     nickname: str = ""
     picture_url: str = ""
+    # When the person signed in at the provider: the ID token's `auth_time`, else its `iat`.
+    signed_in_at: datetime | None = None
 
     def __repr__(self) -> str:
         # Reprs end up in logs and tracebacks: only which fields are present.

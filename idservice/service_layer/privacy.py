@@ -286,6 +286,11 @@ def export_personal_data(
     return json.dumps(document, ensure_ascii=False, sort_keys=True)
 
 
+# A Withdraw by SNS re-authentication takes an ID token issued (or an `auth_time`) at most this
+# long ago: any unexpired one (Google's live an hour) could be one kept from an old sign-in.
+REAUTHENTICATION_MAX_AGE = timedelta(minutes=10)
+
+
 # -- Withdraw ------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True, repr=False)
 class Withdraw(Command[None]):
@@ -321,6 +326,12 @@ def withdraw_account(
         profile = sns_authenticate(
             cmd.sns_provider, cmd.sns_credential, timeout=cmd.timeout, now=now, sns=sns
         )
+        if profile.signed_in_at is None or now - profile.signed_in_at > REAUTHENTICATION_MAX_AGE:
+            raise DomainError(
+                Reason.REAUTHENTICATION_REQUIRED,
+                "sign in again: the SNS sign-in must be at most "
+                f"{REAUTHENTICATION_MAX_AGE.seconds // 60} minutes old",
+            )
         with uow(readonly=True) as tx:
             link = tx.sns_identities.find(profile.provider, profile.subject)
         if link is None or link.account_id != account.id:

@@ -204,6 +204,7 @@ def _checked_sns_profile(profile: SnsProfile, *, today: date) -> SnsProfile:
         ci=profile.ci,
         nickname=_display_text(profile, "nickname", profile.nickname, MAX_NICKNAME_LENGTH),
         picture_url=_picture(profile),
+        signed_in_at=profile.signed_in_at,
     )
 
 

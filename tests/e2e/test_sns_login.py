@@ -556,3 +556,37 @@ def test_without_verification_a_kakao_birth_date_cannot_be_typed_away(
             grpc.StatusCode.FAILED_PRECONDITION,
             "GUARDIAN_INFO_REQUIRED",
         )
+
+
+def test_withdraw_by_sns_takes_a_fresh_sign_in_of_an_identity_of_the_account(
+    sns: tuple[App, Client], google: OidcIssuer
+) -> None:
+    _app, client = sns
+    sub = f"g-{uuid.uuid4().hex}"
+    ticket = login(client, google_token(google, sub=sub)).signup_required.sns_signup_ticket
+    signed = sign_up_with_ticket(client, ticket)
+    bearer = client.bearer(signed.session.access_token)
+
+    def withdraw(id_token: str) -> object:
+        credential = common_pb2.SnsCredential(provider=GOOGLE, id_token=id_token, nonce=NONCE)
+        return client.accounts.Withdraw(
+            account_pb2.WithdrawRequest(sns_credential=credential), metadata=bearer
+        )
+
+    refused = (grpc.StatusCode.UNAUTHENTICATED, "REAUTHENTICATION_REQUIRED")
+    # Unexpired (an hour's lifetime) but issued 11 minutes ago: an old sign-in kept around.
+    issued_long_ago = int(time.time()) - 11 * 60
+    stale = google.id_token(
+        sub=sub, aud=GOOGLE_CLIENT, nonce=NONCE, lifetime=3600, iat=issued_long_ago
+    )
+    assert reason(lambda: withdraw(stale)) == refused
+    # A recent `auth_time` counts, whatever the token's `iat`; an old one does not.
+    old_auth = google_token(google, sub=sub, auth_time=issued_long_ago)
+    assert reason(lambda: withdraw(old_auth)) == refused
+    # A fresh sign-in of another person's identity.
+    assert reason(lambda: withdraw(google_token(google))) == refused
+    assert client.accounts.GetAccount(account_pb2.GetAccountRequest(), metadata=bearer).account.id
+    withdraw(google_token(google, sub=sub))
+    assert reason(
+        lambda: client.accounts.GetAccount(account_pb2.GetAccountRequest(), metadata=bearer)
+    ) == (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_INVALID")

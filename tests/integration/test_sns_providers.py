@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 
@@ -77,6 +78,23 @@ def test_a_valid_token_gives_the_profile(issuer: OidcIssuer, google: GoogleProvi
     )
 
 
+def test_the_sign_in_time_is_auth_time_else_iat(issuer: OidcIssuer, google: GoogleProvider) -> None:
+    """Withdraw asks for a recent sign-in: the profile says when the person signed in."""
+    now = int(time.time())
+    plain = issuer.id_token(aud=CLIENT, nonce=NONCE, iat=now - 60)
+    with_auth_time = issuer.id_token(aud=CLIENT, nonce=NONCE, extra={"auth_time": now - 7200})
+    odd_auth_time = issuer.id_token(
+        aud=CLIENT, nonce=NONCE, iat=now - 30, extra={"auth_time": float("nan")}
+    )
+    signed_in = [
+        google.authenticate(with_token(token), timeout=TIMEOUT).signed_in_at
+        for token in (plain, with_auth_time, odd_auth_time)
+    ]
+    assert signed_in == [
+        datetime.fromtimestamp(moment, tz=UTC) for moment in (now - 60, now - 7200, now - 30)
+    ]
+
+
 def test_an_unverified_email_is_not_taken(issuer: OidcIssuer, google: GoogleProvider) -> None:
     token = issuer.id_token(
         aud=CLIENT, nonce=NONCE, extra={"email": "a@example.com", "email_verified": False}
@@ -96,6 +114,18 @@ def test_an_unverified_email_is_not_taken(issuer: OidcIssuer, google: GoogleProv
         pytest.param(
             lambda i: i.id_token(aud=CLIENT, nonce=NONCE, iat=int(time.time()) + 900),
             id="issued-in-the-future",
+        ),
+        pytest.param(
+            lambda i: i.id_token(aud=CLIENT, nonce=NONCE, extra={"iat": float("nan")}),
+            id="iat-nan",
+        ),
+        pytest.param(
+            lambda i: i.id_token(aud=CLIENT, nonce=NONCE, extra={"exp": float("inf")}),
+            id="exp-infinite",
+        ),
+        pytest.param(
+            lambda i: i.id_token(aud=CLIENT, nonce=NONCE, extra={"iat": -1.0e300}),
+            id="iat-before-any-calendar",
         ),
         pytest.param(
             lambda i: i.id_token(aud=CLIENT, nonce=NONCE, issuer="https://evil.example"),

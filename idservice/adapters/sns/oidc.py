@@ -8,14 +8,17 @@ theirs: extra issuers, the profile they can read.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hmac
 import json
 import logging
+import math
 import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
 import authlib.deprecate  # noqa: F401 - imported first: it installs an "always" warning filter
@@ -54,6 +57,8 @@ KID_REFETCH_SECONDS = 60.0
 # Bounds on what a caller may hand us.
 MAX_TOKEN_LENGTH = 16 * 1024
 MAX_SUBJECT_LENGTH = 255
+# The largest time claim taken as a time (9999-12-31T23:59:59Z, datetime's last second).
+MAX_NUMERIC_DATE = 253_402_300_799
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,14 @@ class VerifiedIdToken:
     @property
     def subject(self) -> str:
         return str(self.claims["sub"])
+
+    @property
+    def signed_in_at(self) -> datetime:
+        """When the person authenticated (OIDC Core §2 `auth_time`), else when the token was
+        issued (`iat`, checked to be a number by `_check_times`)."""
+        auth_time = self.claims.get("auth_time")
+        moment = auth_time if _is_seconds(auth_time) else self.claims["iat"]
+        return datetime.fromtimestamp(moment, tz=UTC)
 
     def text(self, name: str) -> str:
         """A string claim, or "" when absent; a claim of another type is a malformed answer."""
@@ -128,9 +141,10 @@ class OidcProvider(SnsIdentityProvider):
             id_token, access_token = self.exchange_code(credential, deadline=deadline)
             exchanged = True
             token = self.verify_id_token(id_token, nonce=credential.nonce, deadline=deadline)
-        return self.profile(
+        profile = self.profile(
             token, access_token=access_token, exchanged=exchanged, deadline=deadline
         )
+        return dataclasses.replace(profile, signed_in_at=token.signed_in_at)
 
     def profile(
         self, token: VerifiedIdToken, *, access_token: str, exchanged: bool, deadline: Deadline
@@ -372,4 +386,11 @@ def _find(keys: KeySet, kid: str) -> RSAKey | None:
 
 
 def _is_seconds(value: object) -> TypeGuard[int | float]:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A NumericDate (RFC 7519 §2) a datetime can hold: JSON parsing also yields NaN, infinities
+    and numbers far past any calendar."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 <= value <= MAX_NUMERIC_DATE
+    )
