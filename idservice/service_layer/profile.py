@@ -96,6 +96,19 @@ def update_profile(
             new_name, new_phone, new_birth = verification.merge_verified(
                 person, name=new_name or "", phone=new_phone or "", birth=new_birth
             )
+    if (
+        new_birth is not None
+        and new_birth != account.birth_date
+        and not account.identity_verified
+        and needs_guardian_consent(account.birth_date, today)
+    ):
+        # A child's age is what the guardian's rights rest on (korea-rules Guardian 5): an
+        # unverified child under 14 cannot type itself older (a verified one needs a new
+        # verification above, which states the birth date).
+        raise DomainError(
+            Reason.IDENTITY_VERIFICATION_REQUIRED,
+            "the birth date of a child under 14 changes only with identity verification",
+        )
     if new_birth is not None and needs_guardian_consent(new_birth, today):
         # An active account cannot turn into a child's without the guardian-consent path
         # (korea-rules Guardian 2); pending accounts never hold an access token.

@@ -31,8 +31,10 @@ from idservice.service_layer.guardian_consent import (
     code_hash,
 )
 from idservice.service_layer.login import PasswordLogin
+from idservice.service_layer.policy import Policy
 from idservice.service_layer.ports import TokenPurpose
 from idservice.service_layer.privacy import UpdateConsents
+from idservice.service_layer.profile import UpdateProfile
 from idservice.service_layer.rate_limits import RateLimits
 from idservice.service_layer.retention import CONSENT_OUTCOME_RETENTION, Purge
 from idservice.service_layer.sessions import RefreshSession
@@ -281,6 +283,46 @@ def test_a_child_under_14_may_opt_out_but_not_in_until_14(svc: Harness) -> None:
     svc.clock.set(CHILD_TURNS_14)
     token = svc.login(child.email).access_token
     assert svc.handle(UpdateConsents(access_token=token, marketing_opt_in=True)).marketing_opt_in
+
+
+def test_an_unverified_child_cannot_type_itself_out_of_the_guardians_care() -> None:
+    """Without required verification a child signs up unverified; once its guardian consented,
+    moving its birth date past 14 would end the guardian's rights and change its age band."""
+    svc = Harness.build(Policy(require_identity_verification=False))
+    guardian = Guardian(name="홍부모")
+    email = new_email()
+    result = svc.handle(
+        svc.signup(
+            email=email,
+            name="홍아기",
+            phone_number=new_phone_number(),
+            birth_date=CHILD_BIRTH.isoformat(),
+            guardian=guardian,
+        )
+    )
+    assert result.consent_request is not None and not result.account.identity_verified
+    child = Child(
+        account_id=result.account.id,
+        email=email,
+        person=verified_person(name="홍아기", birth_date=CHILD_BIRTH),
+        request_id=result.consent_request.id,
+        expires_at=result.consent_request.expires_at,
+        guardian=guardian,
+        guardian_person=guardian_person_of(guardian),
+    )
+    approve(svc, child)
+    token = svc.login(email).access_token
+    svc.fails(
+        UpdateProfile(access_token=token, birth_date="1990-01-01"),
+        Reason.IDENTITY_VERIFICATION_REQUIRED,
+    )
+    # The rest of the profile is still the child's to correct.
+    assert svc.handle(UpdateProfile(access_token=token, name="홍아름")).birth_date == CHILD_BIRTH
+    # From 14 the person corrects an unverified birth date alone, as any unverified account.
+    svc.clock.set(CHILD_TURNS_14)
+    token = svc.login(email).access_token
+    updated = svc.handle(UpdateProfile(access_token=token, birth_date="2015-03-01"))
+    assert updated.birth_date == date(2015, 3, 1)
 
 
 def test_a_decided_request_is_closed(svc: Harness) -> None:
