@@ -297,6 +297,16 @@ def link_sns_identity(
                 raise duplicates.identity_registered(other)
             duplicates.refuse_rejoin_hold(tx, ci=profile.ci, di=None, now=now)
     with uow() as tx:
+        if profile.ci and not account.ci:
+            # The account now holds the person's CI, as an SNS signup with it would: a later
+            # signup of the same person finds it (one person, one account).
+            try:
+                tx.accounts.adopt_ci(account.id, profile.ci, now=now)
+            except UniqueViolation:
+                other = tx.accounts.find_by_identity(ci=profile.ci, di=None)
+                if other is None:
+                    raise
+                raise duplicates.identity_registered(other) from None
         try:
             tx.sns_identities.add(new_link(account.id, profile, now=now))
         except UniqueViolation:

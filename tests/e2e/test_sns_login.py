@@ -20,7 +20,7 @@ from idservice.v1 import account_pb2, auth_pb2, common_pb2
 from tests.conftest import make_settings
 from tests.fakes.oidc import OidcIssuer
 from tests.fakes.oidc_tokens import pkce_s256
-from tests.support.client import Client, failure_of, new_person
+from tests.support.client import STRONG_PASSWORD, Client, failure_of, new_person
 from tests.support.serving import serving
 
 GOOGLE_CLIENT = "google-web-client"
@@ -590,3 +590,55 @@ def test_withdraw_by_sns_takes_a_fresh_sign_in_of_an_identity_of_the_account(
     assert reason(
         lambda: client.accounts.GetAccount(account_pb2.GetAccountRequest(), metadata=bearer)
     ) == (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_INVALID")
+
+
+def test_a_kakao_ci_linked_to_an_unverified_account_is_that_persons_one_account(
+    tmp_path: Path, database_url: str, kakao: OidcIssuer
+) -> None:
+    """Without required verification an account may start with no CI. Linking a Kakao identity
+    that carries the person's CI stores it on the account, so the same person verified later
+    (here by the sandbox, whose CI is that one) cannot open a second account."""
+    settings = make_settings(
+        tmp_path,
+        database_url,
+        require_identity_verification=False,
+        kakao_client_ids=(KAKAO_REST_KEY,),
+        kakao_discovery_url=kakao.discovery_url,
+        kakao_api_base=kakao.api_base,
+        kakao_app_id=str(KAKAO_APP_ID),
+    )
+    person = new_person()
+    user_id = 80_000 + int(uuid.uuid4().int % 1_000_000)
+    kakao.register_kakao_user(
+        "kakao-at-adopt",
+        user_id=user_id,
+        app_id=KAKAO_APP_ID,
+        kakao_account={"ci": sandbox_ci(person.seed)},
+    )
+    with serving(settings) as (_app, client):
+        unverified = client.accounts.SignUp(
+            account_pb2.SignUpRequest(
+                idempotency_key=str(uuid.uuid4()),
+                email=f"u-{uuid.uuid4().hex[:10]}@example.com",
+                password=STRONG_PASSWORD,
+                name=person.name,
+                phone_number=person.phone,
+                birth_date=person.birth_date,
+                consents=client.consents(),
+            )
+        )
+        assert not unverified.account.identity_verified
+        link = auth_pb2.LinkSnsIdentityRequest(
+            provider=KAKAO,
+            id_token=kakao.id_token(sub=str(user_id), aud=KAKAO_REST_KEY, nonce=NONCE),
+            nonce=NONCE,
+            kakao_access_token="kakao-at-adopt",
+        )
+        bearer = client.bearer(unverified.session.access_token)
+        assert "kakao" in client.auth.LinkSnsIdentity(link, metadata=bearer).sign_in_methods
+        failure = failure_of(lambda: client.sign_up(person))
+        assert (failure.code, failure.reason) == (
+            grpc.StatusCode.ALREADY_EXISTS,
+            "IDENTITY_ALREADY_REGISTERED",
+        )
+        assert set(failure.metadata["sign_in_methods"].split(",")) == {"password", "kakao"}

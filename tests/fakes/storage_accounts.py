@@ -96,6 +96,17 @@ class FakeAccountRepository:
         if birth_date is not None:
             row.account.birth_date = birth_date
 
+    def adopt_ci(self, account_id: str, ci: str, *, now: datetime) -> bool:
+        utc(now)
+        state = self._access.write()
+        row = state.accounts.get(account_id)
+        if row is None or row.account.ci is not None:
+            return False
+        if any(other.account.ci == ci for other in state.accounts.values()):
+            raise UniqueViolation("ci_index")
+        row.account.ci = ci
+        return True
+
     def delete_pending(self, account_id: str) -> bool:
         state = self._access.write()
         row = state.accounts.get(account_id)

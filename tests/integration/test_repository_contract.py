@@ -227,6 +227,25 @@ def test_lookups_by_email_key_and_identity(backend: Backend) -> None:
         assert tx.accounts.find_by_identity(ci="unknown", di="unknown") is None
 
 
+def test_a_ci_is_adopted_only_by_an_account_without_one(backend: Backend) -> None:
+    without = add_account(backend.uow, make_account(ci=""))
+    holder = add_account(backend.uow)
+    with backend.uow() as tx:
+        # Another account's CI: refused, and the transaction goes on.
+        with pytest.raises(UniqueViolation) as refused:
+            tx.accounts.adopt_ci(without.id, holder.ci or "", now=NOW)
+        assert refused.value.column == "ci_index"
+        assert not tx.accounts.adopt_ci(holder.id, "ci-of-someone", now=NOW)  # holds one
+        assert not tx.accounts.adopt_ci("no-such-id", "ci-of-someone", now=NOW)
+        assert tx.accounts.adopt_ci(without.id, "ci-of-kakao", now=NOW)
+        tx.commit()
+    adopted = dataclasses.replace(without, ci="ci-of-kakao")
+    assert get_account(backend.uow, without.id) == adopted
+    assert get_account(backend.uow, holder.id) == holder
+    with backend.uow(readonly=True) as tx:
+        assert tx.accounts.find_by_identity(ci="ci-of-kakao", di=None) == adopted
+
+
 def test_save_profile_writes_only_the_given_fields(backend: Backend) -> None:
     account = add_account(backend.uow)
     with backend.uow() as tx:

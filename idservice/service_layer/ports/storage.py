@@ -131,6 +131,11 @@ class AccountRepository(Protocol):
     ) -> None:
         """Write only the given fields, so concurrent corrections of other fields survive."""
 
+    def adopt_ci(self, account_id: str, ci: str, *, now: datetime) -> bool:
+        """Store `ci` on an account that holds none (a Kakao CI linked to an unverified account),
+        so one person's other signups find it. False when the account already holds one or is
+        gone; raises UniqueViolation('ci_index') when another account holds it."""
+
     def delete_pending(self, account_id: str) -> bool:
         """Destroy an account still waiting for guardian consent (never any other account)."""
 

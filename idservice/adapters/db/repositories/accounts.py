@@ -78,6 +78,25 @@ class SqlAccountRepository:
                 values[column.column] = column.encrypt(self._cipher, account_id, value)
         self._c.execute(update(t.accounts).where(t.accounts.c.id == account_id).values(values))
 
+    def adopt_ci(self, account_id: str, ci: str, *, now: datetime) -> bool:
+        values = {
+            "ci_ct": ec.ACCOUNT_CI.encrypt(self._cipher, account_id, ci),
+            "ci_index": self.ci_index(ci),
+            "updated_at": now,
+        }
+        statement = (
+            update(t.accounts)
+            .where(t.accounts.c.id == account_id, t.accounts.c.ci_index.is_(None))
+            .values(values)
+        )
+        try:
+            with self._c.begin_nested():
+                return self._c.execute(statement).rowcount == 1
+        except IntegrityError as exc:
+            if unique_column(exc, self._UNIQUE) != "ci_index":
+                raise
+            raise UniqueViolation("ci_index") from None
+
     def delete_pending(self, account_id: str) -> bool:
         """Destroy an account still waiting for guardian consent (never any other account).
 
