@@ -172,6 +172,42 @@ def test_calls_beyond_the_concurrency_limit_get_server_busy_with_error_info(
         app.close()
 
 
+def test_a_burst_far_beyond_the_limit_gets_server_busy_with_error_info_every_time(
+    tmp_path: Path, hasher: PausingHasher
+) -> None:
+    """Contract §3: every error carries ErrorInfo, however many calls arrive at once. (grpc's
+    own concurrency limit, at twice the gate's, answered most of such a burst bare.)"""
+    settings = make_settings(
+        tmp_path, f"sqlite:///{tmp_path / 'idservice.db'}", max_concurrent_rpcs=1, max_workers=1
+    )
+    app = build_app(settings, hasher=hasher)
+    running = create_server(app, "127.0.0.1:0")
+    try:
+        channels = [grpc.insecure_channel(f"127.0.0.1:{running.port}") for _ in range(4)]
+        clients = [Client(channel, terms_version=settings.terms_version) for channel in channels]
+        hasher.arm()
+        signup = clients[0].accounts.SignUp.future(
+            clients[0].signup_request(new_person()), timeout=WAIT_SECONDS
+        )
+        assert hasher.reached.wait(WAIT_SECONDS)  # the one place is taken
+        burst = [
+            client.auth.IntrospectToken.future(
+                auth_pb2.IntrospectTokenRequest(access_token="x"), timeout=WAIT_SECONDS
+            )
+            for client in clients
+            for _ in range(40)
+        ]
+        for call in burst:
+            assert_server_busy(failure_of(call.result))
+        hasher.release()
+        assert signup.result(timeout=WAIT_SECONDS).account.id
+        for channel in channels:
+            channel.close()
+    finally:
+        running.halt()
+        app.close()
+
+
 def test_an_open_reflection_stream_is_not_work_the_drain_waits_for(
     running: RunningServer,
 ) -> None:

@@ -328,9 +328,12 @@ def create_server(
     gate = ApiGate(prefixes, limit=settings.max_concurrent_rpcs, outstanding=executor.outstanding)
     server = grpc.server(
         executor,
-        # The gate answers SERVER_BUSY first; grpc's own limit (a bare RESOURCE_EXHAUSTED) is a
-        # backstop for the calls the gate does not see (health, reflection).
-        maximum_concurrent_rpcs=settings.max_concurrent_rpcs * 2,
+        # No `maximum_concurrent_rpcs`: grpc's own limit answers a bare RESOURCE_EXHAUSTED
+        # without ErrorInfo (contract §3), and the gate's SERVER_BUSY answers, each in flight
+        # for a moment, counted towards it: a burst got mostly bare answers. The gate bounds
+        # the API's work; health runs non-blocking on its own threads, reflection on the side
+        # threads. (An HTTP/2 `max_concurrent_streams` is no substitute: a new connection's
+        # streams beyond it are refused before the client learns the limit, as UNAVAILABLE.)
         # Traces (only when OTEL_* ask for them) span the gate's answers too.
         interceptors=[*telemetry.server_interceptors(prefixes), gate],
         options=[
