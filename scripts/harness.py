@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import ipaddress
 import os
 import random
@@ -31,7 +30,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -468,20 +467,24 @@ class Argon2Config:
         return cls(s.argon2_time_cost, s.argon2_memory_cost, s.argon2_parallelism)
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """Linux: a child started with this gets SIGTERM if we die (even by SIGKILL), not orphaned."""
+# Runs in the child, which sets its parent-death signal itself and then becomes the command:
+# no Python code runs between fork and exec in the parent's image (a `preexec_fn` would, with
+# every at-fork hook of the parent's libraries, which can deadlock a threaded parent; grpc's
+# did). prctl(PR_SET_PDEATHSIG) survives the exec. A parent already gone exits at once.
+_PARENT_DEATH_LAUNCHER = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    sys.exit(1)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def _dying_with_parent(argv: Sequence[str]) -> list[str]:
+    """Linux: `argv` run so that it gets SIGTERM if we die (even by SIGKILL), not orphaned."""
     if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
-    pr_set_pdeathsig = 1
-
-    def set_deathsig() -> None:
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-    return set_deathsig
+        return list(argv)
+    return [sys.executable, "-c", _PARENT_DEATH_LAUNCHER, str(os.getpid()), *argv]
 
 
 class ServerProcess:
@@ -500,7 +503,7 @@ class ServerProcess:
         self.address: str | None = None
         self._ready = threading.Event()
         self.process = subprocess.Popen(
-            list(argv),
+            _dying_with_parent(argv),
             env=dict(env),
             cwd=cwd,
             stdin=subprocess.DEVNULL,
@@ -509,8 +512,6 @@ class ServerProcess:
             text=True,
             encoding="utf-8",
             errors="replace",
-            # Only prctl(2) runs between fork and exec: no lock a thread could hold is needed.
-            preexec_fn=_die_with_parent(),  # noqa: PLW1509
         )
         self._reader = threading.Thread(target=self._drain, name="server-log", daemon=True)
         self._reader.start()

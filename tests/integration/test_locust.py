@@ -439,6 +439,41 @@ def test_server_process_keeps_its_first_error_lines(tmp_path: Path) -> None:
     assert all(len(line) == SERVER_ERROR_CHARS for line in server.first_errors)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_server_process_ends_when_the_script_that_started_it_is_killed(tmp_path: Path) -> None:
+    parent = (
+        "import os, re, sys, time\n"
+        "from scripts.harness import ServerProcess\n"
+        "script = \"print('listening on 127.0.0.1:4321', flush=True)\\n\"\n"
+        "script += 'import time; time.sleep(60)'\n"
+        "server = ServerProcess([sys.executable, '-c', script],"
+        " ready=re.compile(r'listening on (\\S+):(\\d+)'), env=dict(os.environ), cwd='.')\n"
+        "server.wait_ready(30.0)\n"
+        "print(server.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    script_process = subprocess.Popen(
+        [sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True, cwd=tmp_path, env=env
+    )
+    try:
+        assert script_process.stdout is not None
+        child = int(script_process.stdout.readline())
+        os.kill(script_process.pid, 9)  # SIGKILL: no handler, no cleanup of its own
+        script_process.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and Path(f"/proc/{child}").exists():
+            status = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+            if status == "Z":  # ended, waiting for init to reap it
+                break
+            time.sleep(0.05)
+        else:
+            assert not Path(f"/proc/{child}").exists(), "the server outlived its script"
+    finally:
+        script_process.kill()
+
+
 @pytest.mark.parametrize(
     ("birth", "day", "age"),
     [
