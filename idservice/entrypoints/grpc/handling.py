@@ -58,11 +58,14 @@ OPAQUE_FIELDS = frozenset(
 )
 
 
-def _string_fields(message: Message, prefix: str = "") -> Iterator[tuple[str, str]]:
-    """Every string value in a message, with its field path (e.g. `guardian.name`)."""
+def _string_fields(
+    message: Message, prefix: str = "", *, opaque: bool = False
+) -> Iterator[tuple[str, str]]:
+    """Every string value in a message, with its field path (e.g. `guardian.name`); those of
+    OPAQUE_FIELDS only with `opaque`."""
     for descriptor, value in message.ListFields():
         path = f"{prefix}{descriptor.name}"
-        if descriptor.name in OPAQUE_FIELDS:
+        if not opaque and descriptor.name in OPAQUE_FIELDS:
             continue
         if descriptor.type == FieldDescriptor.TYPE_STRING:
             if descriptor.is_repeated:
@@ -73,9 +76,9 @@ def _string_fields(message: Message, prefix: str = "") -> Iterator[tuple[str, st
         elif descriptor.type == FieldDescriptor.TYPE_MESSAGE:
             if descriptor.is_repeated:
                 for index, item in enumerate(value):
-                    yield from _string_fields(item, f"{path}[{index}].")
+                    yield from _string_fields(item, f"{path}[{index}].", opaque=opaque)
             else:
-                yield from _string_fields(value, f"{path}.")
+                yield from _string_fields(value, f"{path}.", opaque=opaque)
 
 
 @functools.cache
@@ -99,28 +102,15 @@ def _may_carry_personal_text(descriptor: Descriptor) -> bool:
 NUL_REFUSED = "must not contain the NUL character (U+0000)"
 
 
-def _fields_with_nul(message: Message, prefix: str = "") -> Iterator[str]:
-    """The path of every string value, opaque ones included, that holds U+0000: no field of the
-    API has a use for it, and PostgreSQL's text cannot store it."""
-    for descriptor, value in message.ListFields():
-        path = f"{prefix}{descriptor.name}"
-        if descriptor.type == FieldDescriptor.TYPE_STRING:
-            if descriptor.is_repeated:
-                yield from (f"{path}[{i}]" for i, item in enumerate(value) if "\x00" in item)
-            elif "\x00" in value:
-                yield path
-        elif descriptor.type == FieldDescriptor.TYPE_MESSAGE:
-            if descriptor.is_repeated:
-                for index, item in enumerate(value):
-                    yield from _fields_with_nul(item, f"{path}[{index}].")
-            else:
-                yield from _fields_with_nul(value, f"{path}.")
-
-
 def reject_unsafe_text(message: Message) -> None:
     """Refuse, before any work, a NUL character in any string, and (korea-rules CI/DI 1) a value
     that looks like a 주민등록번호 in any string that is not an opaque identifier or secret."""
-    violations = [FieldViolation(path, NUL_REFUSED) for path in _fields_with_nul(message)]
+    # No field of the API has a use for U+0000, and PostgreSQL's text cannot store it.
+    violations = [
+        FieldViolation(path, NUL_REFUSED)
+        for path, value in _string_fields(message, opaque=True)
+        if "\x00" in value
+    ]
     if _may_carry_personal_text(message.DESCRIPTOR):
         violations += check_no_rrn(dict(_string_fields(message)))
     if violations:
