@@ -24,6 +24,7 @@ from idservice.adapters.crypto import (
     load_or_create_dev_ring,
 )
 from idservice.adapters.db import key_check, migrations
+from idservice.adapters.db.compiled import prepare_all as prepare_statements
 from idservice.adapters.db.encrypted_columns import ENCRYPTED_COLUMNS
 from idservice.adapters.db.engine import build_engine
 from idservice.adapters.db.errors import as_domain_error
@@ -348,6 +349,7 @@ def build_app(
             )
             cipher = FieldCipher(ring)
             check_key_ring(engine, cipher, clock())
+        prepare_statements(engine.dialect)  # the hot statements, compiled once for this database
         signing_key = configured_signer or load_signer(settings)
     except BaseException:
         engine.dispose()

@@ -3,11 +3,9 @@ decryption of a row into an `Account` (shared by the account and session reposit
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any, TypedDict
-
-from sqlalchemy import Row
 
 from idservice.adapters.crypto import FieldCipher
 from idservice.adapters.db import encrypted_columns as ec
@@ -88,14 +86,15 @@ def standing_from_row(r: Any, cipher: FieldCipher) -> AccountStanding | None:
     )
 
 
-def first_account(rows: Iterable[Row[Any]], cipher: FieldCipher) -> Account | None:
-    """The first account among rows of `ACCOUNT_COLUMNS` (its SNS providers from all its rows)."""
+def first_account(rows: Iterable[Mapping[str, Any]], cipher: FieldCipher) -> Account | None:
+    """The first account among row mappings of `ACCOUNT_COLUMNS` (its SNS providers from all
+    its rows)."""
     first, providers = _first_with_providers(rows)
     return None if first is None else account_from_row(first, cipher, providers)
 
 
-def first_profile(rows: Iterable[Row[Any]], cipher: FieldCipher) -> AccountProfile | None:
-    """The first account among rows of `PROFILE_COLUMNS`, as its owner is shown it."""
+def first_profile(rows: Iterable[Mapping[str, Any]], cipher: FieldCipher) -> AccountProfile | None:
+    """The first account among row mappings of `PROFILE_COLUMNS`, as its owner is shown it."""
     r, providers = _first_with_providers(rows)
     if r is None:
         return None
@@ -103,14 +102,13 @@ def first_profile(rows: Iterable[Row[Any]], cipher: FieldCipher) -> AccountProfi
     return AccountProfile(**_shown(r, cipher), sign_in_methods=tuple(methods))
 
 
-def _first_with_providers(rows: Iterable[Row[Any]]) -> tuple[Any, tuple[str, ...]]:
+def _first_with_providers(rows: Iterable[Mapping[Any, Any]]) -> tuple[Any, tuple[str, ...]]:
     """The first account's row mapping (None if no row has one) and its SNS providers, sorted
-    (rows of an account joined with its links: one row per link)."""
+    (row mappings of an account joined with its links: one row per link)."""
     account_id: str | None = None
     first: Any = None
     providers: list[str] = []
-    for row in rows:
-        m = row._mapping
+    for m in rows:
         if m["id"] is None:
             continue  # an outer join found no account
         if account_id is None:

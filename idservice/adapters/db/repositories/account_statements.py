@@ -1,5 +1,6 @@
 """The accounts repository's statements, built once: each call then hits SQLAlchemy's
-compiled cache without rebuilding or re-keying its statement."""
+compiled cache without rebuilding or re-keying its statement, or (the hot ones, compiled.py)
+skips SQLAlchemy's execution path."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from sqlalchemy import (
 )
 
 from idservice.adapters.db import tables as t
+from idservice.adapters.db.compiled import CompiledStatement
 from idservice.adapters.db.repositories.account_rows import (
     ACCOUNT_COLUMNS,
     STANDING_COLUMNS,
@@ -39,28 +41,34 @@ def at(name: str) -> BindParameter[datetime]:
     return bindparam(name, type_=t.UtcDateTime())
 
 
-# Statements are built once, here: each call then hits SQLAlchemy's compiled cache without
-# rebuilding or re-keying its statement. A parameter of an UPDATE is never named after a column
-# of its table (SQLAlchemy would take it for one more column to set).
-BY_ID = (
+# Statements are built once, here: those of logins and sign-ups run on the driver's cursor
+# (compiled.py), the others hit SQLAlchemy's compiled cache without rebuilding or re-keying. A
+# parameter of an UPDATE is never named after a column of its table (SQLAlchemy would take it
+# for one more column to set).
+_BY_ID = (
     select(*ACCOUNT_COLUMNS)
     .select_from(with_sns(t.accounts))
     .where(A.id == bindparam("account_id"), LIVE)
 )
+BY_ID = CompiledStatement(_BY_ID)
 # PostgreSQL locks the account row (not the nullable side of the outer join); SQLite's writers
 # are serialised already (BEGIN IMMEDIATE).
-BY_ID_FOR_UPDATE = BY_ID.with_for_update(of=t.accounts)
-BY_EMAIL = (
+BY_ID_FOR_UPDATE = CompiledStatement(_BY_ID.with_for_update(of=t.accounts))
+BY_EMAIL = CompiledStatement(
     select(*ACCOUNT_COLUMNS)
     .select_from(with_sns(t.accounts))
     .where(A.email_index == bindparam("email_index"), LIVE)
 )
 # A password login's read: the standing and the hash, no SNS join, one decryption.
-CREDENTIALS_BY_EMAIL = select(*STANDING_COLUMNS, A.password_hash).where(
-    A.email_index == bindparam("email_index"), LIVE
+CREDENTIALS_BY_EMAIL = CompiledStatement(
+    select(*STANDING_COLUMNS, A.password_hash).where(
+        A.email_index == bindparam("email_index"), LIVE
+    )
 )
-# Parameters named after the columns fill them in.
-ADD = insert(t.accounts)
+# An account is inserted with every column but those of later events (`_to_row` gives them).
+LATER = frozenset({"attempts_expire_at", "marketing_reminded_at", "withdrawn_at", "hold_until"})
+ADD_COLUMNS = tuple(column.name for column in t.accounts.c if column.name not in LATER)
+ADD = CompiledStatement(insert(t.accounts), columns=ADD_COLUMNS)
 ADD_REJOIN_HOLD = insert(t.rejoin_holds)
 
 PENDING = A.status == AccountStatus.PENDING_GUARDIAN_CONSENT.value
@@ -74,8 +82,10 @@ DELETE = delete(t.accounts).where(A.id == bindparam("account_id"))
 
 # The hash swap: compare-and-set on the hash; `KEEP_HASH` only locks the row.
 HASH_IS_EXPECTED = (A.id == bindparam("account_id"), A.password_hash == bindparam("expected"))
-KEEP_HASH = update(t.accounts).where(*HASH_IS_EXPECTED).values(password_hash=bindparam("expected"))
-SWAP_HASH = (
+KEEP_HASH = CompiledStatement(
+    update(t.accounts).where(*HASH_IS_EXPECTED).values(password_hash=bindparam("expected"))
+)
+SWAP_HASH = CompiledStatement(
     update(t.accounts)
     .where(*HASH_IS_EXPECTED)
     .values(password_hash=bindparam("new_hash"), updated_at=at("now"))
@@ -83,7 +93,7 @@ SWAP_HASH = (
 
 # The login gate (`LockoutPolicy`): the threshold and the lock's end are parameters.
 IN_FLIGHT = case((A.attempts_expire_at > at("now"), A.attempts_in_flight), else_=0)
-ADMIT_ATTEMPT = (
+ADMIT_ATTEMPT = CompiledStatement(
     update(t.accounts)
     .where(
         A.id == bindparam("account_id"),
@@ -92,15 +102,15 @@ ADMIT_ATTEMPT = (
     )
     .values(attempts_in_flight=IN_FLIGHT + 1, attempts_expire_at=at("in_flight_until"))
 )
-LOCKED_UNTIL = select(A.locked_until).where(A.id == bindparam("account_id"))
+LOCKED_UNTIL = CompiledStatement(select(A.locked_until).where(A.id == bindparam("account_id")))
 SETTLED = case((A.attempts_in_flight > 0, A.attempts_in_flight - 1), else_=0)
-ATTEMPT_SUCCEEDED = (
+ATTEMPT_SUCCEEDED = CompiledStatement(
     update(t.accounts)
     .where(A.id == bindparam("account_id"))
     .values(attempts_in_flight=SETTLED, failed_logins=0, locked_until=None)
 )
 REACHES_LOCK = A.failed_logins + 1 >= bindparam("threshold")
-ATTEMPT_FAILED = (
+ATTEMPT_FAILED = CompiledStatement(
     update(t.accounts)
     .where(A.id == bindparam("account_id"))
     .values(
@@ -124,27 +134,33 @@ def identity(table: Table, *, ci: bool, di: bool) -> ColumnElement[bool]:
 # One statement per shape of a CI/DI lookup, by (has CI, has DI).
 IDENTITY_SHAPES = ((True, False), (False, True), (True, True))
 BY_IDENTITY = {
-    (ci, di): select(*ACCOUNT_COLUMNS)
-    .select_from(with_sns(t.accounts))
-    .where(identity(t.accounts, ci=ci, di=di), LIVE)
+    (ci, di): CompiledStatement(
+        select(*ACCOUNT_COLUMNS)
+        .select_from(with_sns(t.accounts))
+        .where(identity(t.accounts, ci=ci, di=di), LIVE)
+    )
     for ci, di in IDENTITY_SHAPES
 }
 # One statement: the latest running hold among re-join holds and among withdrawn remains.
 HOLD_UNTIL = {
-    (ci, di): select(
-        *(
-            select(func.max(table.c.hold_until))
-            .where(identity(table, ci=ci, di=di), table.c.hold_until > at("now"))
-            .scalar_subquery()
-            .label(table.name)
-            for table in (t.rejoin_holds, t.accounts)
+    (ci, di): CompiledStatement(
+        select(
+            *(
+                select(func.max(table.c.hold_until))
+                .where(identity(table, ci=ci, di=di), table.c.hold_until > at("now"))
+                .scalar_subquery()
+                .label(table.name)
+                for table in (t.rejoin_holds, t.accounts)
+            )
         )
     )
     for ci, di in IDENTITY_SHAPES
 }
 EXPIRED_REMAINS = (A.withdrawn_at.is_not(None), A.hold_until <= at("now"))
 RELEASE_EXPIRED_HOLD = {
-    (ci, di): delete(t.accounts).where(identity(t.accounts, ci=ci, di=di), *EXPIRED_REMAINS)
+    (ci, di): CompiledStatement(
+        delete(t.accounts).where(identity(t.accounts, ci=ci, di=di), *EXPIRED_REMAINS)
+    )
     for ci, di in IDENTITY_SHAPES
 }
 PURGE_HOLDS = delete(t.rejoin_holds).where(t.rejoin_holds.c.hold_until <= at("now"))

@@ -51,7 +51,7 @@ class SqlAccountRepository:
         row["created_at"] = account.created_at
         try:
             with self._c.begin_nested():
-                self._c.execute(q.ADD, row)
+                q.ADD.rowcount(self._c, row)
         except IntegrityError as exc:
             column = unique_column(exc, self._UNIQUE)
             if column is None:
@@ -124,13 +124,14 @@ class SqlAccountRepository:
         row lock also orders this transaction against a concurrent ChangePassword.
         """
         if new is None:
-            result = self._c.execute(q.KEEP_HASH, {"account_id": account_id, "expected": expected})
+            key = {"account_id": account_id, "expected": expected}
+            changed = q.KEEP_HASH.rowcount(self._c, key)
         else:
-            result = self._c.execute(
-                q.SWAP_HASH,
+            changed = q.SWAP_HASH.rowcount(
+                self._c,
                 {"account_id": account_id, "expected": expected, "new_hash": new, "now": now},
             )
-        return bool(result.rowcount == 1)
+        return changed == 1
 
     def begin_login_attempt(
         self, account_id: str, *, now: datetime, policy: LockoutPolicy
@@ -141,18 +142,19 @@ class SqlAccountRepository:
         still in flight must stay under the threshold. In-flight marks expire after
         ATTEMPT_IN_FLIGHT_TTL in case a process dies between begin and end.
         """
-        admitted = self._c.execute(
-            q.ADMIT_ATTEMPT,
+        admitted = q.ADMIT_ATTEMPT.rowcount(
+            self._c,
             {
                 "account_id": account_id,
                 "now": now,
                 "threshold": policy.threshold,
                 "in_flight_until": now + ATTEMPT_IN_FLIGHT_TTL,
             },
-        ).rowcount
+        )
         if admitted == 1:
             return LoginGate(admitted=True)
-        until = self._c.execute(q.LOCKED_UNTIL, {"account_id": account_id}).scalar()
+        row = q.LOCKED_UNTIL.first(self._c, {"account_id": account_id})
+        until = None if row is None else row["locked_until"]
         if isinstance(until, datetime) and until > now:
             return LoginGate(admitted=False, locked_until=until)
         return LoginGate(admitted=False)
@@ -162,10 +164,10 @@ class SqlAccountRepository:
     ) -> None:
         """Record an admitted attempt's outcome; the failure that reaches the threshold locks."""
         if succeeded:
-            self._c.execute(q.ATTEMPT_SUCCEEDED, {"account_id": account_id})
+            q.ATTEMPT_SUCCEEDED.rowcount(self._c, {"account_id": account_id})
             return
-        self._c.execute(
-            q.ATTEMPT_FAILED,
+        q.ATTEMPT_FAILED.rowcount(
+            self._c,
             {
                 "account_id": account_id,
                 "threshold": policy.threshold,
@@ -176,17 +178,15 @@ class SqlAccountRepository:
     # -- reads ---------------------------------------------------------------------------
     def get(self, account_id: str, *, for_update: bool = False) -> Account | None:
         query = q.BY_ID_FOR_UPDATE if for_update else q.BY_ID
-        rows = self._c.execute(query, {"account_id": account_id}).all()
-        return first_account(rows, self._cipher)
+        return first_account(query.all(self._c, {"account_id": account_id}), self._cipher)
 
     def get_by_email(self, email_key: str) -> Account | None:
         index = self.email_index(email_key)
-        rows = self._c.execute(q.BY_EMAIL, {"email_index": index}).all()
-        return first_account(rows, self._cipher)
+        return first_account(q.BY_EMAIL.all(self._c, {"email_index": index}), self._cipher)
 
     def credentials_by_email(self, email_key: str) -> PasswordCredentials | None:
         index = self.email_index(email_key)
-        row = self._c.execute(q.CREDENTIALS_BY_EMAIL, {"email_index": index}).mappings().first()
+        row = q.CREDENTIALS_BY_EMAIL.first(self._c, {"email_index": index})
         if row is None:
             return None
         standing = standing_from_row(row, self._cipher)
@@ -198,7 +198,7 @@ class SqlAccountRepository:
         params = self._identity_params(ci=ci, di=di)
         if not params:
             return None
-        rows = self._c.execute(q.BY_IDENTITY[bool(ci), bool(di)], params).all()
+        rows = q.BY_IDENTITY[bool(ci), bool(di)].all(self._c, params)
         return first_account(rows, self._cipher)
 
     # -- re-join holds -------------------------------------------------------------------
@@ -210,8 +210,9 @@ class SqlAccountRepository:
         if not params:
             return None
         params["now"] = now
-        row = self._c.execute(q.HOLD_UNTIL[bool(ci), bool(di)], params).one()
-        held = [value for value in row if isinstance(value, datetime)]
+        row = q.HOLD_UNTIL[bool(ci), bool(di)].first(self._c, params)
+        assert row is not None  # a SELECT of two subqueries has one row
+        held = [value for value in row.values() if isinstance(value, datetime)]
         return max(held) if held else None
 
     def purge_rejoin_holds(self, *, now: datetime) -> int:
@@ -225,7 +226,7 @@ class SqlAccountRepository:
         if not params:
             return
         params["now"] = now
-        self._c.execute(q.RELEASE_EXPIRED_HOLD[bool(ci), bool(di)], params)
+        q.RELEASE_EXPIRED_HOLD[bool(ci), bool(di)].rowcount(self._c, params)
 
     def withdraw(self, account_id: str, *, now: datetime, hold_until: datetime) -> bool:
         key = {"account_id": account_id}
@@ -311,6 +312,7 @@ class SqlAccountRepository:
             "password_hash": a.password_hash,
             "failed_logins": a.failed_logins,
             "locked_until": a.locked_until,
+            "attempts_in_flight": 0,
             "terms_version": a.consents.terms_version,
             "privacy_policy_version": a.consents.privacy_policy_version,
             "terms_accepted_at": a.consents.accepted_at,

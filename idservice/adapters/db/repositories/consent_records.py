@@ -7,12 +7,15 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, delete, insert, select
 
 from idservice.adapters.db import tables as t
+from idservice.adapters.db.compiled import CompiledStatement
 from idservice.domain.consents import ConsentChannel, ConsentRecord, ConsentType
 
 _c = t.consent_records.c
-# Built once, so each call hits SQLAlchemy's compiled cache without rebuilding the statement.
-# Parameters named after the columns fill them in.
-_ADD = insert(t.consent_records)
+# Built once; the insert (every sign-up's) runs on the driver's cursor (compiled.py).
+_ADD = CompiledStatement(
+    insert(t.consent_records),
+    columns=("id", "account_id", "consent_type", "version", "granted", "channel", "recorded_at"),
+)
 _OF_ACCOUNT = (
     select(t.consent_records)
     .where(_c.account_id == bindparam("account"))
@@ -25,8 +28,8 @@ class SqlConsentRecordRepository:
         self._c = connection
 
     def add(self, record: ConsentRecord) -> None:
-        self._c.execute(
-            _ADD,
+        _ADD.rowcount(
+            self._c,
             {
                 "id": record.id,
                 "account_id": record.account_id,

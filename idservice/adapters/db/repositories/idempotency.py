@@ -8,22 +8,30 @@ from sqlalchemy import Connection, bindparam, delete, select
 
 from idservice.adapters.crypto import FieldCipher
 from idservice.adapters.db import tables as t
+from idservice.adapters.db.compiled import CompiledStatement
 from idservice.adapters.db.encrypted_columns import IDEMPOTENT_RESPONSE
 from idservice.adapters.db.repositories.insert_new import InsertNew
 from idservice.service_layer.ports import IdempotentResult, UniqueViolation
 
 _k = t.idempotency_keys.c
-# Built once, so each call hits SQLAlchemy's compiled cache without rebuilding the statement.
-_GET = select(t.idempotency_keys).where(
-    _k.key_hash == bindparam("key"),
-    _k.operation == bindparam("op"),
-    _k.expires_at > bindparam("now", type_=t.UtcDateTime()),
+# Built once and run on the driver's cursor (compiled.py).
+_GET = CompiledStatement(
+    select(t.idempotency_keys).where(
+        _k.key_hash == bindparam("key"),
+        _k.operation == bindparam("op"),
+        _k.expires_at > bindparam("now", type_=t.UtcDateTime()),
+    )
 )
-_DELETE_EXPIRED_KEY = delete(t.idempotency_keys).where(
-    _k.key_hash == bindparam("key"), _k.expires_at <= bindparam("now", type_=t.UtcDateTime())
+_DELETE_EXPIRED_KEY = CompiledStatement(
+    delete(t.idempotency_keys).where(
+        _k.key_hash == bindparam("key"), _k.expires_at <= bindparam("now", type_=t.UtcDateTime())
+    )
 )
-# Parameters named after the columns fill them in.
-_PUT = InsertNew(t.idempotency_keys, ("key_hash",))
+_PUT = InsertNew(
+    t.idempotency_keys,
+    ("key_hash",),
+    columns=("key_hash", "operation", "fingerprint", "response_ct", "created_at", "expires_at"),
+)
 
 
 class SqlIdempotencyRepository:
@@ -32,10 +40,9 @@ class SqlIdempotencyRepository:
         self._cipher = cipher
 
     def get(self, key_hash: str, *, operation: str, now: datetime) -> IdempotentResult | None:
-        row = self._c.execute(_GET, {"key": key_hash, "op": operation, "now": now}).first()
-        if row is None:
+        m = _GET.first(self._c, {"key": key_hash, "op": operation, "now": now})
+        if m is None:
             return None
-        m = row._mapping
         plain = IDEMPOTENT_RESPONSE.decrypt(self._cipher, key_hash, m["response_ct"])
         return IdempotentResult(fingerprint=m["fingerprint"], response=bytes.fromhex(plain))
 
@@ -51,7 +58,7 @@ class SqlIdempotencyRepository:
     ) -> None:
         """Store; raises UniqueViolation('key_hash') when a concurrent call stored first."""
         # An expired record of the same key is replaced.
-        self._c.execute(_DELETE_EXPIRED_KEY, {"key": key_hash, "now": now})
+        _DELETE_EXPIRED_KEY.rowcount(self._c, {"key": key_hash, "now": now})
         row = {
             "key_hash": key_hash,
             "operation": operation,

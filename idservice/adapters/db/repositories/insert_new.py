@@ -10,23 +10,25 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql.dml import Insert
+
+from idservice.adapters.db.compiled import CompiledStatement
 
 
 class InsertNew:
-    """Built once per table and key; `execute` picks the connection's dialect."""
+    """Built once per table, key and the columns written; run on the driver's cursor
+    (compiled.py) with the connection's dialect."""
 
-    def __init__(self, table: Table, key: Sequence[str]) -> None:
-        columns = [table.c[name] for name in key]
-        # SQLAlchemy keeps an INSERT's rowcount only when asked to (psycopg's is -1 otherwise).
-        self._by_dialect: dict[str, Insert] = {
-            name: dialect.insert(table)
-            .on_conflict_do_nothing(index_elements=columns)
-            .execution_options(preserve_rowcount=True)
+    def __init__(self, table: Table, key: Sequence[str], *, columns: Sequence[str]) -> None:
+        index = [table.c[name] for name in key]
+        self._by_dialect = {
+            name: CompiledStatement(
+                dialect.insert(table).on_conflict_do_nothing(index_elements=index),
+                columns=columns,
+                dialect=name,
+            )
             for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
         }
 
     def execute(self, connection: Connection, values: dict[str, object]) -> bool:
         """Insert `values`; False when a row with the same key exists (nothing written)."""
-        result = connection.execute(self._by_dialect[connection.dialect.name], values)
-        return bool(result.rowcount == 1)
+        return self._by_dialect[connection.dialect.name].rowcount(connection, values) == 1

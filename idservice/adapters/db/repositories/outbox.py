@@ -38,6 +38,7 @@ from sqlalchemy import (
 
 from idservice.adapters.crypto import FieldCipher, FieldDecryptError
 from idservice.adapters.db import tables as t
+from idservice.adapters.db.compiled import CompiledStatement
 from idservice.adapters.db.encrypted_columns import OUTBOX_PAYLOAD
 from idservice.domain.events import Event
 from idservice.domain.guardian_consent import ConsentRequestStatus
@@ -70,9 +71,21 @@ def _at(name: str) -> BindParameter[datetime]:
     return bindparam(name, type_=t.UtcDateTime())
 
 
-# Built once, so each call hits SQLAlchemy's compiled cache without rebuilding the statement.
-# Parameters named after the columns fill them in.
-_ADD = insert(t.outbox)
+# Built once; the insert (an event of every sign-up and reuse) runs on the driver's cursor
+# (compiled.py).
+_ADD = CompiledStatement(
+    insert(t.outbox),
+    columns=(
+        "id",
+        "type",
+        "payload_ct",
+        "created_at",
+        "attempts",
+        "next_attempt_at",
+        "account_id",
+        "position",
+    ),
+)
 _DUE_NOW = (
     _o.delivered_at.is_(None),
     _o.dead_at.is_(None),
@@ -152,8 +165,8 @@ class SqlOutboxRepository:
 
     def add(self, event: Event) -> None:
         account_id = event.data.get("account_id")
-        self._c.execute(
-            _ADD,
+        _ADD.rowcount(
+            self._c,
             {
                 "id": event.id,
                 "type": event.type.value,

@@ -9,6 +9,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, or_, select, updat
 
 from idservice.adapters.crypto import FieldCipher
 from idservice.adapters.db import tables as t
+from idservice.adapters.db.compiled import CompiledStatement
 from idservice.adapters.db.repositories.account_rows import (
     CONSENT_COLUMNS,
     PROFILE_COLUMNS,
@@ -32,19 +33,21 @@ _SESSION_LIVE_ACCOUNT = t.sessions.outerjoin(
 )
 _SESSION_ACCOUNT = with_sns(_SESSION_LIVE_ACCOUNT)
 
-# Built once, so the hot reads hit SQLAlchemy's compiled cache without being rebuilt.
+# Built once, so no call rebuilds a statement.
 _GET = select(t.sessions).where(t.sessions.c.id == bindparam("session_id"))
-_GET_WITH_PROFILE = (
+# The statements of the cheap calls (IntrospectToken, GetAccount, RefreshSession, and the
+# sessions every login and sign-up opens) run on the driver's cursor (compiled.py).
+_GET_WITH_PROFILE = CompiledStatement(
     select(*_SESSION_COLUMNS, *PROFILE_COLUMNS)
     .select_from(_SESSION_ACCOUNT)
     .where(t.sessions.c.id == bindparam("session_id"))
 )
-_GET_WITH_STANDING = (
+_GET_WITH_STANDING = CompiledStatement(
     select(*_SESSION_COLUMNS, *STANDING_COLUMNS)
     .select_from(_SESSION_LIVE_ACCOUNT)
     .where(t.sessions.c.id == bindparam("session_id"))
 )
-_GET_WITH_CONSENTS = (
+_GET_WITH_CONSENTS = CompiledStatement(
     select(*_SESSION_COLUMNS, *CONSENT_COLUMNS)
     .select_from(_SESSION_LIVE_ACCOUNT)
     .where(t.sessions.c.id == bindparam("session_id"))
@@ -58,7 +61,7 @@ _FIND_REFRESH = (
     .join_from(t.refresh_tokens, t.sessions, t.sessions.c.id == t.refresh_tokens.c.session_id)
     .where(t.refresh_tokens.c.token_hash == bindparam("token_hash"))
 )
-_FIND_REFRESH_WITH_STANDING = (
+_FIND_REFRESH_WITH_STANDING = CompiledStatement(
     select(*_REFRESH_COLUMNS, *_SESSION_COLUMNS, *STANDING_COLUMNS)
     .select_from(
         t.refresh_tokens.join(
@@ -73,7 +76,7 @@ _FIND_REFRESH_WITH_STANDING = (
 _NOW = bindparam("now", type_=t.UtcDateTime())
 # Used once, and only while its session is live (not revoked, not expired): a logout that
 # committed after the token was read still wins.
-_MARK_REFRESH_USED = (
+_MARK_REFRESH_USED = CompiledStatement(
     update(t.refresh_tokens)
     .where(
         t.refresh_tokens.c.token_hash == bindparam("hash"),
@@ -88,9 +91,12 @@ _MARK_REFRESH_USED = (
     )
     .values(used_at=_NOW)
 )
-# Parameters named after the columns fill them in.
-_ADD = insert(t.sessions)
-_ADD_REFRESH_TOKEN = insert(t.refresh_tokens)
+_ADD = CompiledStatement(
+    insert(t.sessions), columns=("id", "account_id", "amr", "created_at", "expires_at")
+)
+_ADD_REFRESH_TOKEN = CompiledStatement(
+    insert(t.refresh_tokens), columns=("token_hash", "session_id", "created_at", "expires_at")
+)
 _OF_ACCOUNT = (
     select(t.sessions)
     .where(t.sessions.c.account_id == bindparam("account"))
@@ -119,8 +125,8 @@ class SqlSessionRepository:
         self._cipher = cipher
 
     def add(self, session: Session) -> None:
-        self._c.execute(
-            _ADD,
+        _ADD.rowcount(
+            self._c,
             {
                 "id": session.id,
                 "account_id": session.account_id,
@@ -133,8 +139,8 @@ class SqlSessionRepository:
     def add_refresh_token(
         self, token_hash: str, *, session_id: str, now: datetime, expires_at: datetime
     ) -> None:
-        self._c.execute(
-            _ADD_REFRESH_TOKEN,
+        _ADD_REFRESH_TOKEN.rowcount(
+            self._c,
             {
                 "token_hash": token_hash,
                 "session_id": session_id,
@@ -150,25 +156,23 @@ class SqlSessionRepository:
     def get_with_profile(self, session_id: str) -> tuple[Session, AccountProfile | None] | None:
         """One statement: the session and its live account as its owner is shown it (with the
         account's SNS providers; no CI, DI or password hash read)."""
-        rows = self._c.execute(_GET_WITH_PROFILE, {"session_id": session_id}).all()
+        rows = _GET_WITH_PROFILE.all(self._c, {"session_id": session_id})
         if not rows:
             return None
-        return _session(rows[0]._mapping, _PREFIX), first_profile(rows, self._cipher)
+        return _session(rows[0], _PREFIX), first_profile(rows, self._cipher)
 
     def get_with_standing(self, session_id: str) -> tuple[Session, AccountStanding | None] | None:
         """One statement: the session and its live account's standing (one column decrypted)."""
-        row = self._c.execute(_GET_WITH_STANDING, {"session_id": session_id}).first()
-        if row is None:
+        m = _GET_WITH_STANDING.first(self._c, {"session_id": session_id})
+        if m is None:
             return None
-        m = row._mapping
         return _session(m, _PREFIX), standing_from_row(m, self._cipher)
 
     def get_with_consents(self, session_id: str) -> tuple[Session, Consents | None] | None:
         """One statement: the session and its live account's choices, no personal column."""
-        row = self._c.execute(_GET_WITH_CONSENTS, {"session_id": session_id}).first()
-        if row is None:
+        m = _GET_WITH_CONSENTS.first(self._c, {"session_id": session_id})
+        if m is None:
             return None
-        m = row._mapping
         return _session(m, _PREFIX), None if m["id"] is None else consents_from_row(m)
 
     def of_account(self, account_id: str) -> list[Session]:
@@ -184,17 +188,15 @@ class SqlSessionRepository:
     ) -> tuple[RefreshRecord, AccountStanding | None] | None:
         """One statement: the refresh token, its session and what the next tokens need of the
         session's live account (its birth date the one column decrypted)."""
-        row = self._c.execute(_FIND_REFRESH_WITH_STANDING, {"token_hash": token_hash}).first()
-        if row is None:
+        m = _FIND_REFRESH_WITH_STANDING.first(self._c, {"token_hash": token_hash})
+        if m is None:
             return None
-        m = row._mapping
         return _refresh_record(m), standing_from_row(m, self._cipher)
 
     def mark_refresh_used(self, token_hash: str, *, now: datetime) -> bool:
         """Use a refresh token once while its session is live; False when another call used it
         first or the session has ended."""
-        result = self._c.execute(_MARK_REFRESH_USED, {"hash": token_hash, "now": now})
-        return bool(result.rowcount == 1)
+        return _MARK_REFRESH_USED.rowcount(self._c, {"hash": token_hash, "now": now}) == 1
 
     def revoke(self, session_id: str, *, now: datetime, reason: RevokeReason) -> bool:
         result = self._c.execute(

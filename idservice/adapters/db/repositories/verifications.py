@@ -9,17 +9,32 @@ from sqlalchemy import Connection, bindparam, select, update
 
 from idservice.adapters.crypto import FieldCipher
 from idservice.adapters.db import tables as t
+from idservice.adapters.db.compiled import CompiledStatement
 from idservice.adapters.db.encrypted_columns import VERIFICATION_PERSON
 from idservice.adapters.db.repositories.insert_new import InsertNew
 from idservice.domain.identity import VerifiedPerson
 from idservice.service_layer.ports import StoredVerification, UniqueViolation
 
 _v = t.verifications.c
-# Built once, so each call hits SQLAlchemy's compiled cache without rebuilding the statement.
-# Parameters named after the columns fill them in; a used verification (its source) is skipped.
-_ADD = InsertNew(t.verifications, ("source_hash",))
-_GET_BY_TOKEN = select(t.verifications).where(_v.token_hash == bindparam("token_hash"))
-_CONSUME = (
+# Built once; the sign-up's run on the driver's cursor (compiled.py). A used verification (its
+# source) is skipped on insert.
+_ADD = InsertNew(
+    t.verifications,
+    ("source_hash",),
+    columns=(
+        "id",
+        "provider",
+        "source_hash",
+        "token_hash",
+        "person_ct",
+        "created_at",
+        "expires_at",
+    ),
+)
+_GET_BY_TOKEN = CompiledStatement(
+    select(t.verifications).where(_v.token_hash == bindparam("token_hash"))
+)
+_CONSUME = CompiledStatement(
     update(t.verifications)
     .where(
         _v.token_hash == bindparam("token"),
@@ -72,10 +87,9 @@ class SqlVerificationRepository:
             raise UniqueViolation("source_hash")
 
     def get_by_token(self, token_hash: str) -> StoredVerification | None:
-        row = self._c.execute(_GET_BY_TOKEN, {"token_hash": token_hash}).first()
-        if row is None or row.person_ct is None:
+        m = _GET_BY_TOKEN.first(self._c, {"token_hash": token_hash})
+        if m is None or m["person_ct"] is None:
             return None
-        m = row._mapping
         data = json.loads(VERIFICATION_PERSON.decrypt(self._cipher, m["id"], m["person_ct"]))
         person = VerifiedPerson(
             name=data["name"],
@@ -97,8 +111,7 @@ class SqlVerificationRepository:
     def consume(self, token_hash: str, *, now: datetime) -> bool:
         """Use the token once and drop the stored person; False if unknown, already used or
         expired."""
-        result = self._c.execute(_CONSUME, {"token": token_hash, "now": now})
-        return bool(result.rowcount == 1)
+        return _CONSUME.rowcount(self._c, {"token": token_hash, "now": now}) == 1
 
     def purge_expired(self, *, now: datetime) -> int:
         """Destroy the person of verifications never used in time; the replay guard stays."""

@@ -1,0 +1,149 @@
+"""Statements compiled once and run on the driver's cursor (`adapters/db/compiled.py`): they
+read and write exactly as SQLAlchemy's execution path does, on SQLite and PostgreSQL, and a
+statement that would need SQLAlchemy's execution path is refused when it is compiled."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any, cast
+
+import pytest
+from sqlalchemy import Connection, Engine, Executable, bindparam, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from idservice.adapters.crypto import FieldCipher, KeyRing
+from idservice.adapters.db import migrations
+from idservice.adapters.db import tables as t
+from idservice.adapters.db.compiled import CompiledStatement, plan_for, prepare_all
+from idservice.adapters.db.engine import build_engine
+from idservice.adapters.db.repositories import account_statements as q
+from idservice.adapters.db.repositories import sessions as session_statements
+from idservice.adapters.db.unit_of_work import SqlUnitOfWorkFactory
+from idservice.domain.sns import SnsProvider
+from tests.support.records import NOW, make_account, make_session, make_sns_link
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    built = build_engine(database_url)
+    try:
+        migrations.upgrade(built)
+        yield built
+    finally:
+        built.dispose()
+
+
+def test_every_hot_statement_compiles_for_both_databases() -> None:
+    for dialect in (sqlite.dialect(), postgresql.dialect()):
+        assert prepare_all(dialect) >= 20
+    plan = q.CREDENTIALS_BY_EMAIL.plan(sqlite.dialect())
+    assert plan.positional and plan.names == ("email_index",)
+    assert "password_hash" in plan.keys
+
+
+@pytest.mark.parametrize(
+    ("statement", "columns"),
+    [
+        # an IN list has no fixed SQL
+        (select(t.accounts.c.id).where(t.accounts.c.id.in_(bindparam("ids", expanding=True))), ()),
+        # an INSERT names the columns it writes ...
+        (insert(t.sessions), ()),
+        # ... and leaves no Python-side default for SQLAlchemy to fill in (failed_logins)
+        (insert(t.accounts), ("id", "status", "identity_verified")),
+        # RETURNING is read back by SQLAlchemy's execution path
+        (insert(t.sessions).returning(t.sessions.c.id), ("id",)),
+        # a SELECT writes no columns
+        (select(t.sessions.c.id), ("id",)),
+    ],
+)
+def test_a_statement_needing_sqlalchemys_execution_path_is_refused(
+    statement: Any, columns: tuple[str, ...]
+) -> None:
+    with pytest.raises(ValueError):
+        plan_for(statement, sqlite.dialect(), columns)
+
+
+def _sqlalchemys(
+    connection: Connection, compiled: CompiledStatement, params: dict[str, Any]
+) -> Any:
+    return [
+        dict(row._mapping)
+        for row in connection.execute(cast(Executable, compiled.statement), params)
+    ]
+
+
+def test_rows_read_as_sqlalchemy_reads_them(engine: Engine) -> None:
+    cipher = FieldCipher(KeyRing.generate("t1"))
+    uow = SqlUnitOfWorkFactory(engine, cipher)
+    locked = make_account(email="locked@example.com")
+    other = make_account(email="other@example.com", password_hash=None)
+    session = make_session(locked.id)
+    with uow() as tx:
+        tx.accounts.add(locked, email_key="locked@example.com")
+        tx.accounts.add(other, email_key="other@example.com")
+        tx.sessions.add(session)
+        tx.sessions.add_refresh_token(
+            "h" * 64, session_id=session.id, now=NOW, expires_at=NOW + timedelta(days=1)
+        )
+        tx.sns_identities.add(make_sns_link(locked.id, SnsProvider.KAKAO))
+        locked_index = tx.accounts.email_index("locked@example.com")
+        other_index = tx.accounts.email_index("other@example.com")
+        tx.commit()
+    with engine.connect() as connection:
+        connection.execute(
+            t.accounts.update()
+            .where(t.accounts.c.id == locked.id)
+            .values(locked_until=NOW + timedelta(minutes=30), marketing_opt_in=True)
+        )
+        cases: list[tuple[CompiledStatement, dict[str, Any]]] = [
+            (q.BY_ID, {"account_id": locked.id}),
+            (q.BY_ID, {"account_id": other.id}),
+            (q.BY_EMAIL, {"email_index": locked_index}),
+            (q.CREDENTIALS_BY_EMAIL, {"email_index": other_index}),
+            (q.CREDENTIALS_BY_EMAIL, {"email_index": "unknown"}),
+            (q.LOCKED_UNTIL, {"account_id": locked.id}),
+            (q.HOLD_UNTIL[True, True], {"ci_index": "c", "di_index": "d", "now": NOW}),
+            (session_statements._GET_WITH_CONSENTS, {"session_id": session.id}),
+            (session_statements._GET_WITH_PROFILE, {"session_id": session.id}),
+            (session_statements._GET_WITH_STANDING, {"session_id": session.id}),
+            (session_statements._FIND_REFRESH_WITH_STANDING, {"token_hash": "h" * 64}),
+        ]
+        for compiled, params in cases:
+            rows = compiled.all(connection, params)
+            assert rows == _sqlalchemys(connection, compiled, params), compiled.statement
+            assert compiled.first(connection, params) == (rows[0] if rows else None)
+        # Datetimes read aware (UTC) and booleans as booleans on both databases.
+        (row,) = q.BY_ID.all(connection, {"account_id": locked.id})[:1]
+        assert row["locked_until"] == NOW + timedelta(minutes=30)
+        assert row["marketing_opt_in"] is True and row["identity_verified"] in (True, False)
+        connection.rollback()
+
+
+def test_writes_count_their_rows_and_raise_sqlalchemys_errors(engine: Engine) -> None:
+    uow = SqlUnitOfWorkFactory(engine, FieldCipher(KeyRing.generate("t1")))
+    account = make_account()
+    with uow() as tx:
+        tx.accounts.add(account, email_key="a@example.com")
+        tx.commit()
+    session = make_session(account.id)
+    row = {
+        "id": session.id,
+        "account_id": account.id,
+        "amr": "password",
+        "created_at": NOW,
+        "expires_at": session.expires_at,
+    }
+    with engine.connect() as connection:
+        assert session_statements._ADD.rowcount(connection, row) == 1
+        assert q.ATTEMPT_SUCCEEDED.rowcount(connection, {"account_id": account.id}) == 1
+        assert q.ATTEMPT_SUCCEEDED.rowcount(connection, {"account_id": "nobody"}) == 0
+        with pytest.raises(IntegrityError), connection.begin_nested():
+            session_statements._ADD.rowcount(connection, row)
+        # The transaction goes on after the savepoint's rollback.
+        (read,) = session_statements._GET_WITH_STANDING.all(connection, {"session_id": session.id})
+        assert read["session_expires_at"] == session.expires_at
+        connection.commit()
+    with uow(readonly=True) as tx:
+        assert tx.sessions.get(session.id) == session
