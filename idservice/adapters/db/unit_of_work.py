@@ -81,17 +81,23 @@ class SqlUnitOfWork:
         *,
         write_lock: WriteLock | None = None,
         begins_sqlite: bool = False,
+        driver_autocommit: bool = False,
         options: Mapping[str, Any] | None = None,
     ) -> None:
         """`begins_sqlite`: a SQLite write, which opens its transaction with BEGIN IMMEDIATE
         (SQLAlchemy's own BEGIN is none: pysqlite runs in autocommit, see engine.py).
+        `driver_autocommit`: a PostgreSQL read, whose connection psycopg keeps in autocommit
+        while the unit of work has it (no BEGIN and ROLLBACK round trips) and takes out of it
+        before it goes back to the pool; set on the driver, as SQLAlchemy's `isolation_level`
+        option would cost more than the read (its connection characteristics, set and reset).
         `options`: execution options of this unit of work's connection (set on the connection,
-        not the engine: an engine's `isolation_level` option is a connection event, which
-        sends every statement through SQLAlchemy's event dispatch)."""
+        not the engine: an engine's option of that kind is a connection event, which sends every
+        statement through SQLAlchemy's event dispatch)."""
         self._engine = engine
         self._cipher = cipher
         self._write_lock = write_lock
         self._begins_sqlite = begins_sqlite
+        self._driver_autocommit = driver_autocommit
         self._options = options
         self._connection: Connection | None = None
         self._transaction: RootTransaction | None = None
@@ -110,6 +116,16 @@ class SqlUnitOfWork:
             self._release()
             raise
 
+    def _close_connection(self, connection: Connection) -> None:
+        """Give the connection back to the pool, out of driver autocommit: one that cannot be
+        taken out of it is discarded, so no later write runs without a transaction."""
+        if self._driver_autocommit:
+            try:
+                connection.connection.driver_connection.autocommit = False  # type: ignore[union-attr]
+            except Exception:
+                connection.invalidate()
+        connection.close()
+
     def _release(self) -> None:
         if self._write_lock is not None:
             _writing.active = False
@@ -120,12 +136,14 @@ class SqlUnitOfWork:
             self._connection = self._engine.connect()
             if self._options:
                 self._connection.execution_options(**self._options)
+            if self._driver_autocommit:
+                self._connection.connection.driver_connection.autocommit = True  # type: ignore[union-attr]
             self._transaction = self._connection.begin()
             if self._begins_sqlite:
                 begin_immediate(self._connection.connection.driver_connection)
         except Exception as exc:
             if self._connection is not None:
-                self._connection.close()
+                self._close_connection(self._connection)
             self._connection = self._transaction = None
             if is_unavailable(exc):
                 raise database_unavailable() from exc
@@ -175,7 +193,7 @@ class SqlUnitOfWork:
             pass
         finally:
             if self._connection is not None:
-                self._connection.close()
+                self._close_connection(self._connection)
                 self._connection = self._transaction = None
                 # Repositories made in this transaction stay with it (a `with` again gets new).
                 for name in _REPOSITORIES.intersection(self.__dict__):
@@ -208,8 +226,6 @@ class SqlUnitOfWorkFactory:
         # autocommit already (engine.py): a read-only unit of work never begins a transaction.
         # `readonly` marks reads for the migrations engine's `begin` and statement counters.
         self._readonly_options: dict[str, object] = {"readonly": True}
-        if not self._sqlite:
-            self._readonly_options["isolation_level"] = "AUTOCOMMIT"
         self._cipher = cipher
         # SQLite has one writer at a time; queueing the writers (of this process, then of every
         # process on the file: write_lock.py) is fairer and faster than SQLite's busy handler.
@@ -228,7 +244,12 @@ class SqlUnitOfWorkFactory:
 
     def __call__(self, *, readonly: bool = False) -> SqlUnitOfWork:
         if readonly:
-            return SqlUnitOfWork(self._statements, self._cipher, options=self._readonly_options)
+            return SqlUnitOfWork(
+                self._statements,
+                self._cipher,
+                driver_autocommit=not self._sqlite,
+                options=self._readonly_options,
+            )
         return SqlUnitOfWork(
             self._statements,
             self._cipher,
