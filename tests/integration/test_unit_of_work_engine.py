@@ -150,3 +150,38 @@ def test_a_write_that_cannot_begin_gives_its_locks_and_connection_back(sqlite_fi
             store_and_read_back(uow)
     finally:
         holder.close()
+
+
+def test_a_postgres_read_whose_connection_broke_leaves_no_autocommit_connection_behind(
+    postgres_cluster: PostgresCluster | None,
+) -> None:
+    """A read's connection is in psycopg's autocommit only while the read has it: one that
+    broke during the read is not given back to the pool as it was, and the next units of work
+    (a write rolled back, then one committed) run in real transactions."""
+    if postgres_cluster is None:
+        pytest.skip("PostgreSQL binaries not installed (scripts/test installs them)")
+    name = f"uow_engine_{next(_databases)}"
+    url = postgres_cluster.create_database(name)
+    try:
+        with migrated(url, pool_size=1) as (engine, uow):
+            with uow(readonly=True) as tx:  # the pool's one connection is open
+                assert tx.accounts.get("anyone") is None
+            with pytest.raises(DomainError) as failed, uow(readonly=True) as tx:
+                with engine.connect() as other:  # the pool's overflow: another backend
+                    other.execute(
+                        text(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                        )
+                    )
+                tx.accounts.get("anyone")
+            assert failed.value.reason is Reason.DATABASE_UNAVAILABLE
+            account = make_account()
+            with pytest.raises(LookupError), uow() as tx:
+                tx.accounts.add(account, email_key="b@example.com")
+                raise LookupError  # leaves without commit: the add is rolled back
+            with uow(readonly=True) as tx:
+                assert tx.accounts.get(account.id) is None
+            store_and_read_back(uow)
+    finally:
+        postgres_cluster.drop_database(name)
