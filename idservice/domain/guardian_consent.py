@@ -66,9 +66,16 @@ def new_consent_code() -> str:
 def check_open(status: ConsentRequestStatus, expires_at: datetime, now: datetime) -> None:
     """A request can be decided only while pending and inside its window."""
     if status is not ConsentRequestStatus.PENDING:
-        raise DomainError(Reason.CONSENT_REQUEST_CLOSED, "the consent request is already closed")
+        raise request_closed(status)
     if expires_at <= now:
-        raise DomainError(Reason.CONSENT_REQUEST_EXPIRED, "the consent request has expired")
+        raise request_closed(ConsentRequestStatus.EXPIRED)
+
+
+def request_closed(status: ConsentRequestStatus) -> DomainError:
+    """Why a request in `status` (not pending) can no longer be decided."""
+    if status is ConsentRequestStatus.EXPIRED:
+        return DomainError(Reason.CONSENT_REQUEST_EXPIRED, "the consent request has expired")
+    return DomainError(Reason.CONSENT_REQUEST_CLOSED, "the consent request is already closed")
 
 
 def check_guardian(

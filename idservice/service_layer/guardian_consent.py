@@ -24,6 +24,7 @@ from idservice.domain.guardian_consent import (
     check_guardian,
     check_open,
     new_consent_code,
+    request_closed,
 )
 from idservice.domain.ids import new_id
 from idservice.domain.masking import mask_name
@@ -126,9 +127,12 @@ def _load(tx: UnitOfWork, request_id: str) -> ConsentRequest:
     if not request_id or len(request_id) > MAX_ID_LENGTH:
         raise not_found()
     request = tx.guardian_consents.get(request_id)
-    if request is None:
+    if request is not None:
+        return request
+    outcome = tx.guardian_consents.outcome(request_id)
+    if outcome is None:
         raise not_found()
-    return request
+    raise request_closed(outcome.status)
 
 
 # -- GetConsentRequest ---------------------------------------------------------------------------
@@ -222,6 +226,9 @@ def _rate_limited(until: datetime | None, now: datetime) -> DomainError:
 
 
 def _open_request(tx: UnitOfWork, request_id: str, *, now: datetime) -> ConsentRequest:
+    """The request, if it may still be decided. One destroyed (rejected, or expired and purged)
+    answers from its kept outcome, as GetConsentRequest reports it: CONSENT_REQUEST_EXPIRED when
+    it expired, CONSENT_REQUEST_CLOSED when it was decided; NOT_FOUND once that is gone too."""
     request = _load(tx, request_id)
     check_open(request.status, request.expires_at, now)
     return request

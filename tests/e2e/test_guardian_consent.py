@@ -221,6 +221,12 @@ def test_rejection_destroys_the_child_and_the_guardian_contact(
     )
     assert answer.status == pb.CONSENT_REQUEST_STATUS_REJECTED
     assert journey.status() == pb.CONSENT_REQUEST_STATUS_REJECTED
+    # Acting on it again answers what GetConsentRequest reports: decided.
+    assert reason(lambda: journey.approve(code)) == "CONSENT_REQUEST_CLOSED"
+    resend = pb.ResendConsentNotificationRequest(id=journey.request_id)
+    assert reason(lambda: client.guardian.ResendConsentNotification(resend)) == (
+        "CONSENT_REQUEST_CLOSED"
+    )
     assert reason(lambda: client.login(journey.email)) == "INVALID_CREDENTIALS"
     types = [json.loads(d.body)["type"] for d in hook.wait_for(3)]
     assert "guardian_consent.rejected" in types

@@ -9,6 +9,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -38,6 +39,7 @@ from idservice.service_layer.profile import UpdateProfile
 from idservice.service_layer.rate_limits import RateLimits
 from idservice.service_layer.retention import CONSENT_OUTCOME_RETENTION, Purge
 from idservice.service_layer.sessions import RefreshSession
+from idservice.service_layer.use_cases import Command
 from idservice.service_layer.wards import (
     ExportWardData,
     GetWard,
@@ -186,9 +188,25 @@ def test_a_request_past_its_window_shows_expired_before_and_after_the_purge(
         child.request_id, ConsentRequestStatus.EXPIRED, child.expires_at, ""
     )
     assert status_of(svc, child) is None
+    # Acting on it answers what GetConsentRequest reports.
+    for act in acts_on(child.request_id):
+        svc.fails(act, Reason.CONSENT_REQUEST_EXPIRED)
     svc.clock.advance(CONSENT_OUTCOME_RETENTION + timedelta(seconds=1))
     assert svc.handle(Purge())["consent outcomes deleted"] == 1
     svc.fails(GetConsentRequest(id=child.request_id), Reason.CONSENT_REQUEST_NOT_FOUND)
+    for act in acts_on(child.request_id):
+        svc.fails(act, Reason.CONSENT_REQUEST_NOT_FOUND)
+
+
+def acts_on(request_id: str) -> list[Command[Any]]:
+    """Each call that acts on a consent request (with a well-formed code and token)."""
+    return [
+        ApproveConsentRequest(
+            id=request_id, consent_code="12345678", guardian_verification_token="t"
+        ),
+        RejectConsentRequest(id=request_id, consent_code="12345678"),
+        ResendConsentNotification(id=request_id),
+    ]
 
 
 @pytest.mark.parametrize("request_id", ["no-such-request", "", "x" * 65])
@@ -515,10 +533,13 @@ def test_the_guardian_rejects_and_the_child_is_destroyed(svc: Harness) -> None:
     assert view(svc, child.request_id) == ConsentRequestView(
         child.request_id, ConsentRequestStatus.REJECTED, child.expires_at, ""
     )
+    # Acting on it again answers what GetConsentRequest reports: decided.
     svc.fails(
         RejectConsentRequest(id=child.request_id, consent_code=code),
-        Reason.CONSENT_REQUEST_NOT_FOUND,
+        Reason.CONSENT_REQUEST_CLOSED,
     )
+    for act in acts_on(child.request_id):
+        svc.fails(act, Reason.CONSENT_REQUEST_CLOSED)
     # Nothing holds the child back: they may sign up again at once.
     again = svc.sign_up_person(child.person, guardian=child.guardian)
     assert again.account.status is AccountStatus.PENDING_GUARDIAN_CONSENT
