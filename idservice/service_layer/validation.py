@@ -102,10 +102,12 @@ _USER_INPUT_SPLIT = re.compile(r"[\s._+\-@·]+")
 RRN_DESCRIPTION = "must not contain a resident registration number"
 
 
-def normalize_email(value: str, *, field: str = "email") -> str:
+def normalize_email(value: str, *, field: str = "email", strict: bool = True) -> str:
     """The address in normalised form: NFKC, domain lowercased (IDNA), local part's case kept.
 
-    Syntax only (no DNS): `email_validator.validate_email(..., check_deliverability=False)`.
+    Syntax only (no DNS): `email_validator.validate_email(..., check_deliverability=False)`,
+    `strict` (the default) also holding the local part to RFC 5321's 64 characters; a login
+    looks addresses up without it, so one stored before that rule still signs in.
     NFKC comes first (a full-width copy is the same address), then surrounding whitespace is
     dropped. Special-use domains (`.test`, `.local`, `localhost`) are refused by
     email-validator. A local part or domain label that mixes scripts with look-alike letters
@@ -119,7 +121,7 @@ def normalize_email(value: str, *, field: str = "email") -> str:
     if len(text) > MAX_EMAIL_LENGTH:
         raise invalid(field, f"must be at most {MAX_EMAIL_LENGTH} characters")
     try:
-        normalized = validate_email(text, check_deliverability=False).normalized
+        normalized = validate_email(text, check_deliverability=False, strict=strict).normalized
     except EmailNotValidError:
         # email-validator's messages quote the offending characters: not for our answers.
         raise invalid(field, "must be a valid email address") from None
@@ -154,7 +156,7 @@ def login_email_key(value: str) -> str:
         and all(len(label) <= MAX_LABEL_LENGTH for label in plain["domain"].split("."))
     ):
         return text.lower()
-    return email_lookup_key(normalize_email(value))
+    return email_lookup_key(normalize_email(value, strict=False))
 
 
 def _mixes_scripts_confusably(text: str) -> bool:

@@ -25,6 +25,7 @@ from idservice.service_layer.validation import (
     Violations,
     check_no_rrn,
     email_lookup_key,
+    login_email_key,
     normalize_email,
     normalize_phone,
     validate_name,
@@ -143,10 +144,22 @@ def test_normalize_email_accepts(raw: str, normalized: str) -> None:
         ("a b@example.com", "must be a valid email address"),
         ("a\x00b@example.com", "must be a valid email address"),
         ("a@" + "b" * 250 + ".com", f"must be at most {MAX_EMAIL_LENGTH} characters"),
+        # RFC 5321 §4.5.3.1.1: a local part holds at most 64 characters.
+        ("a" * 65 + "@example.com", "must be a valid email address"),
+        ("가" * 65 + "@example.com", "must be a valid email address"),
     ],
 )
 def test_normalize_email_rejects(raw: str, description: str) -> None:
     assert violation_of(lambda: normalize_email(raw)) == FieldViolation("email", description)
+
+
+def test_a_local_part_of_64_characters_is_accepted_and_a_longer_one_still_signs_in() -> None:
+    assert normalize_email("a" * 64 + "@example.com") == "a" * 64 + "@example.com"
+    # An address stored before the limit was enforced is still looked up at login.
+    longer = "A" * 65 + "@Example.com"
+    assert normalize_email(longer, strict=False) == "A" * 65 + "@example.com"
+    assert login_email_key(longer) == email_lookup_key(normalize_email(longer, strict=False))
+    assert login_email_key("가" * 65 + "@example.com") == "가" * 65 + "@example.com"
 
 
 def test_normalize_email_names_the_given_field() -> None:
