@@ -664,6 +664,8 @@ def test_sandbox_derivation_follows_the_documented_formula() -> None:
         "sandbox:홍길동:2026-03-03:01012345678:seed",  # future in Seoul
         "sandbox:홍길동:1990-01-15:phone:seed",
         "sandbox:홍길동:1990-01-15:010--:seed",
+        "sandbox:홍길동:1990-01-15:12345:seed",  # no such number (would be +8212345)
+        "sandbox:홍길동:1990-01-15:99999999999:seed",
         "portone:홍길동:1990-01-15:01012345678:seed",
         "sandbox:홍 길동:1990-01-15:01012345678:seed",  # whitespace
     ],

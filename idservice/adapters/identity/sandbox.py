@@ -14,6 +14,8 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import phonenumbers
+
 from idservice.domain.age import parse_birth_date, seoul_today
 from idservice.domain.errors import ValidationFailed, invalid
 from idservice.domain.identity import VerifiedPerson, check_verification_id
@@ -28,7 +30,8 @@ DI_LABEL = b"idservice-sandbox-di\0"
 _MIN_PARTS = 4
 _MAX_PARTS = 5
 # Digits with an optional leading "+" and hyphens ("01012345678", "010-1234-5678",
-# "+821012345678"); normalising it is the caller's job, as with a real provider.
+# "+821012345678"), of a number phonenumbers knows; normalising it is the caller's job, as with
+# a real provider.
 _PHONE = re.compile(r"\+?[0-9](?:[0-9-]*[0-9])?")
 
 _FORMAT = "must be sandbox:<name>:<YYYY-MM-DD>:<phone>:<seed>[:<attempt>]"
@@ -42,6 +45,14 @@ def sandbox_ci(seed: str) -> str:
 def sandbox_di(seed: str) -> str:
     """The sandbox DI for `seed`: hex of SHA-256, 64 characters like a common real DI."""
     return hashlib.sha256(DI_LABEL + seed.encode()).hexdigest()
+
+
+def _is_valid_phone(phone: str) -> bool:
+    """Whether phonenumbers' metadata knows the number (national numbers read as Korean)."""
+    try:
+        return phonenumbers.is_valid_number(phonenumbers.parse(phone, "KR"))
+    except phonenumbers.NumberParseException:
+        return False
 
 
 def _utc_now() -> datetime:
@@ -79,6 +90,9 @@ class SandboxIdentityProvider(IdentityProvider):
             raise invalid("verification_id", f"birth date {description}") from None
         if _PHONE.fullmatch(phone) is None:
             raise invalid("verification_id", "phone must be digits, optionally with '+' and '-'")
+        if not _is_valid_phone(phone):
+            # A carrier verifies a number that exists: `12345` would become `+8212345`.
+            raise invalid("verification_id", "phone must be a valid phone number")
         return VerifiedPerson(
             name=name,
             phone_number=phone,
