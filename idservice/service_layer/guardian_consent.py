@@ -403,7 +403,11 @@ def resend_consent_notification(
             )
         last = request.last_notified_at or request.created_at
         if last + RESEND_INTERVAL > now:
-            raise _rate_limited(last + RESEND_INTERVAL, now)
+            raise rate_limits.rate_limited(
+                last + RESEND_INTERVAL,
+                now,
+                "the consent message was just sent; wait before resending",
+            )
         if not tx.guardian_consents.replace_code(
             request.id, code_hash=code_hash(request.id, code, cipher=cipher), now=now
         ):

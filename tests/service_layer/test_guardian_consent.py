@@ -559,7 +559,9 @@ def test_a_rejection_needs_the_right_code(svc: Harness) -> None:
 def test_a_resend_sends_a_fresh_code_and_the_old_one_stops_working(svc: Harness) -> None:
     child = child_signs_up(svc)
     old = code_of(svc, child)
-    svc.fails(ResendConsentNotification(id=child.request_id), Reason.RATE_LIMITED)
+    too_soon = svc.fails(ResendConsentNotification(id=child.request_id), Reason.RATE_LIMITED)
+    assert "resend" in too_soon.message and "code" not in too_soon.message
+    assert too_soon.retry_after_seconds == RESEND_INTERVAL.total_seconds()
     svc.clock.advance(RESEND_INTERVAL)
     expires_at = svc.handle(ResendConsentNotification(id=child.request_id))
     assert expires_at == child.expires_at
