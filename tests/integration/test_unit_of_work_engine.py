@@ -152,36 +152,69 @@ def test_a_write_that_cannot_begin_gives_its_locks_and_connection_back(sqlite_fi
         holder.close()
 
 
-def test_a_postgres_read_whose_connection_broke_leaves_no_autocommit_connection_behind(
-    postgres_cluster: PostgresCluster | None,
-) -> None:
-    """A read's connection is in psycopg's autocommit only while the read has it: one that
-    broke during the read is not given back to the pool as it was, and the next units of work
-    (a write rolled back, then one committed) run in real transactions."""
+@pytest.fixture
+def postgres_url(postgres_cluster: PostgresCluster | None) -> Iterator[str]:
     if postgres_cluster is None:
         pytest.skip("PostgreSQL binaries not installed (scripts/test installs them)")
     name = f"uow_engine_{next(_databases)}"
-    url = postgres_cluster.create_database(name)
-    try:
-        with migrated(url, pool_size=1) as (engine, uow):
-            with uow(readonly=True) as tx:  # the pool's one connection is open
-                assert tx.accounts.get("anyone") is None
-            with pytest.raises(DomainError) as failed, uow(readonly=True) as tx:
-                with engine.connect() as other:  # the pool's overflow: another backend
-                    other.execute(
-                        text(
-                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                        )
+    yield postgres_cluster.create_database(name)
+    postgres_cluster.drop_database(name)
+
+
+def _connections_opened(engine: Engine) -> list[object]:
+    """Each new database connection the pool opens from now on."""
+    opened: list[object] = []
+    event.listen(engine, "connect", lambda dbapi, _record: opened.append(dbapi))
+    return opened
+
+
+def test_a_postgres_read_whose_connection_broke_leaves_no_autocommit_connection_behind(
+    postgres_url: str,
+) -> None:
+    """A read's connection is in psycopg's autocommit only while the read has it: one that
+    broke during the read is discarded (without opening another on the way out), and the
+    next units of work (a write rolled back, then one committed) run in real transactions."""
+    with migrated(postgres_url, pool_size=1) as (engine, uow):
+        with uow(readonly=True) as tx:  # the pool's one connection is open
+            assert tx.accounts.get("anyone") is None
+        opened = _connections_opened(engine)
+        with pytest.raises(DomainError) as failed, uow(readonly=True) as tx:
+            with engine.connect() as other:  # the pool's overflow: another backend
+                other.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
                     )
-                tx.accounts.get("anyone")
-            assert failed.value.reason is Reason.DATABASE_UNAVAILABLE
-            account = make_account()
-            with pytest.raises(LookupError), uow() as tx:
-                tx.accounts.add(account, email_key="b@example.com")
-                raise LookupError  # leaves without commit: the add is rolled back
-            with uow(readonly=True) as tx:
-                assert tx.accounts.get(account.id) is None
-            store_and_read_back(uow)
-    finally:
-        postgres_cluster.drop_database(name)
+                )
+            del opened[:]
+            tx.accounts.get("anyone")
+        assert failed.value.reason is Reason.DATABASE_UNAVAILABLE
+        assert opened == []  # leaving the broken read opened nothing
+        account = make_account()
+        with pytest.raises(LookupError), uow() as tx:
+            tx.accounts.add(account, email_key="b@example.com")
+            raise LookupError  # leaves without commit: the add is rolled back
+        with uow(readonly=True) as tx:
+            assert tx.accounts.get(account.id) is None
+        store_and_read_back(uow)
+
+
+def test_a_postgres_read_that_cannot_leave_autocommit_is_discarded(postgres_url: str) -> None:
+    """A read whose connection psycopg will not take out of autocommit (here: closed under
+    it, unknown to SQLAlchemy) does not go back to the pool as it is: the next write gets a
+    new connection, in a real transaction."""
+    with migrated(postgres_url, pool_size=1) as (engine, uow):
+        checked_out: list[Any] = []
+        event.listen(engine, "checkout", lambda dbapi, _record, _proxy: checked_out.append(dbapi))
+        with uow(readonly=True) as tx:
+            assert tx.accounts.get("anyone") is None
+            checked_out[-1].close()
+        opened = _connections_opened(engine)
+        account = make_account()
+        with pytest.raises(LookupError), uow() as tx:
+            tx.accounts.add(account, email_key="c@example.com")
+            raise LookupError  # leaves without commit: the add is rolled back
+        assert len(opened) == 1  # the read's connection was discarded
+        with uow(readonly=True) as tx:
+            assert tx.accounts.get(account.id) is None
+        store_and_read_back(uow)

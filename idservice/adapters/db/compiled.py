@@ -14,8 +14,9 @@ inside a unit of work's connection and transaction; a driver error goes through 
 own handling (the same `sqlalchemy.exc` exceptions, and a broken connection is invalidated in
 the pool), and listeners of SQLAlchemy's cursor events see the statement.
 
-Only statements with fixed shape qualify: no expanding IN lists, no RETURNING, no defaults
-left for SQLAlchemy to fill in (an INSERT names every column it writes).
+Only statements with fixed shape qualify: no expanding IN lists, literal-rendered or callable
+parameters, no RETURNING, no defaults left for SQLAlchemy to fill in (an INSERT names every
+column it writes).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Insert
+from sqlalchemy import BindParameter, Connection, Dialect, Insert
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -40,6 +41,8 @@ class _Plan:
     """What running a statement on one dialect's driver needs."""
 
     sql: str
+    # The columns an INSERT writes (compiled with them as its parameters).
+    columns: tuple[str, ...]
     # Parameter names in the order the driver takes them (positional), or each once (named).
     names: tuple[str, ...]
     positional: bool
@@ -114,23 +117,30 @@ def plan_for(statement: ClauseElement, dialect: Dialect, columns: tuple[str, ...
     assert isinstance(compiled, SQLCompiler)
     if compiled.escaped_bind_names:
         raise ValueError("parameter names the driver cannot take as they are")
-    if any(bind.expanding for bind in compiled.binds.values()):
-        raise ValueError("an expanding parameter (IN list) has no fixed SQL")
     # Python-side defaults SQLAlchemy would compute at execution (server-side ones and SQL
     # expressions the database computes itself need nothing).
     left = ("insert_prefetch", "update_prefetch", "returning")
     if any(getattr(compiled, name, None) for name in left):
         raise ValueError("defaults or RETURNING left for SQLAlchemy's execution path")
+    # Each parameter once, by the name the SQL uses (anonymous ones get theirs at compile time).
+    by_name: dict[str, BindParameter[Any]] = {}
+    for bind, name in compiled.bind_names.items():
+        by_name.setdefault(name, bind)
+    if any(
+        bind.expanding or bind.literal_execute or bind.callable is not None
+        for bind in by_name.values()
+    ) or getattr(compiled, "literal_execute_params", None):
+        raise ValueError("a parameter decided at execution (an IN list, a literal, a callable)")
     fixed: dict[str, Any] = {}
     binds: list[tuple[str, Processor]] = []
     required = set(columns)
-    for name, bind in compiled.binds.items():
+    for name, bind in by_name.items():
         if not (bind.required or name in required):
-            fixed[name] = bind.effective_value
+            fixed[name] = bind.value
         processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
         if processor is not None:
             binds.append((name, processor))
-    names = tuple(compiled.positiontup or ()) if compiled.positional else tuple(compiled.binds)
+    names = tuple(compiled.positiontup or ()) if compiled.positional else tuple(by_name)
     keys: list[str] = []
     results: list[tuple[int, Processor]] = []
     selected = getattr(statement, "selected_columns", None)
@@ -144,6 +154,7 @@ def plan_for(statement: ClauseElement, dialect: Dialect, columns: tuple[str, ...
             raise ValueError("result columns need distinct keys")
     return _Plan(
         sql=str(compiled),
+        columns=columns,
         names=names,
         positional=bool(compiled.positional),
         fixed=fixed,
@@ -153,11 +164,14 @@ def plan_for(statement: ClauseElement, dialect: Dialect, columns: tuple[str, ...
     )
 
 
-def _arguments(plan: _Plan, params: Mapping[str, Any]) -> dict[str, Any]:
+def _arguments(plan: _Plan, params: Mapping[str, Any]) -> Any:
+    """The driver's parameters: a tuple in SQL order (SQLite), or a mapping (psycopg)."""
     values = {**plan.fixed, **params} if plan.fixed else dict(params)
     for name, processor in plan.binds:
         values[name] = processor(values[name])
-    return values
+    if plan.positional:
+        return tuple(values[name] for name in plan.names)
+    return {name: values[name] for name in plan.names}
 
 
 def _run(
@@ -166,16 +180,19 @@ def _run(
     params: Mapping[str, Any],
     read: Callable[[Any], Any],
 ) -> Any:
-    values = _arguments(plan, params)
-    arguments: Any = tuple(values[name] for name in plan.names) if plan.positional else values
+    if not connection.in_transaction():
+        connection.begin()  # as SQLAlchemy's autobegin would (units of work have begun)
     dbapi = connection.connection.dbapi_connection
     assert dbapi is not None
     cursor = dbapi.cursor()
     sql = plan.sql
+    arguments: Any = params
     # Listeners of SQLAlchemy's cursor events see these statements as they would any other
-    # (none are set on the units of work's engine in service; tests count statements with them).
+    # (none are set on the units of work's engine in service; tests count statements with
+    # them). They get no execution context.
     events = connection._has_events or connection.engine._has_events
     try:
+        arguments = _arguments(plan, params)
         if events:
             for listener in connection.dispatch.before_cursor_execute:
                 sql, arguments = listener(connection, cursor, sql, arguments, None, False)
@@ -185,9 +202,10 @@ def _run(
                 connection, cursor, sql, arguments, None, False
             )
         return read(cursor)
-    except Exception as exc:
-        # SQLAlchemy's own handling: wraps the driver's error in sqlalchemy.exc and invalidates
-        # a connection the dialect finds broken.
+    except BaseException as exc:
+        # SQLAlchemy's own handling: a driver error becomes its sqlalchemy.exc class, any other
+        # a StatementError, and a connection the dialect finds broken (or one interrupted
+        # mid-statement) is invalidated.
         connection._handle_dbapi_exception(exc, sql, arguments, cursor, None)
     finally:
         cursor.close()

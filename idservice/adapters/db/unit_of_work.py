@@ -118,8 +118,9 @@ class SqlUnitOfWork:
 
     def _close_connection(self, connection: Connection) -> None:
         """Give the connection back to the pool, out of driver autocommit: one that cannot be
-        taken out of it is discarded, so no later write runs without a transaction."""
-        if self._driver_autocommit:
+        taken out of it is discarded, so no later write runs without a transaction. One that
+        SQLAlchemy invalidated (broken) is discarded already: touching it would open another."""
+        if self._driver_autocommit and not connection.invalidated:
             try:
                 connection.connection.driver_connection.autocommit = False  # type: ignore[union-attr]
             except Exception:
