@@ -28,7 +28,12 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from idservice.adapters.crypto import FieldCipher, KeyRing
 from idservice.adapters.db import migrations
 from idservice.adapters.db import tables as t
-from idservice.adapters.db.compiled import _REGISTRY, CompiledStatement, plan_for, prepare_all
+from idservice.adapters.db.compiled import (
+    CompiledStatement,
+    plan_for,
+    prepare_all,
+    registered,
+)
 from idservice.adapters.db.engine import build_engine
 from idservice.adapters.db.repositories import account_statements as q
 from idservice.adapters.db.repositories import sessions as session_statements
@@ -207,7 +212,7 @@ def test_every_statement_reaches_the_driver_as_sqlalchemy_sends_it(engine: Engin
     compared = 0
     with engine.connect() as connection:
         event.listen(connection, "before_cursor_execute", capture)
-        for compiled in [c for c in _REGISTRY if c.dialect in (None, dialect.name)]:
+        for compiled in registered(dialect):
             plan = compiled.plan(dialect)
             sql = compiled.statement.compile(dialect=dialect, column_keys=list(plan.columns))
             params = {

@@ -97,12 +97,17 @@ class CompiledStatement:
         return count
 
 
+def registered(dialect: Dialect) -> tuple[CompiledStatement, ...]:
+    """Every statement made so far that runs on `dialect`'s database."""
+    with _registry_lock:
+        statements = tuple(_REGISTRY)
+    return tuple(s for s in statements if s.dialect in (None, dialect.name))
+
+
 def prepare_all(dialect: Dialect) -> int:
     """Compile every statement made so far for `dialect` (at start-up, so a statement that does
     not qualify fails there); the number compiled."""
-    with _registry_lock:
-        statements = tuple(_REGISTRY)
-    mine = [s for s in statements if s.dialect in (None, dialect.name)]
+    mine = registered(dialect)
     for statement in mine:
         statement.plan(dialect)
     return len(mine)
