@@ -359,6 +359,14 @@ def test_link_and_unlink(sns: tuple[App, Client], google: OidcIssuer) -> None:
             metadata=client.bearer(other.session.access_token),
         )
     ) == (grpc.StatusCode.ALREADY_EXISTS, "SNS_IDENTITY_ALREADY_LINKED")
+    # Unlinking names a provider (it needs no configured one): none named is invalid.
+    for unnamed in (common_pb2.SNS_PROVIDER_UNSPECIFIED, 99):
+        assert reason(
+            lambda unnamed=unnamed: client.auth.UnlinkSnsIdentity(
+                auth_pb2.UnlinkSnsIdentityRequest(provider=unnamed),
+                metadata=bearer,
+            )
+        ) == (grpc.StatusCode.INVALID_ARGUMENT, "VALIDATION_FAILED")
     unlinked = client.auth.UnlinkSnsIdentity(
         auth_pb2.UnlinkSnsIdentityRequest(provider=GOOGLE), metadata=bearer
     )
