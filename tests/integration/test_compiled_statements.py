@@ -38,6 +38,7 @@ from idservice.adapters.db.engine import build_engine
 from idservice.adapters.db.repositories import account_statements as q
 from idservice.adapters.db.repositories import sessions as session_statements
 from idservice.adapters.db.unit_of_work import SqlUnitOfWorkFactory
+from idservice.domain.sessions import Session
 from idservice.domain.sns import SnsProvider
 from tests.support.records import NOW, make_account, make_session, make_sns_link
 
@@ -144,7 +145,8 @@ def test_rows_read_as_sqlalchemy_reads_them(engine: Engine) -> None:
         connection.rollback()
 
 
-def test_writes_count_their_rows_and_raise_sqlalchemys_errors(engine: Engine) -> None:
+def _a_session_to_add(engine: Engine) -> tuple[SqlUnitOfWorkFactory, Session, dict[str, Any]]:
+    """Units of work on `engine`, a session of a stored account, and its row for `_ADD`."""
     uow = SqlUnitOfWorkFactory(engine, FieldCipher(KeyRing.generate("t1")))
     account = make_account()
     with uow() as tx:
@@ -154,13 +156,18 @@ def test_writes_count_their_rows_and_raise_sqlalchemys_errors(engine: Engine) ->
     row = {
         "id": session.id,
         "account_id": account.id,
-        "amr": "password",
-        "created_at": NOW,
+        "amr": ",".join(session.amr),
+        "created_at": session.created_at,
         "expires_at": session.expires_at,
     }
+    return uow, session, row
+
+
+def test_writes_count_their_rows_and_raise_sqlalchemys_errors(engine: Engine) -> None:
+    uow, session, row = _a_session_to_add(engine)
     with engine.connect() as connection:
         assert session_statements._ADD.rowcount(connection, row) == 1
-        assert q.ATTEMPT_SUCCEEDED.rowcount(connection, {"account_id": account.id}) == 1
+        assert q.ATTEMPT_SUCCEEDED.rowcount(connection, {"account_id": session.account_id}) == 1
         assert q.ATTEMPT_SUCCEEDED.rowcount(connection, {"account_id": "nobody"}) == 0
         with pytest.raises(IntegrityError), connection.begin_nested():
             session_statements._ADD.rowcount(connection, row)
@@ -234,23 +241,9 @@ def test_every_statement_reaches_the_driver_as_sqlalchemy_sends_it(engine: Engin
 
 def test_a_statement_on_a_connection_outside_a_transaction_begins_one(engine: Engine) -> None:
     """As SQLAlchemy's autobegin: a write is in a transaction the connection commits."""
-    uow = SqlUnitOfWorkFactory(engine, FieldCipher(KeyRing.generate("t1")))
-    account = make_account()
-    with uow() as tx:
-        tx.accounts.add(account, email_key="a@example.com")
-        tx.commit()
-    session = make_session(account.id)
+    uow, session, row = _a_session_to_add(engine)
     with engine.connect() as connection:
-        session_statements._ADD.rowcount(
-            connection,
-            {
-                "id": session.id,
-                "account_id": account.id,
-                "amr": "password",
-                "created_at": session.created_at,
-                "expires_at": session.expires_at,
-            },
-        )
+        session_statements._ADD.rowcount(connection, row)
         assert connection.in_transaction()
         connection.commit()
     with uow(readonly=True) as tx:

@@ -37,6 +37,16 @@ def migrated(url: str, *, pool_size: int = 20) -> Iterator[tuple[Engine, SqlUnit
         engine.dispose()
 
 
+def a_write_left_uncommitted_leaves_nothing(uow: SqlUnitOfWorkFactory, email: str) -> None:
+    """A write that leaves without commit is rolled back: it ran in a real transaction."""
+    account = make_account()
+    with pytest.raises(LookupError), uow() as tx:
+        tx.accounts.add(account, email_key=email)
+        raise LookupError
+    with uow(readonly=True) as tx:
+        assert tx.accounts.get(account.id) is None
+
+
 def store_and_read_back(uow: SqlUnitOfWorkFactory) -> None:
     """A committed write is there for the next read."""
     account = make_account()
@@ -123,14 +133,9 @@ def test_a_write_on_the_connection_a_read_had_is_still_one_transaction(
     # One connection in the pool: the write gets the connection the read used (on PostgreSQL
     # in autocommit, set on that connection for the read alone).
     with migrated(one_connection_url, pool_size=1) as (_engine, uow):
-        account = make_account()
         with uow(readonly=True) as tx:
-            assert tx.accounts.get(account.id) is None
-        with pytest.raises(LookupError), uow() as tx:
-            tx.accounts.add(account, email_key="a@example.com")
-            raise LookupError  # leaves without commit: the add is rolled back
-        with uow(readonly=True) as tx:
-            assert tx.accounts.get(account.id) is None
+            assert tx.accounts.get("anyone") is None
+        a_write_left_uncommitted_leaves_nothing(uow, "a@example.com")
         store_and_read_back(uow)
 
 
@@ -190,12 +195,7 @@ def test_a_postgres_read_whose_connection_broke_leaves_no_autocommit_connection_
             tx.accounts.get("anyone")
         assert failed.value.reason is Reason.DATABASE_UNAVAILABLE
         assert opened == []  # leaving the broken read opened nothing
-        account = make_account()
-        with pytest.raises(LookupError), uow() as tx:
-            tx.accounts.add(account, email_key="b@example.com")
-            raise LookupError  # leaves without commit: the add is rolled back
-        with uow(readonly=True) as tx:
-            assert tx.accounts.get(account.id) is None
+        a_write_left_uncommitted_leaves_nothing(uow, "b@example.com")
         store_and_read_back(uow)
 
 
@@ -210,11 +210,6 @@ def test_a_postgres_read_that_cannot_leave_autocommit_is_discarded(postgres_url:
             assert tx.accounts.get("anyone") is None
             checked_out[-1].close()
         opened = _connections_opened(engine)
-        account = make_account()
-        with pytest.raises(LookupError), uow() as tx:
-            tx.accounts.add(account, email_key="c@example.com")
-            raise LookupError  # leaves without commit: the add is rolled back
+        a_write_left_uncommitted_leaves_nothing(uow, "c@example.com")
         assert len(opened) == 1  # the read's connection was discarded
-        with uow(readonly=True) as tx:
-            assert tx.accounts.get(account.id) is None
         store_and_read_back(uow)

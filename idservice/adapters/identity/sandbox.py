@@ -30,8 +30,7 @@ DI_LABEL = b"idservice-sandbox-di\0"
 _MIN_PARTS = 4
 _MAX_PARTS = 5
 # Digits with an optional leading "+" and hyphens ("01012345678", "010-1234-5678",
-# "+821012345678"), of a number phonenumbers knows; normalising it is the caller's job, as with
-# a real provider.
+# "+821012345678"); normalising it is the caller's job, as with a real provider.
 _PHONE = re.compile(r"\+?[0-9](?:[0-9-]*[0-9])?")
 
 _FORMAT = "must be sandbox:<name>:<YYYY-MM-DD>:<phone>:<seed>[:<attempt>]"
