@@ -16,6 +16,7 @@ import pytest
 
 from idservice.adapters.identity.sandbox import sandbox_ci
 from idservice.bootstrap import App
+from idservice.config import Settings
 from idservice.v1 import account_pb2, auth_pb2, common_pb2
 from tests.conftest import make_settings
 from tests.fakes.oidc import OidcIssuer
@@ -523,10 +524,11 @@ def test_kakao_code_flow_needs_no_app_id(
     assert answer.WhichOneof("result") == "signup_required"
 
 
-def test_without_verification_a_kakao_birth_date_cannot_be_typed_away(
+def kakao_without_required_verification(
     tmp_path: Path, database_url: str, kakao: OidcIssuer
-) -> None:
-    settings = make_settings(
+) -> Settings:
+    """Settings with Kakao login (the stand-in issuer) and identity verification optional."""
+    return make_settings(
         tmp_path,
         database_url,
         require_identity_verification=False,
@@ -535,6 +537,12 @@ def test_without_verification_a_kakao_birth_date_cannot_be_typed_away(
         kakao_api_base=kakao.api_base,
         kakao_app_id=str(KAKAO_APP_ID),
     )
+
+
+def test_without_verification_a_kakao_birth_date_cannot_be_typed_away(
+    tmp_path: Path, database_url: str, kakao: OidcIssuer
+) -> None:
+    settings = kakao_without_required_verification(tmp_path, database_url, kakao)
     kakao.register_kakao_user(
         "kakao-at-child",
         user_id=70_001,
@@ -606,15 +614,7 @@ def test_a_kakao_ci_linked_to_an_unverified_account_is_that_persons_one_account(
     """Without required verification an account may start with no CI. Linking a Kakao identity
     that carries the person's CI stores it on the account, so the same person verified later
     (here by the sandbox, whose CI is that one) cannot open a second account."""
-    settings = make_settings(
-        tmp_path,
-        database_url,
-        require_identity_verification=False,
-        kakao_client_ids=(KAKAO_REST_KEY,),
-        kakao_discovery_url=kakao.discovery_url,
-        kakao_api_base=kakao.api_base,
-        kakao_app_id=str(KAKAO_APP_ID),
-    )
+    settings = kakao_without_required_verification(tmp_path, database_url, kakao)
     person = new_person()
     user_id = 80_000 + int(uuid.uuid4().int % 1_000_000)
     kakao.register_kakao_user(
