@@ -7,19 +7,27 @@ the access line's fields. Only the fields in `ALLOWED_EXTRA` may be added with `
 a careless `extra={"email": ...}` never reaches the log. An exception is logged as its type and
 stack (`exception_type`, `stack`), never its message: messages may quote inputs or SQL
 parameters.
+
+Lines are written by `LineWriter`: a line is rendered on the thread that logs it, and written
+within `LineWriter.INTERVAL` by a writer thread, many lines per write, so that a call's access
+line costs its handler no write and no wait for a lock held by another handler's write. A
+warning or worse is written at once, after every line before it.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
+import select
 import sys
 import threading
 import traceback
+from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -139,13 +147,106 @@ def _structlog_formatter() -> logging.Formatter:
     )
 
 
+# At most this many bytes per write(2): POSIX makes a pipe write of up to PIPE_BUF bytes atomic,
+# so the lines of the server processes, which share the supervisor's stderr, never interleave.
+WRITE_LIMIT_BYTES = select.PIPE_BUF
+
+
+def whole_line_chunks(lines: Iterable[str], limit: int = WRITE_LIMIT_BYTES) -> Iterator[str]:
+    """`lines` joined, each with its newline, into chunks of at most `limit` UTF-8 bytes that
+    end at a line's end; a longer line is a chunk of its own."""
+    chunk: list[str] = []
+    size = 0
+    for line in lines:
+        length = len(line.encode("utf-8")) + 1
+        if chunk and size + length > limit:
+            yield "".join(chunk)
+            chunk, size = [], 0
+        chunk.append(line + "\n")
+        size += length
+    if chunk:
+        yield "".join(chunk)
+
+
+class LineWriter(logging.Handler):
+    """One line per record on `stream`, written by a thread of its own.
+
+    `handle` renders the record on the calling thread (the request id and trace id of its call
+    are read there) and queues the line; the writer thread writes what is queued every
+    `INTERVAL` seconds, in whole-line chunks of at most PIPE_BUF bytes. A record at WARNING or
+    above, `flush()` and `close()` (which `logging.shutdown` calls at exit) write everything
+    queued at once, in order. A stream that fails loses its lines, never the caller's call.
+    With `MAX_PENDING` lines queued, the logging thread writes them itself.
+    """
+
+    INTERVAL = 0.05
+    MAX_PENDING = 10_000
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self.stream = stream
+        self._pending: collections.deque[str] = collections.deque()
+        self._writing = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
+        self._thread.start()
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        """Filter and render on this thread, without the handler's lock: only the queue is
+        shared (a deque's append is atomic)."""
+        rv = self.filter(record)
+        if not rv:
+            return False
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return True
+        self._pending.append(line)
+        if record.levelno >= logging.WARNING or len(self._pending) >= self.MAX_PENDING:
+            self.flush()
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.handle(record)
+
+    def flush(self) -> None:
+        """Write every queued line now."""
+        with self._writing:
+            pending = self._pending
+            lines = []
+            while pending:
+                lines.append(pending.popleft())
+            if not lines:
+                return
+            try:
+                for chunk in whole_line_chunks(lines):
+                    self.stream.write(chunk)
+                    self.stream.flush()
+            except (OSError, ValueError):  # a closed or broken stream: the lines are lost
+                pass
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=1.0)
+        self.flush()
+        super().close()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.INTERVAL):
+            self.flush()
+
+
 def configure_logging(level: str) -> None:
     """Send every log record to stderr as JSON at `level` (IDSERVICE_LOG_LEVEL)."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = LineWriter(sys.stderr)
     handler.setFormatter(json_formatter())
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)
+        if isinstance(existing, LineWriter):
+            existing.close()  # its thread ends
     root.addHandler(handler)
     root.setLevel(level)
     # No line names its source file, thread or process, so records need not find them: the

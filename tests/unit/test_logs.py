@@ -3,10 +3,14 @@ only the access line's fields as extras, exceptions without their messages."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import subprocess
 import sys
-from typing import Any
+import threading
+import time
+from typing import Any, TextIO
 
 from idservice.entrypoints.grpc.calls import service_name
 from idservice.entrypoints.grpc.servicers import (
@@ -16,7 +20,8 @@ from idservice.entrypoints.grpc.servicers import (
     GuardianConsentServicer,
     IdentityServicer,
 )
-from idservice.entrypoints.logs import REQUEST_ID, json_formatter
+from idservice.entrypoints.logs import REQUEST_ID, LineWriter, json_formatter, whole_line_chunks
+from tests.support.json_logs import log_lines
 
 
 def render(message: str, *args: object, **kwargs: Any) -> dict[str, Any]:
@@ -139,3 +144,115 @@ def test_records_with_an_exception_go_through_the_structlog_chain() -> None:
     assert line["exception_type"] == "ValueError"
     assert "stack" in line
     assert all(message not in str(value) for key, value in line.items() if key != "stack")
+
+
+class RecordingStream(io.StringIO):
+    """A text stream that keeps each write apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+def _record(message: str, level: int = logging.INFO) -> logging.LogRecord:
+    return logging.LogRecord("idservice.test", level, __file__, 1, message, (), None)
+
+
+def _writer(stream: TextIO) -> LineWriter:
+    writer = LineWriter(stream)
+    writer.setFormatter(json_formatter())
+    return writer
+
+
+def test_chunks_end_at_line_ends_and_stay_within_the_atomic_pipe_write() -> None:
+    lines = [f"line {n} " + "가" * (n % 50) for n in range(400)] + ["x" * 9000, "last"]
+    chunks = list(whole_line_chunks(lines, limit=4096))
+    assert "".join(chunks) == "".join(line + "\n" for line in lines)
+    assert all(chunk.endswith("\n") for chunk in chunks)
+    for chunk in chunks:
+        # Bytes, not characters (가 is three); only a line longer than the limit stands alone.
+        assert len(chunk.encode()) <= 4096 or chunk.count("\n") == 1
+    assert "x" * 9000 + "\n" in chunks
+    assert list(whole_line_chunks([])) == []
+
+
+def test_lines_are_written_by_the_writer_thread_in_few_writes() -> None:
+    stream = RecordingStream()
+    writer = _writer(stream)
+    try:
+        for n in range(50):
+            writer.handle(_record(f"line {n}"))
+        deadline = time.monotonic() + 5
+        while stream.getvalue().count("\n") < 50 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [line["event"] for line in log_lines(stream.getvalue())] == [
+            f"line {n}" for n in range(50)
+        ]
+        assert len(stream.writes) < 50  # several lines per write
+    finally:
+        writer.close()
+
+
+def test_a_warning_is_written_at_once_after_the_lines_before_it() -> None:
+    stream = RecordingStream()
+    writer = _writer(stream)
+    writer.INTERVAL = 3600.0  # the writer thread would not write during the test
+    try:
+        writer.handle(_record("first"))
+        writer.handle(_record("it broke", level=logging.WARNING))
+        assert [line["event"] for line in log_lines(stream.getvalue())] == ["first", "it broke"]
+    finally:
+        writer.close()
+
+
+def test_every_line_of_many_threads_is_written_whole_by_close() -> None:
+    stream = RecordingStream()
+    writer = _writer(stream)
+
+    def log_from(thread: int) -> None:
+        for n in range(300):
+            writer.handle(_record(f"{thread}:{n}"))
+
+    threads = [threading.Thread(target=log_from, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    writer.close()
+    events = [line["event"] for line in log_lines(stream.getvalue())]
+    assert len(events) == 8 * 300
+    for t in range(8):
+        assert [e for e in events if e.startswith(f"{t}:")] == [f"{t}:{n}" for n in range(300)]
+
+
+def test_a_broken_stream_loses_lines_not_the_call() -> None:
+    stream = RecordingStream()
+    stream.close()
+    writer = _writer(stream)
+    writer.handle(_record("lost"))
+    writer.handle(_record("lost too", level=logging.ERROR))  # written at once, and fails
+    writer.close()
+
+
+def test_lines_queued_at_exit_are_written() -> None:
+    """`logging.shutdown` at interpreter exit writes what the writer thread has not."""
+    script = (
+        "import logging, threading\n"
+        "from idservice.entrypoints.logs import configure_logging\n"
+        "configure_logging('INFO')\n"
+        "log = logging.getLogger('idservice.test')\n"
+        "def run(t):\n"
+        "    for n in range(500):\n"
+        "        log.info('%d:%d', t, n)\n"
+        "threads = [threading.Thread(target=run, args=(t,)) for t in range(4)]\n"
+        "[t.start() for t in threads]\n"
+        "[t.join() for t in threads]\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert len(log_lines(done.stderr)) == 4 * 500
