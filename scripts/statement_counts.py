@@ -55,7 +55,8 @@ from scripts.harness import (
     service_env,
 )
 
-# The server's RPC handler threads are named after this prefix (entrypoints/grpc/server.py).
+# The server's RPC handler threads, of both pools (`rpc_N`, `rpc-quick_N`), are named after this
+# prefix (entrypoints/grpc/pools.py).
 RPC_THREAD_PREFIX = "rpc"
 READ_VERBS = frozenset({"SELECT"})
 WRITE_VERBS = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "REPLACE"})

@@ -16,7 +16,7 @@ import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from idservice.entrypoints.grpc.server import TrackedExecutor
+    from idservice.entrypoints.grpc.pools import HandlerPools, TrackedExecutor
     from idservice.entrypoints.supervisor import Slot
 
 log = logging.getLogger("idservice")
@@ -33,7 +33,7 @@ SUPERVISOR_PAUSED_SECONDS = 5.0
 
 def beat(
     fd: int,
-    executor: TrackedExecutor,
+    executor: TrackedExecutor | HandlerPools,
     stop: threading.Event,
     *,
     every: float = HEARTBEAT_SECONDS,

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from idservice.entrypoints.grpc.server import TrackedExecutor
+from idservice.entrypoints.grpc.pools import HandlerPools, TrackedExecutor
 from idservice.entrypoints.heartbeat import HEARTBEAT, beat
 
 
@@ -163,3 +163,30 @@ def test_a_full_pipe_or_a_gone_supervisor_does_not_stop_the_process(
     heart.join(5)
     assert not heart.is_alive()
     os.close(write_fd)
+
+
+def test_the_two_handler_pools_are_counted_waited_for_and_watched_as_one(
+    clock: FakeClock,
+) -> None:
+    pools = HandlerPools(
+        main=TrackedExecutor(max_workers=1, thread_name_prefix="main", clock=clock),
+        quick=TrackedExecutor(max_workers=1, thread_name_prefix="quick", clock=clock),
+    )
+    release_main, release_quick = threading.Event(), threading.Event()
+    try:
+        running = [pools.main.submit(release_main.wait), pools.quick.submit(release_quick.wait)]
+        queued = pools.quick.submit(lambda: None)  # behind the quick pool's one thread
+        assert pools.outstanding() == 3
+        clock.now += 90
+        assert pools.stalled_for() == 90.0  # the quick pool is stuck; the main one is not
+        release_main.set()
+        running[0].result(5)
+        assert not pools.wait_idle(0.05)  # the quick pool still works
+        release_quick.set()
+        assert pools.wait_idle(5)
+        assert queued.done() and pools.outstanding() == 0
+        assert (pools.main.finished, pools.quick.finished) == (1, 2)
+    finally:
+        release_main.set()
+        release_quick.set()
+        pools.shutdown(wait=True)

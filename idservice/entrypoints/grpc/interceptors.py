@@ -1,9 +1,10 @@
-"""The one server interceptor (ApiGate): how each call is handed to its handler."""
+"""Server interceptors: ApiGate (how each call reaches its handler) and ThreadPlacement."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Collection
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -47,6 +48,8 @@ class ApiGate(_ServerInterceptor):
       a new API call is answered SERVER_BUSY (with RetryInfo) at once. The gate runs when grpc
       hands the call to the server, before it waits for a worker thread, so calls received
       before a drain began still run to completion.
+    - API calls named in `quick` run on its pool (`HandlerPools.quick`), the others on the
+      server's own.
     - Anything else (reflection) runs on side threads, so an open reflection stream is not work
       the drain waits for.
 
@@ -54,9 +57,17 @@ class ApiGate(_ServerInterceptor):
     """
 
     def __init__(
-        self, prefixes: tuple[str, ...], *, limit: int, outstanding: Callable[[], int]
+        self,
+        prefixes: tuple[str, ...],
+        *,
+        limit: int,
+        outstanding: Callable[[], int],
+        quick: tuple[Collection[str], Executor] | None = None,
     ) -> None:
         self._prefixes = prefixes
+        self._quick = quick
+        # The pool this thread's last call was placed on (for `ThreadPlacement`).
+        self._placed = threading.local()
         self._limit = limit
         self._outstanding = outstanding
         self.draining = False
@@ -86,14 +97,25 @@ class ApiGate(_ServerInterceptor):
             self._prepared[method] = prepared
         handler, refusal = prepared
         if refusal is None or (not self.draining and self._outstanding() < self._limit):
+            self._placed.pool = _pool_of(handler)
             return handler
+        self._placed.pool = _pool_of(refusal)
         return refusal
+
+    def placed_on(self) -> Executor | None:
+        """The pool the gate chose for the call it last handled on this thread (None: the
+        server's own)."""
+        pool: Executor | None = getattr(self._placed, "pool", None)
+        return pool
 
     def _prepare(
         self, method: str, handler: MethodHandler
     ) -> tuple[MethodHandler, MethodHandler | None]:
         if not method.startswith(self._prefixes):
-            return self._on_side_threads(handler), None
+            return _on_threads(handler, self._side), None
+        name = method.rsplit("/", 1)[-1]
+        if self._quick is not None and name in self._quick[0]:
+            handler = _on_threads(handler, self._quick[1])
         parse = handler.request_deserializer
         if parse is not None:
 
@@ -104,7 +126,6 @@ class ApiGate(_ServerInterceptor):
                     return MALFORMED
 
             handler = handler._replace(request_deserializer=tolerant)  # type: ignore[attr-defined]
-        name = method.rsplit("/", 1)[-1]
 
         def refuse(_requests: object, context: grpc.ServicerContext) -> None:
             metrics.observe(name, "RESOURCE_EXHAUSTED", "SERVER_BUSY", 0.0)
@@ -115,21 +136,53 @@ class ApiGate(_ServerInterceptor):
         # client that sends headers and nothing else cannot hold a refusal thread.
         return handler, grpc.stream_unary_rpc_method_handler(refuse, request_deserializer=_raw)
 
-    def _on_side_threads(self, handler: MethodHandler) -> MethodHandler:
-        for arity in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
-            behavior = getattr(handler, arity, None)
-            if behavior is None:
-                continue
-            if hasattr(behavior, "experimental_thread_pool"):
-                return handler  # it brought its own threads (the health service does)
 
-            def moved(*args: Any, _behavior: Callable[..., Any] = behavior) -> Any:
-                return _behavior(*args)
+class ThreadPlacement(_ServerInterceptor):
+    """Goes first (outermost) when other interceptors wrap the gate's handlers: a wrapper is a
+    new function without grpc's `experimental_thread_pool` (OpenTelemetry's is), and the call
+    would run on the server's own pool. This puts it back on the pool the gate chose."""
 
-            moved.experimental_thread_pool = self._side  # type: ignore[attr-defined]
-            replaced: MethodHandler = handler._replace(**{arity: moved})  # type: ignore[attr-defined]
-            return replaced
-        return handler
+    def __init__(self, gate: ApiGate) -> None:
+        self._gate = gate
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], MethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> MethodHandler | None:
+        handler = continuation(handler_call_details)
+        pool = self._gate.placed_on()
+        if handler is None or pool is None:
+            return handler
+        return _on_threads(handler, pool)
+
+
+def _pool_of(handler: MethodHandler) -> Executor | None:
+    for arity in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
+        behavior = getattr(handler, arity, None)
+        if behavior is not None:
+            pool: Executor | None = getattr(behavior, "experimental_thread_pool", None)
+            return pool
+    return None
+
+
+def _on_threads(handler: MethodHandler, pool: Executor) -> MethodHandler:
+    """`handler`, its behaviour run on `pool` (grpc's `experimental_thread_pool`) unless it
+    brought threads of its own (the health service does)."""
+    for arity in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
+        behavior = getattr(handler, arity, None)
+        if behavior is None:
+            continue
+        if hasattr(behavior, "experimental_thread_pool"):
+            return handler
+
+        def moved(*args: Any, _behavior: Callable[..., Any] = behavior) -> Any:
+            return _behavior(*args)
+
+        moved.experimental_thread_pool = pool  # type: ignore[attr-defined]
+        replaced: MethodHandler = handler._replace(**{arity: moved})  # type: ignore[attr-defined]
+        return replaced
+    return handler
 
 
 def _raw(data: bytes) -> bytes:

@@ -7,7 +7,6 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,13 @@ from idservice.bootstrap import App
 from idservice.config import ConfigError, Settings
 from idservice.entrypoints import worker
 from idservice.entrypoints.grpc import telemetry
-from idservice.entrypoints.grpc.interceptors import ApiGate
+from idservice.entrypoints.grpc.interceptors import ApiGate, ThreadPlacement
+from idservice.entrypoints.grpc.pools import (
+    QUICK_METHODS,
+    HandlerPools,
+    TrackedExecutor,
+    quick_threads,
+)
 from idservice.entrypoints.grpc.servicers import SERVICE_NAMES, register
 
 log = logging.getLogger(__name__)
@@ -58,68 +63,6 @@ MAX_CONNECTION_AGE_GRACE_SECONDS = 60.0
 HEALTH_MAX_CONCURRENT_RPCS = 16
 
 
-class TrackedExecutor(futures.ThreadPoolExecutor):
-    """A thread pool that can wait until every task handed to it has finished, and tell when
-    it has stalled: every thread busy, tasks queued behind them, and none finishing."""
-
-    def __init__(
-        self,
-        max_workers: int,
-        thread_name_prefix: str,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__(max_workers=max_workers, thread_name_prefix=thread_name_prefix)
-        self._idle = threading.Condition()
-        self._outstanding = 0
-        self._thread_count = max_workers
-        self._clock = clock
-        # When a task last finished, or tasks last began to queue behind busy threads.
-        self._progress_at = clock()
-
-    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> futures.Future[Any]:
-        with self._idle:
-            if self._outstanding == self._thread_count:
-                self._progress_at = self._clock()  # the first task to wait for a thread
-            self._outstanding += 1
-        try:
-            return super().submit(self._run, fn, *args, **kwargs)
-        except BaseException:
-            self._finished()
-            raise
-
-    def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            self._finished()
-
-    def _finished(self) -> None:
-        with self._idle:
-            self._outstanding -= 1
-            self._progress_at = self._clock()
-            if self._outstanding == 0:
-                self._idle.notify_all()
-
-    def stalled_for(self) -> float:
-        """Seconds for which every thread has been busy with tasks queued behind them and none
-        has finished (0 while a thread is free): a pool whose every thread is stuck. One long
-        task, or a few, while other threads serve is not a stall."""
-        with self._idle:
-            if self._outstanding <= self._thread_count:
-                return 0.0
-            return max(self._clock() - self._progress_at, 0.0)
-
-    def outstanding(self) -> int:
-        """Tasks queued or running."""
-        return self._outstanding
-
-    def wait_idle(self, timeout: float) -> bool:
-        """True once no task is queued or running; False if `timeout` seconds pass first."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._outstanding == 0, timeout=max(timeout, 0.0))
-
-
 @dataclass
 class RunningServer:
     """A started server and the parts its shutdown needs."""
@@ -128,7 +71,7 @@ class RunningServer:
     port: int
     health: health.HealthServicer
     app: App
-    executor: TrackedExecutor
+    executor: HandlerPools
     gate: ApiGate
     # The plaintext listener of IDSERVICE_HEALTH_LISTEN (the same `health` servicer), if any.
     health_listener: HealthListener | None = None
@@ -236,6 +179,16 @@ class RunningServer:
         self.app.close()
 
 
+def _interceptors(
+    tracing: tuple[grpc.ServerInterceptor[Any, Any], ...], gate: ApiGate
+) -> list[grpc.ServerInterceptor[Any, Any]]:
+    """The gate goes last; the tracing interceptors (if any) before it wrap its handlers, and
+    `ThreadPlacement` first keeps each call on the pool the gate chose."""
+    if not tracing:
+        return [gate]
+    return [ThreadPlacement(gate), *tracing, gate]
+
+
 def _read_pem(variable: str, path: Path) -> bytes:
     try:
         return path.read_bytes()
@@ -323,11 +276,19 @@ def create_server(
     """
     settings = app.settings
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)  # the process serves: see above
-    executor = TrackedExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc")
+    executor = HandlerPools(
+        main=TrackedExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc"),
+        quick=TrackedExecutor(max_workers=quick_threads(settings), thread_name_prefix="rpc-quick"),
+    )
     prefixes = tuple(f"/{name}/" for name in SERVICE_NAMES)
-    gate = ApiGate(prefixes, limit=settings.max_concurrent_rpcs, outstanding=executor.outstanding)
+    gate = ApiGate(
+        prefixes,
+        limit=settings.max_concurrent_rpcs,
+        outstanding=executor.outstanding,
+        quick=(QUICK_METHODS, executor.quick),
+    )
     server = grpc.server(
-        executor,
+        executor.main,
         # No `maximum_concurrent_rpcs`: grpc's own limit answers a bare RESOURCE_EXHAUSTED
         # without ErrorInfo (contract §3), and the gate's SERVER_BUSY answers, each in flight
         # for a moment, counted towards it: a burst got mostly bare answers. The gate bounds
@@ -335,7 +296,7 @@ def create_server(
         # threads. (An HTTP/2 `max_concurrent_streams` is no substitute: a new connection's
         # streams beyond it are refused before the client learns the limit, as UNAVAILABLE.)
         # Traces (only when OTEL_* ask for them) span the gate's answers too.
-        interceptors=[*telemetry.server_interceptors(prefixes), gate],
+        interceptors=_interceptors(telemetry.server_interceptors(prefixes), gate),
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 1 if reuse_port else 0),
