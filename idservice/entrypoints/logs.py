@@ -158,7 +158,8 @@ def whole_line_chunks(lines: Iterable[str], limit: int = WRITE_LIMIT_BYTES) -> I
     chunk: list[str] = []
     size = 0
     for line in lines:
-        length = len(line.encode("utf-8")) + 1
+        # As stderr writes them: a lone surrogate becomes a backslash escape.
+        length = len(line.encode("utf-8", "backslashreplace")) + 1
         if chunk and size + length > limit:
             yield "".join(chunk)
             chunk, size = [], 0
@@ -187,6 +188,9 @@ class LineWriter(logging.Handler):
         self.stream = stream
         self._pending: collections.deque[str] = collections.deque()
         self._writing = threading.Lock()
+        # The thread writing now: a signal handler that logs while its thread writes must not
+        # wait for itself (the line waits for the next round instead).
+        self._writer_ident: int | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
         self._thread.start()
@@ -203,7 +207,12 @@ class LineWriter(logging.Handler):
             self.handleError(record)
             return True
         self._pending.append(line)
-        if record.levelno >= logging.WARNING or len(self._pending) >= self.MAX_PENDING:
+        urgent = (
+            record.levelno >= logging.WARNING
+            or len(self._pending) >= self.MAX_PENDING
+            or self._stop.is_set()  # closed: no writer thread will come
+        )
+        if urgent and self._writer_ident != threading.get_ident():
             self.flush()
         return True
 
@@ -213,18 +222,25 @@ class LineWriter(logging.Handler):
     def flush(self) -> None:
         """Write every queued line now."""
         with self._writing:
-            pending = self._pending
-            lines = []
-            while pending:
-                lines.append(pending.popleft())
-            if not lines:
-                return
+            self._writer_ident = threading.get_ident()
             try:
-                for chunk in whole_line_chunks(lines):
-                    self.stream.write(chunk)
-                    self.stream.flush()
-            except (OSError, ValueError):  # a closed or broken stream: the lines are lost
-                pass
+                self._write_pending()
+            finally:
+                self._writer_ident = None
+
+    def _write_pending(self) -> None:
+        pending = self._pending
+        lines = []
+        while pending:
+            lines.append(pending.popleft())
+        if not lines:
+            return
+        try:
+            for chunk in whole_line_chunks(lines):
+                self.stream.write(chunk)
+                self.stream.flush()
+        except (OSError, ValueError):  # a closed or broken stream: the lines are lost
+            pass
 
     def close(self) -> None:
         self._stop.set()

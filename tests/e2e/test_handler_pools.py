@@ -3,6 +3,8 @@ hash a password or wait on a provider run on the server's (`HandlerPools`)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 
 from idservice.bootstrap import build_app
 from idservice.entrypoints.grpc.pools import (
+    OVERFLOW_AFTER_SECONDS,
     QUICK_THREADS_POSTGRES,
     QUICK_THREADS_SQLITE,
     quick_threads,
@@ -63,5 +66,44 @@ def test_the_quick_pool_is_small_on_sqlite_and_larger_on_postgres(tmp_path: Path
     postgres = make_settings(tmp_path, "postgresql+psycopg://u@127.0.0.1/db")
     assert quick_threads(sqlite) == QUICK_THREADS_SQLITE < QUICK_THREADS_POSTGRES
     assert quick_threads(postgres) == QUICK_THREADS_POSTGRES
-    # Never more threads than IDSERVICE_MAX_WORKERS allows in all.
+    # Never more quick threads than IDSERVICE_MAX_WORKERS (the server's own pool).
     assert quick_threads(make_settings(tmp_path, "sqlite:///x.db", max_workers=2)) == 2
+
+
+def test_clients_that_send_no_message_cannot_hold_up_the_quick_calls(
+    running: tuple[RunningServer, Client],
+) -> None:
+    """grpc waits for a unary call's message on the call's pool thread: streams that send
+    headers and nothing else hold every quick thread, and the next quick calls go to the main
+    pool instead of waiting behind them."""
+    server, client = running
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    silent = channel.stream_unary(
+        "/idservice.v1.AuthService/IntrospectToken",
+        request_serializer=auth_pb2.IntrospectTokenRequest.SerializeToString,
+        response_deserializer=auth_pb2.IntrospectTokenResponse.FromString,
+    )
+    hold = threading.Event()
+
+    def nothing() -> Iterator[auth_pb2.IntrospectTokenRequest]:
+        hold.wait(60)
+        return
+        yield  # a generator that sends no message while held
+
+    held = [silent.future(nothing()) for _ in range(QUICK_THREADS_SQLITE + 2)]
+    try:
+        deadline = time.monotonic() + 10
+        while server.executor.quick.outstanding() < QUICK_THREADS_SQLITE + 2:
+            assert time.monotonic() < deadline, "the silent calls never reached the quick pool"
+            time.sleep(0.01)
+        # Held from now on: no quick call finishes. (Calls that came in the moment before the
+        # pool counted as held wait behind it, as the two silent ones beyond its threads do.)
+        time.sleep(2 * OVERFLOW_AFTER_SECONDS)
+        for _ in range(3):
+            client.auth.GetJwks(auth_pb2.GetJwksRequest(), timeout=5)
+        assert server.executor.main.finished >= 3
+    finally:
+        hold.set()
+        for call in held:
+            call.cancel()
+        channel.close()

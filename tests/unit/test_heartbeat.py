@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from idservice.entrypoints.grpc.pools import HandlerPools, TrackedExecutor
+from idservice.entrypoints.grpc.pools import OVERFLOW_AFTER_SECONDS, HandlerPools, TrackedExecutor
 from idservice.entrypoints.heartbeat import HEARTBEAT, beat
 
 
@@ -165,11 +165,10 @@ def test_a_full_pipe_or_a_gone_supervisor_does_not_stop_the_process(
     os.close(write_fd)
 
 
-def test_the_two_handler_pools_are_counted_waited_for_and_watched_as_one(
-    clock: FakeClock,
-) -> None:
+def test_the_two_handler_pools_are_counted_and_waited_for_as_one(clock: FakeClock) -> None:
+    main = TrackedExecutor(max_workers=1, thread_name_prefix="main", clock=clock)
     pools = HandlerPools(
-        main=TrackedExecutor(max_workers=1, thread_name_prefix="main", clock=clock),
+        main=main,
         quick=TrackedExecutor(max_workers=1, thread_name_prefix="quick", clock=clock),
     )
     release_main, release_quick = threading.Event(), threading.Event()
@@ -177,8 +176,6 @@ def test_the_two_handler_pools_are_counted_waited_for_and_watched_as_one(
         running = [pools.main.submit(release_main.wait), pools.quick.submit(release_quick.wait)]
         queued = pools.quick.submit(lambda: None)  # behind the quick pool's one thread
         assert pools.outstanding() == 3
-        clock.now += 90
-        assert pools.stalled_for() == 90.0  # the quick pool is stuck; the main one is not
         release_main.set()
         running[0].result(5)
         assert not pools.wait_idle(0.05)  # the quick pool still works
@@ -189,4 +186,32 @@ def test_the_two_handler_pools_are_counted_waited_for_and_watched_as_one(
     finally:
         release_main.set()
         release_quick.set()
+        pools.shutdown(wait=True)
+
+
+def test_a_held_quick_pool_hands_new_calls_to_the_main_pool_and_stops_no_heartbeat(
+    clock: FakeClock,
+) -> None:
+    """A client that sends headers and no message holds a quick thread while grpc waits for
+    the message: once no quick call has finished for OVERFLOW_AFTER_SECONDS, the next ones run
+    on the main pool, and the process is not taken for hung."""
+    main = TrackedExecutor(max_workers=2, thread_name_prefix="main", clock=clock)
+    quick = TrackedExecutor(max_workers=1, thread_name_prefix="quick", clock=clock, overflow=main)
+    pools = HandlerPools(main=main, quick=quick)
+    held = threading.Event()
+    try:
+        pools.quick.submit(held.wait)
+        early = quick.submit(lambda: "queued")  # busy a moment only: it waits its turn
+        assert quick.outstanding() == 2
+        clock.now += 2 * OVERFLOW_AFTER_SECONDS
+        spilled = quick.submit(lambda: "ran")
+        assert spilled.result(5) == "ran"  # on the main pool, while the quick one is held
+        assert (quick.outstanding(), main.finished) == (2, 1)
+        clock.now += 3600
+        assert quick.stalled_for() > 3600
+        assert pools.stalled_for() == 0.0  # the main pool serves: no reason to restart
+        held.set()
+        assert early.result(5) == "queued"
+    finally:
+        held.set()
         pools.shutdown(wait=True)

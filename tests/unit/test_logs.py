@@ -256,3 +256,56 @@ def test_lines_queued_at_exit_are_written() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert len(log_lines(done.stderr)) == 4 * 500
+
+
+def test_a_line_that_is_not_valid_unicode_costs_no_other_line() -> None:
+    stream = RecordingStream()
+    writer = _writer(stream)
+    for n in range(5):
+        writer.handle(_record(f"before {n}"))
+    writer.handle(_record("bad \udc80 surrogate"))
+    writer.handle(_record("after"))
+    writer.close()
+    events = [line["event"] for line in log_lines(stream.getvalue())]
+    assert events == [*(f"before {n}" for n in range(5)), "bad \udc80 surrogate", "after"]
+
+
+def test_a_line_logged_after_close_is_written_at_once() -> None:
+    stream = RecordingStream()
+    writer = _writer(stream)
+    writer.close()
+    writer.handle(_record("late"))
+    assert [line["event"] for line in log_lines(stream.getvalue())] == ["late"]
+
+
+class InterruptingStream(RecordingStream):
+    """Logs a warning in the middle of a write, as a signal handler on the writing thread
+    would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writer: LineWriter | None = None
+
+    def write(self, text: str) -> int:
+        if self.writer is not None:
+            writer, self.writer = self.writer, None
+            writer.handle(_record("from the signal handler", level=logging.WARNING))
+        return super().write(text)
+
+
+def test_a_warning_logged_while_its_own_thread_writes_does_not_wait_for_itself() -> None:
+    stream = InterruptingStream()
+    writer = _writer(stream)
+    writer.INTERVAL = 3600.0
+    stream.writer = writer
+    done = threading.Event()
+
+    def log_a_warning() -> None:
+        writer.handle(_record("first", level=logging.WARNING))
+        done.set()
+
+    threading.Thread(target=log_a_warning, daemon=True).start()
+    assert done.wait(10), "the writing thread waited for its own lock"
+    writer.close()
+    events = [line["event"] for line in log_lines(stream.getvalue())]
+    assert events == ["first", "from the signal handler"]

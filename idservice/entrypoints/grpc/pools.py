@@ -11,10 +11,19 @@ from typing import Any
 
 from idservice.config import Settings
 
+# A quick pool whose every thread has been busy this long with no task finishing hands new
+# tasks to the main pool: its calls take well under a millisecond each, so it is held (a client
+# that sent headers and no message holds a thread while grpc waits for the message).
+OVERFLOW_AFTER_SECONDS = 0.05
+
 
 class TrackedExecutor(futures.ThreadPoolExecutor):
     """A thread pool that can wait until every task handed to it has finished, and tell when
-    it has stalled: every thread busy, tasks queued behind them, and none finishing."""
+    it has stalled: every thread busy, tasks queued behind them, and none finishing.
+
+    With `overflow`, a task submitted while every thread is busy and none has finished for
+    `overflow_after` seconds goes to `overflow` instead of waiting here.
+    """
 
     def __init__(
         self,
@@ -22,12 +31,16 @@ class TrackedExecutor(futures.ThreadPoolExecutor):
         thread_name_prefix: str,
         *,
         clock: Callable[[], float] = time.monotonic,
+        overflow: futures.Executor | None = None,
+        overflow_after: float = OVERFLOW_AFTER_SECONDS,
     ) -> None:
         super().__init__(max_workers=max_workers, thread_name_prefix=thread_name_prefix)
         self._idle = threading.Condition()
         self._outstanding = 0
         self._thread_count = max_workers
         self._clock = clock
+        self._overflow = overflow
+        self._overflow_after = overflow_after
         # Tasks finished (or refused by a pool shut down).
         self.finished = 0
         # When a task last finished, or tasks last began to queue behind busy threads.
@@ -35,9 +48,18 @@ class TrackedExecutor(futures.ThreadPoolExecutor):
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> futures.Future[Any]:
         with self._idle:
-            if self._outstanding == self._thread_count:
-                self._progress_at = self._clock()  # the first task to wait for a thread
-            self._outstanding += 1
+            held = (
+                self._overflow is not None
+                and self._outstanding >= self._thread_count
+                and self._clock() - self._progress_at >= self._overflow_after
+            )
+            if not held:
+                if self._outstanding == self._thread_count:
+                    self._progress_at = self._clock()  # the first task to wait for a thread
+                self._outstanding += 1
+        if held:
+            assert self._overflow is not None
+            return self._overflow.submit(fn, *args, **kwargs)
         try:
             return super().submit(self._run, fn, *args, **kwargs)
         except BaseException:
@@ -86,7 +108,8 @@ class HandlerPools:
       SQLite, whose statements never wait on a network, a few threads keep the CPU busy, and
       every thread more only competes for the interpreter's lock: 16 calls in flight on 64
       threads cost 15–30 % more CPU per call than on 4 (docs/performance.md). A PostgreSQL
-      statement waits for its round trip, so there the pool is larger.
+      statement waits for its round trip, so there the pool is larger. A quick pool held for
+      `OVERFLOW_AFTER_SECONDS` (every thread busy, none finishing) sends new calls to `main`.
     """
 
     def __init__(self, main: TrackedExecutor, quick: TrackedExecutor) -> None:
@@ -98,8 +121,10 @@ class HandlerPools:
         return self.main.outstanding() + self.quick.outstanding()
 
     def stalled_for(self) -> float:
-        """The longer stall of the two: either pool stuck leaves some calls unserved."""
-        return max(self.main.stalled_for(), self.quick.stalled_for())
+        """The main pool's stall. A held quick pool hands new calls to the main pool
+        (`overflow`), so it leaves no call unserved that a restart would serve; a process whose
+        calls hang for good stalls the main pool with them."""
+        return self.main.stalled_for()
 
     def wait_idle(self, timeout: float) -> bool:
         """True once neither pool has a task queued or running; False if `timeout` seconds

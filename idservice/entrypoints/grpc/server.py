@@ -276,10 +276,11 @@ def create_server(
     """
     settings = app.settings
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)  # the process serves: see above
-    executor = HandlerPools(
-        main=TrackedExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc"),
-        quick=TrackedExecutor(max_workers=quick_threads(settings), thread_name_prefix="rpc-quick"),
+    main = TrackedExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc")
+    quick = TrackedExecutor(
+        max_workers=quick_threads(settings), thread_name_prefix="rpc-quick", overflow=main
     )
+    executor = HandlerPools(main=main, quick=quick)
     prefixes = tuple(f"/{name}/" for name in SERVICE_NAMES)
     gate = ApiGate(
         prefixes,
