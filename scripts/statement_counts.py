@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import json
 import random
+import re
 import sys
 import tempfile
 import threading
@@ -69,16 +70,16 @@ SQLITE_BEGIN = "BEGIN IMMEDIATE"
 NEW_PASSWORD = "another fine password for counting statements"
 
 
+_DATA_CHANGE = re.compile(r"\b(INSERT|UPDATE|DELETE)\b")
+
+
 def verb(sql: str) -> str:
     """The statement's kind: SELECT, INSERT, ..., or BEGIN/COMMIT/PRAGMA/SAVEPOINT and so on."""
     words = sql.lstrip(" \n\t(").split(None, 1)
     first = words[0].upper() if words else ""
-    if first == "WITH":  # a CTE: what the statement does comes after the WITH clause
-        upper = sql.upper()
-        for candidate in ("INSERT", "UPDATE", "DELETE"):
-            if f"\n{candidate} " in upper or f") {candidate} " in upper:
-                return candidate
-        return "SELECT"
+    if first == "WITH":  # a CTE: a write when it, or the statement after it, writes
+        found = _DATA_CHANGE.search(sql.upper())
+        return found.group(1) if found else "SELECT"
     return first
 
 

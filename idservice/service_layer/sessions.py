@@ -108,6 +108,20 @@ class _PreparedTokens:
         )
         identify(self.issued.account_id)  # the call signs this account in (connection log)
 
+    def rotate(self, tx: UnitOfWork, token_hash: str, *, now: datetime) -> bool:
+        """Use `token_hash` and write these tokens in its place, in one atomic step; False
+        (nothing written) when another call used it first or the session has ended."""
+        if not tx.sessions.rotate_refresh(
+            token_hash,
+            successor=self.refresh_hash,
+            session_id=self.issued.session_id,
+            now=now,
+            expires_at=self.issued.refresh_token_expires_at,
+        ):
+            return False
+        identify(self.issued.account_id)
+        return True
+
 
 def _prepare_tokens(
     account: _TokenHolder,
@@ -164,7 +178,8 @@ def refresh_session(
     """Rotate a refresh token; reuse of a rotated one revokes the whole session.
 
     The common case reads in autocommit, makes and signs the next tokens, and then writes only
-    the rotation: the token's use (once, while its session is live) and its successor. Anything
+    the rotation, as one atomic write: the token's use (once, while its session is live) and
+    its successor. Anything
     else (a used token, a race lost, an ended session) is decided again in one write
     transaction, where a reuse revokes the session.
     """
@@ -179,9 +194,9 @@ def refresh_session(
             prepared = _prepare_tokens(
                 account, record.session, now=now, tokens=tokens, cipher=cipher
             )
-            with uow() as tx:
-                if tx.sessions.mark_refresh_used(token_hash, now=now):
-                    prepared.write(tx, now=now)
+            # One atomic write (on PostgreSQL one statement, without BEGIN and COMMIT).
+            with uow(single_write=True) as tx:
+                if prepared.rotate(tx, token_hash, now=now):
                     tx.commit()
                     return prepared.issued
     with uow() as tx:

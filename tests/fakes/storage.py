@@ -127,7 +127,8 @@ class FakeUnitOfWorkFactory:
         # Calls of make_deletions_final (for assertions).
         self.deletions_made_final = 0
 
-    def __call__(self, *, readonly: bool = False) -> FakeUnitOfWork:
+    def __call__(self, *, readonly: bool = False, single_write: bool = False) -> FakeUnitOfWork:
+        # A single write is an ordinary write transaction here.
         return FakeUnitOfWork(self, readonly=readonly)
 
     def make_deletions_final(self) -> None:

@@ -136,6 +136,20 @@ class FakeSessionRepository:
         token.used_at = utc(now)
         return True
 
+    def rotate_refresh(
+        self,
+        token_hash: str,
+        *,
+        successor: str,
+        session_id: str,
+        now: datetime,
+        expires_at: datetime,
+    ) -> bool:
+        if not self.mark_refresh_used(token_hash, now=now):
+            return False
+        self.add_refresh_token(successor, session_id=session_id, now=now, expires_at=expires_at)
+        return True
+
     def revoke(self, session_id: str, *, now: datetime, reason: RevokeReason) -> bool:
         row = self._access.write().sessions.get(session_id)
         if row is None or row.session.revoked_at is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -236,6 +236,51 @@ def test_a_refresh_token_of_an_ended_session_is_not_used(backend: Backend) -> No
         tx.commit()
     with backend.uow(readonly=True) as tx:
         record = tx.sessions.find_refresh(f"rt-{revoked.id}")
+    assert record is not None and record.used_at is None
+
+
+def _rotate(uow: UnitOfWorkFactory, session: Session, successor: str, *, now: datetime) -> bool:
+    assert session.expires_at is not None
+    with uow(single_write=True) as tx:
+        rotated = tx.sessions.rotate_refresh(
+            f"rt-{session.id}",
+            successor=successor,
+            session_id=session.id,
+            now=now,
+            expires_at=session.expires_at,
+        )
+        tx.commit()
+    return rotated
+
+
+def test_a_rotation_uses_the_token_and_adds_its_successor_once(backend: Backend) -> None:
+    session = add_session(backend.uow, add_account(backend.uow).id)
+    assert _rotate(backend.uow, session, "rt-next", now=NOW)
+    # The token is used: a second rotation writes nothing, not even a second successor.
+    assert not _rotate(backend.uow, session, "rt-other", now=NOW + timedelta(seconds=1))
+    with backend.uow(readonly=True) as tx:
+        used = tx.sessions.find_refresh(f"rt-{session.id}")
+        successor = tx.sessions.find_refresh("rt-next")
+        other = tx.sessions.find_refresh("rt-other")
+    assert used is not None and used.used_at == NOW
+    assert successor is not None and successor.used_at is None
+    assert successor.session.id == session.id and successor.expires_at == session.expires_at
+    assert other is None
+
+
+def test_a_rotation_of_an_ended_session_writes_nothing(backend: Backend) -> None:
+    revoked = add_session(backend.uow, add_account(backend.uow).id)
+    with backend.uow() as tx:
+        assert tx.sessions.revoke(revoked.id, now=NOW, reason=RevokeReason.LOGOUT)
+        tx.commit()
+    ending = add_session(backend.uow, add_account(backend.uow).id)
+    assert ending.expires_at is not None
+    assert not _rotate(backend.uow, revoked, "rt-after-logout", now=NOW)
+    assert not _rotate(backend.uow, ending, "rt-after-end", now=ending.expires_at)
+    with backend.uow(readonly=True) as tx:
+        assert tx.sessions.find_refresh("rt-after-logout") is None
+        assert tx.sessions.find_refresh("rt-after-end") is None
+        record = tx.sessions.find_refresh(f"rt-{ending.id}")
     assert record is not None and record.used_at is None
 
 

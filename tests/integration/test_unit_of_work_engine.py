@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import Engine, event, text
 
@@ -19,7 +20,7 @@ from idservice.adapters.db.engine import build_engine
 from idservice.adapters.db.unit_of_work import SqlUnitOfWorkFactory
 from idservice.domain.errors import DomainError, Reason
 from tests.support.postgres import PostgresCluster
-from tests.support.records import make_account
+from tests.support.records import NOW, make_account, make_session
 
 _databases = itertools.count()
 
@@ -213,3 +214,40 @@ def test_a_postgres_read_that_cannot_leave_autocommit_is_discarded(postgres_url:
         a_write_left_uncommitted_leaves_nothing(uow, "c@example.com")
         assert len(opened) == 1  # the read's connection was discarded
         store_and_read_back(uow)
+
+
+def test_a_postgres_single_write_runs_alone_and_its_connection_leaves_autocommit(
+    postgres_url: str,
+) -> None:
+    """A single-write unit of work sends its one statement without BEGIN and COMMIT (written
+    as it runs), and the next write on the same connection is one transaction again."""
+    with migrated(postgres_url, pool_size=1) as (_engine, uow):
+        account = make_account()
+        session = make_session(account.id, now=NOW)
+        assert session.expires_at is not None
+        with uow() as tx:
+            tx.accounts.add(account, email_key="a@example.com")
+            tx.sessions.add(session)
+            tx.sessions.add_refresh_token(
+                "rt-first", session_id=session.id, now=NOW, expires_at=session.expires_at
+            )
+            tx.commit()
+        with uow(single_write=True) as tx:
+            assert tx.sessions.rotate_refresh(
+                "rt-first",
+                successor="rt-second",
+                session_id=session.id,
+                now=NOW,
+                expires_at=session.expires_at,
+            )
+            driver = tx.sessions._c.connection.driver_connection
+            assert driver is not None
+            # Committed already: no transaction is open on the connection.
+            assert driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            tx.commit()
+        # The pool's one connection is back out of autocommit: a write left uncommitted
+        # still leaves nothing.
+        a_write_left_uncommitted_leaves_nothing(uow, "b@example.com")
+        with uow(readonly=True) as tx:
+            successor = tx.sessions.find_refresh("rt-second")
+        assert successor is not None and successor.session.id == session.id

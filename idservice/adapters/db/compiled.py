@@ -116,8 +116,10 @@ def prepare_all(dialect: Dialect) -> int:
 def plan_for(statement: ClauseElement, dialect: Dialect, columns: tuple[str, ...] = ()) -> _Plan:
     """What running `statement` on `dialect`'s driver needs; ValueError for a statement that
     would need SQLAlchemy's execution path."""
-    if isinstance(statement, Insert) != bool(columns):
-        raise ValueError("an INSERT, and only an INSERT, names the columns it writes")
+    # An INSERT of values names the columns it writes; one from a SELECT takes the SELECT's.
+    values_insert = isinstance(statement, Insert) and statement.select is None
+    if values_insert != bool(columns):
+        raise ValueError("an INSERT of values, and only one, names the columns it writes")
     compiled = statement.compile(dialect=dialect, column_keys=list(columns) or None)
     assert isinstance(compiled, SQLCompiler)
     if compiled.escaped_bind_names:

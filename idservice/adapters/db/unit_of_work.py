@@ -243,7 +243,11 @@ class SqlUnitOfWorkFactory:
         with self._statements.connect() as connection:
             connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
-    def __call__(self, *, readonly: bool = False) -> SqlUnitOfWork:
+    def __call__(self, *, readonly: bool = False, single_write: bool = False) -> SqlUnitOfWork:
+        if single_write and not readonly and not self._sqlite:
+            # One statement, atomic on its own: PostgreSQL runs it in autocommit (no BEGIN and
+            # COMMIT round trips). SQLite's single writes are ordinary write transactions.
+            return SqlUnitOfWork(self._statements, self._cipher, driver_autocommit=True)
         if readonly:
             return SqlUnitOfWork(
                 self._statements,

@@ -229,6 +229,19 @@ class SessionRepository(Protocol):
         """Use a refresh token once while its session is live (not revoked, not expired);
         False when another call used it first or the session has ended."""
 
+    def rotate_refresh(
+        self,
+        token_hash: str,
+        *,
+        successor: str,
+        session_id: str,
+        now: datetime,
+        expires_at: datetime,
+    ) -> bool:
+        """`mark_refresh_used`, and when it succeeds `add_refresh_token(successor, ...)`, as one
+        atomic step: both or neither, even in a `single_write` unit of work. False (nothing
+        written) when another call used the token first or the session has ended."""
+
     def revoke(self, session_id: str, *, now: datetime, reason: RevokeReason) -> bool: ...
 
     def revoke_others(
@@ -369,9 +382,15 @@ class UnitOfWork(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
-    """Opens units of work; `readonly=True` for reads (no write lock, may run in autocommit)."""
+    """Opens units of work; `readonly=True` for reads (no write lock, may run in autocommit).
 
-    def __call__(self, *, readonly: bool = False) -> UnitOfWork: ...
+    `single_write=True`: the unit of work makes one write, through one repository call that
+    is atomic on its own (`sessions.rotate_refresh`), then commits. A store may run it without
+    a transaction around it (PostgreSQL: no BEGIN and COMMIT round trips), so nothing else may
+    be written in it, and `commit()` may find the write already committed.
+    """
+
+    def __call__(self, *, readonly: bool = False, single_write: bool = False) -> UnitOfWork: ...
 
     def make_deletions_final(self) -> None:
         """Leave no copy of deleted rows in the storage's own files (SQLite's write-ahead log)."""

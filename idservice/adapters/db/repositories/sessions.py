@@ -76,23 +76,46 @@ _FIND_REFRESH_WITH_STANDING = CompiledStatement(
 _NOW = bindparam("now", type_=t.UtcDateTime())
 # Used once, and only while its session is live (not revoked, not expired): a logout that
 # committed after the token was read still wins.
-_MARK_REFRESH_USED = CompiledStatement(
-    update(t.refresh_tokens)
+# A refresh token that may be used now: unused, its session live.
+_USABLE_REFRESH = (
+    t.refresh_tokens.c.token_hash == bindparam("hash"),
+    t.refresh_tokens.c.used_at.is_(None),
+    select(t.sessions.c.id)
     .where(
-        t.refresh_tokens.c.token_hash == bindparam("hash"),
-        t.refresh_tokens.c.used_at.is_(None),
-        select(t.sessions.c.id)
-        .where(
-            t.sessions.c.id == t.refresh_tokens.c.session_id,
-            t.sessions.c.revoked_at.is_(None),
-            t.sessions.c.expires_at > _NOW,
-        )
-        .exists(),
+        t.sessions.c.id == t.refresh_tokens.c.session_id,
+        t.sessions.c.revoked_at.is_(None),
+        t.sessions.c.expires_at > _NOW,
     )
-    .values(used_at=_NOW)
+    .exists(),
+)
+_MARK_REFRESH_USED = CompiledStatement(
+    update(t.refresh_tokens).where(*_USABLE_REFRESH).values(used_at=_NOW)
 )
 _ADD = CompiledStatement(
     insert(t.sessions), columns=("id", "account_id", "amr", "created_at", "expires_at")
+)
+# PostgreSQL: the use and the successor in one statement, atomic on its own (a single-write
+# unit of work runs it in autocommit: one round trip instead of BEGIN, two statements and
+# COMMIT). The successor is inserted only when the use updated a row.
+_USED = (
+    update(t.refresh_tokens)
+    .where(*_USABLE_REFRESH)
+    .values(used_at=_NOW)
+    .returning(t.refresh_tokens.c.session_id)
+    .cte("used")
+)
+_ROTATE_REFRESH_POSTGRES = CompiledStatement(
+    insert(t.refresh_tokens).from_select(
+        ["token_hash", "session_id", "created_at", "expires_at"],
+        select(
+            bindparam("successor", type_=t.refresh_tokens.c.token_hash.type),
+            _USED.c.session_id,
+            _NOW,
+            # Not named after a column: SQLAlchemy would make such a parameter a SET of the UPDATE.
+            bindparam("successor_expires_at", type_=t.UtcDateTime()),
+        ),
+    ),
+    dialect="postgresql",
 )
 _ADD_REFRESH_TOKEN = CompiledStatement(
     insert(t.refresh_tokens), columns=("token_hash", "session_id", "created_at", "expires_at")
@@ -197,6 +220,29 @@ class SqlSessionRepository:
         """Use a refresh token once while its session is live; False when another call used it
         first or the session has ended."""
         return _MARK_REFRESH_USED.rowcount(self._c, {"hash": token_hash, "now": now}) == 1
+
+    def rotate_refresh(
+        self,
+        token_hash: str,
+        *,
+        successor: str,
+        session_id: str,
+        now: datetime,
+        expires_at: datetime,
+    ) -> bool:
+        if self._c.dialect.name == "postgresql":
+            params = {
+                "hash": token_hash,
+                "now": now,
+                "successor": successor,
+                "successor_expires_at": expires_at,
+            }
+            return _ROTATE_REFRESH_POSTGRES.rowcount(self._c, params) == 1
+        # SQLite has no writes in a WITH clause: two statements in the write transaction.
+        if not self.mark_refresh_used(token_hash, now=now):
+            return False
+        self.add_refresh_token(successor, session_id=session_id, now=now, expires_at=expires_at)
+        return True
 
     def revoke(self, session_id: str, *, now: datetime, reason: RevokeReason) -> bool:
         result = self._c.execute(
