@@ -128,6 +128,8 @@ class FakeUnitOfWorkFactory:
         self.deletions_made_final = 0
 
     def __call__(self, *, readonly: bool = False, single_write: bool = False) -> FakeUnitOfWork:
+        if readonly and single_write:
+            raise ValueError("a unit of work is read-only or a single write, not both")
         # A single write is an ordinary write transaction here.
         return FakeUnitOfWork(self, readonly=readonly)
 

@@ -248,3 +248,13 @@ def test_a_statement_on_a_connection_outside_a_transaction_begins_one(engine: En
         connection.commit()
     with uow(readonly=True) as tx:
         assert tx.sessions.get(session.id) == session
+
+
+def test_a_statement_of_one_database_is_never_compiled_for_another() -> None:
+    from sqlalchemy.dialects import sqlite
+
+    from idservice.adapters.db.repositories.sessions import _ROTATE_REFRESH_POSTGRES
+
+    assert _ROTATE_REFRESH_POSTGRES not in registered(sqlite.dialect())
+    with pytest.raises(ValueError, match="for postgresql, not sqlite"):
+        _ROTATE_REFRESH_POSTGRES.plan(sqlite.dialect())

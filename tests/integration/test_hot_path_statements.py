@@ -14,7 +14,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 from sqlalchemy import Engine, event
@@ -24,8 +24,15 @@ from idservice.domain.age import AgePolicy
 from idservice.domain.errors import DomainError, Reason
 from idservice.service_layer.age_check import CheckAge
 from idservice.service_layer.login import PasswordLogin
+from idservice.service_layer.ports import UnitOfWork, UnitOfWorkFactory
 from idservice.service_layer.profile import GetAccount
-from idservice.service_layer.sessions import IntrospectToken, Logout, RefreshSession
+from idservice.service_layer.sessions import (
+    IntrospectToken,
+    IssuedSession,
+    Logout,
+    RefreshSession,
+    refresh_session,
+)
 from tests.support.client import STRONG_PASSWORD, Client
 
 R = TypeVar("R")
@@ -111,6 +118,35 @@ def test_a_refresh_is_one_read_and_one_atomic_write(
         assert seen == ["SELECT", "BEGIN", "UPDATE", "INSERT"]
     else:
         assert seen == ["SELECT", "WITH"]
+
+
+def test_a_refresh_that_loses_the_race_after_its_read_revokes_the_session(
+    app: App, signed_up: tuple[str, str, str]
+) -> None:
+    """Another refresh with the same token wins between this one's read and its write: this
+    one writes nothing in its single write, finds the token used, and revokes the session as a
+    reuse, so the winner's new token is dead too."""
+    _, _, refresh_token = signed_up
+    deps = app.deps
+    won: list[IssuedSession] = []
+
+    def racing_uow(*, readonly: bool = False, single_write: bool = False) -> UnitOfWork:
+        if single_write and not won:
+            won.append(app.handle(RefreshSession(refresh_token=refresh_token)))
+        return deps.uow(readonly=readonly, single_write=single_write)
+
+    with pytest.raises(DomainError) as lost:
+        refresh_session(
+            RefreshSession(refresh_token=refresh_token),
+            uow=cast(UnitOfWorkFactory, racing_uow),
+            tokens=deps.tokens,
+            cipher=deps.cipher,
+            clock=deps.clock,
+        )
+    assert lost.value.reason is Reason.TOKEN_INVALID
+    with pytest.raises(DomainError) as dead:
+        app.handle(RefreshSession(refresh_token=won[0].refresh_token))
+    assert dead.value.reason is Reason.TOKEN_INVALID
 
 
 PERSONAL_COLUMN = re.compile(r"\b(\w+_ct)\b")

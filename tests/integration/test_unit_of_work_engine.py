@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -251,3 +252,59 @@ def test_a_postgres_single_write_runs_alone_and_its_connection_leaves_autocommit
         with uow(readonly=True) as tx:
             successor = tx.sessions.find_refresh("rt-second")
         assert successor is not None and successor.session.id == session.id
+
+
+def _rotate_in_a_thread(
+    uow: SqlUnitOfWorkFactory, session_id: str, expires_at: Any, out: list[bool]
+) -> threading.Thread:
+    def run() -> None:
+        with uow(single_write=True) as tx:
+            out.append(
+                tx.sessions.rotate_refresh(
+                    "rt-first",
+                    successor="rt-late",
+                    session_id=session_id,
+                    now=NOW,
+                    expires_at=expires_at,
+                )
+            )
+            tx.commit()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("first_commits", [True, False])
+def test_a_postgres_rotation_racing_another_waits_and_then_writes_only_if_it_won(
+    postgres_url: str, first_commits: bool
+) -> None:
+    """A rotation that finds the token's row locked by another use waits for it: once that
+    one commits it writes nothing; if that one rolls back, it rotates."""
+    with migrated(postgres_url) as (_engine, uow):
+        account = make_account()
+        session = make_session(account.id, now=NOW)
+        with uow() as tx:
+            tx.accounts.add(account, email_key="a@example.com")
+            tx.sessions.add(session)
+            tx.sessions.add_refresh_token(
+                "rt-first", session_id=session.id, now=NOW, expires_at=session.expires_at
+            )
+            tx.commit()
+        out: list[bool] = []
+        with uow() as first:
+            assert first.sessions.mark_refresh_used("rt-first", now=NOW)
+            late = _rotate_in_a_thread(uow, session.id, session.expires_at, out)
+            late.join(0.5)
+            assert late.is_alive() and out == []  # waiting on the row lock
+            if first_commits:
+                first.commit()
+        late.join(10)
+        assert out == [not first_commits]
+        with uow(readonly=True) as tx:
+            assert (tx.sessions.find_refresh("rt-late") is not None) == (not first_commits)
+
+
+def test_a_unit_of_work_is_read_only_or_a_single_write_not_both(sqlite_file: Path) -> None:
+    with migrated(f"sqlite:///{sqlite_file}") as (_engine, uow), pytest.raises(ValueError):
+        uow(readonly=True, single_write=True)

@@ -15,8 +15,9 @@ own handling (the same `sqlalchemy.exc` exceptions, and a broken connection is i
 the pool), and listeners of SQLAlchemy's cursor events see the statement.
 
 Only statements with fixed shape qualify: no expanding IN lists, literal-rendered or callable
-parameters, no RETURNING, no defaults left for SQLAlchemy to fill in (an INSERT names every
-column it writes).
+parameters, no RETURNING of the statement itself (one inside a `WITH` feeds the statement, not
+the caller), no defaults left for SQLAlchemy to fill in (an INSERT of values names every
+column it writes; an INSERT from a SELECT writes what the SELECT gives).
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ class CompiledStatement:
     def plan(self, dialect: Dialect) -> _Plan:
         plan = self._plans.get(dialect.name)
         if plan is None:
+            if self.dialect not in (None, dialect.name):
+                raise ValueError(f"a statement for {self.dialect}, not {dialect.name}")
             plan = self._plans[dialect.name] = plan_for(self.statement, dialect, self._columns)
         return plan
 

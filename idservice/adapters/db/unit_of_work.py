@@ -86,8 +86,9 @@ class SqlUnitOfWork:
     ) -> None:
         """`begins_sqlite`: a SQLite write, which opens its transaction with BEGIN IMMEDIATE
         (SQLAlchemy's own BEGIN is none: pysqlite runs in autocommit, see engine.py).
-        `driver_autocommit`: a PostgreSQL read, whose connection psycopg keeps in autocommit
-        while the unit of work has it (no BEGIN and ROLLBACK round trips) and takes out of it
+        `driver_autocommit`: a PostgreSQL read or single write, whose connection psycopg keeps
+        in autocommit while the unit of work has it (no BEGIN, COMMIT or ROLLBACK round trips:
+        each statement is its own transaction) and takes out of it
         before it goes back to the pool; set on the driver, as SQLAlchemy's `isolation_level`
         option would cost more than the read (its connection characteristics, set and reset).
         `options`: execution options of this unit of work's connection (set on the connection,
@@ -244,7 +245,9 @@ class SqlUnitOfWorkFactory:
             connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def __call__(self, *, readonly: bool = False, single_write: bool = False) -> SqlUnitOfWork:
-        if single_write and not readonly and not self._sqlite:
+        if readonly and single_write:
+            raise ValueError("a unit of work is read-only or a single write, not both")
+        if single_write and not self._sqlite:
             # One statement, atomic on its own: PostgreSQL runs it in autocommit (no BEGIN and
             # COMMIT round trips). SQLite's single writes are ordinary write transactions.
             return SqlUnitOfWork(self._statements, self._cipher, driver_autocommit=True)
