@@ -218,15 +218,21 @@ def test_a_refresh_token_is_used_once(backend: Backend) -> None:
     assert record is not None and record.used_at == NOW
 
 
+def ended_sessions(uow: UnitOfWorkFactory) -> tuple[Session, Session]:
+    """A session logged out, and one whose end (`expires_at`) a test may reach."""
+    revoked = add_session(uow, add_account(uow).id)
+    with uow() as tx:
+        assert tx.sessions.revoke(revoked.id, now=NOW, reason=RevokeReason.LOGOUT)
+        tx.commit()
+    ending = add_session(uow, add_account(uow).id)
+    assert ending.expires_at is not None
+    return revoked, ending
+
+
 def test_a_refresh_token_of_an_ended_session_is_not_used(backend: Backend) -> None:
     """A refresh reads its token before it writes: a logout (or the session's end) that comes
     in between still wins, because the use itself requires a live session."""
-    revoked = add_session(backend.uow, add_account(backend.uow).id)
-    with backend.uow() as tx:
-        assert tx.sessions.revoke(revoked.id, now=NOW, reason=RevokeReason.LOGOUT)
-        tx.commit()
-    ending = add_session(backend.uow, add_account(backend.uow).id)
-    assert ending.expires_at is not None
+    revoked, ending = ended_sessions(backend.uow)
     with backend.uow() as tx:
         assert not tx.sessions.mark_refresh_used(f"rt-{revoked.id}", now=NOW)
         assert not tx.sessions.mark_refresh_used(f"rt-{ending.id}", now=ending.expires_at)
@@ -269,12 +275,7 @@ def test_a_rotation_uses_the_token_and_adds_its_successor_once(backend: Backend)
 
 
 def test_a_rotation_of_an_ended_session_writes_nothing(backend: Backend) -> None:
-    revoked = add_session(backend.uow, add_account(backend.uow).id)
-    with backend.uow() as tx:
-        assert tx.sessions.revoke(revoked.id, now=NOW, reason=RevokeReason.LOGOUT)
-        tx.commit()
-    ending = add_session(backend.uow, add_account(backend.uow).id)
-    assert ending.expires_at is not None
+    revoked, ending = ended_sessions(backend.uow)
     assert not _rotate(backend.uow, revoked, "rt-after-logout", now=NOW)
     assert not _rotate(backend.uow, ending, "rt-after-end", now=ending.expires_at)
     with backend.uow(readonly=True) as tx:

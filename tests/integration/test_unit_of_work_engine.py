@@ -20,6 +20,7 @@ from idservice.adapters.db import migrations
 from idservice.adapters.db.engine import build_engine
 from idservice.adapters.db.unit_of_work import SqlUnitOfWorkFactory
 from idservice.domain.errors import DomainError, Reason
+from idservice.domain.sessions import Session
 from tests.support.postgres import PostgresCluster
 from tests.support.records import NOW, make_account, make_session
 
@@ -217,22 +218,28 @@ def test_a_postgres_read_that_cannot_leave_autocommit_is_discarded(postgres_url:
         store_and_read_back(uow)
 
 
+def _a_session_with_a_refresh_token(uow: SqlUnitOfWorkFactory) -> Session:
+    """An account's session with its refresh token `rt-first`."""
+    account = make_account()
+    session = make_session(account.id, now=NOW)
+    assert session.expires_at is not None
+    with uow() as tx:
+        tx.accounts.add(account, email_key="a@example.com")
+        tx.sessions.add(session)
+        tx.sessions.add_refresh_token(
+            "rt-first", session_id=session.id, now=NOW, expires_at=session.expires_at
+        )
+        tx.commit()
+    return session
+
+
 def test_a_postgres_single_write_runs_alone_and_its_connection_leaves_autocommit(
     postgres_url: str,
 ) -> None:
     """A single-write unit of work sends its one statement without BEGIN and COMMIT (written
     as it runs), and the next write on the same connection is one transaction again."""
     with migrated(postgres_url, pool_size=1) as (_engine, uow):
-        account = make_account()
-        session = make_session(account.id, now=NOW)
-        assert session.expires_at is not None
-        with uow() as tx:
-            tx.accounts.add(account, email_key="a@example.com")
-            tx.sessions.add(session)
-            tx.sessions.add_refresh_token(
-                "rt-first", session_id=session.id, now=NOW, expires_at=session.expires_at
-            )
-            tx.commit()
+        session = _a_session_with_a_refresh_token(uow)
         with uow(single_write=True) as tx:
             assert tx.sessions.rotate_refresh(
                 "rt-first",
@@ -282,15 +289,7 @@ def test_a_postgres_rotation_racing_another_waits_and_then_writes_only_if_it_won
     """A rotation that finds the token's row locked by another use waits for it: once that
     one commits it writes nothing; if that one rolls back, it rotates."""
     with migrated(postgres_url) as (_engine, uow):
-        account = make_account()
-        session = make_session(account.id, now=NOW)
-        with uow() as tx:
-            tx.accounts.add(account, email_key="a@example.com")
-            tx.sessions.add(session)
-            tx.sessions.add_refresh_token(
-                "rt-first", session_id=session.id, now=NOW, expires_at=session.expires_at
-            )
-            tx.commit()
+        session = _a_session_with_a_refresh_token(uow)
         out: list[bool] = []
         with uow() as first:
             assert first.sessions.mark_refresh_used("rt-first", now=NOW)

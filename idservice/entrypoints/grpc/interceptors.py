@@ -66,7 +66,7 @@ class ApiGate(_ServerInterceptor):
     ) -> None:
         self._prefixes = prefixes
         self._quick = quick
-        # The pool this thread's last call was placed on (for `ThreadPlacement`).
+        # The handler this thread's last call was given (its pool, for `ThreadPlacement`).
         self._placed = threading.local()
         self._limit = limit
         self._outstanding = outstanding
@@ -97,16 +97,16 @@ class ApiGate(_ServerInterceptor):
             self._prepared[method] = prepared
         handler, refusal = prepared
         if refusal is None or (not self.draining and self._outstanding() < self._limit):
-            self._placed.pool = _pool_of(handler)
+            self._placed.handler = handler
             return handler
-        self._placed.pool = _pool_of(refusal)
+        self._placed.handler = refusal
         return refusal
 
     def placed_on(self) -> Executor | None:
         """The pool the gate chose for the call it last handled on this thread (None: the
-        server's own)."""
-        pool: Executor | None = getattr(self._placed, "pool", None)
-        return pool
+        server's own). Read from the handler only when asked (under tracing)."""
+        handler: MethodHandler | None = getattr(self._placed, "handler", None)
+        return None if handler is None else _pool_of(handler)
 
     def _prepare(
         self, method: str, handler: MethodHandler
