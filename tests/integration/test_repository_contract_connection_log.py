@@ -131,3 +131,28 @@ def test_the_client_address_is_stored_encrypted(backend: Backend) -> None:
     with backend.uow.engine.connect() as connection:
         (stored,) = connection.execute(select(t.connection_log.c.client_ip_ct)).scalars()
     assert stored and "198.51.100.23" not in stored
+
+
+def test_values_with_tabs_newlines_backslashes_and_hangul_round_trip(backend: Backend) -> None:
+    """What COPY's text format must escape (PostgreSQL writes a batch with COPY) reads back as
+    it was written."""
+    account = new_id()
+    awkward = "/s/a\tb\nc\\d\\N\r'\"한글,;"
+    record(
+        backend.uow,
+        entry(account, minutes=1, method=awkward, code="INVALID_ARGUMENT", reason="R\\N\t"),
+        entry(account, minutes=2, method="\\N", reason="\\", client_ip="::1"),
+    )
+    with backend.uow(readonly=True) as tx:
+        stored = tx.connection_log.of_account(account, since=NOW)
+    assert [(e.method, e.reason, e.client_ip) for e in stored] == [
+        (awkward, "R\\N\t", "203.0.113.7"),
+        ("\\N", "\\", "::1"),
+    ]
+
+
+def test_a_large_batch_is_stored_whole(backend: Backend) -> None:
+    account = new_id()
+    count = 1200
+    assert record(backend.uow, *(entry(account, minutes=i / 100) for i in range(count))) == count
+    assert len(of_account(backend.uow, account, since_minutes=0)) == count

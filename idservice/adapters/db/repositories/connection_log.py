@@ -10,13 +10,17 @@ from sqlalchemy import Connection, delete, insert, select
 
 from idservice.adapters.crypto import FieldCipher
 from idservice.adapters.db import tables as t
+from idservice.adapters.db.compiled import CopyInto
 from idservice.adapters.db.encrypted_columns import CONNECTION_CLIENT_IP
 from idservice.domain.ids import new_id
 from idservice.service_layer.ports import ConnectionEntry
 
 _c = t.connection_log.c
-# Built once (no `.values()`): each batch is an executemany of column-named rows.
+# Built once (no `.values()`): on SQLite each batch is an executemany of column-named rows.
 _RECORD = insert(t.connection_log)
+_COLUMNS = ("id", "occurred_at", "method", "account_id", "client_ip_ct", "code", "reason")
+# On PostgreSQL a batch is one COPY (see `CopyInto`).
+_COPY = CopyInto(t.connection_log, _COLUMNS)
 
 
 class SqlConnectionLogRepository:
@@ -25,28 +29,33 @@ class SqlConnectionLogRepository:
         self._cipher = cipher
 
     def record(self, entries: Sequence[ConnectionEntry]) -> int:
-        """One multi-row INSERT (executemany) for the whole batch."""
-        rows: list[dict[str, Any]] = []
-        for entry in entries:
-            row_id = new_id()
-            rows.append(
-                {
-                    "id": row_id,
-                    "occurred_at": entry.occurred_at,
-                    "method": entry.method,
-                    "account_id": entry.account_id or None,
-                    "client_ip_ct": (
-                        CONNECTION_CLIENT_IP.encrypt(self._cipher, row_id, entry.client_ip)
-                        if entry.client_ip
-                        else None
-                    ),
-                    "code": entry.code,
-                    "reason": entry.reason or None,
-                }
-            )
-        if rows:
-            self._c.execute(_RECORD, rows)
+        """The whole batch in one statement: a COPY on PostgreSQL, an executemany of one INSERT
+        on SQLite."""
+        if not entries:
+            return 0
+        rows = [self._row(entry) for entry in entries]
+        if self._c.dialect.name == "postgresql":
+            return _COPY.write(self._c, rows)
+        self._c.execute(_RECORD, [dict(zip(_COLUMNS, row, strict=True)) for row in rows])
         return len(rows)
+
+    def _row(self, entry: ConnectionEntry) -> tuple[Any, ...]:
+        """The entry's values in `_COLUMNS` order (empty values stored as none at all)."""
+        row_id = new_id()
+        client_ip = (
+            CONNECTION_CLIENT_IP.encrypt(self._cipher, row_id, entry.client_ip)
+            if entry.client_ip
+            else None
+        )
+        return (
+            row_id,
+            entry.occurred_at,
+            entry.method,
+            entry.account_id or None,
+            client_ip,
+            entry.code,
+            entry.reason or None,
+        )
 
     def purge(self, *, before: datetime) -> int:
         result = self._c.execute(delete(t.connection_log).where(_c.occurred_at < before))
