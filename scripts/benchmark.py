@@ -125,6 +125,19 @@ def database_kind(url: str | None) -> str:
     return "sqlite" if url is None or url.startswith("sqlite") else "postgresql"
 
 
+def connection_kind(kind: str, url: str | None, over: str) -> str:
+    """How the server reaches its database, as the report names it."""
+    if kind == "sqlite":
+        return "file"
+    if url is None:
+        return "unix socket" if over == "socket" else "tcp"
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    host = parsed.host or str(parsed.query.get("host") or "")
+    return "tcp" if host and not host.startswith("/") else "unix socket"
+
+
 def server_processes(text: str) -> str:
     """`auto` or a positive number, passed to the server as IDSERVICE_PROCESSES."""
     value = text.strip().lower()
@@ -655,15 +668,19 @@ def echo_service() -> Iterator[ServerProcess]:
 
 
 @contextlib.contextmanager
-def database(kind: str, url: str | None) -> Iterator[str | None]:
-    """The spawned server's database URL: given, a throwaway PostgreSQL, or None (SQLite)."""
+def database(kind: str, url: str | None, *, over: str = "socket") -> Iterator[str | None]:
+    """The spawned server's database URL: given, a throwaway PostgreSQL, or None (SQLite).
+
+    The throwaway cluster is on this machine, so the server reaches it `over` its Unix socket
+    (as libpq does a local server by default), or over TCP on 127.0.0.1 with "tcp"."""
     if url is not None or kind == "sqlite":
         yield url
         return
     from tests.support.postgres import PostgresCluster
 
     with PostgresCluster() as cluster:
-        yield cluster.create_database("bench")
+        tcp = cluster.create_database("bench")
+        yield tcp if over == "tcp" else cluster.socket_url("bench")
 
 
 def seed_accounts(address: str, count: int, timeout: float) -> list[Credentials]:
@@ -961,7 +978,8 @@ def print_report(report: Mapping[str, Any]) -> None:
     )
     server = report["server"]
     print(
-        f"server: database {c['database']}, IDSERVICE_PROCESSES={server['processes_requested']} "
+        f"server: database {c['database']} ({c['database_connection']}), "
+        f"IDSERVICE_PROCESSES={server['processes_requested']} "
         f"({server['processes_seen']} server process(es) seen); client: "
         f"{c['client_processes']} processes, {c['concurrency']} calls in flight, "
         f"{c['duration_s']:g} s per phase"
@@ -1105,6 +1123,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=check_database_url,
         help="an existing database for the spawned server instead (a fresh one on loopback)",
     )
+    parser.add_argument(
+        "--postgres-over",
+        choices=("socket", "tcp"),
+        default="socket",
+        help="how the server reaches the throwaway cluster: its Unix socket (default) or TCP",
+    )
     parser.add_argument("--rpc-timeout", type=float, default=10.0, help="deadline of each call")
     parser.add_argument("--json", type=Path, help="also write the report as JSON here")
     parser.add_argument(
@@ -1145,7 +1169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     machine = machine_facts()
     machine["load_average_before"] = load_averages()
     try:
-        with database(kind, args.database_url) as url:
+        with database(kind, args.database_url, over=args.postgres_over) as url:
             run = measure(opts, params, url)
     except RuntimeError as exc:
         print(f"benchmark: {exc}", file=sys.stderr)
@@ -1161,6 +1185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "light_concurrency": opts.light_concurrency,
         "memory_in_flight": opts.memory_in_flight,
         "database": "sqlite" if kind == "sqlite" else "postgresql",
+        "database_connection": connection_kind(kind, args.database_url, args.postgres_over),
         "server_processes": opts.processes,
         "echo_payload_bytes": ECHO_PAYLOAD_BYTES,
         "rpc_timeout_s": opts.rpc_timeout,

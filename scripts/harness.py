@@ -115,8 +115,14 @@ def check_database_url(url: str) -> str:
     backend = parsed.get_backend_name()
     if backend not in {"sqlite", "postgresql"}:
         raise argparse.ArgumentTypeError("expected a sqlite:// or postgresql+psycopg:// URL")
-    if backend == "postgresql" and parsed.host and not is_loopback_host(parsed.host):
-        raise argparse.ArgumentTypeError("the database must be on a loopback address")
+    if backend == "postgresql":
+        # libpq also takes the host from the query (a directory there is a Unix socket's).
+        hosts = [parsed.host] if parsed.host else []
+        query_host = parsed.query.get("host")
+        hosts += [query_host] if isinstance(query_host, str) else list(query_host or ())
+        for host in hosts:
+            if not (host.startswith("/") or is_loopback_host(host)):
+                raise argparse.ArgumentTypeError("the database must be on a loopback address")
     return url
 
 

@@ -17,6 +17,8 @@ from typing import Any
 import grpc
 import pytest
 
+from tests.support.postgres import PostgresCluster
+
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -132,8 +134,13 @@ def test_echo_server_refuses_a_non_loopback_address(tmp_path: Path) -> None:
 
 
 # -- benchmark -------------------------------------------------------------------------------
-def test_benchmark_reports_every_target_as_met_or_not(database_url: str, tmp_path: Path) -> None:
+def test_benchmark_reports_every_target_as_met_or_not(
+    database_url: str, tmp_path: Path, postgres_cluster: PostgresCluster | None
+) -> None:
     out = tmp_path / "bench.json"
+    if postgres_cluster is not None and database_url.startswith("postgresql"):
+        # Over the cluster's Unix socket, as the benchmark reaches its own throwaway cluster.
+        database_url = postgres_cluster.socket_url(database_url.rpartition("/")[2])
     result = run_script(
         "benchmark.py",
         "--duration",
@@ -167,6 +174,9 @@ def test_benchmark_reports_every_target_as_met_or_not(database_url: str, tmp_pat
         assert machine["ram_mib"] > 0
         assert len(machine["load_average_before"]) == len(machine["load_average_after"]) == 3
     assert report["config"]["database"] == database_url.partition(":")[0].partition("+")[0]
+    assert report["config"]["database_connection"] == (
+        "file" if database_url.startswith("sqlite") else "unix socket"
+    )
     assert report["config"]["client_processes"] == 2
     assert report["server"]["processes_requested"] == "2"
     assert report["server"]["processes_seen"] >= 1
@@ -254,6 +264,9 @@ def test_benchmark_refuses_bad_arguments(tmp_path: Path) -> None:
         ("--database", "mysql"),
         ("--database", "postgres", "--database-url", "sqlite:///x.db"),
         ("--database-url", "postgresql+psycopg://u@db.example.com/x"),
+        # libpq takes the host from the query too: a remote one there is refused as well
+        ("--database-url", "postgresql+psycopg://u@/x?host=db.example.com"),
+        ("--postgres-over", "udp"),
     ):
         result = run_script("benchmark.py", *args, cwd=tmp_path)
         assert result.returncode == 2, explain(result)

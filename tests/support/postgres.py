@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
+from urllib.parse import urlencode
 
 import psycopg
 from psycopg import sql
@@ -208,6 +209,13 @@ class PostgresCluster:
         """SQLAlchemy URL (psycopg 3 driver) of database `name` in this cluster."""
         _check_database_name(name)
         return f"postgresql+psycopg://{SUPERUSER}@{LOOPBACK}:{self.port}/{name}"
+
+    def socket_url(self, name: str) -> str:
+        """SQLAlchemy URL of database `name` over the cluster's Unix socket: how libpq reaches a
+        server on the same machine by default, without TCP's loopback path."""
+        _check_database_name(name)
+        query = urlencode({"host": str(self.workdir), "port": self.port})
+        return f"postgresql+psycopg://{SUPERUSER}@/{name}?{query}"
 
     def conninfo(self, name: str = "postgres") -> str:
         """libpq connection string for psycopg.connect() to database `name`."""
