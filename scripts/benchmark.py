@@ -74,6 +74,7 @@ from scripts.harness import (
     WrongAnswer,
     check_age_failure,
     check_database_url,
+    database_hosts,
     error_key,
     get_account_failure,
     introspection_failure,
@@ -126,16 +127,14 @@ def database_kind(url: str | None) -> str:
 
 
 def connection_kind(kind: str, url: str | None, over: str) -> str:
-    """How the server reaches its database, as the report names it."""
+    """How the server reaches its database, as the report names it: "file" (SQLite), "unix
+    socket" or "tcp" (any host or hostaddr that is not a socket's directory)."""
     if kind == "sqlite":
         return "file"
     if url is None:
         return "unix socket" if over == "socket" else "tcp"
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    host = parsed.host or str(parsed.query.get("host") or "")
-    return "tcp" if host and not host.startswith("/") else "unix socket"
+    hosts = database_hosts(url)
+    return "unix socket" if all(h == "" or h.startswith("/") for h in hosts) else "tcp"
 
 
 def server_processes(text: str) -> str:
@@ -1121,12 +1120,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--database-url",
         type=check_database_url,
-        help="an existing database for the spawned server instead (a fresh one on loopback)",
+        help="an existing database for the spawned server instead (a fresh one, on loopback "
+        "or a local socket)",
     )
     parser.add_argument(
         "--postgres-over",
         choices=("socket", "tcp"),
-        default="socket",
+        default=None,
         help="how the server reaches the throwaway cluster: its Unix socket (default) or TCP",
     )
     parser.add_argument("--rpc-timeout", type=float, default=10.0, help="deadline of each call")
@@ -1152,6 +1152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "postgresql" if kind == "postgres" else kind
     ):
         parser.error("--database and --database-url name different databases")
+    if args.postgres_over is not None and (kind != "postgres" or args.database_url is not None):
+        parser.error("--postgres-over is for the throwaway cluster of --database postgres")
+    over = args.postgres_over or "socket"
     try:
         params = Argon2Config.from_settings()
     except ValueError as exc:  # ConfigError names the variable
@@ -1169,7 +1172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     machine = machine_facts()
     machine["load_average_before"] = load_averages()
     try:
-        with database(kind, args.database_url, over=args.postgres_over) as url:
+        with database(kind, args.database_url, over=over) as url:
             run = measure(opts, params, url)
     except RuntimeError as exc:
         print(f"benchmark: {exc}", file=sys.stderr)
@@ -1185,7 +1188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "light_concurrency": opts.light_concurrency,
         "memory_in_flight": opts.memory_in_flight,
         "database": "sqlite" if kind == "sqlite" else "postgresql",
-        "database_connection": connection_kind(kind, args.database_url, args.postgres_over),
+        "database_connection": connection_kind(kind, args.database_url, over),
         "server_processes": opts.processes,
         "echo_payload_bytes": ECHO_PAYLOAD_BYTES,
         "rpc_timeout_s": opts.rpc_timeout,

@@ -103,8 +103,37 @@ def target_refusal(target: str, *, allow_remote: bool) -> str | None:
     return None
 
 
+# libpq's environment variables that say where to connect: a spawned server gets none of them,
+# so only its URL decides (and check_database_url has checked that).
+LIBPQ_LOCATION_VARIABLES = ("PGHOST", "PGHOSTADDR", "PGSERVICE", "PGSERVICEFILE", "PGSYSCONFDIR")
+
+
+def database_hosts(url: str) -> list[str]:
+    """Where libpq would connect for a PostgreSQL URL: each entry of its `host` and `hostaddr`
+    lists, as the driver receives them (a directory is a Unix socket's, "" libpq's default
+    socket). ValueError for a URL that names a service (a file decides where it goes)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    _args, kwargs = parsed.get_dialect()().create_connect_args(parsed)
+    if "service" in kwargs:
+        raise ValueError("a service name leaves the address to a file")
+    hosts: list[str] = []
+    for key in ("host", "hostaddr"):
+        value = kwargs.get(key)
+        if value is not None:
+            hosts += [entry.strip() for entry in str(value).split(",")]
+    return hosts
+
+
+def is_local_database_host(host: str) -> bool:
+    """A Unix socket's directory, libpq's default socket (""), or a loopback address."""
+    return host == "" or host.startswith("/") or is_loopback_host(host)
+
+
 def check_database_url(url: str) -> str:
-    """A sqlite URL, or a PostgreSQL URL on loopback (load never leaves this machine)."""
+    """A sqlite URL, or a PostgreSQL URL on loopback or a local socket (load never leaves this
+    machine)."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
@@ -116,13 +145,14 @@ def check_database_url(url: str) -> str:
     if backend not in {"sqlite", "postgresql"}:
         raise argparse.ArgumentTypeError("expected a sqlite:// or postgresql+psycopg:// URL")
     if backend == "postgresql":
-        # libpq also takes the host from the query (a directory there is a Unix socket's).
-        hosts = [parsed.host] if parsed.host else []
-        query_host = parsed.query.get("host")
-        hosts += [query_host] if isinstance(query_host, str) else list(query_host or ())
-        for host in hosts:
-            if not (host.startswith("/") or is_loopback_host(host)):
-                raise argparse.ArgumentTypeError("the database must be on a loopback address")
+        try:
+            hosts = database_hosts(url)
+        except (ArgumentError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(f"not a usable database URL: {exc}") from None
+        if not all(is_local_database_host(host) for host in hosts):
+            raise argparse.ArgumentTypeError(
+                "the database must be on a loopback address or a local socket"
+            )
     return url
 
 
@@ -573,7 +603,11 @@ def service_env(
 
     `processes` (IDSERVICE_PROCESSES) is left to the configuration's default when None.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IDSERVICE_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("IDSERVICE_") and k not in LIBPQ_LOCATION_VARIABLES
+    }
     env.update(
         {
             "IDSERVICE_ENV": "development",

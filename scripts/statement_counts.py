@@ -71,12 +71,16 @@ NEW_PASSWORD = "another fine password for counting statements"
 
 
 _DATA_CHANGE = re.compile(r"\b(INSERT|UPDATE|DELETE)\b")
+_COPY_FROM = re.compile(r"\bFROM\s+STDIN\b")
 
 
 def verb(sql: str) -> str:
-    """The statement's kind: SELECT, INSERT, ..., or BEGIN/COMMIT/PRAGMA/SAVEPOINT and so on."""
+    """The statement's kind: SELECT, INSERT, ..., or BEGIN/COMMIT/PRAGMA/SAVEPOINT and so on.
+    `COPY … FROM` appends rows (the connection log's batches on PostgreSQL): an INSERT."""
     words = sql.lstrip(" \n\t(").split(None, 1)
     first = words[0].upper() if words else ""
+    if first == "COPY":
+        return "INSERT" if _COPY_FROM.search(sql.upper()) else "SELECT"
     if first == "WITH":  # a CTE: a write when it, or the statement after it, writes
         found = _DATA_CHANGE.search(sql.upper())
         return found.group(1) if found else "SELECT"

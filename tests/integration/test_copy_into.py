@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event, func, select
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 
 from idservice.adapters.crypto import FieldCipher, KeyRing
 from idservice.adapters.db import migrations
@@ -117,7 +117,30 @@ def test_a_failed_batch_leaves_nothing_and_the_connection_works_on(engine: Engin
 
 
 def test_only_postgresql_and_only_the_tables_columns() -> None:
-    with pytest.raises(ValueError, match="COPY is PostgreSQL's, not sqlite's"):
+    with pytest.raises(ValueError, match="COPY runs on psycopg's PostgreSQL, not sqlite"):
         CopyInto(t.connection_log, COLUMNS).plan(sqlite.dialect())
     with pytest.raises(ValueError, match="connection_log has no column ip"):
         CopyInto(t.connection_log, ("id", "ip"))
+
+
+def test_a_connection_lost_mid_copy_is_invalidated_and_replaced(engine: Engine) -> None:
+    """As for any statement (SQLAlchemy's own handling): the error says the connection was
+    invalidated, nothing of the batch is stored, and the next checkout is a new connection."""
+    copy = CopyInto(t.connection_log, COLUMNS)
+    with engine.connect() as connection:
+        lost_pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        connection.rollback()
+
+        def rows() -> Iterator[tuple[Any, ...]]:
+            for index in range(20_000):
+                if index == 100:
+                    with engine.connect() as other:
+                        other.exec_driver_sql(f"SELECT pg_terminate_backend({int(lost_pid)})")
+                yield row()
+
+        with pytest.raises(OperationalError) as caught:
+            copy.write(connection, rows())
+        assert caught.value.connection_invalidated
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() != lost_pid
+    assert stored(engine) == 0

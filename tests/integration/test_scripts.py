@@ -267,6 +267,10 @@ def test_benchmark_refuses_bad_arguments(tmp_path: Path) -> None:
         # libpq takes the host from the query too: a remote one there is refused as well
         ("--database-url", "postgresql+psycopg://u@/x?host=db.example.com"),
         ("--postgres-over", "udp"),
+        ("--postgres-over", "tcp"),  # SQLite: no cluster to reach
+        ("--database", "postgres", "--postgres-over", "tcp", "--database-url", "sqlite:///x.db"),
+        ("--postgres-over", "socket", "--database-url", "postgresql+psycopg://u@127.0.0.1/x"),
+        ("--database-url", "postgresql+psycopg://u@/x?host=/tmp,192.0.2.1"),
     ):
         result = run_script("benchmark.py", *args, cwd=tmp_path)
         assert result.returncode == 2, explain(result)

@@ -253,8 +253,10 @@ class CopyInto:
 
     def plan(self, dialect: Dialect) -> tuple[str, tuple[tuple[int, Processor], ...]]:
         """The COPY statement and the bind processors by column index (made once)."""
-        if dialect.name != "postgresql":
-            raise ValueError(f"COPY is PostgreSQL's, not {dialect.name}'s")
+        if dialect.name != "postgresql" or dialect.driver != "psycopg":
+            raise ValueError(
+                f"COPY runs on psycopg's PostgreSQL, not {dialect.name}+{dialect.driver}"
+            )
         if self._plan is None:
             preparer = dialect.identifier_preparer
             columns = [self.table.c[name] for name in self._columns]

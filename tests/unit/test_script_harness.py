@@ -1,0 +1,88 @@
+"""The load scripts' own rules (scripts/harness.py, benchmark.py, statement_counts.py): load
+never leaves this machine, and the reports name what they measured."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from scripts.benchmark import connection_kind
+from scripts.harness import check_database_url, service_env
+from scripts.statement_counts import Counts, verb
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///var/x.db",
+        "postgresql+psycopg://u@127.0.0.1:5432/x",
+        "postgresql+psycopg://u@[::1]:5432/x",
+        "postgresql+psycopg://u@localhost/x",
+        "postgresql+psycopg://u@/x",  # libpq's default socket
+        "postgresql+psycopg://u@/x?host=/tmp/a%20b%2Bc&port=5432",
+        "postgresql+psycopg://u@/x?host=127.0.0.1,localhost",
+        "postgresql+psycopg://u@/x?host=localhost:5432&host=127.0.0.1:5433",
+    ],
+)
+def test_local_databases_are_accepted(url: str) -> None:
+    assert check_database_url(url) == url
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("postgresql+psycopg://u@db.example.com/x", "loopback"),
+        ("postgresql+psycopg://u@/x?host=db.example.com", "loopback"),
+        # libpq tries every host of a list, and dials hostaddr instead of host
+        ("postgresql+psycopg://u@/x?host=/tmp,192.0.2.1", "loopback"),
+        ("postgresql+psycopg://u@/x?host=/tmp&hostaddr=192.0.2.1", "loopback"),
+        ("postgresql+psycopg://u@127.0.0.1/x?hostaddr=192.0.2.1", "loopback"),
+        # a service file decides where a service name goes
+        ("postgresql+psycopg://u@/x?service=prod", "service"),
+        ("mysql://u@127.0.0.1/x", "expected a sqlite"),
+        ("not a url", "not a SQLAlchemy"),
+    ],
+)
+def test_remote_or_unknown_databases_are_refused(url: str, why: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=why):
+        check_database_url(url)
+
+
+def test_a_spawned_server_gets_no_libpq_location_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("PGHOST", "PGHOSTADDR", "PGSERVICE", "PGSERVICEFILE", "IDSERVICE_LISTEN"):
+        monkeypatch.setenv(name, "db.example.com")
+    monkeypatch.setenv("PGCONNECT_TIMEOUT", "3")
+    env = service_env("postgresql+psycopg://u@/x", tmp_path, None)
+    assert not {"PGHOST", "PGHOSTADDR", "PGSERVICE", "PGSERVICEFILE"} & env.keys()
+    assert env["IDSERVICE_LISTEN"] == "127.0.0.1:0"
+    assert env["PGCONNECT_TIMEOUT"] == "3"
+
+
+@pytest.mark.parametrize(
+    ("kind", "url", "over", "expected"),
+    [
+        ("sqlite", None, "socket", "file"),
+        ("postgres", None, "socket", "unix socket"),
+        ("postgres", None, "tcp", "tcp"),
+        ("postgresql", "postgresql+psycopg://u@127.0.0.1:5/x", "socket", "tcp"),
+        ("postgresql", "postgresql+psycopg://u@/x?host=/tmp&port=5", "socket", "unix socket"),
+        ("postgresql", "postgresql+psycopg://u@/x?host=/tmp&host=/run", "socket", "unix socket"),
+        ("postgresql", "postgresql+psycopg://u@/x?host=/tmp&hostaddr=127.0.0.1", "socket", "tcp"),
+    ],
+)
+def test_the_report_names_how_the_server_reaches_its_database(
+    kind: str, url: str | None, over: str, expected: str
+) -> None:
+    assert connection_kind(kind, url, over) == expected
+
+
+def test_a_copy_into_a_table_counts_as_a_write() -> None:
+    assert verb("COPY connection_log (id, method) FROM STDIN") == "INSERT"
+    assert verb("COPY (SELECT 1) TO STDOUT") == "SELECT"
+    counts = Counts()
+    counts.add("COPY connection_log (id) FROM STDIN")
+    assert (counts.reads, counts.writes, counts.other) == (0, 1, 0)
