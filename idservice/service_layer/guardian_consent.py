@@ -205,6 +205,8 @@ def _check_code(
             request.id, now=now, max_attempts=MAX_CODE_ATTEMPTS
         )
         if not gate.admitted:
+            # Decided (or destroyed) since it was read: that is the answer, not a rate limit.
+            _open_request(tx, request.id, now=now)
             tx.commit()
             raise _rate_limited(gate.blocked_until, now)
         tx.guardian_consents.end_code_attempt(
@@ -223,6 +225,17 @@ def _rate_limited(until: datetime | None, now: datetime) -> DomainError:
     return rate_limits.rate_limited(
         until, now, "too many consent codes were tried; wait before trying again"
     )
+
+
+def _no_longer_open(uow: UnitOfWorkFactory, request_id: str, *, now: datetime) -> DomainError:
+    """What a request that could not be decided answers, read again now: CLOSED once decided,
+    EXPIRED once expired, NOT_FOUND once even its outcome is gone (as GetConsentRequest)."""
+    try:
+        with uow(readonly=True) as tx:
+            _open_request(tx, request_id, now=now)
+    except DomainError as answer:
+        return answer
+    return DomainError(Reason.CONSENT_REQUEST_CLOSED, "the consent request was decided")
 
 
 def _open_request(tx: UnitOfWork, request_id: str, *, now: datetime) -> ConsentRequest:
@@ -258,8 +271,8 @@ def approve_consent_request(
     with uow(readonly=True) as tx:
         request = _open_request(tx, cmd.id, now=now)
         child = tx.accounts.get(request.account_id)
-    if child is None:
-        raise not_found()
+    if child is None:  # rejected (the account went with it) between the two reads
+        raise _no_longer_open(uow, request.id, now=now)
     _check_code(
         request,
         cmd.consent_code,
@@ -286,7 +299,10 @@ def approve_consent_request(
         )
     with uow() as tx:
         verification.consume(tx, cmd.guardian_verification_token, now=now, cipher=cipher)
-        approved = tx.guardian_consents.approve(
+        # The account's row first, then the request's, then its messages: the order a rejection
+        # takes them in too (deleting the account takes the request with it), so an approval
+        # and a rejection at once queue instead of deadlocking.
+        approved = tx.accounts.activate(child.id, now=now) and tx.guardian_consents.approve(
             request.id,
             guardian_name=guardian.name,
             guardian_phone=verified_phone,
@@ -294,16 +310,17 @@ def approve_consent_request(
             method=METHOD_MOBILE_VERIFICATION,
             now=now,
         )
-        if not approved or not tx.accounts.activate(child.id, now=now):
-            raise DomainError(Reason.CONSENT_REQUEST_CLOSED, "the consent request was decided")
-        tx.outbox.add(
-            events.guardian_consent_approved(
-                consent_request_id=request.id, account_id=child.id, now=now
+        if approved:
+            tx.outbox.add(
+                events.guardian_consent_approved(
+                    consent_request_id=request.id, account_id=child.id, now=now
+                )
             )
-        )
-        tx.outbox.add(events.account_activated(account_id=child.id, now=now))
-        _forget_code_messages(tx, request.id)
-        tx.commit()
+            tx.outbox.add(events.account_activated(account_id=child.id, now=now))
+            _forget_code_messages(tx, request.id)
+            tx.commit()
+    if not approved:  # decided or expired since it was read; nothing was written
+        raise _no_longer_open(uow, request.id, now=now)
     return child.id
 
 
@@ -345,18 +362,24 @@ def reject_consent_request(
         policy=policy,
     )
     with uow() as tx:
-        _forget_code_messages(tx, request.id)
-        if not tx.accounts.delete_pending(request.account_id):  # the request goes with it
-            raise DomainError(Reason.CONSENT_REQUEST_CLOSED, "the consent request was decided")
-        tx.guardian_consents.add_outcome(
-            request.id, status=ConsentRequestStatus.REJECTED, expires_at=request.expires_at, now=now
-        )
-        tx.outbox.add(
-            events.guardian_consent_rejected(
-                consent_request_id=request.id, account_id=request.account_id, now=now
+        # The account's row (and with it the request's) first: see approve_consent_request.
+        rejected = tx.accounts.delete_pending(request.account_id)
+        if rejected:
+            _forget_code_messages(tx, request.id)
+            tx.guardian_consents.add_outcome(
+                request.id,
+                status=ConsentRequestStatus.REJECTED,
+                expires_at=request.expires_at,
+                now=now,
             )
-        )
-        tx.commit()
+            tx.outbox.add(
+                events.guardian_consent_rejected(
+                    consent_request_id=request.id, account_id=request.account_id, now=now
+                )
+            )
+            tx.commit()
+    if not rejected:  # decided since it was read; nothing was written
+        raise _no_longer_open(uow, request.id, now=now)
     return ConsentRequestStatus.REJECTED
 
 

@@ -21,7 +21,7 @@ from idservice.domain.guardian_consent import needs_guardian_consent
 from idservice.domain.ids import new_id
 from idservice.domain.instants import utc_text
 from idservice.domain.sns import SnsProvider
-from idservice.service_layer.auth import authenticate, load_account
+from idservice.service_layer.auth import account_gone, authenticate, load_account
 from idservice.service_layer.passwords import check_password
 from idservice.service_layer.policy import Policy
 from idservice.service_layer.ports import (
@@ -136,13 +136,19 @@ def export_document(tx: UnitOfWork, account: Account, *, now: datetime) -> dict[
     }
 
 
-def withdraw(tx: UnitOfWork, account: Account, *, now: datetime, policy: Policy) -> None:
+def withdraw(tx: UnitOfWork, account: Account, *, now: datetime, policy: Policy) -> bool:
     """탈퇴 in the caller's transaction: name, email, phone, birth date, password hash, SNS links,
     verification data and sessions are deleted (access tokens stop working at once); only the
     CI/DI blind indexes and the withdrawal time stay, under the unique indexes, for the re-join
-    cooldown; consent records stay as records."""
-    tx.accounts.withdraw(account.id, now=now, hold_until=now + policy.rejoin_cooldown)
+    cooldown; consent records stay as records.
+
+    False, writing nothing (no second `account.withdrawn`), when the account was withdrawn
+    since it was read: two withdrawals at once (two sessions, or the person and a guardian)
+    queue on the account's row and only the first one withdraws."""
+    if not tx.accounts.withdraw(account.id, now=now, hold_until=now + policy.rejoin_cooldown):
+        return False
     tx.outbox.add(events.account_withdrawn(account_id=account.id, now=now))
+    return True
 
 
 def record_signup_consents(tx: UnitOfWork, account: Account, *, now: datetime) -> None:
@@ -344,5 +350,6 @@ def withdraw_account(
             "withdrawal needs the current password or a fresh SNS sign-in",
         )
     with uow() as tx:
-        withdraw(tx, account, now=now, policy=policy)
+        if not withdraw(tx, account, now=now, policy=policy):
+            raise account_gone()  # withdrawn meanwhile, as the call after it is answered
         tx.commit()

@@ -206,5 +206,6 @@ def withdraw_ward(
     with uow() as tx:
         ward = _ward(tx, cmd.ward_account_id, ci, today=seoul_today(now))
         _audit(tx, cmd, ci, ward.id, AuditAction.WITHDRAW_WARD, now=now)
-        privacy.withdraw(tx, ward, now=now, policy=policy)
+        if not privacy.withdraw(tx, ward, now=now, policy=policy):
+            raise not_guardian()  # withdrawn meanwhile, as the call after it is answered
         tx.commit()

@@ -10,7 +10,8 @@ import functools
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,7 +27,15 @@ from idservice.v1 import guardian_consent_pb2 as pb
 from tests.conftest import make_settings
 from tests.e2e.test_privacy_at_rest import all_rows
 from tests.fakes.webhook import WebhookStandIn
-from tests.support.client import Client, Person, failure_of, new_mobile_number, new_person
+from tests.support.client import (
+    Client,
+    Person,
+    decode,
+    failure_of,
+    new_mobile_number,
+    new_person,
+)
+from tests.support.locks import account_row_held
 from tests.support.serving import FakeClock, serving
 
 CHILD_BIRTH = "2016-05-05"
@@ -335,3 +344,35 @@ def test_the_guardians_rights_end_when_the_child_turns_14(
         == "NOT_GUARDIAN"
     )
     assert account_pb2  # the ward's own account is untouched
+
+
+def test_an_approval_and_a_rejection_at_once_one_wins_the_other_is_closed(
+    served: tuple[App, Client], hook: WebhookStandIn
+) -> None:
+    """Both queue on the child's account (PostgreSQL: held by a third transaction, the
+    rejection first). They take the account's and the request's rows in one order, so the
+    second one waits for the first instead of deadlocking, and then answers what
+    GetConsentRequest reports."""
+    app, client = served
+    journey = Journey(client, hook)
+    code, token = journey.code(), journey.token()
+    reject = pb.RejectConsentRequestRequest(id=journey.request_id, consent_code=code)
+
+    def answer(call: Callable[[], object]) -> str:
+        try:
+            call()
+        except grpc.RpcError as error:
+            return decode(error).reason
+        return "OK"
+
+    with ThreadPoolExecutor(2) as pool, account_row_held(app, journey.account_id) as wait_for:
+        rejecting = pool.submit(answer, lambda: client.guardian.RejectConsentRequest(reject))
+        wait_for(1)
+        approving = pool.submit(answer, lambda: journey.approve(code, token))
+        wait_for(2)
+    outcomes = sorted([rejecting.result(timeout=30), approving.result(timeout=30)])
+    assert outcomes == ["CONSENT_REQUEST_CLOSED", "OK"], outcomes
+    rejected = rejecting.result() == "OK"
+    assert journey.status() == (
+        pb.CONSENT_REQUEST_STATUS_REJECTED if rejected else pb.CONSENT_REQUEST_STATUS_APPROVED
+    )

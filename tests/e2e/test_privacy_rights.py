@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -12,13 +13,15 @@ import jsonschema
 import pytest
 from sqlalchemy import select, text
 
+from idservice.adapters.db import tables as t
 from idservice.adapters.db.encrypted_columns import ENCRYPTED_COLUMNS
 from idservice.bootstrap import App
 from idservice.service_layer.retention import Purge
 from idservice.v1 import account_pb2, auth_pb2
 from tests.conftest import make_settings
 from tests.e2e.test_privacy_at_rest import all_rows
-from tests.support.client import STRONG_PASSWORD, Client, failure_of, new_person
+from tests.support.client import STRONG_PASSWORD, Client, decode, failure_of, new_person
+from tests.support.locks import account_row_held
 from tests.support.serving import FakeClock, serving
 
 
@@ -165,3 +168,35 @@ def test_the_export_matches_its_documented_schema(
         "ci_held": True,
         "di_held": True,
     }
+
+
+def test_two_withdrawals_at_once_withdraw_once(served: tuple[App, Client, FakeClock]) -> None:
+    """From two sessions of one account (PostgreSQL: both queued on the account's row): the
+    second answers TOKEN_INVALID, as a call after the first does, and one account.withdrawn
+    event is written."""
+    app, client, _clock = served
+    email = f"twice-{uuid.uuid4().hex[:8]}@example.com"
+    signed = client.sign_up(new_person(), email=email)
+    sessions = [signed.session.access_token, client.login(email).session.access_token]
+    request = account_pb2.WithdrawRequest(password=STRONG_PASSWORD)
+
+    def withdraw(token: str) -> str:
+        try:
+            client.accounts.Withdraw(request, metadata=client.bearer(token))
+        except grpc.RpcError as error:
+            return decode(error).reason
+        return "OK"
+
+    with ThreadPoolExecutor(2) as pool, account_row_held(app, signed.account.id) as wait_for:
+        first = pool.submit(withdraw, sessions[0])
+        wait_for(1)
+        second = pool.submit(withdraw, sessions[1])
+        wait_for(2)
+    assert sorted([first.result(timeout=30), second.result(timeout=30)]) == ["OK", "TOKEN_INVALID"]
+    with app.engine.connect() as connection:
+        events = connection.execute(
+            select(t.outbox.c.id).where(
+                t.outbox.c.type == "account.withdrawn", t.outbox.c.account_id == signed.account.id
+            )
+        ).all()
+    assert len(events) == 1

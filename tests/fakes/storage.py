@@ -18,6 +18,9 @@ from __future__ import annotations
 import copy
 import json
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
@@ -41,6 +44,7 @@ __all__ = [
     "FakeState",
     "FakeUnitOfWork",
     "FakeUnitOfWorkFactory",
+    "Interleaving",
     "ReadOnlyWrite",
 ]
 
@@ -114,6 +118,13 @@ class FakeUnitOfWork:
             self._factory.release_write_lock()
 
 
+@dataclass
+class Interleaving:
+    """Whether an `interleaved` action ran."""
+
+    fired: bool = False
+
+
 class FakeUnitOfWorkFactory:
     """Opens fake units of work on one shared, thread-safe in-memory state."""
 
@@ -126,12 +137,41 @@ class FakeUnitOfWorkFactory:
         self.commits = 0
         # Calls of make_deletions_final (for assertions).
         self.deletions_made_final = 0
+        # run_before_unit: (thread, units left to open before the action, the action).
+        self._interleave: tuple[int, int, Callable[[], object]] | None = None
 
     def __call__(self, *, readonly: bool = False, single_write: bool = False) -> FakeUnitOfWork:
         if readonly and single_write:
             raise ValueError("a unit of work is read-only or a single write, not both")
+        hook = self._interleave
+        if hook is not None and hook[0] == threading.get_ident():
+            thread, left, action = hook
+            if left > 1:
+                self._interleave = (thread, left - 1, action)
+            else:
+                self._interleave = None
+                action()  # another caller's work, committed before this unit of work begins
         # A single write is an ordinary write transaction here.
         return FakeUnitOfWork(self, readonly=readonly)
+
+    @contextmanager
+    def interleaved(self, number: int, action: Callable[[], object]) -> Iterator[Interleaving]:
+        """Within the block, run `action` once, in this thread, just before it opens its
+        `number`-th unit of work (1: the next one): a concurrent caller whose use case commits
+        between two of this one's transactions, forced. `fired` says whether it ran."""
+        if number < 1:
+            raise ValueError("units are counted from 1")
+        record = Interleaving()
+
+        def run() -> None:
+            record.fired = True
+            action()
+
+        self._interleave = (threading.get_ident(), number, run)
+        try:
+            yield record
+        finally:
+            self._interleave = None
 
     def make_deletions_final(self) -> None:
         """Nothing to do: a deleted row leaves no copy in memory that a later read could see."""

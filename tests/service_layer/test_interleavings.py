@@ -1,0 +1,138 @@
+"""Two callers at once, forced on the fakes: another caller's use case commits just before one
+of this call's units of work (`FakeUnitOfWorkFactory.interleaved`), at each point in turn.
+Whatever the point, the later caller gets the answer a call made after the first one gets, and
+writes nothing of its own."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from idservice.domain.accounts import AccountStatus
+from idservice.domain.errors import DomainError, Reason
+from idservice.domain.guardian_consent import ConsentRequestStatus
+from idservice.service_layer.guardian_consent import (
+    ApproveConsentRequest,
+    RejectConsentRequest,
+)
+from idservice.service_layer.privacy import Withdraw
+from idservice.service_layer.use_cases import Command
+from idservice.service_layer.wards import WithdrawWard
+from tests.fakes.providers import verified_person
+from tests.service_layer.harness import PASSWORD, Harness, new_email
+from tests.service_layer.test_guardian_consent import (
+    approved_family,
+    assert_unused,
+    child_signs_up,
+    code_of,
+    status_of,
+)
+
+# More units of work than any of these use cases opens: the last points never fire.
+POINTS = range(1, 9)
+
+
+def outcome(svc: Harness, cmd: Command[Any]) -> object:
+    try:
+        return svc.handle(cmd)
+    except DomainError as error:
+        return error.reason
+
+
+def test_an_approval_overtaken_by_the_rejection_is_closed_and_writes_nothing(
+    svc: Harness,
+) -> None:
+    rejected: set[str] = set()
+    for point in POINTS:
+        child = child_signs_up(svc)
+        code = code_of(svc, child)
+        token = svc.verify(child.guardian_person).token
+        reject = RejectConsentRequest(id=child.request_id, consent_code=code)
+        approve = ApproveConsentRequest(
+            id=child.request_id, consent_code=code, guardian_verification_token=token
+        )
+        with svc.uow.interleaved(point, partial(svc.handle, reject)) as rejection:
+            answer = outcome(svc, approve)
+        if not rejection.fired:
+            assert answer == child.account_id
+            continue
+        rejected.add(child.request_id)
+        assert answer is Reason.CONSENT_REQUEST_CLOSED, (point, answer)
+        assert status_of(svc, child) is None  # the rejection destroyed the pending account
+        assert_unused(svc, token)  # the guardian's verification was not used up
+    assert len(rejected) >= 3
+    approved = {
+        e["data"]["consent_request_id"] for e in svc.uow.events("guardian_consent.approved")
+    }
+    assert not approved & rejected
+
+
+def test_a_rejection_overtaken_by_the_approval_is_closed_and_writes_nothing(
+    svc: Harness,
+) -> None:
+    approved: set[str] = set()
+    for point in POINTS:
+        child = child_signs_up(svc)
+        code = code_of(svc, child)
+        token = svc.verify(child.guardian_person).token
+        reject = RejectConsentRequest(id=child.request_id, consent_code=code)
+        approve = ApproveConsentRequest(
+            id=child.request_id, consent_code=code, guardian_verification_token=token
+        )
+        with svc.uow.interleaved(point, partial(svc.handle, approve)) as approval:
+            answer = outcome(svc, reject)
+        if not approval.fired:
+            assert answer is ConsentRequestStatus.REJECTED
+            continue
+        approved.add(child.request_id)
+        assert answer is Reason.CONSENT_REQUEST_CLOSED, (point, answer)
+        assert status_of(svc, child) is AccountStatus.ACTIVE
+    assert len(approved) >= 3
+    rejections = svc.uow.events("guardian_consent.rejected")
+    assert not {e["data"]["consent_request_id"] for e in rejections} & approved
+
+
+def test_a_withdrawal_overtaken_by_another_one_answers_as_the_next_call_would(
+    svc: Harness,
+) -> None:
+    fired = 0
+    for point in POINTS:
+        email = new_email()
+        first = svc.sign_up_person(verified_person(), email=email).session
+        assert first is not None
+        second = svc.login(email)
+        mine = Withdraw(access_token=first.access_token, password=PASSWORD)
+        other = Withdraw(access_token=second.access_token, password=PASSWORD)
+        withdrawn_before = len(svc.uow.events("account.withdrawn"))
+        with svc.uow.interleaved(point, partial(svc.handle, other)) as withdrawal:
+            answer = outcome(svc, mine)
+        if withdrawal.fired:
+            fired += 1
+            assert answer is Reason.TOKEN_INVALID, (point, answer)
+        # One withdrawal, one event, whichever call made it.
+        assert len(svc.uow.events("account.withdrawn")) == withdrawn_before + 1
+    assert fired >= 3
+
+
+def test_a_guardians_withdrawal_overtaken_by_another_one_answers_as_the_next_call_would(
+    svc: Harness,
+) -> None:
+    fired = 0
+    for point in POINTS:
+        guardian, (child,) = approved_family(svc)
+        mine = WithdrawWard(
+            guardian_verification_token=svc.verify(guardian).token,
+            ward_account_id=child.account_id,
+        )
+        other = WithdrawWard(
+            guardian_verification_token=svc.verify(guardian).token,
+            ward_account_id=child.account_id,
+        )
+        withdrawn_before = len(svc.uow.events("account.withdrawn"))
+        with svc.uow.interleaved(point, partial(svc.handle, other)) as withdrawal:
+            answer = outcome(svc, mine)
+        if withdrawal.fired:
+            fired += 1
+            assert answer is Reason.NOT_GUARDIAN, (point, answer)
+        assert len(svc.uow.events("account.withdrawn")) == withdrawn_before + 1
+    assert fired >= 2
