@@ -106,6 +106,11 @@ def test_the_request_id_is_echoed_or_made(client: Client) -> None:
         auth_pb2.GetJwksRequest(), metadata=(("x-request-id", "req-0001.abc:XYZ"),)
     )
     assert trailing(call)["x-request-id"] == "req-0001.abc:XYZ"
+    for kept in ("f47ac10b-58cc-4372-a567-0e02b2c3d479", "order-20261204-000123", "job:01012"):
+        _, call = client.auth.GetJwks.with_call(
+            auth_pb2.GetJwksRequest(), metadata=(("x-request-id", kept),)
+        )
+        assert trailing(call)["x-request-id"] == kept
     insane_ids = (
         "short",
         "has space in it",
@@ -114,6 +119,9 @@ def test_the_request_id_is_echoed_or_made(client: Client) -> None:
         "010-1234-5678",
         "900101-1234567",
         "x900101-1234567",
+        "hong.gildong.01012345678",  # a mobile number inside
+        "req-010.9876.5432-x",
+        "call:0161234567:abc",
     )
     for insane in insane_ids:
         _, call = client.auth.GetJwks.with_call(

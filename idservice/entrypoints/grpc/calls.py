@@ -43,6 +43,9 @@ REQUEST_ID_KEY = "x-request-id"
 # Opaque ids only: ASCII letters, digits and `._:-`, with a letter (so no phone number, birth
 # date or other bare number), never an email or free text.
 _SANE_REQUEST_ID = re.compile(r"(?=[^A-Za-z]*[A-Za-z])[A-Za-z0-9][A-Za-z0-9._:-]{7,127}")
+# A Korean mobile number inside an id (`hong.01012345678`): logged with every line of the call,
+# so such an id is replaced, as one with an RRN in it is.
+_MOBILE_NUMBER_IN_ID = re.compile(r"(?<![0-9])01[016789][-.:]?[0-9]{3,4}[-.:]?[0-9]{4}(?![0-9])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +66,11 @@ def request_id(context: grpc.ServicerContext) -> str:
     """The caller's `x-request-id` if it is a sane opaque id, else a new UUID."""
     for key, value in context.invocation_metadata() or ():
         if key == REQUEST_ID_KEY and isinstance(value, str):
-            if _SANE_REQUEST_ID.fullmatch(value) and not check_no_rrn({REQUEST_ID_KEY: value}):
+            if (
+                _SANE_REQUEST_ID.fullmatch(value)
+                and not _MOBILE_NUMBER_IN_ID.search(value)
+                and not check_no_rrn({REQUEST_ID_KEY: value})
+            ):
                 return value
             break
     return str(uuid.uuid4())
