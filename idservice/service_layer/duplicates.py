@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeGuard
 
-from idservice.domain.accounts import Account
+from idservice.domain.accounts import Account, AccountStatus
 from idservice.domain.errors import DomainError, Reason
+from idservice.domain.guardian_consent import ConsentRequestStatus
 from idservice.domain.identity import VerifiedPerson
 from idservice.domain.instants import utc_text
 from idservice.domain.masking import mask_email
@@ -60,21 +62,45 @@ def refuse_rejoin_hold(tx: UnitOfWork, *, ci: str | None, di: str | None, now: d
 def refuse_known_conflicts(
     tx: UnitOfWork, *, email_key: str | None, ci: str | None, di: str | None, now: datetime
 ) -> None:
-    """EMAIL_TAKEN or IDENTITY_ALREADY_REGISTERED for a conflict already committed."""
-    if email_key is not None and tx.accounts.get_by_email(email_key) is not None:
+    """EMAIL_TAKEN or IDENTITY_ALREADY_REGISTERED for a conflict already committed (a child's
+    account whose consent window has ended is none: the sign-up destroys it first)."""
+    if email_key is not None and _standing(tx.accounts.get_by_email(email_key), tx, now):
         raise email_taken()
     if not ci and not di:
         return
     existing = tx.accounts.find_by_identity(ci=ci, di=di)
-    if existing is not None:
+    if _standing(existing, tx, now):
         raise identity_registered(existing)
     refuse_rejoin_hold(tx, ci=ci, di=di, now=now)
+
+
+def expired_child(
+    tx: UnitOfWork, account: Account | None, *, now: datetime
+) -> tuple[str, str] | None:
+    """(request id, account id) when `account` is a child's account still waiting for a
+    guardian whose consent window has ended: korea-rules Guardian 4 has it destroyed, and the
+    purge would; it holds neither the person nor the email against a new sign-up."""
+    if account is None or account.status is not AccountStatus.PENDING_GUARDIAN_CONSENT:
+        return None
+    request = tx.guardian_consents.of_account(account.id)
+    if (
+        request is None
+        or request.status is not ConsentRequestStatus.PENDING
+        or request.expires_at > now
+    ):
+        return None
+    return request.id, account.id
+
+
+def _standing(account: Account | None, tx: UnitOfWork, now: datetime) -> TypeGuard[Account]:
+    """`account` exists and is not a child's account whose consent window has ended."""
+    return account is not None and expired_child(tx, account, now=now) is None
 
 
 def duplicate_of(tx: UnitOfWork, person: VerifiedPerson, *, now: datetime) -> Duplicate:
     """The account (or the running re-join hold) of this person, as CompleteVerification says."""
     existing = tx.accounts.find_by_identity(ci=person.ci, di=person.di)
-    if existing is not None:
+    if _standing(existing, tx, now):
         return Duplicate(
             exists=True,
             sign_in_methods=tuple(existing.sign_in_methods),

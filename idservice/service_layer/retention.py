@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -110,6 +111,16 @@ def _expire_guardian_consents(tx: UnitOfWork, *, now: datetime) -> int:
     guardian's name, phone and consent code. The person may then sign up again.
     """
     expired = tx.guardian_consents.expired_pending(now=now, limit=EXPIRED_CONSENTS_PER_RUN)
+    return destroy_expired_requests(tx, expired, now=now)
+
+
+def destroy_expired_requests(
+    tx: UnitOfWork, expired: Iterable[tuple[str, str]], *, now: datetime
+) -> int:
+    """Destroy these (request id, child account id) pairs of requests whose window has ended,
+    as the purge does (also before a SignUp of the same child or email: see signup.py); how
+    many were destroyed."""
+    expired = list(expired)
     windows = {
         request_id: request.expires_at
         for request_id, _ in expired

@@ -23,7 +23,7 @@ from idservice.domain.guardian_consent import (
 from idservice.domain.identity import VerifiedPerson
 from idservice.domain.ids import new_id
 from idservice.domain.sns import SnsProfile
-from idservice.service_layer import duplicates, idempotency, verification
+from idservice.service_layer import duplicates, idempotency, retention, verification
 from idservice.service_layer.guardian_consent import open_request
 from idservice.service_layer.policy import Policy
 from idservice.service_layer.ports import (
@@ -32,6 +32,7 @@ from idservice.service_layer.ports import (
     SecretsCipher,
     TokenIssuer,
     UniqueViolation,
+    UnitOfWork,
     UnitOfWorkFactory,
 )
 from idservice.service_layer.privacy import record_signup_consents
@@ -333,6 +334,20 @@ def _validate(
     )
 
 
+def _release_expired_children(tx: UnitOfWork, profile: _Profile, *, now: datetime) -> None:
+    """A child's account of this person or email whose consent window has ended is destroyed
+    now, as the purge would (its request answers EXPIRED), so the sign-up goes ahead."""
+    candidates = [
+        tx.accounts.find_by_identity(ci=profile.ci, di=profile.di)
+        if profile.ci or profile.di
+        else None,
+        tx.accounts.get_by_email(profile.email_key) if profile.email_key else None,
+    ]
+    expired = {found for a in candidates if (found := duplicates.expired_child(tx, a, now=now))}
+    if expired:
+        retention.destroy_expired_requests(tx, sorted(expired), now=now)
+
+
 def _create_account(
     cmd: SignUp,
     profile: _Profile,
@@ -354,6 +369,7 @@ def _create_account(
         ):
             raise ticket_invalid()
         tx.accounts.release_expired_hold(ci=profile.ci, di=profile.di, now=now)
+        _release_expired_children(tx, profile, now=now)
         duplicates.refuse_rejoin_hold(tx, ci=profile.ci, di=profile.di, now=now)
         try:
             tx.accounts.add(account, email_key=profile.email_key)

@@ -204,6 +204,16 @@ def test_an_expired_request(
     clock.advance(timedelta(days=5, seconds=1))
     assert journey.status() == pb.CONSENT_REQUEST_STATUS_EXPIRED
     assert reason(lambda: journey.approve(code, token)) == "CONSENT_REQUEST_EXPIRED"
+    # Before the purge runs, the same child may sign up again, with the same email: the
+    # unconfirmed account is destroyed first, as the purge would.
+    again = client.sign_up(
+        journey.child,
+        email=journey.email,
+        guardian=common_pb2.Guardian(name="정보호", phone_number=journey.guardian.phone),
+    )
+    assert again.account.status == common_pb2.ACCOUNT_STATUS_PENDING_GUARDIAN_CONSENT
+    assert again.account.id != journey.account_id
+    assert journey.status() == pb.CONSENT_REQUEST_STATUS_EXPIRED
 
 
 def test_unknown_requests(served: tuple[App, Client]) -> None:

@@ -198,6 +198,49 @@ def test_a_request_past_its_window_shows_expired_before_and_after_the_purge(
         svc.fails(act, Reason.CONSENT_REQUEST_NOT_FOUND)
 
 
+def test_a_child_whose_window_ended_may_sign_up_again_before_the_purge(svc: Harness) -> None:
+    """korea-rules Guardian 4 destroys the unconfirmed account; until the purge runs, a new
+    sign-up of the same child or with the same email destroys it first, as the purge would."""
+    child = child_signs_up(svc)
+    # Within the window the child's pending account stands.
+    assert svc.verify(child.person).duplicate.exists
+    svc.fails(
+        svc.signup(svc.verify(child.person).token, guardian=child.guardian),
+        Reason.IDENTITY_ALREADY_REGISTERED,
+    )
+    svc.fails(
+        svc.signup(svc.verify(verified_person()).token, email=child.email), Reason.EMAIL_TAKEN
+    )
+
+    svc.clock.set(child.expires_at)
+    assert not svc.verify(child.person).duplicate.exists
+    again = svc.sign_up_person(child.person, guardian=child.guardian, email=child.email)
+    assert again.account.status is AccountStatus.PENDING_GUARDIAN_CONSENT
+    assert again.account.id != child.account_id
+    assert status_of(svc, child) is None
+    # The old request answers EXPIRED, its message (the guardian's phone and code) is gone, and
+    # its end is recorded as the purge records it.
+    assert view(svc, child.request_id) == ConsentRequestView(
+        child.request_id, ConsentRequestStatus.EXPIRED, child.expires_at, ""
+    )
+    requested = svc.uow.events("guardian_consent.requested")
+    assert child.request_id not in {e["data"]["consent_request_id"] for e in requested}
+    [expired] = svc.uow.events("guardian_consent.expired")
+    assert expired["data"]["consent_request_id"] == child.request_id
+    assert expired["data"]["account_id"] == child.account_id
+    # Nothing is left for the purge to do.
+    assert svc.handle(Purge())["unconfirmed child accounts destroyed"] == 0
+
+
+def test_an_adult_email_is_free_once_the_child_holding_it_expired(svc: Harness) -> None:
+    child = child_signs_up(svc)
+    svc.clock.set(child.expires_at)
+    adult = svc.sign_up_person(verified_person(), email=child.email)
+    assert adult.account.status is AccountStatus.ACTIVE
+    assert status_of(svc, child) is None
+    assert view(svc, child.request_id).status is ConsentRequestStatus.EXPIRED
+
+
 def acts_on(request_id: str) -> list[Command[Any]]:
     """Each call that acts on a consent request (with a well-formed code and token)."""
     return [
