@@ -431,12 +431,14 @@ def resend_consent_notification(
                 now,
                 "the consent message was just sent; wait before resending",
             )
-        if not tx.guardian_consents.replace_code(
+        replaced = tx.guardian_consents.replace_code(
             request.id, code_hash=code_hash(request.id, code, cipher=cipher), now=now
-        ):
-            raise DomainError(Reason.CONSENT_REQUEST_CLOSED, "the consent request was decided")
-        _forget_code_messages(tx, request.id)
-        guardian = GuardianContact(request.guardian_name, request.guardian_phone)
-        _notify(tx, request.id, request.account_id, guardian, code, request.expires_at, now=now)
-        tx.commit()
+        )
+        if replaced:
+            _forget_code_messages(tx, request.id)
+            guardian = GuardianContact(request.guardian_name, request.guardian_phone)
+            _notify(tx, request.id, request.account_id, guardian, code, request.expires_at, now=now)
+            tx.commit()
+    if not replaced:  # decided, expired or destroyed since it was read; nothing was written
+        raise _no_longer_open(uow, request.id, now=now)
     return request.expires_at

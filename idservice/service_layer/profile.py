@@ -10,7 +10,12 @@ from idservice.domain.errors import DomainError, Reason, invalid
 from idservice.domain.guardian_consent import needs_guardian_consent
 from idservice.domain.sessions import RevokeReason
 from idservice.service_layer import verification
-from idservice.service_layer.auth import authenticate, authenticated_profile, load_account
+from idservice.service_layer.auth import (
+    account_gone,
+    authenticate,
+    authenticated_profile,
+    load_account,
+)
 from idservice.service_layer.passwords import check_password, swap_password_hash
 from idservice.service_layer.policy import Policy
 from idservice.service_layer.ports import (
@@ -119,9 +124,10 @@ def update_profile(
     with uow() as tx:
         if person is not None:
             verification.consume(tx, token, now=now, cipher=cipher)
-        tx.accounts.save_profile(
+        if not tx.accounts.save_profile(
             account.id, name=new_name, phone_number=new_phone, birth_date=new_birth, now=now
-        )
+        ):
+            raise account_gone()  # withdrawn since it was read: as a call after it is answered
         tx.commit()
     account.name = new_name if new_name is not None else account.name
     account.phone_number = new_phone if new_phone is not None else account.phone_number

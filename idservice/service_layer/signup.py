@@ -345,7 +345,7 @@ def _release_expired_children(tx: UnitOfWork, profile: _Profile, *, now: datetim
     ]
     expired = {found for a in candidates if (found := duplicates.expired_child(tx, a, now=now))}
     if expired:
-        retention.destroy_expired_requests(tx, sorted(expired), now=now)
+        retention.destroy_expired_requests(tx, expired, now=now)
 
 
 def _create_account(

@@ -157,7 +157,8 @@ def update_ward(
     with uow() as tx:
         ward = _ward(tx, cmd.ward_account_id, ci, today=seoul_today(now))
         _audit(tx, cmd, ci, ward.id, AuditAction.UPDATE_WARD, now=now)
-        tx.accounts.save_profile(ward.id, name=new_name, phone_number=new_phone, now=now)
+        if not tx.accounts.save_profile(ward.id, name=new_name, phone_number=new_phone, now=now):
+            raise not_guardian()  # withdrawn since it was read: as a call after it is answered
         tx.commit()
     ward.name = new_name if new_name is not None else ward.name
     ward.phone_number = new_phone if new_phone is not None else ward.phone_number

@@ -106,7 +106,13 @@ def test_the_request_id_is_echoed_or_made(client: Client) -> None:
         auth_pb2.GetJwksRequest(), metadata=(("x-request-id", "req-0001.abc:XYZ"),)
     )
     assert trailing(call)["x-request-id"] == "req-0001.abc:XYZ"
-    for kept in ("f47ac10b-58cc-4372-a567-0e02b2c3d479", "order-20261204-000123", "job:01012"):
+    kept_ids = (
+        "f47ac10b-58cc-4372-a567-0e02b2c3d479",
+        "f47ac10b-a017-4123-8456-0e02b2c3d479",  # a UUID with mobile-like digits: random
+        "order-20261204-000123",
+        "job:01012",
+    )
+    for kept in kept_ids:
         _, call = client.auth.GetJwks.with_call(
             auth_pb2.GetJwksRequest(), metadata=(("x-request-id", kept),)
         )

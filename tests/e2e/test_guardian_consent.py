@@ -19,6 +19,7 @@ import grpc
 import pytest
 from sqlalchemy import select
 
+from idservice.adapters.db import tables as t
 from idservice.adapters.db.encrypted_columns import ENCRYPTED_COLUMNS
 from idservice.bootstrap import App
 from idservice.service_layer.retention import Purge
@@ -386,3 +387,49 @@ def test_an_approval_and_a_rejection_at_once_one_wins_the_other_is_closed(
     assert journey.status() == (
         pb.CONSENT_REQUEST_STATUS_REJECTED if rejected else pb.CONSENT_REQUEST_STATUS_APPROVED
     )
+
+
+def test_a_correction_and_a_withdrawal_of_the_ward_at_once(
+    served: tuple[App, Client], hook: WebhookStandIn
+) -> None:
+    """The withdrawal first (PostgreSQL: queued on the ward's row, the correction behind it on
+    the audit chain): the correction then finds the ward withdrawn, answers NOT_GUARDIAN as a
+    call after it would, and puts no name or phone back into what the withdrawal left."""
+    app, client = served
+    journey = Journey(client, hook)
+    journey.approve(journey.code())
+    token, g = journey.token(), client.guardian
+    withdraw = pb.WithdrawWardRequest(
+        guardian_verification_token=token, ward_account_id=journey.account_id
+    )
+    correct = pb.UpdateWardRequest(
+        guardian_verification_token=token,
+        ward_account_id=journey.account_id,
+        name="정바뀜",
+        phone_number=new_mobile_number(),
+    )
+
+    def answer(call: Callable[[], object]) -> str:
+        try:
+            call()
+        except grpc.RpcError as error:
+            return decode(error).reason
+        return "OK"
+
+    with ThreadPoolExecutor(2) as pool, account_row_held(app, journey.account_id) as wait_for:
+        withdrawing = pool.submit(answer, lambda: g.WithdrawWard(withdraw))
+        wait_for(1)
+        correcting = pool.submit(answer, lambda: g.UpdateWard(correct))
+        wait_for(2)
+    assert withdrawing.result(timeout=30) == "OK"
+    # On SQLite the two ran one after the other, in either order.
+    assert correcting.result(timeout=30) in (
+        ("NOT_GUARDIAN",) if app.engine.dialect.name == "postgresql" else ("NOT_GUARDIAN", "OK")
+    )
+    with app.engine.connect() as connection:
+        stored = connection.execute(
+            select(t.accounts.c.status, t.accounts.c.name_ct, t.accounts.c.phone_ct).where(
+                t.accounts.c.id == journey.account_id
+            )
+        ).one()
+    assert tuple(stored) == ("withdrawn", None, None)

@@ -84,17 +84,18 @@ class FakeAccountRepository:
         phone_number: str | None = None,
         birth_date: date | None = None,
         now: datetime,
-    ) -> None:
+    ) -> bool:
         utc(now)
         row = self._access.write().accounts.get(account_id)
-        if row is None:
-            return
+        if row is None or not row.live:
+            return False
         if name is not None:
             row.account.name = name
         if phone_number is not None:
             row.account.phone_number = phone_number
         if birth_date is not None:
             row.account.birth_date = birth_date
+        return True
 
     def adopt_ci(self, account_id: str, ci: str, *, now: datetime) -> bool:
         utc(now)

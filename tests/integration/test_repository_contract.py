@@ -19,7 +19,10 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from idservice.adapters.db import tables as t
+from idservice.adapters.db.unit_of_work import SqlUnitOfWorkFactory
 from idservice.domain.accounts import Account, AccountStatus
 from idservice.domain.guardian_consent import ConsentRequestStatus
 from idservice.domain.sessions import Session
@@ -249,12 +252,39 @@ def test_a_ci_is_adopted_only_by_an_account_without_one(backend: Backend) -> Non
 def test_save_profile_writes_only_the_given_fields(backend: Backend) -> None:
     account = add_account(backend.uow)
     with backend.uow() as tx:
-        tx.accounts.save_profile(account.id, name="홍길순", now=NOW)
-        tx.accounts.save_profile(account.id, birth_date=date(1991, 2, 3), now=NOW)
-        tx.accounts.save_profile("no-such-id", name="아무개", now=NOW)
+        assert tx.accounts.save_profile(account.id, name="홍길순", now=NOW)
+        assert tx.accounts.save_profile(account.id, birth_date=date(1991, 2, 3), now=NOW)
+        assert not tx.accounts.save_profile("no-such-id", name="아무개", now=NOW)
         tx.commit()
     expected = dataclasses.replace(account, name="홍길순", birth_date=date(1991, 2, 3))
     assert get_account(backend.uow, account.id) == expected
+
+
+def test_save_profile_writes_nothing_into_a_withdrawn_account(backend: Backend) -> None:
+    """A correction read before a withdrawal committed must not put the name and phone back
+    into the remains the withdrawal left (they are kept for the re-join cooldown)."""
+    account = add_account(backend.uow, make_account(ci="ci-of-leaver", di="di-of-leaver"))
+    with backend.uow() as tx:
+        assert tx.accounts.withdraw(account.id, now=NOW, hold_until=NOW + timedelta(days=30))
+        assert not tx.accounts.save_profile(
+            account.id, name="되살린이름", phone_number="+821055556666", now=NOW
+        )
+        tx.commit()
+    assert get_account(backend.uow, account.id) is None
+    with backend.uow(readonly=True) as tx:
+        assert tx.accounts.find_by_identity(ci="ci-of-leaver", di=None) is None
+        assert tx.accounts.rejoin_hold_until(ci="ci-of-leaver", di=None, now=NOW) is not None
+    if isinstance(backend.uow, SqlUnitOfWorkFactory):
+        with backend.uow.engine.connect() as connection:
+            stored = connection.execute(
+                select(t.accounts.c.name_ct, t.accounts.c.phone_ct).where(
+                    t.accounts.c.id == account.id
+                )
+            ).one()
+        assert tuple(stored) == (None, None)
+    else:
+        remains = backend.uow.committed().accounts[account.id].account  # type: ignore[attr-defined]
+        assert (remains.name, remains.phone_number) == ("", "")
 
 
 def test_the_password_hash_is_swapped_only_from_the_expected_one(backend: Backend) -> None:

@@ -5,6 +5,7 @@ writes nothing of its own."""
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 from typing import Any
 
@@ -16,9 +17,10 @@ from idservice.service_layer.guardian_consent import (
     RejectConsentRequest,
 )
 from idservice.service_layer.privacy import Withdraw
+from idservice.service_layer.profile import UpdateProfile
 from idservice.service_layer.use_cases import Command
 from idservice.service_layer.wards import WithdrawWard
-from tests.fakes.providers import verified_person
+from tests.fakes.providers import new_phone_number, verified_person
 from tests.service_layer.harness import PASSWORD, Harness, new_email
 from tests.service_layer.test_guardian_consent import (
     approved_family,
@@ -136,3 +138,30 @@ def test_a_guardians_withdrawal_overtaken_by_another_one_answers_as_the_next_cal
             assert answer is Reason.NOT_GUARDIAN, (point, answer)
         assert len(svc.uow.events("account.withdrawn")) == withdrawn_before + 1
     assert fired >= 2
+
+
+def test_a_correction_overtaken_by_the_withdrawal_answers_as_the_next_call_would(
+    svc: Harness,
+) -> None:
+    """The correction read the account before the withdrawal committed: it writes nothing into
+    what the withdrawal left (kept for the re-join cooldown) and answers TOKEN_INVALID."""
+    fired = 0
+    for point in POINTS:
+        email, person = new_email(), verified_person()
+        first = svc.sign_up_person(person, email=email).session
+        assert first is not None
+        second = svc.login(email)
+        # A verified account's details change with a new verification of the same person.
+        moved = svc.verify(dataclasses.replace(person, phone_number=new_phone_number())).token
+        correct = UpdateProfile(access_token=first.access_token, verification_token=moved)
+        leave = Withdraw(access_token=second.access_token, password=PASSWORD)
+        with svc.uow.interleaved(point, partial(svc.handle, leave)) as withdrawal:
+            answer = outcome(svc, correct)
+        if not withdrawal.fired:
+            assert not isinstance(answer, Reason), answer
+            continue
+        fired += 1
+        assert answer is Reason.TOKEN_INVALID, (point, answer)
+        remains = svc.uow.committed().accounts[second.account_id]
+        assert not remains.live and remains.account.phone_number == ""
+    assert fired >= 3

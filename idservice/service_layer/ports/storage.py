@@ -128,8 +128,10 @@ class AccountRepository(Protocol):
         phone_number: str | None = None,
         birth_date: date | None = None,
         now: datetime,
-    ) -> None:
-        """Write only the given fields, so concurrent corrections of other fields survive."""
+    ) -> bool:
+        """Write only the given fields, so concurrent corrections of other fields survive; False
+        (nothing written) when the account is gone or withdrawn (a withdrawal that committed
+        after the account was read)."""
 
     def adopt_ci(self, account_id: str, ci: str, *, now: datetime) -> bool:
         """Store `ci` on an account that holds none (a Kakao CI linked to an unverified account),

@@ -66,8 +66,9 @@ class SqlAccountRepository:
         phone_number: str | None = None,
         birth_date: date | None = None,
         now: datetime,
-    ) -> None:
-        """Write only the given fields, so concurrent corrections of other fields survive."""
+    ) -> bool:
+        """Write only the given fields, so concurrent corrections of other fields survive; False
+        (nothing written) when the account is gone or withdrawn."""
         values: dict[str, object] = {"updated_at": now}
         for column, value in (
             (ec.ACCOUNT_NAME, name),
@@ -76,7 +77,10 @@ class SqlAccountRepository:
         ):
             if value is not None:
                 values[column.column] = column.encrypt(self._cipher, account_id, value)
-        self._c.execute(update(t.accounts).where(t.accounts.c.id == account_id).values(values))
+        result = self._c.execute(
+            update(t.accounts).where(t.accounts.c.id == account_id, q.LIVE).values(values)
+        )
+        return bool(result.rowcount == 1)
 
     def adopt_ci(self, account_id: str, ci: str, *, now: datetime) -> bool:
         values = {
