@@ -217,6 +217,9 @@ def test_both_processes_serve_concurrent_signups_and_refreshes_and_metrics_add_u
 ) -> None:
     children = _wait_for_server_processes(supervisor)
     _wait_for(lambda: supervisor.logs().count(") serving") == PROCESSES, "both processes to serve")
+    # A server process's own lines reach the log within 50 ms (logs.LineWriter), maybe after
+    # the supervisor's "serving".
+    _wait_for(lambda: bool(_purging_pids(supervisor.logs())), "the retention jobs to start")
     logs = supervisor.logs()
     started = set(re.findall(r"started server process \d \(pid (\d+)\)", logs))
     assert started == {str(child.pid) for child in children}, logs
@@ -294,6 +297,7 @@ def test_a_killed_process_is_started_again_and_the_service_keeps_answering(
     outcomes = [_verify_and_sign_up(client, i) for i, client in enumerate(clients)]
     assert _tally(list(outcomes)) == {"OK": CHANNELS}
     assert _served_connections(replacement, supervisor.port) > 0
+    _wait_for(lambda: len(_purging_pids(supervisor.logs())) >= 2, "the replacement's purge line")
     assert _purging_pids(supervisor.logs()) == [first.pid, replacement.pid]
     _assert_clean(supervisor.logs())
     assert supervisor.terminate() == 0, supervisor.logs()
