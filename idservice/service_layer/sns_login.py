@@ -110,18 +110,14 @@ def sns_login(
         if link is None or account is None:
             refuse_existing_person(tx, profile, now=now)
     if link is not None and account is not None:
-        return SnsLoginResult(
-            session=_sign_in(
-                link,
-                account,
-                profile,
-                now=now,
-                uow=uow,
-                tokens=tokens,
-                cipher=cipher,
-                policy=policy,
-            )
+        issued = _sign_in(
+            link, account, profile, now=now, uow=uow, tokens=tokens, cipher=cipher, policy=policy
         )
+        if issued is not None:
+            return SnsLoginResult(session=issued)
+        # Withdrawn or unlinked since it was read: answered as a login after that would be.
+        with uow(readonly=True) as tx:
+            refuse_existing_person(tx, profile, now=now)
     ticket = secrets.token_urlsafe(SIGNUP_TICKET_BYTES)
     with uow() as tx:
         tx.signup_tickets.add(
@@ -206,14 +202,21 @@ def _sign_in(
     tokens: TokenIssuer,
     cipher: SecretsCipher,
     policy: Policy,
-) -> IssuedSession:
-    """A session for the linked account; the kept nickname and picture are refreshed."""
+) -> IssuedSession | None:
+    """A session for the linked account; the kept nickname and picture are refreshed. None,
+    writing nothing, when the account was withdrawn or the identity unlinked since they were
+    read.
+
+    The account's row is locked first, as a withdrawal locks it before it deletes the links: a
+    login touching the link first and the account after (the session's foreign key) would
+    deadlock with a withdrawal on PostgreSQL."""
     if not account.status.may_sign_in:
         raise pending_guardian_consent()
     with uow() as tx:
-        tx.sns_identities.touch(
+        if tx.accounts.get(account.id, for_update=True) is None or not tx.sns_identities.touch(
             link.id, nickname=profile.nickname, picture_url=profile.picture_url, now=now
-        )
+        ):
+            return None
         issued = start_session(
             tx,
             account,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from idservice.v1 import account_pb2, auth_pb2
 from tests.conftest import make_settings
 from tests.e2e.test_privacy_at_rest import all_rows
 from tests.support.client import STRONG_PASSWORD, Client, decode, failure_of, new_person
-from tests.support.locks import account_row_held
+from tests.support.locks import account_row_held, row_held
 from tests.support.serving import FakeClock, serving
 
 
@@ -181,11 +181,7 @@ def test_two_withdrawals_at_once_withdraw_once(served: tuple[App, Client, FakeCl
     request = account_pb2.WithdrawRequest(password=STRONG_PASSWORD)
 
     def withdraw(token: str) -> str:
-        try:
-            client.accounts.Withdraw(request, metadata=client.bearer(token))
-        except grpc.RpcError as error:
-            return decode(error).reason
-        return "OK"
+        return answer(lambda: client.accounts.Withdraw(request, metadata=client.bearer(token)))
 
     with ThreadPoolExecutor(2) as pool, account_row_held(app, signed.account.id) as wait_for:
         first = pool.submit(withdraw, sessions[0])
@@ -200,3 +196,48 @@ def test_two_withdrawals_at_once_withdraw_once(served: tuple[App, Client, FakeCl
             )
         ).all()
     assert len(events) == 1
+
+
+def test_a_refresh_and_a_withdrawal_at_once(served: tuple[App, Client, FakeClock]) -> None:
+    """The withdrawal first (PostgreSQL: both queued on the session's row, held FOR UPDATE by a
+    third transaction). A refresh locks its token and then its session (the successor's
+    foreign key); the withdrawal deletes the tokens before the sessions, so the two queue
+    instead of deadlocking, and the refresh answers as one after the withdrawal would."""
+    app, client, _clock = served
+    signed = client.sign_up(new_person())
+    with app.engine.connect() as connection:
+        session_id = connection.execute(
+            select(t.sessions.c.id).where(t.sessions.c.account_id == signed.account.id)
+        ).scalar_one()
+    withdraw = account_pb2.WithdrawRequest(password=STRONG_PASSWORD)
+    refresh = auth_pb2.RefreshSessionRequest(refresh_token=signed.session.refresh_token)
+    bearer = client.bearer(signed.session.access_token)
+    with (
+        ThreadPoolExecutor(2) as pool,
+        row_held(app, t.sessions, session_id, key_share=False) as wait_for,
+    ):
+        withdrawing = pool.submit(
+            answer, lambda: client.accounts.Withdraw(withdraw, metadata=bearer)
+        )
+        wait_for(1)
+        refreshing = pool.submit(answer, lambda: client.auth.RefreshSession(refresh))
+        wait_for(2)
+    assert withdrawing.result(timeout=30) == "OK"
+    assert refreshing.result(timeout=30) in (
+        ("TOKEN_INVALID",) if app.engine.dialect.name == "postgresql" else ("TOKEN_INVALID", "OK")
+    )
+    with app.engine.connect() as connection:
+        left = connection.execute(
+            select(t.sessions.c.id).where(t.sessions.c.account_id == signed.account.id)
+        ).all()
+        tokens = connection.execute(select(t.refresh_tokens.c.token_hash)).all()
+    assert left == [] and tokens == []
+
+
+def answer(call: Callable[[], object]) -> str:
+    """ "OK", or the reason of the call's failure."""
+    try:
+        call()
+    except grpc.RpcError as error:
+        return decode(error).reason
+    return "OK"

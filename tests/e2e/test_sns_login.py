@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
 import pytest
+from sqlalchemy import select
 
+from idservice.adapters.db import tables as t
 from idservice.adapters.identity.sandbox import sandbox_ci
 from idservice.bootstrap import App
 from idservice.config import Settings
@@ -21,7 +24,8 @@ from idservice.v1 import account_pb2, auth_pb2, common_pb2
 from tests.conftest import make_settings
 from tests.fakes.oidc import OidcIssuer
 from tests.fakes.oidc_tokens import pkce_s256
-from tests.support.client import STRONG_PASSWORD, Client, failure_of, new_person
+from tests.support.client import STRONG_PASSWORD, Client, decode, failure_of, new_person
+from tests.support.locks import row_held
 from tests.support.serving import serving
 
 GOOGLE_CLIENT = "google-web-client"
@@ -650,3 +654,50 @@ def test_a_kakao_ci_linked_to_an_unverified_account_is_that_persons_one_account(
             "IDENTITY_ALREADY_REGISTERED",
         )
         assert set(failure.metadata["sign_in_methods"].split(",")) == {"password", "kakao"}
+
+
+def test_an_sns_login_and_a_withdrawal_at_once(sns: tuple[App, Client], google: OidcIssuer) -> None:
+    """The withdrawal first (PostgreSQL: both queued on the account's row, held FOR UPDATE by a
+    third transaction). The login takes the account's row before its link's, as the withdrawal
+    does, so the two queue instead of deadlocking; the login then answers as one after the
+    withdrawal would: the identity is no one's, so a sign-up ticket."""
+    app, client = sns
+    sub = f"g-{uuid.uuid4().hex}"
+    ticket = login(client, google_token(google, sub=sub)).signup_required.sns_signup_ticket
+    signed = sign_up_with_ticket(client, ticket)
+    bearer = client.bearer(signed.session.access_token)
+    credential = common_pb2.SnsCredential(
+        provider=GOOGLE, id_token=google_token(google, sub=sub), nonce=NONCE
+    )
+    withdraw = account_pb2.WithdrawRequest(sns_credential=credential)
+    relogin = google_token(google, sub=sub)
+    outcomes: dict[str, object] = {}
+
+    def run(name: str, call: Callable[[], object]) -> None:
+        try:
+            outcomes[name] = call()
+        except grpc.RpcError as error:
+            outcomes[name] = decode(error).reason
+
+    with (
+        ThreadPoolExecutor(2) as pool,
+        row_held(app, t.accounts, signed.account.id, key_share=False) as wait_for,
+    ):
+        withdrawing = pool.submit(
+            run, "withdraw", lambda: client.accounts.Withdraw(withdraw, metadata=bearer)
+        )
+        wait_for(1)
+        logging_in = pool.submit(run, "login", lambda: login(client, relogin))
+        wait_for(2)
+    withdrawing.result(timeout=30)
+    logging_in.result(timeout=30)
+    assert isinstance(outcomes["withdraw"], account_pb2.WithdrawResponse), outcomes
+    answer = outcomes["login"]
+    if app.engine.dialect.name == "postgresql":
+        assert isinstance(answer, auth_pb2.SnsLoginResponse), outcomes
+        assert answer.WhichOneof("result") == "signup_required", answer
+    with app.engine.connect() as connection:
+        left = connection.execute(
+            select(t.sessions.c.id).where(t.sessions.c.account_id == signed.account.id)
+        ).all()
+    assert left == []

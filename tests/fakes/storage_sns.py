@@ -53,14 +53,16 @@ class FakeSnsIdentityRepository:
             key=lambda link: link.provider.value,
         )
 
-    def touch(self, link_id: str, *, nickname: str, picture_url: str, now: datetime) -> None:
+    def touch(self, link_id: str, *, nickname: str, picture_url: str, now: datetime) -> bool:
         now = utc(now)
         state = self._access.write()
         link = state.sns_identities.get(link_id)
-        if link is not None:
-            state.sns_identities[link_id] = dataclasses.replace(
-                link, nickname=nickname, picture_url=picture_url, last_login_at=now
-            )
+        if link is None:
+            return False
+        state.sns_identities[link_id] = dataclasses.replace(
+            link, nickname=nickname, picture_url=picture_url, last_login_at=now
+        )
+        return True
 
     def remove(self, account_id: str, provider: SnsProvider) -> bool:
         state = self._access.write()

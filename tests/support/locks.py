@@ -6,7 +6,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 
-from sqlalchemy import select, text
+from sqlalchemy import Table, select, text
 
 from idservice.adapters.db import tables as t
 from idservice.bootstrap import App
@@ -20,14 +20,24 @@ def account_row_held(app: App, account_id: str) -> Iterator[Callable[[int], None
     an UPDATE would lock it (FOR NO KEY UPDATE: writes to the account wait, the foreign-key
     checks of rows referring to it do not); yields a wait for that many calls to be queued on
     a lock. On SQLite (one writer at a time, no row locks) there is nothing to hold."""
+    with row_held(app, t.accounts, account_id, key_share=True) as wait_for:
+        yield wait_for
+
+
+@contextlib.contextmanager
+def row_held(
+    app: App, table: Table, row_id: str, *, key_share: bool
+) -> Iterator[Callable[[int], None]]:
+    """On PostgreSQL, the row of `table` whose `id` is `row_id` locked by another transaction
+    until the block ends: FOR NO KEY UPDATE with `key_share` (rows referring to it may still
+    be written), else FOR UPDATE (their foreign-key checks wait too). Yields a wait for that
+    many calls to be queued on a lock. On SQLite there is nothing to hold."""
     if app.engine.dialect.name != "postgresql":
         yield lambda _count: None
         return
     with app.engine.connect() as holder, app.engine.connect() as watcher:
         holder.execute(
-            select(t.accounts.c.id)
-            .where(t.accounts.c.id == account_id)
-            .with_for_update(key_share=True)  # FOR NO KEY UPDATE
+            select(table.c.id).where(table.c.id == row_id).with_for_update(key_share=key_share)
         )
 
         def wait_for(count: int) -> None:

@@ -309,8 +309,8 @@ class SnsIdentityRepository(Protocol):
 
     def of_account(self, account_id: str) -> list[SnsLink]: ...
 
-    def touch(self, link_id: str, *, nickname: str, picture_url: str, now: datetime) -> None:
-        """Refresh the kept nickname and picture at a login."""
+    def touch(self, link_id: str, *, nickname: str, picture_url: str, now: datetime) -> bool:
+        """Refresh the kept nickname and picture at a login; False when the link is gone."""
 
     def remove(self, account_id: str, provider: SnsProvider) -> bool: ...
 

@@ -169,10 +169,21 @@ PURGE_REMAINS = delete(t.accounts).where(*EXPIRED_REMAINS)
 WITHDRAW_READ = (
     select(A.ci_index, A.di_index).where(A.id == bindparam("account_id"), LIVE).with_for_update()
 )
-# Everything under the account goes (sessions, SNS links, consent requests cascade).
-WITHDRAW_CASCADE = tuple(
-    delete(table).where(table.c.account_id == bindparam("account_id"))
-    for table in (t.sessions, t.sns_identities, t.guardian_consent_requests)
+# Everything under the account goes (sessions, SNS links, consent requests cascade). The
+# sessions' refresh tokens go first, on their own: a refresh locks its token's row and then its
+# session's (the successor's foreign key), so a withdrawal taking the session's row first and
+# its tokens by cascade would deadlock with a refresh on PostgreSQL. A successor written while
+# the withdrawal waited goes with its session (the cascade sees it).
+WITHDRAW_CASCADE = (
+    delete(t.refresh_tokens).where(
+        t.refresh_tokens.c.session_id.in_(
+            select(t.sessions.c.id).where(t.sessions.c.account_id == bindparam("account_id"))
+        )
+    ),
+    *(
+        delete(table).where(table.c.account_id == bindparam("account_id"))
+        for table in (t.sessions, t.sns_identities, t.guardian_consent_requests)
+    ),
 )
 # What a withdrawn account keeps: its CI/DI blind indexes until its re-join hold ends.
 WITHDRAW_TO_REMAINS = (

@@ -71,9 +71,9 @@ class SqlSnsIdentityRepository:
         ).all()
         return [self._link(row._mapping) for row in rows]
 
-    def touch(self, link_id: str, *, nickname: str, picture_url: str, now: datetime) -> None:
+    def touch(self, link_id: str, *, nickname: str, picture_url: str, now: datetime) -> bool:
         enc = self._cipher
-        self._c.execute(
+        result = self._c.execute(
             update(t.sns_identities)
             .where(t.sns_identities.c.id == link_id)
             .values(
@@ -82,6 +82,7 @@ class SqlSnsIdentityRepository:
                 last_login_at=now,
             )
         )
+        return bool(result.rowcount == 1)
 
     def remove(self, account_id: str, provider: SnsProvider) -> bool:
         s = t.sns_identities.c
