@@ -19,7 +19,7 @@ from idservice.domain.errors import DomainError, Reason, invalid
 from idservice.domain.ids import new_id
 from idservice.domain.sns import SIGNUP_TICKET_MINUTES, SnsProfile, SnsProvider
 from idservice.service_layer import duplicates
-from idservice.service_layer.auth import authenticate, load_account
+from idservice.service_layer.auth import account_gone, authenticate, load_account
 from idservice.service_layer.login import pending_guardian_consent
 from idservice.service_layer.policy import Policy
 from idservice.service_layer.ports import (
@@ -300,6 +300,10 @@ def link_sns_identity(
                 raise duplicates.identity_registered(other)
             duplicates.refuse_rejoin_hold(tx, ci=profile.ci, di=None, now=now)
     with uow() as tx:
+        # The live account's row first (as a withdrawal takes it): a link must never be added
+        # to what a withdrawal that committed since the account was read left behind.
+        if tx.accounts.get(account.id, for_update=True) is None:
+            raise account_gone()
         if profile.ci and not account.ci:
             # The account now holds the person's CI, as an SNS signup with it would: a later
             # signup of the same person finds it (one person, one account).

@@ -701,3 +701,60 @@ def test_an_sns_login_and_a_withdrawal_at_once(sns: tuple[App, Client], google: 
             select(t.sessions.c.id).where(t.sessions.c.account_id == signed.account.id)
         ).all()
     assert left == []
+
+
+def test_a_link_and_a_withdrawal_at_once(
+    sns: tuple[App, Client], google: OidcIssuer, kakao: OidcIssuer
+) -> None:
+    """The withdrawal first (PostgreSQL: both queued on the account's row, held FOR UPDATE by a
+    third transaction): the link then finds the account withdrawn, adds nothing to its remains
+    and answers TOKEN_INVALID, as a link after the withdrawal would."""
+    app, client = sns
+    sub = f"g-{uuid.uuid4().hex}"
+    ticket = login(client, google_token(google, sub=sub)).signup_required.sns_signup_ticket
+    signed = sign_up_with_ticket(client, ticket)
+    bearer = client.bearer(signed.session.access_token)
+    credential = common_pb2.SnsCredential(
+        provider=GOOGLE, id_token=google_token(google, sub=sub), nonce=NONCE
+    )
+    withdraw = account_pb2.WithdrawRequest(sns_credential=credential)
+    user_id = 90_000 + int(uuid.uuid4().int % 1_000_000)
+    access = f"kakao-at-{user_id}"
+    kakao.register_kakao_user(access, user_id=user_id, app_id=KAKAO_APP_ID, kakao_account={})
+    link = auth_pb2.LinkSnsIdentityRequest(
+        provider=KAKAO,
+        id_token=kakao.id_token(sub=str(user_id), aud=KAKAO_REST_KEY, nonce=NONCE),
+        nonce=NONCE,
+        kakao_access_token=access,
+    )
+    outcomes: dict[str, str] = {}
+
+    def run(name: str, call: Callable[[], object]) -> None:
+        try:
+            call()
+            outcomes[name] = "OK"
+        except grpc.RpcError as error:
+            outcomes[name] = decode(error).reason
+
+    with (
+        ThreadPoolExecutor(2) as pool,
+        row_held(app, t.accounts, signed.account.id, key_share=False) as wait_for,
+    ):
+        withdrawing = pool.submit(
+            run, "withdraw", lambda: client.accounts.Withdraw(withdraw, metadata=bearer)
+        )
+        wait_for(1)
+        linking = pool.submit(
+            run, "link", lambda: client.auth.LinkSnsIdentity(link, metadata=bearer)
+        )
+        wait_for(2)
+    withdrawing.result(timeout=30)
+    linking.result(timeout=30)
+    assert outcomes["withdraw"] == "OK", outcomes
+    if app.engine.dialect.name == "postgresql":
+        assert outcomes["link"] == "TOKEN_INVALID", outcomes
+    with app.engine.connect() as connection:
+        links = connection.execute(
+            select(t.sns_identities.c.id).where(t.sns_identities.c.account_id == signed.account.id)
+        ).all()
+    assert links == []
