@@ -10,8 +10,7 @@ import functools
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -31,12 +30,12 @@ from tests.fakes.webhook import WebhookStandIn
 from tests.support.client import (
     Client,
     Person,
-    decode,
     failure_of,
     new_mobile_number,
     new_person,
+    reason_or_ok,
 )
-from tests.support.locks import account_row_held
+from tests.support.locks import account_row_held, queued_behind
 from tests.support.serving import FakeClock, serving
 
 CHILD_BIRTH = "2016-05-05"
@@ -369,21 +368,13 @@ def test_an_approval_and_a_rejection_at_once_one_wins_the_other_is_closed(
     code, token = journey.code(), journey.token()
     reject = pb.RejectConsentRequestRequest(id=journey.request_id, consent_code=code)
 
-    def answer(call: Callable[[], object]) -> str:
-        try:
-            call()
-        except grpc.RpcError as error:
-            return decode(error).reason
-        return "OK"
-
-    with ThreadPoolExecutor(2) as pool, account_row_held(app, journey.account_id) as wait_for:
-        rejecting = pool.submit(answer, lambda: client.guardian.RejectConsentRequest(reject))
-        wait_for(1)
-        approving = pool.submit(answer, lambda: journey.approve(code, token))
-        wait_for(2)
-    outcomes = sorted([rejecting.result(timeout=30), approving.result(timeout=30)])
-    assert outcomes == ["CONSENT_REQUEST_CLOSED", "OK"], outcomes
-    rejected = rejecting.result() == "OK"
+    rejecting, approving = queued_behind(
+        account_row_held(app, journey.account_id),
+        lambda: reason_or_ok(lambda: client.guardian.RejectConsentRequest(reject)),
+        lambda: reason_or_ok(lambda: journey.approve(code, token)),
+    )
+    assert sorted([rejecting, approving]) == ["CONSENT_REQUEST_CLOSED", "OK"]
+    rejected = rejecting == "OK"
     assert journey.status() == (
         pb.CONSENT_REQUEST_STATUS_REJECTED if rejected else pb.CONSENT_REQUEST_STATUS_APPROVED
     )
@@ -409,21 +400,14 @@ def test_a_correction_and_a_withdrawal_of_the_ward_at_once(
         phone_number=new_mobile_number(),
     )
 
-    def answer(call: Callable[[], object]) -> str:
-        try:
-            call()
-        except grpc.RpcError as error:
-            return decode(error).reason
-        return "OK"
-
-    with ThreadPoolExecutor(2) as pool, account_row_held(app, journey.account_id) as wait_for:
-        withdrawing = pool.submit(answer, lambda: g.WithdrawWard(withdraw))
-        wait_for(1)
-        correcting = pool.submit(answer, lambda: g.UpdateWard(correct))
-        wait_for(2)
-    assert withdrawing.result(timeout=30) == "OK"
+    withdrawing, correcting = queued_behind(
+        account_row_held(app, journey.account_id),
+        lambda: reason_or_ok(lambda: g.WithdrawWard(withdraw)),
+        lambda: reason_or_ok(lambda: g.UpdateWard(correct)),
+    )
+    assert withdrawing == "OK"
     # On SQLite the two ran one after the other, in either order.
-    assert correcting.result(timeout=30) in (
+    assert correcting in (
         ("NOT_GUARDIAN",) if app.engine.dialect.name == "postgresql" else ("NOT_GUARDIAN", "OK")
     )
     with app.engine.connect() as connection:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -20,8 +19,8 @@ from idservice.service_layer.retention import Purge
 from idservice.v1 import account_pb2, auth_pb2
 from tests.conftest import make_settings
 from tests.e2e.test_privacy_at_rest import all_rows
-from tests.support.client import STRONG_PASSWORD, Client, decode, failure_of, new_person
-from tests.support.locks import account_row_held, row_held
+from tests.support.client import STRONG_PASSWORD, Client, failure_of, new_person, reason_or_ok
+from tests.support.locks import account_row_held, queued_behind, row_held
 from tests.support.serving import FakeClock, serving
 
 
@@ -181,14 +180,16 @@ def test_two_withdrawals_at_once_withdraw_once(served: tuple[App, Client, FakeCl
     request = account_pb2.WithdrawRequest(password=STRONG_PASSWORD)
 
     def withdraw(token: str) -> str:
-        return answer(lambda: client.accounts.Withdraw(request, metadata=client.bearer(token)))
+        return reason_or_ok(
+            lambda: client.accounts.Withdraw(request, metadata=client.bearer(token))
+        )
 
-    with ThreadPoolExecutor(2) as pool, account_row_held(app, signed.account.id) as wait_for:
-        first = pool.submit(withdraw, sessions[0])
-        wait_for(1)
-        second = pool.submit(withdraw, sessions[1])
-        wait_for(2)
-    assert sorted([first.result(timeout=30), second.result(timeout=30)]) == ["OK", "TOKEN_INVALID"]
+    outcomes = queued_behind(
+        account_row_held(app, signed.account.id),
+        lambda: withdraw(sessions[0]),
+        lambda: withdraw(sessions[1]),
+    )
+    assert sorted(outcomes) == ["OK", "TOKEN_INVALID"]
     with app.engine.connect() as connection:
         events = connection.execute(
             select(t.outbox.c.id).where(
@@ -212,18 +213,13 @@ def test_a_refresh_and_a_withdrawal_at_once(served: tuple[App, Client, FakeClock
     withdraw = account_pb2.WithdrawRequest(password=STRONG_PASSWORD)
     refresh = auth_pb2.RefreshSessionRequest(refresh_token=signed.session.refresh_token)
     bearer = client.bearer(signed.session.access_token)
-    with (
-        ThreadPoolExecutor(2) as pool,
-        row_held(app, t.sessions, session_id, key_share=False) as wait_for,
-    ):
-        withdrawing = pool.submit(
-            answer, lambda: client.accounts.Withdraw(withdraw, metadata=bearer)
-        )
-        wait_for(1)
-        refreshing = pool.submit(answer, lambda: client.auth.RefreshSession(refresh))
-        wait_for(2)
-    assert withdrawing.result(timeout=30) == "OK"
-    assert refreshing.result(timeout=30) in (
+    withdrawing, refreshing = queued_behind(
+        row_held(app, t.sessions, session_id, key_share=False),
+        lambda: reason_or_ok(lambda: client.accounts.Withdraw(withdraw, metadata=bearer)),
+        lambda: reason_or_ok(lambda: client.auth.RefreshSession(refresh)),
+    )
+    assert withdrawing == "OK"
+    assert refreshing in (
         ("TOKEN_INVALID",) if app.engine.dialect.name == "postgresql" else ("TOKEN_INVALID", "OK")
     )
     with app.engine.connect() as connection:
@@ -232,12 +228,3 @@ def test_a_refresh_and_a_withdrawal_at_once(served: tuple[App, Client, FakeClock
         ).all()
         tokens = connection.execute(select(t.refresh_tokens.c.token_hash)).all()
     assert left == [] and tokens == []
-
-
-def answer(call: Callable[[], object]) -> str:
-    """ "OK", or the reason of the call's failure."""
-    try:
-        call()
-    except grpc.RpcError as error:
-        return decode(error).reason
-    return "OK"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -24,8 +23,15 @@ from idservice.v1 import account_pb2, auth_pb2, common_pb2
 from tests.conftest import make_settings
 from tests.fakes.oidc import OidcIssuer
 from tests.fakes.oidc_tokens import pkce_s256
-from tests.support.client import STRONG_PASSWORD, Client, decode, failure_of, new_person
-from tests.support.locks import row_held
+from tests.support.client import (
+    STRONG_PASSWORD,
+    Client,
+    failure_of,
+    new_person,
+    outcome_of,
+    reason_or_ok,
+)
+from tests.support.locks import queued_behind, row_held
 from tests.support.serving import serving
 
 GOOGLE_CLIENT = "google-web-client"
@@ -656,12 +662,11 @@ def test_a_kakao_ci_linked_to_an_unverified_account_is_that_persons_one_account(
         assert set(failure.metadata["sign_in_methods"].split(",")) == {"password", "kakao"}
 
 
-def test_an_sns_login_and_a_withdrawal_at_once(sns: tuple[App, Client], google: OidcIssuer) -> None:
-    """The withdrawal first (PostgreSQL: both queued on the account's row, held FOR UPDATE by a
-    third transaction). The login takes the account's row before its link's, as the withdrawal
-    does, so the two queue instead of deadlocking; the login then answers as one after the
-    withdrawal would: the identity is no one's, so a sign-up ticket."""
-    app, client = sns
+def google_account_leaving(
+    client: Client, google: OidcIssuer
+) -> tuple[account_pb2.SignUpResponse, str, Callable[[], object]]:
+    """An account signed up with a Google identity, that identity's subject, and the account's
+    Withdraw re-authenticated by a fresh Google sign-in (not yet called)."""
     sub = f"g-{uuid.uuid4().hex}"
     ticket = login(client, google_token(google, sub=sub)).signup_required.sns_signup_ticket
     signed = sign_up_with_ticket(client, ticket)
@@ -670,31 +675,25 @@ def test_an_sns_login_and_a_withdrawal_at_once(sns: tuple[App, Client], google: 
         provider=GOOGLE, id_token=google_token(google, sub=sub), nonce=NONCE
     )
     withdraw = account_pb2.WithdrawRequest(sns_credential=credential)
+    return signed, sub, lambda: client.accounts.Withdraw(withdraw, metadata=bearer)
+
+
+def test_an_sns_login_and_a_withdrawal_at_once(sns: tuple[App, Client], google: OidcIssuer) -> None:
+    """The withdrawal first (PostgreSQL: both queued on the account's row, held FOR UPDATE by a
+    third transaction). The login takes the account's row before its link's, as the withdrawal
+    does, so the two queue instead of deadlocking; the login then answers as one after the
+    withdrawal would: the identity is no one's, so a sign-up ticket."""
+    app, client = sns
+    signed, sub, withdraw_by_google = google_account_leaving(client, google)
     relogin = google_token(google, sub=sub)
-    outcomes: dict[str, object] = {}
-
-    def run(name: str, call: Callable[[], object]) -> None:
-        try:
-            outcomes[name] = call()
-        except grpc.RpcError as error:
-            outcomes[name] = decode(error).reason
-
-    with (
-        ThreadPoolExecutor(2) as pool,
-        row_held(app, t.accounts, signed.account.id, key_share=False) as wait_for,
-    ):
-        withdrawing = pool.submit(
-            run, "withdraw", lambda: client.accounts.Withdraw(withdraw, metadata=bearer)
-        )
-        wait_for(1)
-        logging_in = pool.submit(run, "login", lambda: login(client, relogin))
-        wait_for(2)
-    withdrawing.result(timeout=30)
-    logging_in.result(timeout=30)
-    assert isinstance(outcomes["withdraw"], account_pb2.WithdrawResponse), outcomes
-    answer = outcomes["login"]
+    withdrawn, answer = queued_behind(
+        row_held(app, t.accounts, signed.account.id, key_share=False),
+        lambda: outcome_of(withdraw_by_google),
+        lambda: outcome_of(lambda: login(client, relogin)),
+    )
+    assert isinstance(withdrawn, account_pb2.WithdrawResponse), withdrawn
     if app.engine.dialect.name == "postgresql":
-        assert isinstance(answer, auth_pb2.SnsLoginResponse), outcomes
+        assert isinstance(answer, auth_pb2.SnsLoginResponse), answer
         assert answer.WhichOneof("result") == "signup_required", answer
     with app.engine.connect() as connection:
         left = connection.execute(
@@ -710,14 +709,8 @@ def test_a_link_and_a_withdrawal_at_once(
     third transaction): the link then finds the account withdrawn, adds nothing to its remains
     and answers TOKEN_INVALID, as a link after the withdrawal would."""
     app, client = sns
-    sub = f"g-{uuid.uuid4().hex}"
-    ticket = login(client, google_token(google, sub=sub)).signup_required.sns_signup_ticket
-    signed = sign_up_with_ticket(client, ticket)
+    signed, _sub, withdraw_by_google = google_account_leaving(client, google)
     bearer = client.bearer(signed.session.access_token)
-    credential = common_pb2.SnsCredential(
-        provider=GOOGLE, id_token=google_token(google, sub=sub), nonce=NONCE
-    )
-    withdraw = account_pb2.WithdrawRequest(sns_credential=credential)
     user_id = 90_000 + int(uuid.uuid4().int % 1_000_000)
     access = f"kakao-at-{user_id}"
     kakao.register_kakao_user(access, user_id=user_id, app_id=KAKAO_APP_ID, kakao_account={})
@@ -727,32 +720,14 @@ def test_a_link_and_a_withdrawal_at_once(
         nonce=NONCE,
         kakao_access_token=access,
     )
-    outcomes: dict[str, str] = {}
-
-    def run(name: str, call: Callable[[], object]) -> None:
-        try:
-            call()
-            outcomes[name] = "OK"
-        except grpc.RpcError as error:
-            outcomes[name] = decode(error).reason
-
-    with (
-        ThreadPoolExecutor(2) as pool,
-        row_held(app, t.accounts, signed.account.id, key_share=False) as wait_for,
-    ):
-        withdrawing = pool.submit(
-            run, "withdraw", lambda: client.accounts.Withdraw(withdraw, metadata=bearer)
-        )
-        wait_for(1)
-        linking = pool.submit(
-            run, "link", lambda: client.auth.LinkSnsIdentity(link, metadata=bearer)
-        )
-        wait_for(2)
-    withdrawing.result(timeout=30)
-    linking.result(timeout=30)
-    assert outcomes["withdraw"] == "OK", outcomes
+    withdrawn, linked = queued_behind(
+        row_held(app, t.accounts, signed.account.id, key_share=False),
+        lambda: reason_or_ok(withdraw_by_google),
+        lambda: reason_or_ok(lambda: client.auth.LinkSnsIdentity(link, metadata=bearer)),
+    )
+    assert withdrawn == "OK"
     if app.engine.dialect.name == "postgresql":
-        assert outcomes["link"] == "TOKEN_INVALID", outcomes
+        assert linked == "TOKEN_INVALID"
     with app.engine.connect() as connection:
         links = connection.execute(
             select(t.sns_identities.c.id).where(t.sns_identities.c.account_id == signed.account.id)

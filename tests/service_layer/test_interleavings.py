@@ -23,6 +23,7 @@ from idservice.service_layer.wards import WithdrawWard
 from tests.fakes.providers import new_phone_number, verified_person
 from tests.service_layer.harness import PASSWORD, Harness, new_email
 from tests.service_layer.test_guardian_consent import (
+    Child,
     approved_family,
     assert_unused,
     child_signs_up,
@@ -41,18 +42,26 @@ def outcome(svc: Harness, cmd: Command[Any]) -> object:
         return error.reason
 
 
+def decisions(
+    svc: Harness,
+) -> tuple[Child, str, ApproveConsentRequest, RejectConsentRequest]:
+    """A child's pending request, a fresh verification of its guardian, and both decisions on
+    it with the right code (neither made yet)."""
+    child = child_signs_up(svc)
+    code = code_of(svc, child)
+    token = svc.verify(child.guardian_person).token
+    approve = ApproveConsentRequest(
+        id=child.request_id, consent_code=code, guardian_verification_token=token
+    )
+    return child, token, approve, RejectConsentRequest(id=child.request_id, consent_code=code)
+
+
 def test_an_approval_overtaken_by_the_rejection_is_closed_and_writes_nothing(
     svc: Harness,
 ) -> None:
     rejected: set[str] = set()
     for point in POINTS:
-        child = child_signs_up(svc)
-        code = code_of(svc, child)
-        token = svc.verify(child.guardian_person).token
-        reject = RejectConsentRequest(id=child.request_id, consent_code=code)
-        approve = ApproveConsentRequest(
-            id=child.request_id, consent_code=code, guardian_verification_token=token
-        )
+        child, token, approve, reject = decisions(svc)
         with svc.uow.interleaved(point, partial(svc.handle, reject)) as rejection:
             answer = outcome(svc, approve)
         if not rejection.fired:
@@ -74,13 +83,7 @@ def test_a_rejection_overtaken_by_the_approval_is_closed_and_writes_nothing(
 ) -> None:
     approved: set[str] = set()
     for point in POINTS:
-        child = child_signs_up(svc)
-        code = code_of(svc, child)
-        token = svc.verify(child.guardian_person).token
-        reject = RejectConsentRequest(id=child.request_id, consent_code=code)
-        approve = ApproveConsentRequest(
-            id=child.request_id, consent_code=code, guardian_verification_token=token
-        )
+        child, _token, approve, reject = decisions(svc)
         with svc.uow.interleaved(point, partial(svc.handle, approve)) as approval:
             answer = outcome(svc, reject)
         if not approval.fired:

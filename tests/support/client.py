@@ -63,6 +63,20 @@ def decode(error: grpc.RpcError) -> RpcFailure:
     return failure
 
 
+def outcome_of(call: Callable[[], object]) -> object:
+    """The call's answer, or the reason of its failure (a str)."""
+    try:
+        return call()
+    except grpc.RpcError as error:
+        return decode(error).reason
+
+
+def reason_or_ok(call: Callable[[], object]) -> str:
+    """ "OK" when the call succeeds, else the reason of its failure."""
+    answer = outcome_of(call)
+    return answer if isinstance(answer, str) else "OK"
+
+
 def failure_of(call: Callable[[], object]) -> RpcFailure:
     """Run a call that must fail and decode its rich error."""
     try:

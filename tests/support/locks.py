@@ -5,6 +5,9 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from typing import TypeVar
 
 from sqlalchemy import Table, select, text
 
@@ -12,6 +15,21 @@ from idservice.adapters.db import tables as t
 from idservice.bootstrap import App
 
 WAIT_SECONDS = 15
+T = TypeVar("T")
+
+
+def queued_behind(
+    held: AbstractContextManager[Callable[[int], None]], *calls: Callable[[], T]
+) -> list[T]:
+    """Start `calls` in threads, each once the ones before it wait behind the held row, then
+    let the row go: their results, in the order given (on SQLite they just run at once)."""
+    with ThreadPoolExecutor(len(calls)) as pool:
+        with held as wait_for:
+            futures = []
+            for queued, call in enumerate(calls, start=1):
+                futures.append(pool.submit(call))
+                wait_for(queued)
+        return [future.result(timeout=WAIT_SECONDS * 2) for future in futures]
 
 
 @contextlib.contextmanager
