@@ -87,51 +87,27 @@ def _issue_tokens(
     tokens: TokenIssuer,
     cipher: SecretsCipher,
 ) -> IssuedSession:
-    prepared = _prepare_tokens(account, session, now=now, tokens=tokens, cipher=cipher)
-    prepared.write(tx, now=now)
-    return prepared.issued
+    refresh_token = secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
+    issued = _issued(account, session, refresh_token, now=now, tokens=tokens)
+    tx.sessions.add_refresh_token(
+        cipher.token_hash(refresh_token, purpose=TokenPurpose.REFRESH_TOKEN),
+        session_id=session.id,
+        now=now,
+        expires_at=issued.refresh_token_expires_at,
+    )
+    identify(account.id)  # the call signs this account in (connection log)
+    return issued
 
 
-@dataclass(frozen=True, slots=True)
-class _PreparedTokens:
-    """A session's next tokens, made (and the access token signed) before any write."""
-
-    issued: IssuedSession
-    refresh_hash: str
-
-    def write(self, tx: UnitOfWork, *, now: datetime) -> None:
-        tx.sessions.add_refresh_token(
-            self.refresh_hash,
-            session_id=self.issued.session_id,
-            now=now,
-            expires_at=self.issued.refresh_token_expires_at,
-        )
-        identify(self.issued.account_id)  # the call signs this account in (connection log)
-
-    def rotate(self, tx: UnitOfWork, token_hash: str, *, now: datetime) -> bool:
-        """Use `token_hash` and write these tokens in its place, in one atomic step; False
-        (nothing written) when another call used it first or the session has ended."""
-        if not tx.sessions.rotate_refresh(
-            token_hash,
-            successor=self.refresh_hash,
-            session_id=self.issued.session_id,
-            now=now,
-            expires_at=self.issued.refresh_token_expires_at,
-        ):
-            return False
-        identify(self.issued.account_id)
-        return True
-
-
-def _prepare_tokens(
+def _issued(
     account: _TokenHolder,
     session: Session,
+    refresh_token: str,
     *,
     now: datetime,
     tokens: TokenIssuer,
-    cipher: SecretsCipher,
-) -> _PreparedTokens:
-    refresh_token = secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
+) -> IssuedSession:
+    """The session's tokens: `refresh_token` and a freshly signed access token."""
     access = tokens.issue(
         account_id=account.id,
         session_id=session.id,
@@ -139,16 +115,13 @@ def _prepare_tokens(
         age_band=age_band(account.birth_date, seoul_today(now)).value,
         now=now,
     )
-    issued = IssuedSession(
+    return IssuedSession(
         account_id=account.id,
         session_id=session.id,
         access_token=access.token,
         access_token_expires_at=access.expires_at,
         refresh_token=refresh_token,
         refresh_token_expires_at=session.expires_at,
-    )
-    return _PreparedTokens(
-        issued, cipher.token_hash(refresh_token, purpose=TokenPurpose.REFRESH_TOKEN)
     )
 
 
@@ -177,28 +150,26 @@ def refresh_session(
 ) -> IssuedSession:
     """Rotate a refresh token; reuse of a rotated one revokes the whole session.
 
-    The common case reads in autocommit, makes and signs the next tokens, and then writes only
-    the rotation, as one atomic write: the token's use (once, while its session is live) and
-    its successor. Anything
-    else (a used token, a race lost, an ended session) is decided again in one write
-    transaction, where a reuse revokes the session.
+    The common case is one atomic write: the token's use (once, while it, its session and its
+    account may give tokens), its successor, and the session and account standing the next
+    access token is signed with (on PostgreSQL one statement, without BEGIN and COMMIT). Any
+    other token (used, a race lost, expired, an ended session or account) is decided again in
+    one write transaction, where a reuse revokes the session.
     """
     token_hash = _refresh_hash(cmd.refresh_token, cipher)
     now = clock()
-    with uow(readonly=True) as tx:
-        found = tx.sessions.find_refresh_with_standing(token_hash)
-    if found is not None:
-        record, account = found
-        _check_usable(record, now=now)
-        if record.used_at is None and account is not None and account.status.may_sign_in:
-            prepared = _prepare_tokens(
-                account, record.session, now=now, tokens=tokens, cipher=cipher
-            )
-            # One atomic write (on PostgreSQL one statement, without BEGIN and COMMIT).
-            with uow(single_write=True) as tx:
-                if prepared.rotate(tx, token_hash, now=now):
-                    tx.commit()
-                    return prepared.issued
+    successor = secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
+    with uow(single_write=True) as tx:
+        rotated = tx.sessions.rotate_refresh(
+            token_hash,
+            successor=cipher.token_hash(successor, purpose=TokenPurpose.REFRESH_TOKEN),
+            now=now,
+        )
+        tx.commit()
+    if rotated is not None:
+        session, standing = rotated
+        identify(standing.id)  # the call signs this account in (connection log)
+        return _issued(standing, session, successor, now=now, tokens=tokens)
     with uow() as tx:
         # The account's standing comes with the token and its session, in the same statement.
         found = tx.sessions.find_refresh_with_standing(token_hash)

@@ -137,18 +137,25 @@ class FakeSessionRepository:
         return True
 
     def rotate_refresh(
-        self,
-        token_hash: str,
-        *,
-        successor: str,
-        session_id: str,
-        now: datetime,
-        expires_at: datetime,
-    ) -> bool:
+        self, token_hash: str, *, successor: str, now: datetime
+    ) -> tuple[Session, AccountStanding] | None:
+        state = self._access.write()
+        token = state.refresh_tokens.get(token_hash)
+        if token is None or token.expires_at <= utc(now):
+            return None
+        row = state.sessions.get(token.session_id)
+        if row is None:
+            return None
+        standing = self._standing(row.session.account_id)
+        if standing is None or not standing.status.may_sign_in:
+            return None
         if not self.mark_refresh_used(token_hash, now=now):
-            return False
-        self.add_refresh_token(successor, session_id=session_id, now=now, expires_at=expires_at)
-        return True
+            return None
+        session = copy.deepcopy(row.session)
+        self.add_refresh_token(
+            successor, session_id=session.id, now=now, expires_at=session.expires_at
+        )
+        return session, standing
 
     def revoke(self, session_id: str, *, now: datetime, reason: RevokeReason) -> bool:
         row = self._access.write().sessions.get(session_id)

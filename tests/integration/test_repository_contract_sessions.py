@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from idservice.domain.accounts import Account, AccountProfile
+from idservice.domain.accounts import Account, AccountProfile, AccountStatus
 from idservice.domain.lockout import ATTEMPT_IN_FLIGHT_TTL, LockoutPolicy, LoginGate
 from idservice.domain.sessions import RevokeReason, Session
 from idservice.domain.sns import SnsProvider
@@ -245,25 +245,27 @@ def test_a_refresh_token_of_an_ended_session_is_not_used(backend: Backend) -> No
     assert record is not None and record.used_at is None
 
 
-def _rotate(uow: UnitOfWorkFactory, session: Session, successor: str, *, now: datetime) -> bool:
-    assert session.expires_at is not None
+def _rotate(
+    uow: UnitOfWorkFactory, token: str, successor: str, *, now: datetime
+) -> tuple[Session, AccountStanding] | None:
     with uow(single_write=True) as tx:
-        rotated = tx.sessions.rotate_refresh(
-            f"rt-{session.id}",
-            successor=successor,
-            session_id=session.id,
-            now=now,
-            expires_at=session.expires_at,
-        )
+        rotated = tx.sessions.rotate_refresh(token, successor=successor, now=now)
         tx.commit()
     return rotated
 
 
 def test_a_rotation_uses_the_token_and_adds_its_successor_once(backend: Backend) -> None:
-    session = add_session(backend.uow, add_account(backend.uow).id)
-    assert _rotate(backend.uow, session, "rt-next", now=NOW)
+    account = add_account(backend.uow)
+    session = add_session(backend.uow, account.id)
+    rotated = _rotate(backend.uow, f"rt-{session.id}", "rt-next", now=NOW)
+    # What the next access token is made of: the session, and its account's standing.
+    assert rotated == (
+        session,
+        AccountStanding(account.id, account.status, account.birth_date, account.identity_verified),
+    )
     # The token is used: a second rotation writes nothing, not even a second successor.
-    assert not _rotate(backend.uow, session, "rt-other", now=NOW + timedelta(seconds=1))
+    again = NOW + timedelta(seconds=1)
+    assert _rotate(backend.uow, f"rt-{session.id}", "rt-other", now=again) is None
     with backend.uow(readonly=True) as tx:
         used = tx.sessions.find_refresh(f"rt-{session.id}")
         successor = tx.sessions.find_refresh("rt-next")
@@ -276,13 +278,48 @@ def test_a_rotation_uses_the_token_and_adds_its_successor_once(backend: Backend)
 
 def test_a_rotation_of_an_ended_session_writes_nothing(backend: Backend) -> None:
     revoked, ending = ended_sessions(backend.uow)
-    assert not _rotate(backend.uow, revoked, "rt-after-logout", now=NOW)
-    assert not _rotate(backend.uow, ending, "rt-after-end", now=ending.expires_at)
+    assert _rotate(backend.uow, f"rt-{revoked.id}", "rt-after-logout", now=NOW) is None
+    assert _rotate(backend.uow, f"rt-{ending.id}", "rt-after-end", now=ending.expires_at) is None
+    assert _rotate(backend.uow, "rt-unknown", "rt-after-nothing", now=NOW) is None
     with backend.uow(readonly=True) as tx:
         assert tx.sessions.find_refresh("rt-after-logout") is None
         assert tx.sessions.find_refresh("rt-after-end") is None
+        assert tx.sessions.find_refresh("rt-after-nothing") is None
         record = tx.sessions.find_refresh(f"rt-{ending.id}")
     assert record is not None and record.used_at is None
+
+
+def test_a_rotation_needs_an_unexpired_token_and_an_account_that_may_get_tokens(
+    backend: Backend,
+) -> None:
+    """A token that expired before its session, a pending child's session and a withdrawn
+    account's session rotate nothing (the refresh's second path says why)."""
+    live = add_account(backend.uow)
+    session = add_session(backend.uow, live.id)
+    with backend.uow() as tx:
+        tx.sessions.add_refresh_token(
+            "rt-short", session_id=session.id, now=NOW, expires_at=NOW + timedelta(minutes=1)
+        )
+        tx.commit()
+    pending = add_account(backend.uow, make_account(status=AccountStatus.PENDING_GUARDIAN_CONSENT))
+    of_pending = add_session(backend.uow, pending.id)
+    withdrawn = add_account(backend.uow)
+    of_withdrawn = add_session(backend.uow, withdrawn.id)
+    with backend.uow() as tx:
+        assert tx.accounts.withdraw(withdrawn.id, now=NOW, hold_until=NOW + timedelta(days=30))
+        tx.commit()
+    later = NOW + timedelta(minutes=1)
+    assert _rotate(backend.uow, "rt-short", "rt-a", now=later) is None
+    assert _rotate(backend.uow, f"rt-{of_pending.id}", "rt-b", now=later) is None
+    assert _rotate(backend.uow, f"rt-{of_withdrawn.id}", "rt-c", now=later) is None
+    with backend.uow(readonly=True) as tx:
+        assert all(tx.sessions.find_refresh(t) is None for t in ("rt-a", "rt-b", "rt-c"))
+        short = tx.sessions.find_refresh("rt-short")
+        of_child = tx.sessions.find_refresh(f"rt-{of_pending.id}")
+    assert short is not None and short.used_at is None
+    assert of_child is not None and of_child.used_at is None
+    # The session's own token, unexpired, still rotates.
+    assert _rotate(backend.uow, f"rt-{session.id}", "rt-d", now=later) is not None
 
 
 def test_revoke_ends_a_session_once(backend: Backend) -> None:

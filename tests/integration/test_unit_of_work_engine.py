@@ -241,13 +241,7 @@ def test_a_postgres_single_write_runs_alone_and_its_connection_leaves_autocommit
     with migrated(postgres_url, pool_size=1) as (_engine, uow):
         session = _a_session_with_a_refresh_token(uow)
         with uow(single_write=True) as tx:
-            assert tx.sessions.rotate_refresh(
-                "rt-first",
-                successor="rt-second",
-                session_id=session.id,
-                now=NOW,
-                expires_at=session.expires_at,
-            )
+            assert tx.sessions.rotate_refresh("rt-first", successor="rt-second", now=NOW)
             driver = tx.sessions._c.connection.driver_connection
             assert driver is not None
             # Committed already: no transaction is open on the connection.
@@ -261,20 +255,11 @@ def test_a_postgres_single_write_runs_alone_and_its_connection_leaves_autocommit
         assert successor is not None and successor.session.id == session.id
 
 
-def _rotate_in_a_thread(
-    uow: SqlUnitOfWorkFactory, session_id: str, expires_at: Any, out: list[bool]
-) -> threading.Thread:
+def _rotate_in_a_thread(uow: SqlUnitOfWorkFactory, out: list[bool]) -> threading.Thread:
     def run() -> None:
         with uow(single_write=True) as tx:
-            out.append(
-                tx.sessions.rotate_refresh(
-                    "rt-first",
-                    successor="rt-late",
-                    session_id=session_id,
-                    now=NOW,
-                    expires_at=expires_at,
-                )
-            )
+            rotated = tx.sessions.rotate_refresh("rt-first", successor="rt-late", now=NOW)
+            out.append(rotated is not None)
             tx.commit()
 
     thread = threading.Thread(target=run)
@@ -289,11 +274,11 @@ def test_a_postgres_rotation_racing_another_waits_and_then_writes_only_if_it_won
     """A rotation that finds the token's row locked by another use waits for it: once that
     one commits it writes nothing; if that one rolls back, it rotates."""
     with migrated(postgres_url) as (_engine, uow):
-        session = _a_session_with_a_refresh_token(uow)
+        _a_session_with_a_refresh_token(uow)
         out: list[bool] = []
         with uow() as first:
             assert first.sessions.mark_refresh_used("rt-first", now=NOW)
-            late = _rotate_in_a_thread(uow, session.id, session.expires_at, out)
+            late = _rotate_in_a_thread(uow, out)
             late.join(0.5)
             assert late.is_alive() and out == []  # waiting on the row lock
             if first_commits:

@@ -232,17 +232,14 @@ class SessionRepository(Protocol):
         False when another call used it first or the session has ended."""
 
     def rotate_refresh(
-        self,
-        token_hash: str,
-        *,
-        successor: str,
-        session_id: str,
-        now: datetime,
-        expires_at: datetime,
-    ) -> bool:
-        """`mark_refresh_used`, and when it succeeds `add_refresh_token(successor, ...)`, as one
-        atomic step: both or neither, even in a `single_write` unit of work. False (nothing
-        written) when another call used the token first or the session has ended."""
+        self, token_hash: str, *, successor: str, now: datetime
+    ) -> tuple[Session, AccountStanding] | None:
+        """Use a refresh token that may give tokens now (unused and unexpired, its session
+        live, its account live and `may_sign_in`) and add `successor` to its session in its
+        place, expiring with the session, as one atomic step: both or neither, even in a
+        `single_write` unit of work. Returns the session and its account's standing (what the
+        next access token needs); None, with nothing written, for any other token (used by
+        another call first, ended, unknown)."""
 
     def revoke(self, session_id: str, *, now: datetime, reason: RevokeReason) -> bool: ...
 

@@ -19,7 +19,7 @@ from idservice.adapters.db.repositories.account_rows import (
     standing_from_row,
     with_sns,
 )
-from idservice.domain.accounts import AccountProfile, Consents
+from idservice.domain.accounts import AccountProfile, AccountStatus, Consents
 from idservice.domain.sessions import RevokeReason, Session
 from idservice.service_layer.ports import AccountStanding, RefreshRecord
 
@@ -94,26 +94,52 @@ _MARK_REFRESH_USED = CompiledStatement(
 _ADD = CompiledStatement(
     insert(t.sessions), columns=("id", "account_id", "amr", "created_at", "expires_at")
 )
-# PostgreSQL: the use and the successor in one statement, atomic on its own (a single-write
-# unit of work runs it in autocommit: one round trip instead of BEGIN, two statements and
-# COMMIT). The successor is inserted only when the use updated a row.
-_USED = (
-    update(t.refresh_tokens)
-    .where(*_USABLE_REFRESH)
-    .values(used_at=_NOW)
-    .returning(t.refresh_tokens.c.session_id)
-    .cte("used")
+# What a rotation requires beyond `_USABLE_REFRESH`: the token unexpired, and the session's
+# account live and allowed tokens (`AccountStatus.may_sign_in`). Anything else goes to the
+# refresh's second path, which tells the caller why.
+_MAY_GET_TOKENS = or_(*(t.accounts.c.status == s.value for s in AccountStatus if s.may_sign_in))
+_ROTATABLE_REFRESH = (
+    t.refresh_tokens.c.token_hash == bindparam("hash"),
+    t.refresh_tokens.c.used_at.is_(None),
+    t.refresh_tokens.c.expires_at > _NOW,
+    select(t.sessions.c.id)
+    .join_from(t.sessions, t.accounts, t.accounts.c.id == t.sessions.c.account_id)
+    .where(
+        t.sessions.c.id == t.refresh_tokens.c.session_id,
+        t.sessions.c.revoked_at.is_(None),
+        t.sessions.c.expires_at > _NOW,
+        t.accounts.c.withdrawn_at.is_(None),
+        _MAY_GET_TOKENS,
+    )
+    .exists(),
 )
-_ROTATE_REFRESH_POSTGRES = CompiledStatement(
-    insert(t.refresh_tokens).from_select(
+_USE_FOR_ROTATION = update(t.refresh_tokens).where(*_ROTATABLE_REFRESH).values(used_at=_NOW)
+_USE_FOR_ROTATION_SQLITE = CompiledStatement(_USE_FOR_ROTATION, dialect="sqlite")
+# PostgreSQL: the use, the successor (expiring with its session) and what the next access
+# token needs of the session and its account, in one statement, atomic on its own (a
+# single-write unit of work runs it in autocommit: one round trip instead of a read, BEGIN, two
+# writes and COMMIT). The successor is inserted, and a row returned, only when the use updated
+# a row.
+_USED = _USE_FOR_ROTATION.returning(t.refresh_tokens.c.session_id).cte("used")
+_SUCCESSOR = (
+    insert(t.refresh_tokens)
+    .from_select(
         ["token_hash", "session_id", "created_at", "expires_at"],
         select(
             bindparam("successor", type_=t.refresh_tokens.c.token_hash.type),
-            _USED.c.session_id,
+            t.sessions.c.id,
             _NOW,
-            # Not named after a column: SQLAlchemy would make such a parameter a SET of the UPDATE.
-            bindparam("successor_expires_at", type_=t.UtcDateTime()),
-        ),
+            t.sessions.c.expires_at,
+        ).join_from(_USED, t.sessions, t.sessions.c.id == _USED.c.session_id),
+    )
+    .returning(t.refresh_tokens.c.session_id)
+    .cte("successor")
+)
+_ROTATE_REFRESH_POSTGRES = CompiledStatement(
+    select(*_SESSION_COLUMNS, *STANDING_COLUMNS).select_from(
+        _SUCCESSOR.join(t.sessions, t.sessions.c.id == _SUCCESSOR.c.session_id).join(
+            t.accounts, t.accounts.c.id == t.sessions.c.account_id
+        )
     ),
     dialect="postgresql",
 )
@@ -222,27 +248,28 @@ class SqlSessionRepository:
         return _MARK_REFRESH_USED.rowcount(self._c, {"hash": token_hash, "now": now}) == 1
 
     def rotate_refresh(
-        self,
-        token_hash: str,
-        *,
-        successor: str,
-        session_id: str,
-        now: datetime,
-        expires_at: datetime,
-    ) -> bool:
+        self, token_hash: str, *, successor: str, now: datetime
+    ) -> tuple[Session, AccountStanding] | None:
+        params = {"hash": token_hash, "now": now}
         if self._c.dialect.name == "postgresql":
-            params = {
-                "hash": token_hash,
-                "now": now,
-                "successor": successor,
-                "successor_expires_at": expires_at,
-            }
-            return _ROTATE_REFRESH_POSTGRES.rowcount(self._c, params) == 1
-        # SQLite has no writes in a WITH clause: two statements in the write transaction.
-        if not self.mark_refresh_used(token_hash, now=now):
-            return False
-        self.add_refresh_token(successor, session_id=session_id, now=now, expires_at=expires_at)
-        return True
+            m = _ROTATE_REFRESH_POSTGRES.first(self._c, params | {"successor": successor})
+        else:
+            # SQLite has no writes in a WITH clause: three statements in the write transaction.
+            if _USE_FOR_ROTATION_SQLITE.rowcount(self._c, params) != 1:
+                return None
+            m = _FIND_REFRESH_WITH_STANDING.first(self._c, {"token_hash": token_hash})
+            assert m is not None, "the token was just used under the write lock"
+            self.add_refresh_token(
+                successor,
+                session_id=m[f"{_PREFIX}id"],
+                now=now,
+                expires_at=m[f"{_PREFIX}expires_at"],
+            )
+        if m is None:
+            return None
+        standing = standing_from_row(m, self._cipher)
+        assert standing is not None, "the statement joins a live account"
+        return _session(m, _PREFIX), standing
 
     def revoke(self, session_id: str, *, now: datetime, reason: RevokeReason) -> bool:
         result = self._c.execute(
