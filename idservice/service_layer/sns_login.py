@@ -291,7 +291,11 @@ def link_sns_identity(
     if profile.ci and account.ci and profile.ci != account.ci:
         # The provider vouches for another person than the account's verified one.
         raise DomainError(Reason.VERIFICATION_MISMATCH, "the SNS identity is of another person")
-    if profile.ci and not account.ci:
+    # A Kakao CI becomes the account's only when the account knows no person yet. One verified
+    # by its DI alone is that person's; a CI cannot be checked against a DI, so it is not
+    # taken (it might be a relative's), and a second account of the person is found by the DI.
+    adopts_ci = bool(profile.ci) and not account.ci and not account.di
+    if adopts_ci:
         with uow(readonly=True) as tx:
             # One person, one account: a Kakao CI that is another account's (or held for a
             # withdrawn person) cannot be linked here.
@@ -304,9 +308,10 @@ def link_sns_identity(
         # to what a withdrawal that committed since the account was read left behind.
         if tx.accounts.get(account.id, for_update=True) is None:
             raise account_gone()
-        if profile.ci and not account.ci:
+        if adopts_ci:
             # The account now holds the person's CI, as an SNS signup with it would: a later
             # signup of the same person finds it (one person, one account).
+            assert profile.ci is not None
             try:
                 tx.accounts.adopt_ci(account.id, profile.ci, now=now)
             except UniqueViolation:
