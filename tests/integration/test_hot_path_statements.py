@@ -97,9 +97,7 @@ def test_token_reads_are_one_statement(app: App, signed_up: tuple[str, str, str]
     assert seen == ["SELECT"]
 
 
-def test_a_refresh_is_one_atomic_write(
-    app: App, signed_up: tuple[str, str, str]
-) -> None:
+def test_a_refresh_is_one_atomic_write(app: App, signed_up: tuple[str, str, str]) -> None:
     account_id, _, refresh_token = signed_up
     tokens = [refresh_token]
 
