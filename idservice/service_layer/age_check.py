@@ -22,7 +22,7 @@ class AgeAnswer:
     changes_on: date | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class CheckAge(Command[AgeAnswer]):
     """Exactly one subject: `access_token` (the caller's account), a verification token, or a
     self-declared `birth_date`."""

@@ -62,7 +62,7 @@ class AuditVerification:
     last: ChainLink
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class VerifyAccessAudit(Command[AuditVerification]):
     pass
 

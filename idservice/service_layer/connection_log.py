@@ -28,7 +28,7 @@ MAX_BUFFERED = 100_000
 FLUSH_CHUNK = 500
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class RecordConnections(Command[int]):
     entries: tuple[ConnectionEntry, ...]
 

@@ -87,7 +87,7 @@ def _never() -> bool:
     return False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class DispatchDue(Command[DispatchReport]):
     """Send the events due now, in order (at most `limit`, only those behind `after`)."""
 
@@ -203,7 +203,7 @@ def _record_failure(
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class DispatchAllDue(Command[DispatchReport]):
     """Try every event due now exactly once, page by page (`idservice dispatch --once`)."""
 
@@ -241,7 +241,7 @@ class OutboxListing:
     events: tuple[OutboxEntry, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class ListOutbox(Command[OutboxListing]):
     """The undelivered events, dead letters first (type, id, attempts, error; no payload)."""
 
@@ -255,7 +255,7 @@ def list_outbox(cmd: ListOutbox, *, uow: UnitOfWorkFactory) -> OutboxListing:
     return OutboxListing(pending=pending, dead=dead, events=tuple(entries))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class ReplayDeadEvents(Command[int]):
     """Queue dead letters again (no attempts, due now): those in `event_ids`, or all with
     `every`. Answers how many were dead and are queued again."""

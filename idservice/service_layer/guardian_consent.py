@@ -144,7 +144,7 @@ class ConsentRequestView:
     masked_child_name: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class GetConsentRequest(Command[ConsentRequestView]):
     id: str
 
@@ -184,10 +184,11 @@ def _check_code(
 
     One write transaction admits the attempt (counted, the request's row locked), compares the
     code and records the outcome: concurrent guesses queue on the row and cannot outrun the
-    bound, and an attempt whose transaction fails leaves no count behind (nor an answer).
+    bound, and an attempt whose transaction fails leaves no count behind (nor an answer). The
+    code is compared with the request as it is under the lock: one a resend replaced after
+    `request` was read no longer passes.
     """
     given = code_hash(request.id, code, cipher=cipher) if _looks_like_code(code) else ""
-    right = hmac.compare_digest(given.encode(), request.code_hash.encode())
     client_key = rate_limits.address_key(client_address, cipher=cipher)
     with uow() as tx:
         if client_key:
@@ -209,6 +210,8 @@ def _check_code(
             _open_request(tx, request.id, now=now)
             tx.commit()
             raise _rate_limited(gate.blocked_until, now)
+        current = _open_request(tx, request.id, now=now)
+        right = hmac.compare_digest(given.encode(), current.code_hash.encode())
         tx.guardian_consents.end_code_attempt(
             request.id, right=right, now=now, max_attempts=MAX_CODE_ATTEMPTS, pause=CODE_PAUSE
         )
@@ -384,7 +387,7 @@ def reject_consent_request(
 
 
 # -- ResendConsentNotification -------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class ResendConsentNotification(Command[datetime]):
     """Answers the request's expiry."""
 

@@ -33,7 +33,7 @@ RECONFIRMATIONS_PER_RUN = 1000
 ATTEMPT_COUNTER_RETENTION = timedelta(days=1)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Purge(Command[dict[str, int]]):
     pass
 

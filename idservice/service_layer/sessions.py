@@ -135,7 +135,7 @@ def _refresh_hash(refresh_token: str, cipher: SecretsCipher) -> str:
     return cipher.token_hash(refresh_token, purpose=TokenPurpose.REFRESH_TOKEN)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class RefreshSession(Command[IssuedSession]):
     refresh_token: str
 
@@ -208,7 +208,7 @@ def _revoke_for_reuse(tx: UnitOfWork, session: Session, *, now: datetime) -> Non
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Logout(Command[None]):
     refresh_token: str
 
@@ -238,7 +238,7 @@ class Introspection:
     third_party_opt_in: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class IntrospectToken(Command[Introspection]):
     access_token: str
 
@@ -276,7 +276,7 @@ def introspect(
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class GetJwks(Command[str]):
     pass
 

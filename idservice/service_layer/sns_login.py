@@ -63,7 +63,7 @@ class SnsLoginResult:
     signup_required: SignupRequired | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class SnsLogin(Command[SnsLoginResult]):
     # None: a provider the API does not know.
     provider: SnsProvider | None

@@ -32,9 +32,16 @@ R = TypeVar("R")
 
 
 class Command(Generic[R]):
-    """A request to the service layer whose use case answers an `R`."""
+    """A request to the service layer whose use case answers an `R`.
+
+    Commands carry tokens, passwords, codes and personal data, so a command's repr names only
+    its kind: each is a dataclass with `repr=False`, which keeps this one.
+    """
 
     __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}>"
 
 
 def utc_now() -> datetime:

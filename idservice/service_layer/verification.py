@@ -57,7 +57,7 @@ class CompletedVerification:
     duplicate: Duplicate
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class CompleteVerification(Command[CompletedVerification]):
     # None: the configured provider.
     provider: str | None

@@ -13,8 +13,10 @@ from idservice.domain.accounts import AccountStatus
 from idservice.domain.errors import DomainError, Reason
 from idservice.domain.guardian_consent import ConsentRequestStatus
 from idservice.service_layer.guardian_consent import (
+    RESEND_INTERVAL,
     ApproveConsentRequest,
     RejectConsentRequest,
+    ResendConsentNotification,
 )
 from idservice.service_layer.privacy import Withdraw
 from idservice.service_layer.profile import UpdateProfile
@@ -168,3 +170,27 @@ def test_a_correction_overtaken_by_the_withdrawal_answers_as_the_next_call_would
         remains = svc.uow.committed().accounts[second.account_id]
         assert not remains.live and remains.account.phone_number == ""
     assert fired >= 3
+
+
+def test_a_code_replaced_by_a_resend_before_its_check_no_longer_passes(svc: Harness) -> None:
+    """A rejection with the code of the first message, a resend (a fresh code) committing
+    before each of its units of work in turn: once the resend comes before the code's check,
+    the old code is wrong there, even though the rejection read the request before it."""
+    answers = []
+    for point in POINTS:
+        child = child_signs_up(svc)
+        old_code = code_of(svc, child)
+        svc.clock.advance(RESEND_INTERVAL)
+        resend = partial(svc.handle, ResendConsentNotification(id=child.request_id))
+        with svc.uow.interleaved(point, resend) as resent:
+            answer = outcome(svc, RejectConsentRequest(id=child.request_id, consent_code=old_code))
+        if resent.fired and answer is Reason.CONSENT_CODE_INVALID:
+            assert status_of(svc, child) is AccountStatus.PENDING_GUARDIAN_CONSENT
+        answers.append(answer)
+    # The read, then the check: a resend before either makes the old code wrong; one after the
+    # check (the code was right when checked) or none lets the rejection through.
+    invalid = answers.count(Reason.CONSENT_CODE_INVALID)
+    assert invalid >= 2, answers
+    assert answers == [Reason.CONSENT_CODE_INVALID] * invalid + [ConsentRequestStatus.REJECTED] * (
+        len(answers) - invalid
+    ), answers

@@ -12,6 +12,7 @@ import pytest
 
 import idservice.service_layer
 from idservice.service_layer.registry import USE_CASES
+from idservice.service_layer.sessions import RefreshSession
 from idservice.service_layer.use_cases import Command, Dependencies, UseCases
 
 
@@ -29,6 +30,16 @@ def command_classes() -> set[type[Command[Any]]]:
             ):
                 found.add(value)
     return found
+
+
+def test_no_command_shows_its_fields_in_its_repr() -> None:
+    """Commands carry tokens, passwords, codes and personal data: a repr that reached a log or
+    a traceback would show them. Each keeps `Command`'s, which names only its kind."""
+    shown = sorted(c.__qualname__ for c in command_classes() if c.__repr__ is not Command.__repr__)
+    assert not shown, f"commands with a repr of their fields: {shown}"
+    secret = "rt-secret-refresh-token"
+    command = RefreshSession(refresh_token=secret)
+    assert secret not in repr(command) and repr(command) == "<RefreshSession>"
 
 
 def test_every_command_has_a_use_case() -> None:
