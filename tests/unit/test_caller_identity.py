@@ -10,7 +10,7 @@ from typing import cast
 import grpc
 import pytest
 
-from idservice.entrypoints.grpc.addresses import client_address
+from idservice.entrypoints.grpc.addresses import client_address, end_user_address
 from idservice.entrypoints.grpc.caller import caller_service
 
 
@@ -81,3 +81,36 @@ def test_the_client_is_the_end_user_behind_a_trusted_proxy_else_the_peer() -> No
     assert client_address(ctx(metadata=forwarded), ()) == "10.1.2.3"
     assert client_address(ctx(peer="ipv6:[::1]:4000"), ()) == "::1"
     assert client_address(ctx(peer="unix:/tmp/socket"), ()) == ""
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "client"),
+    [
+        # Proxies write a hop with its port, IPv6 in brackets.
+        (["203.0.113.9:51000, 10.9.9.9"], "203.0.113.9"),
+        (["[2001:db8::7]:51000"], "2001:db8::7"),
+        (["[2001:db8::7]"], "2001:db8::7"),
+        (["2001:db8::7"], "2001:db8::7"),
+        # An IPv4-mapped proxy is the IPv4 proxy; a mapped client is its IPv4 address.
+        (["203.0.113.9, ::ffff:10.9.9.9"], "203.0.113.9"),
+        (["::ffff:203.0.113.9"], "203.0.113.9"),
+        # Repeated headers read as one list, in order.
+        (["198.51.100.1", "203.0.113.9, 10.9.9.9"], "203.0.113.9"),
+        # A hop that is no address stops at the nearest trusted one: counted, never uncounted.
+        (["203.0.113.9, unknown"], "10.1.2.3"),
+        (["unknown, 10.9.9.9"], "10.9.9.9"),
+        (["203.0.113.9:port"], "10.1.2.3"),
+        (["[2001:db8::7]x"], "10.1.2.3"),
+        # No header, or proxies alone: no end user (no limit per address).
+        ([], ""),
+        (["10.9.9.9, 10.8.8.8"], ""),
+    ],
+)
+def test_the_end_user_behind_trusted_proxies(forwarded: list[str], client: str) -> None:
+    proxies = (ipaddress.ip_network("10.0.0.0/8"),)
+    metadata = [("x-forwarded-for", value) for value in forwarded]
+    assert end_user_address(ctx(metadata=metadata), proxies) == client
+    # A dual-stack listener sees an IPv4 proxy as IPv4-mapped IPv6: still the trusted proxy.
+    mapped = ctx(metadata=metadata, peer="ipv6:[::ffff:10.1.2.3]:50000")
+    assert end_user_address(mapped, proxies) == client
+    assert end_user_address(ctx(metadata=metadata), ()) == ""
