@@ -27,6 +27,7 @@ from idservice.domain.sns import SnsProfile, SnsProvider
 from idservice.service_layer.validation import (
     RRN_DESCRIPTION,
     Violations,
+    check_no_rrn,
     normalize_email,
     normalize_phone,
     validate_name,
@@ -90,7 +91,7 @@ def _provider_text(v: Violations, field: str, value: object) -> str | None:
     if any(unicodedata.category(ch) in _UNPRINTABLE_CATEGORIES for ch in value):
         v.add(field, "must not contain control characters")
         return None
-    if looks_like_rrn(value):
+    if check_no_rrn({field: value}):
         v.add(field, RRN_DESCRIPTION)
         return None
     return value

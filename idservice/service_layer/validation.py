@@ -289,12 +289,35 @@ def _penalised_words(user_inputs: Iterable[str]) -> list[str]:
 
 
 def check_no_rrn(fields: Mapping[str, str]) -> list[FieldViolation]:
-    """One violation per field whose value looks like a 주민등록번호 (korea-rules.md, CI/DI 1)."""
+    """One violation per field whose value looks like a 주민등록번호 (korea-rules.md, CI/DI 1).
+
+    A phone field (`phone_number`, at any path) holding a valid phone number is a phone number
+    (`is_phone_number_text`): stored as E.164, never as the text.
+    """
     return [
         FieldViolation(field, RRN_DESCRIPTION)
         for field, value in fields.items()
         if looks_like_rrn(value)
+        and not (field.rpartition(".")[2] == PHONE_FIELD and is_phone_number_text(value))
     ]
+
+
+PHONE_FIELD = "phone_number"
+
+
+def is_phone_number_text(value: str) -> bool:
+    """Whether `value` is a valid phone number written with its `+` country code, in a form
+    `normalize_phone` reads. Some are shaped like a 주민등록번호 too: `+8201048485959` (the
+    national 0 kept after +82) reads `820104` as a date and `8485959` as the rest. Without the
+    `+` such digits are refused: phonenumbers would read `820104-1234567`, a 주민등록번호 as
+    people write it, as +82 010-4123-4567."""
+    if not unicodedata.normalize("NFKC", value).strip().startswith("+"):
+        return False
+    try:
+        normalize_phone(value)
+    except ValidationFailed:
+        return False
+    return True
 
 
 class Violations:

@@ -111,6 +111,7 @@ def test_the_request_id_is_echoed_or_made(client: Client) -> None:
         "f47ac10b-a017-4123-8456-0e02b2c3d479",  # a UUID with mobile-like digits: random
         "order-20261204-000123",
         "job:01012",
+        "req-1733356800",  # a Unix time, not a 017 number
     )
     for kept in kept_ids:
         _, call = client.auth.GetJwks.with_call(
@@ -128,6 +129,14 @@ def test_the_request_id_is_echoed_or_made(client: Client) -> None:
         "hong.gildong.01012345678",  # a mobile number inside
         "req-010.9876.5432-x",
         "call:0161234567:abc",
+        # International forms, without the national 0, and inside a longer number.
+        "call:82-10-1234-5678",
+        "call.821012345678",
+        "tel:0082-10-1234-5678",
+        "x:82:10:1234:5678",
+        "ab1012345678",
+        "kim-10-1234-5678",
+        "trace-20261204-01012345678",
     )
     for insane in insane_ids:
         _, call = client.auth.GetJwks.with_call(

@@ -105,6 +105,14 @@ def test_a_bad_answer_from_a_real_provider_is_upstream_unavailable() -> None:
     assert good.token and svc.provider.fetches[-1][0].startswith("fake-verification-")
 
 
+def test_a_providers_phone_with_the_national_zero_after_plus_82_is_a_phone_number() -> None:
+    """`+8201012345678` has `820101` for a birth date in its digits; a phone number written
+    with its `+` is still read as one (E.164), not refused as a 주민등록번호."""
+    svc = Harness.build(provider=FakeIdentityProvider(name="portone"))
+    done = svc.verify(verified_person(phone_number="+8201012345678"))
+    assert done.person.phone_number == "+821012345678"
+
+
 def test_an_unused_token_expires(svc: Harness) -> None:
     token = svc.verify(verified_person()).token
     svc.clock.advance(VERIFICATION_TOKEN_TTL)
