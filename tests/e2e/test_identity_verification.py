@@ -226,17 +226,20 @@ def test_portone_ready_is_not_completed_and_stays_usable_once_verified(
     assert done.verification_token
 
 
-def test_portone_failed_or_unknown_verification_is_not_found(
+def test_portone_failed_verification_is_not_completed_and_unknown_is_not_found(
     portone_client: Client, portone: PortOneStandIn
 ) -> None:
+    """The contract requires `status == "VERIFIED"`: a FAILED one, like a READY one, is
+    `VERIFICATION_NOT_COMPLETED`; an id PortOne does not know is `VERIFICATION_NOT_FOUND`."""
     portone.add_status("iv-failed-1", "FAILED")
     portone.add_not_found("iv-unknown-1")
-    for verification_id in ("iv-failed-1", "iv-unknown-1"):
+    answers = {
+        "iv-failed-1": (grpc.StatusCode.FAILED_PRECONDITION, "VERIFICATION_NOT_COMPLETED"),
+        "iv-unknown-1": (grpc.StatusCode.NOT_FOUND, "VERIFICATION_NOT_FOUND"),
+    }
+    for verification_id, answer in answers.items():
         failure = failure_of(partial(portone_verify, portone_client, verification_id))
-        assert (failure.code, failure.reason) == (
-            grpc.StatusCode.NOT_FOUND,
-            "VERIFICATION_NOT_FOUND",
-        ), verification_id
+        assert (failure.code, failure.reason) == answer, verification_id
         assert len(portone.requests_for(verification_id)) == 1
 
 

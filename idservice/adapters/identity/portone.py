@@ -193,13 +193,16 @@ class PortOneIdentityProvider(IdentityProvider):
             logger.warning("PortOne answered 200 with a JSON body that is not an object")
             raise _unavailable()
         status = body.get("status")
+        # The contract requires VERIFIED: PortOne's two other states are not completed ones.
         if status == STATUS_READY:
             raise DomainError(
                 Reason.VERIFICATION_NOT_COMPLETED, "identity verification is not completed"
             )
         if status == STATUS_FAILED:
-            # The person did not pass; to the caller there is no verification to use.
-            raise DomainError(Reason.VERIFICATION_NOT_FOUND, "identity verification failed")
+            raise DomainError(
+                Reason.VERIFICATION_NOT_COMPLETED,
+                "identity verification failed; the person must verify again",
+            )
         if status != STATUS_VERIFIED:
             logger.warning("PortOne answered 200 with an unknown verification status")
             raise _unavailable()
