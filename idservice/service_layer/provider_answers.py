@@ -49,7 +49,7 @@ _UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
 
 
 def validate_provider_person(
-    person: VerifiedPerson, *, today: date, from_caller: bool = False
+    person: VerifiedPerson, *, today: date, from_caller: bool = False, provider: str = ""
 ) -> VerifiedPerson:
     """The person an identity provider vouched for, checked like caller input and normalised.
 
@@ -65,6 +65,7 @@ def validate_provider_person(
     the fields (never the values) and the call answers UPSTREAM_UNAVAILABLE, so nothing is
     stored. With `from_caller` (the sandbox reads the person out of the caller's
     `verification_id`) it is the caller's input: VALIDATION_FAILED on `verification_id`.
+    `provider` names the provider in that answer's ErrorInfo, as its other failures do.
     """
     try:
         return _checked_provider_person(person, today=today)
@@ -79,7 +80,9 @@ def validate_provider_person(
             fields,
         )
         raise DomainError(
-            Reason.UPSTREAM_UNAVAILABLE, "identity verification provider is unavailable"
+            Reason.UPSTREAM_UNAVAILABLE,
+            "identity verification provider is unavailable",
+            metadata={"provider": provider} if provider else None,
         ) from None
 
 

@@ -116,7 +116,9 @@ def complete_verification(
     now = clock()
     # Checked like caller input: the sandbox's person is the caller's; a provider's bad answer
     # is UPSTREAM_UNAVAILABLE and never stored.
-    person = validate_provider_person(person, today=seoul_today(now), from_caller=name == "sandbox")
+    person = validate_provider_person(
+        person, today=seoul_today(now), from_caller=name == "sandbox", provider=name
+    )
     token = secrets.token_urlsafe(VERIFICATION_TOKEN_BYTES)
     expires_at = now + VERIFICATION_TOKEN_TTL
     with uow() as tx:

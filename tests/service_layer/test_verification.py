@@ -96,10 +96,11 @@ def test_a_bad_answer_from_a_real_provider_is_upstream_unavailable() -> None:
     svc = Harness.build(provider=FakeIdentityProvider(name="portone"))
     for bad in (verified_person(name="홍길동\n"), verified_person(name="900115-1234567")):
         verification_id = svc.provider.verify(bad)
-        svc.fails(
+        error = svc.fails(
             CompleteVerification(provider=None, verification_id=verification_id),
             Reason.UPSTREAM_UNAVAILABLE,
         )
+        assert error.metadata == {"provider": "portone"}  # as its other failures name it
     assert not svc.uow.committed().verifications
     good = svc.verify(verified_person())
     assert good.token and svc.provider.fetches[-1][0].startswith("fake-verification-")
