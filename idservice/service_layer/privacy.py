@@ -58,6 +58,8 @@ def export_document(tx: UnitOfWork, account: Account, *, now: datetime) -> dict[
             "consent_status": request.status.value,
             "requested_at": _time(request.created_at),
             "decided_at": _time(request.decided_at),
+            # How the guardian confirmed it (korea-rules Guardian 3), once approved.
+            "method": request.method,
         }
     return {
         "format": EXPORT_FORMAT,

@@ -313,6 +313,7 @@ def test_the_guardians_rights_over_the_ward(
     )
     assert exported["account"]["id"] == journey.account_id
     assert exported["guardian"]["consent_status"] == "approved"
+    assert exported["guardian"]["method"] == "mobile_identity_verification"
     # Another verified adult is not the guardian.
     stranger = journey.token(new_person(birth_date="1970-01-01"))
     assert (

@@ -47,6 +47,7 @@ def _request(request_id: str, row: ConsentRow) -> ConsentRequest:
         decided_at=row.decided_at,
         notifications_sent=row.notifications_sent,
         last_notified_at=row.last_notified_at,
+        method=row.method,
     )
 
 

@@ -301,6 +301,7 @@ def test_a_request_is_approved_once_with_the_verified_guardian(backend: Backend)
         decided_at=NOW + decided,
         notifications_sent=1,
         last_notified_at=NOW,
+        method=METHOD,
     )
     with backend.uow(readonly=True) as tx:
         assert tx.guardian_consents.expired_pending(now=NOW + WINDOW, limit=10) == []

@@ -802,6 +802,7 @@ def test_the_guardian_exports_the_wards_data(svc: Harness) -> None:
         "consent_status": "approved",
         "requested_at": "2025-06-02T03:00:00Z",
         "decided_at": decided_at.isoformat().replace("+00:00", "Z"),
+        "method": "mobile_identity_verification",  # korea-rules Guardian 3: method and time
     }
     # Sessions newest first.
     assert [s["id"] for s in document["sessions"]] == [second.session_id, first.session_id]

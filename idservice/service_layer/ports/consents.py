@@ -38,6 +38,8 @@ class ConsentRequest:
     decided_at: datetime | None
     notifications_sent: int
     last_notified_at: datetime | None
+    # How the guardian confirmed (korea-rules Guardian 3), once approved.
+    method: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

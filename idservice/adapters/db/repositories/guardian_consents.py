@@ -213,4 +213,5 @@ class SqlGuardianConsentRepository:
             decided_at=m["decided_at"],
             notifications_sent=m["notifications_sent"],
             last_notified_at=m["last_notified_at"],
+            method=m["method"],
         )
