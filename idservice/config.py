@@ -127,9 +127,30 @@ def _parse_url(text: str) -> str:
 
 def _parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     try:
-        return tuple(ipaddress.ip_network(item, strict=False) for item in _parse_list(text))
+        networks = [ipaddress.ip_network(item, strict=False) for item in _parse_list(text)]
     except ValueError:
         raise ValueError("expected comma-separated CIDRs, e.g. 10.0.0.0/8") from None
+    return tuple(n for network in networks for n in _as_compared(network))
+
+
+# IPv4 addresses seen through a dual-stack listener (`::ffff:10.0.0.1`) are compared as IPv4
+# (entrypoints/grpc/addresses.py), so a network written in that form is read as IPv4 too, and
+# one containing all of them (`::/0`) contains every IPv4 address.
+_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def _as_compared(
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network,
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    if not isinstance(network, ipaddress.IPv6Network):
+        return (network,)
+    if network.subnet_of(_IPV4_MAPPED):
+        mapped = network.network_address.ipv4_mapped
+        assert mapped is not None
+        return (ipaddress.IPv4Network((mapped, network.prefixlen - 96)),)
+    if _IPV4_MAPPED.subnet_of(network):
+        return (network, ipaddress.IPv4Network("0.0.0.0/0"))
+    return (network,)
 
 
 def _parse_env(text: str) -> Literal["development", "production"]:

@@ -295,7 +295,7 @@ def link_sns_identity(
     # by its DI alone is that person's; a CI cannot be checked against a DI, so it is not
     # taken (it might be a relative's), and a second account of the person is found by the DI.
     adopts_ci = bool(profile.ci) and not account.ci and not account.di
-    if adopts_ci:
+    if profile.ci and not account.ci:
         with uow(readonly=True) as tx:
             # One person, one account: a Kakao CI that is another account's (or held for a
             # withdrawn person) cannot be linked here.

@@ -306,18 +306,30 @@ PHONE_FIELD = "phone_number"
 
 
 def is_phone_number_text(value: str) -> bool:
-    """Whether `value` is a valid phone number written with its `+` country code, in a form
-    `normalize_phone` reads. Some are shaped like a 주민등록번호 too: `+8201048485959` (the
-    national 0 kept after +82) reads `820104` as a date and `8485959` as the rest. Without the
-    `+` such digits are refused: phonenumbers would read `820104-1234567`, a 주민등록번호 as
-    people write it, as +82 010-4123-4567."""
-    if not unicodedata.normalize("NFKC", value).strip().startswith("+"):
+    """Whether `value` is a Korean mobile number written `+82 0…`: the national 0 kept after
+    the country code, a common way of writing one, whose digits read as a 주민등록번호 of
+    someone born in January 1982 (`+8201048485959`: `820104` and `8485959`). Nothing else
+    is: without the `+` phonenumbers would read `820104-1234567`, a 주민등록번호 as people
+    write it, as +82 010-4123-4567, and another country's code could stand for the first
+    digits of one (`+431201-1484576` is a valid Austrian number holding all thirteen)."""
+    text = unicodedata.normalize("NFKC", value).strip()
+    if not _KOREAN_MOBILE_WITH_NATIONAL_ZERO.fullmatch(text):
         return False
     try:
-        normalize_phone(value)
-    except ValidationFailed:
+        number = phonenumbers.parse(text, PHONE_DEFAULT_REGION)
+    except phonenumbers.NumberParseException:
         return False
-    return True
+    return number.country_code == KOREA_COUNTRY_CODE and phonenumbers.number_type(number) in (
+        phonenumbers.PhoneNumberType.MOBILE,
+        phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+    )
+
+
+KOREA_COUNTRY_CODE = 82
+# `+82`, the national 0 and a mobile prefix, then the subscriber's digits, in groups as written.
+_KOREAN_MOBILE_WITH_NATIONAL_ZERO = re.compile(
+    r"\+82[ -]?\(?0\)?1[016789][ -]?[0-9]{3,4}[ -]?[0-9]{4}"
+)
 
 
 class Violations:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from idservice.domain.errors import Reason
 from idservice.domain.sns import SnsProfile, SnsProvider
 from idservice.service_layer.ports import SnsCredential, SnsIdentityProvider
 from idservice.service_layer.registry import USE_CASES
@@ -80,3 +81,26 @@ def test_a_kakao_ci_is_taken_by_an_account_that_knows_no_person() -> None:
         stored = tx.accounts.get(account.account.id)
     assert stored is not None and stored.ci == person.ci
     assert h.verify(person).duplicate.exists is True
+
+
+def test_a_kakao_ci_of_another_account_is_refused_even_where_it_would_not_be_taken() -> None:
+    """The CI is not taken by an account verified by its DI alone, but a Kakao identity of a
+    person who has an account of their own is still not linked to someone else's."""
+    relative = verified_person()
+    assert relative.ci is not None
+    h = with_kakao(Harness.build(), KakaoOf("kakao-of-b", relative.ci))
+    h.sign_up_person(relative)
+    account = h.sign_up_person(verified_person(ci=False))
+    assert account.session is not None
+
+    error = h.fails(
+        LinkSnsIdentity(
+            access_token=account.session.access_token,
+            provider=SnsProvider.KAKAO,
+            credential=SnsCredential(id_token="kakao-id-token"),
+        ),
+        Reason.IDENTITY_ALREADY_REGISTERED,
+    )
+    assert error.metadata["sign_in_methods"] == "password"
+    with h.uow(readonly=True) as tx:
+        assert tx.sns_identities.find(SnsProvider.KAKAO, "kakao-of-b") is None

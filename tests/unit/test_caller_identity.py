@@ -10,6 +10,7 @@ from typing import cast
 import grpc
 import pytest
 
+from idservice.config import Settings
 from idservice.entrypoints.grpc.addresses import client_address, end_user_address
 from idservice.entrypoints.grpc.caller import caller_service
 
@@ -114,3 +115,19 @@ def test_the_end_user_behind_trusted_proxies(forwarded: list[str], client: str) 
     mapped = ctx(metadata=metadata, peer="ipv6:[::ffff:10.1.2.3]:50000")
     assert end_user_address(mapped, proxies) == client
     assert end_user_address(ctx(metadata=metadata), ()) == ""
+
+
+def test_proxies_configured_in_ipv4_mapped_form_are_still_trusted() -> None:
+    """`::ffff:10.0.0.0/104` (how a dual-stack listener's IPv4 peers used to have to be written)
+    is the IPv4 network it stands for, and `::/0` still takes in every IPv4 peer."""
+
+    def proxies(configured: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        env = {"IDSERVICE_ENV": "development", "IDSERVICE_TRUSTED_PROXIES": configured}
+        return Settings.from_env(env).trusted_proxies
+
+    forwarded = [("x-forwarded-for", "203.0.113.9")]
+    for configured in ("::ffff:10.0.0.0/104", "::ffff:10.1.2.0/120, 2001:db8::/32"):
+        for peer in ("ipv4:10.1.2.3:50000", "ipv6:[::ffff:10.1.2.3]:50000"):
+            address = end_user_address(ctx(metadata=forwarded, peer=peer), proxies(configured))
+            assert address == "203.0.113.9", (configured, peer)
+    assert ipaddress.ip_network("0.0.0.0/0") in proxies("::/0")

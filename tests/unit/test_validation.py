@@ -483,21 +483,27 @@ def test_check_no_rrn_flags_each_field_with_an_rrn() -> None:
     assert check_no_rrn({}) == []
 
 
-@pytest.mark.parametrize(
-    "phone", ["+8201048485959", "+8201012345678", "＋8201048485959", "+820104-1234567"]
-)
+@pytest.mark.parametrize("phone", ["+8201048485959", "+8201012345678", "＋8201048485959"])
 def test_a_phone_number_with_its_country_code_is_a_phone_number_whatever_its_digits(
     phone: str,
 ) -> None:
     """`+82` with the national 0 kept reads `820104…` as a birth date: in a phone field, a
-    valid number written with its `+` is a phone number (stored as E.164), elsewhere it still
+    Korean mobile number written so is a phone number (stored as E.164), elsewhere it still
     counts as a 주민등록번호."""
     assert normalize_phone(phone).startswith("+8210")
     assert check_no_rrn({"phone_number": phone, "guardian.phone_number": phone}) == []
     assert check_no_rrn({"name": phone}) == [FieldViolation("name", RRN_DESCRIPTION)]
 
 
-@pytest.mark.parametrize("text", ["8201048485959", "820104-1234567"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "8201048485959",  # no +: phonenumbers would take it for +82 010-4848-5959
+        "820104-1234567",
+        "+820104-1234567",  # grouped as a 주민등록번호, not as a phone number
+        "+431201-1484576",  # a valid Austrian number holding all thirteen digits of one
+    ],
+)
 def test_without_the_plus_or_a_valid_number_rrn_digits_in_a_phone_field_are_refused(
     text: str,
 ) -> None:

@@ -53,6 +53,7 @@ _SANE_REQUEST_ID = re.compile(r"(?=[^A-Za-z]*[A-Za-z])[A-Za-z0-9][A-Za-z0-9._:-]
 _NUMBER = re.compile(r"[0-9]+(?:[-.:][0-9]+)*")
 _NUMBER_GROUP_SEPARATOR = re.compile(r"[-.:]")
 _MOBILE_NUMBER = re.compile(r"(?:(?:0082|82)0?|0)1[016789][0-9]{7,8}|10[0-9]{8}")
+_LONGEST_MOBILE_DIGITS = 15  # 0082, the national 0, 1X and eight digits
 _UUID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 
@@ -63,7 +64,7 @@ def _holds_mobile_number(value: str) -> bool:
             digits = ""
             for group in groups[first:]:
                 digits += group
-                if len(digits) > 14:
+                if len(digits) > _LONGEST_MOBILE_DIGITS:
                     break
                 if _MOBILE_NUMBER.fullmatch(digits):
                     return True
