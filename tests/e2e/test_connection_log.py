@@ -133,6 +133,7 @@ def test_the_request_id_is_echoed_or_made(client: Client) -> None:
         "call:82-10-1234-5678",
         "call.821012345678",
         "tel:0082-10-1234-5678",
+        "tel:008201012345678",  # the longest form: 0082, the national 0, 010, eight digits
         "x:82:10:1234:5678",
         "ab1012345678",
         "kim-10-1234-5678",
