@@ -12,11 +12,24 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+from idservice.config_values import (
+    parse_app_id,
+    parse_bool,
+    parse_duration,
+    parse_env,
+    parse_hostport,
+    parse_int,
+    parse_list,
+    parse_log_level,
+    parse_networks,
+    parse_processes,
+    parse_provider,
+    parse_rate,
+    parse_url,
+)
 from idservice.cpus import available_cpus
 
 PREFIX = "IDSERVICE_"
-_DURATION = re.compile(r"^\s*(\d{1,9})\s*([smhd])\s*$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # The drivers the service ships with: sqlite3 (standard library) and psycopg 3.
 _DATABASE_URL = re.compile(r"^(sqlite(\+pysqlite)?|postgresql(\+psycopg)?)://")
 # Contract §2: access tokens live at most 15 minutes.
@@ -58,143 +71,6 @@ class ConfigError(ValueError):
         self.problem = problem
 
 
-def parse_duration(text: str) -> timedelta:
-    """Parse `90s`, `15m`, `12h`, `5d` (contract §1)."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError("expected a number with a unit s, m, h or d (e.g. 15m)")
-    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
-
-
-# Limits per end-user address: `<count>/<window>` (20/1m); windows of a day at most, which the
-# purge of attempt counters (a day after their window began) relies on.
-MAX_RATE_WINDOW = timedelta(days=1)
-MAX_RATE_COUNT = 1_000_000
-
-
-def parse_rate(text: str) -> tuple[int, timedelta]:
-    """Parse a limit `20/1m`: at most 20 per window of 1 minute."""
-    count, sep, window = text.partition("/")
-    if not sep or not count.strip().isdigit():
-        raise ValueError("expected <count>/<window>, e.g. 20/1m")
-    value, span = int(count.strip()), parse_duration(window)
-    if not 1 <= value <= MAX_RATE_COUNT:
-        raise ValueError(f"the count must be between 1 and {MAX_RATE_COUNT}")
-    if not timedelta(0) < span <= MAX_RATE_WINDOW:
-        raise ValueError("the window must be longer than 0s and at most 1d")
-    return value, span
-
-
-def _parse_bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError("expected true or false")
-
-
-def _parse_int(minimum: int, maximum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text.strip())
-        except ValueError:
-            raise ValueError("expected a whole number") from None
-        if not minimum <= value <= maximum:
-            raise ValueError(f"must be between {minimum} and {maximum}")
-        return value
-
-    return parse
-
-
-def _parse_list(text: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in text.split(",") if item.strip())
-
-
-def _parse_hostport(text: str) -> str:
-    host, sep, port = text.strip().rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError("expected host:port, e.g. 127.0.0.1:50051")
-    return text.strip()
-
-
-def _parse_url(text: str) -> str:
-    value = text.strip()
-    if not re.match(r"^https?://[^\s/]+", value):
-        raise ValueError("expected an http(s) URL")
-    return value.rstrip("/")
-
-
-def _parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    try:
-        networks = [ipaddress.ip_network(item, strict=False) for item in _parse_list(text)]
-    except ValueError:
-        raise ValueError("expected comma-separated CIDRs, e.g. 10.0.0.0/8") from None
-    return tuple(n for network in networks for n in _as_compared(network))
-
-
-# IPv4 addresses seen through a dual-stack listener (`::ffff:10.0.0.1`) are compared as IPv4
-# (entrypoints/grpc/addresses.py), so a network written in that form is read as IPv4 too, and
-# one containing all of them (`::/0`) contains every IPv4 address.
-_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
-
-
-def _as_compared(
-    network: ipaddress.IPv4Network | ipaddress.IPv6Network,
-) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    if not isinstance(network, ipaddress.IPv6Network):
-        return (network,)
-    if network.subnet_of(_IPV4_MAPPED):
-        mapped = network.network_address.ipv4_mapped
-        assert mapped is not None
-        return (ipaddress.IPv4Network((mapped, network.prefixlen - 96)),)
-    if _IPV4_MAPPED.subnet_of(network):
-        return (network, ipaddress.IPv4Network("0.0.0.0/0"))
-    return (network,)
-
-
-def _parse_env(text: str) -> Literal["development", "production"]:
-    value = text.strip().lower()
-    if value == "development":
-        return "development"
-    if value == "production":
-        return "production"
-    raise ValueError("expected development or production")
-
-
-def _parse_provider(text: str) -> Literal["portone", "sandbox"]:
-    value = text.strip().lower()
-    if value == "portone":
-        return "portone"
-    if value == "sandbox":
-        return "sandbox"
-    raise ValueError("expected portone or sandbox")
-
-
-# An upper bound on IDSERVICE_PROCESSES: each process has its own database pool and threads.
-MAX_PROCESSES = 256
-
-
-def _parse_processes(text: str) -> int | Literal["auto"]:
-    value = text.strip().lower()
-    if value == "auto":
-        return "auto"
-    try:
-        count = int(value)
-    except ValueError:
-        raise ValueError("expected a whole number of processes or auto") from None
-    if not 1 <= count <= MAX_PROCESSES:
-        raise ValueError(f"must be between 1 and {MAX_PROCESSES}, or auto")
-    return count
-
-
-def _parse_log_level(text: str) -> str:
-    value = text.strip().upper()
-    if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-        raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
-    return value
-
-
 def is_loopback_url(url: str) -> bool:
     """True when the URL's host is loopback: localhost, 127.0.0.0/8 or ::1."""
     split = urlsplit(url)
@@ -233,8 +109,8 @@ def _env(parser: Callable[[str], Any], default: Any = None, *, secret: bool = Fa
 class Settings:
     """Every setting of the service. Build with `Settings.from_env()`."""
 
-    env: Literal["development", "production"] = _env(_parse_env, "development")
-    listen: str = _env(_parse_hostport, "127.0.0.1:50051")
+    env: Literal["development", "production"] = _env(parse_env, "development")
+    listen: str = _env(parse_hostport, "127.0.0.1:50051")
     var_dir: Path = _env(Path, Path("./var"))
     database_url: str = _env(str.strip, DEFAULT_DATABASE_URL, secret=True)
     data_keys: str | None = _env(str.strip, secret=True)
@@ -243,39 +119,39 @@ class Settings:
     access_token_audience: str = _env(str.strip, "idservice")
     access_token_ttl: timedelta = _env(parse_duration, timedelta(minutes=15))
     refresh_token_ttl: timedelta = _env(parse_duration, timedelta(days=30))
-    identity_provider: Literal["portone", "sandbox"] = _env(_parse_provider, "sandbox")
-    portone_api_base: str = _env(_parse_url, "https://api.portone.io")
+    identity_provider: Literal["portone", "sandbox"] = _env(parse_provider, "sandbox")
+    portone_api_base: str = _env(parse_url, "https://api.portone.io")
     portone_api_secret: str | None = _env(str.strip, secret=True)
     portone_store_id: str | None = _env(str.strip)
-    google_client_ids: tuple[str, ...] = _env(_parse_list, ())
+    google_client_ids: tuple[str, ...] = _env(parse_list, ())
     google_discovery_url: str = _env(
-        _parse_url, "https://accounts.google.com/.well-known/openid-configuration"
+        parse_url, "https://accounts.google.com/.well-known/openid-configuration"
     )
     google_client_secret: str | None = _env(str.strip, secret=True)
-    kakao_client_ids: tuple[str, ...] = _env(_parse_list, ())
+    kakao_client_ids: tuple[str, ...] = _env(parse_list, ())
     kakao_discovery_url: str = _env(
-        _parse_url, "https://kauth.kakao.com/.well-known/openid-configuration"
+        parse_url, "https://kauth.kakao.com/.well-known/openid-configuration"
     )
-    kakao_api_base: str = _env(_parse_url, "https://kapi.kakao.com")
+    kakao_api_base: str = _env(parse_url, "https://kapi.kakao.com")
     kakao_client_secret: str | None = _env(str.strip, secret=True)
-    kakao_app_id: str | None = _env(str.strip)
-    require_identity_verification: bool = _env(_parse_bool, True)
+    kakao_app_id: str | None = _env(parse_app_id)
+    require_identity_verification: bool = _env(parse_bool, True)
     terms_version: str = _env(str.strip, "2024-05-15")
     privacy_policy_version: str = _env(str.strip, "2024-05-15")
-    argon2_time_cost: int = _env(_parse_int(1, 20), 2)
-    argon2_memory_cost: int = _env(_parse_int(1024, 4 * 1024 * 1024), 19456)
-    argon2_parallelism: int = _env(_parse_int(1, 16), 1)
-    notify_webhook_url: str | None = _env(_parse_url)
+    argon2_time_cost: int = _env(parse_int(1, 20), 2)
+    argon2_memory_cost: int = _env(parse_int(1024, 4 * 1024 * 1024), 19456)
+    argon2_parallelism: int = _env(parse_int(1, 16), 1)
+    notify_webhook_url: str | None = _env(parse_url)
     notify_webhook_secret: str | None = _env(str.strip, secret=True)
-    dispatch_in_serve: bool = _env(_parse_bool, True)
+    dispatch_in_serve: bool = _env(parse_bool, True)
     guardian_consent_window: timedelta = _env(parse_duration, timedelta(days=5))
     rejoin_cooldown: timedelta = _env(parse_duration, timedelta(days=30))
     connection_log_retention: timedelta = _env(parse_duration, timedelta(days=90))
     access_audit_retention: timedelta = _env(parse_duration, MIN_ACCESS_AUDIT_RETENTION)
-    lockout_threshold: int = _env(_parse_int(1, 1000), 5)
+    lockout_threshold: int = _env(parse_int(1, 1000), 5)
     lockout_duration: timedelta = _env(parse_duration, timedelta(minutes=15))
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = _env(
-        _parse_networks, ()
+        parse_networks, ()
     )
     # Per end-user address named by a trusted proxy: (count, window).
     rate_limit_failed_logins: tuple[int, timedelta] = _env(parse_rate, (20, timedelta(minutes=1)))
@@ -287,17 +163,17 @@ class Settings:
     tls_cert_file: Path | None = _env(Path)
     tls_key_file: Path | None = _env(Path)
     tls_client_ca_file: Path | None = _env(Path)
-    metrics_listen: str | None = _env(_parse_hostport)
+    metrics_listen: str | None = _env(parse_hostport)
     # Plaintext, grpc.health.v1.Health alone (for the kubelet's gRPC probes).
-    health_listen: str | None = _env(_parse_hostport)
+    health_listen: str | None = _env(parse_hostport)
     shutdown_grace: timedelta = _env(parse_duration, timedelta(seconds=10))
-    max_workers: int = _env(_parse_int(1, 1024), 64)
-    max_concurrent_rpcs: int = _env(_parse_int(1, 100000), 512)
-    db_pool_size: int = _env(_parse_int(1, 500), 20)
+    max_workers: int = _env(parse_int(1, 1024), 64)
+    max_concurrent_rpcs: int = _env(parse_int(1, 100000), 512)
+    db_pool_size: int = _env(parse_int(1, 500), 20)
     purge_interval: timedelta = _env(parse_duration, timedelta(hours=1))
-    log_level: str = _env(_parse_log_level, "INFO")
+    log_level: str = _env(parse_log_level, "INFO")
     # None: the environment's default (1 in development, auto in production); see `process_count`.
-    processes: int | Literal["auto"] | None = _env(_parse_processes)
+    processes: int | Literal["auto"] | None = _env(parse_processes)
 
     @property
     def production(self) -> bool:

@@ -29,7 +29,7 @@ CONSENT_OUTCOME_RETENTION = timedelta(days=30)
 CONSENT_RECORD_RETENTION = timedelta(days=5 * 365)
 # Reconfirmation reminders written per purge run; the next run takes the rest.
 RECONFIRMATIONS_PER_RUN = 1000
-# Attempt counters outlive their windows (a day at most, config.MAX_RATE_WINDOW) by this much.
+# Attempt counters outlive their windows (at most config_values.MAX_RATE_WINDOW) by this much.
 ATTEMPT_COUNTER_RETENTION = timedelta(days=1)
 
 

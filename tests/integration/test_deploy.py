@@ -22,7 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
-from idservice.config import Settings, parse_duration
+from idservice.config import Settings
+from idservice.config_values import parse_duration
 from idservice.v1 import auth_pb2
 from tests.support.client import Client
 from tests.support.server_process import ServerProcess, free_loopback_port

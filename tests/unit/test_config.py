@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from idservice.config import ConfigError, Settings, parse_duration
+from idservice.config import ConfigError, Settings
+from idservice.config_values import parse_duration
 
 
 def test_defaults_match_the_contract() -> None:
@@ -46,6 +47,16 @@ def test_durations(text: str, expected: timedelta) -> None:
         ("IDSERVICE_DATABASE_URL", "mysql://x"),
         ("IDSERVICE_TRUSTED_PROXIES", "not-a-cidr"),
         ("IDSERVICE_ARGON2_MEMORY_COST", "8"),
+        # Past a century a date computed from now leaves what datetime holds: refused here,
+        # not at the first purge or call.
+        ("IDSERVICE_CONNECTION_LOG_RETENTION", "3000000d"),
+        ("IDSERVICE_ACCESS_AUDIT_RETENTION", "36501d"),
+        ("IDSERVICE_REFRESH_TOKEN_TTL", "999999999d"),
+        ("IDSERVICE_GUARDIAN_CONSENT_WINDOW", "3000000d"),
+        ("IDSERVICE_LOCKOUT_DURATION", "3000000d"),
+        ("IDSERVICE_REJOIN_COOLDOWN", "3000000d"),
+        ("IDSERVICE_KAKAO_APP_ID", "abc"),
+        ("IDSERVICE_KAKAO_APP_ID", "12 34"),
     ],
 )
 def test_a_bad_value_names_its_variable(variable: str, value: str) -> None:

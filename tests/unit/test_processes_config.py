@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from idservice.config import MAX_PROCESSES, ConfigError, Settings
+from idservice.config import ConfigError, Settings
+from idservice.config_values import MAX_PROCESSES
 from idservice.cpus import available_cpus as cpu_count
 from tests.unit.test_config import production_env
 
