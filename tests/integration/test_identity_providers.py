@@ -124,9 +124,12 @@ def test_ready_is_not_completed(portone: PortOneStandIn, provider: PortOneIdenti
     assert reason_of(provider, "iv-ready") is Reason.VERIFICATION_NOT_COMPLETED
 
 
-def test_failed_is_not_found(portone: PortOneStandIn, provider: PortOneIdentityProvider) -> None:
+def test_failed_is_not_completed(
+    portone: PortOneStandIn, provider: PortOneIdentityProvider
+) -> None:
+    """The contract requires VERIFIED: FAILED is not a completed verification either."""
     portone.add_status("iv-failed", "FAILED")
-    assert reason_of(provider, "iv-failed") is Reason.VERIFICATION_NOT_FOUND
+    assert reason_of(provider, "iv-failed") is Reason.VERIFICATION_NOT_COMPLETED
 
 
 def test_unknown_id_is_not_found(
