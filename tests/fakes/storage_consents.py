@@ -240,12 +240,13 @@ class FakeAttemptCounterRepository:
             row.window_start, row.count, row.blocked_until = now, 1, None
             return AttemptGate(admitted=True)
         row.count += 1
-        if row.count > limit:
-            row.blocked_until = (
-                now + block_for if block_for is not None else row.window_start + window
-            )
-            return AttemptGate(admitted=False, blocked_until=row.blocked_until)
-        return AttemptGate(admitted=True)
+        if row.count <= limit:
+            return AttemptGate(admitted=True)
+        if block_for is None:  # refused while at the limit, the refusal not counted
+            row.count -= 1
+            return AttemptGate(admitted=False, blocked_until=row.window_start + window)
+        row.blocked_until = now + block_for
+        return AttemptGate(admitted=False, blocked_until=row.blocked_until)
 
     def release(self, scope: str, key_hash: str, *, counted_at: datetime) -> None:
         row = self._access.write().attempt_counters.get((scope, key_hash))

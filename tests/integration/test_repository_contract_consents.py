@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -505,6 +506,25 @@ def test_a_block_shorter_than_the_window_ends_into_the_same_window(backend: Back
     )
 
 
+def test_a_fixed_window_refuses_at_its_limit_and_a_release_admits_again(
+    backend: Backend,
+) -> None:
+    """Attempts counted before their outcome (a login, released when it turned out right): a
+    burst of them at the limit refuses the rest for the moment, but neither counts the refusals
+    nor blocks the caller for the window, so the released ones admit again."""
+    fixed = partial(hit, backend.uow, scope="login-address", block_for=None)
+    assert [fixed() for _ in range(LIMIT)] == [ADMITTED] * LIMIT
+    refused = AttemptGate(admitted=False, blocked_until=NOW + COUNTER_WINDOW)
+    assert [fixed(at=timedelta(seconds=s)) for s in range(5)] == [refused] * 5
+    for _ in range(2):
+        with backend.uow() as tx:
+            tx.attempt_counters.release("login-address", "k-1", counted_at=NOW)
+            tx.commit()
+    assert [fixed(at=timedelta(minutes=1)) for _ in range(3)] == [ADMITTED, ADMITTED, refused]
+    # The window's end admits a full count again.
+    assert [fixed(at=COUNTER_WINDOW) for _ in range(LIMIT)] == [ADMITTED] * LIMIT
+
+
 def test_counters_are_per_scope_and_key(backend: Backend) -> None:
     for _ in range(LIMIT + 1):
         hit(backend.uow, "k-1")
@@ -554,7 +574,9 @@ def test_a_block_without_a_length_lasts_until_the_window_ends(backend: Backend) 
     assert [hit(backend.uow, at=timedelta(minutes=m)) for m in range(LIMIT)] == [ADMITTED] * LIMIT
     until_window_end = AttemptGate(admitted=False, blocked_until=NOW + COUNTER_WINDOW)
     assert hit(backend.uow, at=timedelta(minutes=3), block_for=None) == until_window_end
-    assert hit(backend.uow, at=COUNTER_WINDOW - timedelta(seconds=1)) == until_window_end
+    assert hit(backend.uow, at=COUNTER_WINDOW - timedelta(seconds=1), block_for=None) == (
+        until_window_end
+    )
     assert hit(backend.uow, at=COUNTER_WINDOW, block_for=None) == ADMITTED
 
 

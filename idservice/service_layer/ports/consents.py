@@ -138,8 +138,11 @@ class AttemptCounterRepository(Protocol):
         limit: int,
         block_for: timedelta | None,
     ) -> AttemptGate:
-        """Count one attempt; past `limit` in the window the caller is blocked for `block_for`
-        (None: until the window ends). Concurrent hits never admit more than `limit` a window."""
+        """Count one attempt; past `limit` in the window the caller is blocked for `block_for`.
+        With `block_for` None the window is fixed: an attempt is refused (not counted, nothing
+        blocked) while the window's count is at `limit`, so a `release` admits one again, and
+        `blocked_until` says when the window ends. Concurrent hits never admit more than
+        `limit` a window."""
 
     def release(self, scope: str, key_hash: str, *, counted_at: datetime) -> None:
         """Take back one attempt counted at `counted_at`, if its window is still the current one

@@ -40,6 +40,7 @@ _NEW_WINDOW = (
 _COUNT = (
     update(t.attempt_counters).where(*_SAME_WINDOW).values(count=_C.count + 1).returning(_C.count)
 )
+_UNCOUNT = update(t.attempt_counters).where(*_SAME_WINDOW).values(count=_C.count - 1)
 _BLOCK = update(t.attempt_counters).where(*_KEY).values(blocked_until=_at("until"))
 _RELEASE = (
     update(t.attempt_counters)
@@ -99,7 +100,13 @@ class SqlAttemptCounterRepository:
                 continue
             if count <= limit:
                 return AttemptGate(admitted=True)
-            until = now + block_for if block_for is not None else row.window_start + window
+            if block_for is None:
+                # A fixed window refuses while its count is at the limit, without counting the
+                # refusal or blocking beyond it: a count `release` lowers (a login that turned
+                # out right) admits again, and the window's end admits all.
+                self._c.execute(_UNCOUNT, same_window)
+                return AttemptGate(admitted=False, blocked_until=row.window_start + window)
+            until = now + block_for
             self._c.execute(_BLOCK, {**key, "until": until})
             return AttemptGate(admitted=False, blocked_until=until)
         return AttemptGate(admitted=False, blocked_until=now + BUSY_RETRY)
