@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -379,6 +380,53 @@ def test_an_approval_and_a_rejection_at_once_one_wins_the_other_is_closed(
     assert journey.status() == (
         pb.CONSENT_REQUEST_STATUS_REJECTED if rejected else pb.CONSENT_REQUEST_STATUS_APPROVED
     )
+
+
+def at_once(*calls: Callable[[], str]) -> list[str]:
+    """Each call on a thread of its own, released together; their answers in order."""
+    start = threading.Barrier(len(calls))
+    answers = [""] * len(calls)
+
+    def run(index: int) -> None:
+        start.wait()
+        answers[index] = calls[index]()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+def test_a_rejection_racing_wrong_codes_or_an_approval_never_deadlocks(
+    served: tuple[App, Client], hook: WebhookStandIn
+) -> None:
+    """A code attempt updates the request's row twice; a rejection deletes the account (and
+    with it the request). On PostgreSQL the attempt's second update checked its foreign key
+    against the account the rejection held, and each waited for the other: DATABASE_UNAVAILABLE
+    in most rounds before the attempt took the account's row first. Not forced, so several
+    rounds: none may answer anything but what a call before or after the other would."""
+    _app, client = served
+
+    def reject(journey: Journey, code: str) -> Callable[[], str]:
+        request = pb.RejectConsentRequestRequest(id=journey.request_id, consent_code=code)
+        return lambda: reason_or_ok(lambda: client.guardian.RejectConsentRequest(request))
+
+    def approve(journey: Journey, code: str, token: str) -> Callable[[], str]:
+        return lambda: reason_or_ok(lambda: journey.approve(code, token))
+
+    for _ in range(4):
+        journey = Journey(client, hook)
+        code = journey.code()
+        wrong = f"{(int(code) + 1) % 10**8:08d}"
+        rejection, *guesses = at_once(reject(journey, code), *[reject(journey, wrong)] * 3)
+        assert rejection == "OK"
+        assert set(guesses) <= {"CONSENT_CODE_INVALID", "CONSENT_REQUEST_CLOSED"}, guesses
+        journey = Journey(client, hook)
+        code, token = journey.code(), journey.token()
+        answers = at_once(reject(journey, code), approve(journey, code, token))
+        assert sorted(answers) == ["CONSENT_REQUEST_CLOSED", "OK"], answers
 
 
 def test_a_correction_and_a_withdrawal_of_the_ward_at_once(

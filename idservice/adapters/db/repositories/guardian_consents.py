@@ -70,6 +70,19 @@ class SqlGuardianConsentRepository:
         self, request_id: str, *, now: datetime, max_attempts: int
     ) -> AttemptGate:
         c = t.guardian_consent_requests.c
+        # The child's account first, shared (FOR KEY SHARE): the attempt updates the request's
+        # row twice, and PostgreSQL checks the second update's foreign key against the account
+        # (the row's last version is this transaction's own), so a rejection deleting the
+        # account, waiting for the request's row, would deadlock with it. Taken first, the
+        # account makes the rejection wait for the attempt instead; an approval's update of
+        # the account (no key change) does not conflict with it.
+        if self._c.dialect.name == "postgresql":
+            self._c.execute(
+                select(t.accounts.c.id)
+                .join(t.guardian_consent_requests, c.account_id == t.accounts.c.id)
+                .where(c.id == request_id)
+                .with_for_update(key_share=True, of=t.accounts)
+            )
         admitted = self._c.execute(
             update(t.guardian_consent_requests)
             .where(
