@@ -421,27 +421,40 @@ def resend_consent_notification(
     code = new_consent_code()
     with uow() as tx:
         request = _open_request(tx, cmd.id, now=now)
-        if request.notifications_sent >= MAX_NOTIFICATIONS:
-            raise DomainError(
-                Reason.RATE_LIMITED,
-                "the consent message was sent as often as it may be",
-                retry_after_seconds=max((request.expires_at - now).total_seconds(), 1.0),
-            )
-        last = request.last_notified_at or request.created_at
-        if last + RESEND_INTERVAL > now:
-            raise rate_limits.rate_limited(
-                last + RESEND_INTERVAL,
-                now,
-                "the consent message was just sent; wait before resending",
-            )
+        _check_resend_allowed(request, now=now)
+        # The same bounds again in the write: resends at once must not all pass the read.
         replaced = tx.guardian_consents.replace_code(
-            request.id, code_hash=code_hash(request.id, code, cipher=cipher), now=now
+            request.id,
+            code_hash=code_hash(request.id, code, cipher=cipher),
+            now=now,
+            sent_before=now - RESEND_INTERVAL,
+            max_sent=MAX_NOTIFICATIONS,
         )
         if replaced:
             _forget_code_messages(tx, request.id)
             guardian = GuardianContact(request.guardian_name, request.guardian_phone)
             _notify(tx, request.id, request.account_id, guardian, code, request.expires_at, now=now)
             tx.commit()
-    if not replaced:  # decided, expired or destroyed since it was read; nothing was written
+    if not replaced:
+        # Decided, expired or destroyed since it was read, or another resend came first:
+        # nothing was written, and the answer is what a call now gets.
+        with uow(readonly=True) as tx:
+            _check_resend_allowed(_open_request(tx, request.id, now=now), now=now)
         raise _no_longer_open(uow, request.id, now=now)
     return request.expires_at
+
+
+def _check_resend_allowed(request: ConsentRequest, *, now: datetime) -> None:
+    """RATE_LIMITED once the request's messages are all sent, or one was sent under a minute
+    ago."""
+    if request.notifications_sent >= MAX_NOTIFICATIONS:
+        raise DomainError(
+            Reason.RATE_LIMITED,
+            "the consent message was sent as often as it may be",
+            retry_after_seconds=max((request.expires_at - now).total_seconds(), 1.0),
+        )
+    last = request.last_notified_at or request.created_at
+    if last + RESEND_INTERVAL > now:
+        raise rate_limits.rate_limited(
+            last + RESEND_INTERVAL, now, "the consent message was just sent; wait before resending"
+        )

@@ -429,6 +429,27 @@ def test_a_rejection_racing_wrong_codes_or_an_approval_never_deadlocks(
         assert sorted(answers) == ["CONSENT_REQUEST_CLOSED", "OK"], answers
 
 
+def test_resends_at_once_send_one_message(
+    served: tuple[App, Client], hook: WebhookStandIn, clock: FakeClock
+) -> None:
+    """A minute after the first message, several resends at once: one new code goes out, the
+    others answer RATE_LIMITED as a resend right after it would (on PostgreSQL they all passed
+    the read of the request before the bounds were part of the write)."""
+    _app, client = served
+    journey = Journey(client, hook)
+    journey.code()
+    clock.advance(timedelta(minutes=1))
+    request = pb.ResendConsentNotificationRequest(id=journey.request_id)
+    resend = functools.partial(
+        reason_or_ok, lambda: client.guardian.ResendConsentNotification(request)
+    )
+    answers = at_once(*[resend] * 6)
+    assert sorted(answers) == ["OK"] + ["RATE_LIMITED"] * 5, answers
+    journey.code(sent=2)
+    clock.advance(timedelta(minutes=1))
+    assert resend() == "OK"  # the request's budget was not used up by the refused ones
+
+
 def test_a_correction_and_a_withdrawal_of_the_ward_at_once(
     served: tuple[App, Client], hook: WebhookStandIn
 ) -> None:

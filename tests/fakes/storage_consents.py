@@ -133,10 +133,23 @@ class FakeGuardianConsentRepository:
         elif row.failed_code_attempts >= max_attempts:
             row.failed_code_attempts, row.code_locked_until = 0, now + pause
 
-    def replace_code(self, request_id: str, *, code_hash: str, now: datetime) -> bool:
+    def replace_code(
+        self,
+        request_id: str,
+        *,
+        code_hash: str,
+        now: datetime,
+        sent_before: datetime | None = None,
+        max_sent: int | None = None,
+    ) -> bool:
         now = utc(now)
         row = _open(self._access.write().consent_requests.get(request_id), now)
         if row is None:
+            return False
+        last = row.last_notified_at or row.request.created_at
+        if sent_before is not None and last > utc(sent_before):
+            return False
+        if max_sent is not None and row.notifications_sent >= max_sent:
             return False
         row.request = dataclasses.replace(row.request, code_hash=code_hash)
         row.notifications_sent += 1

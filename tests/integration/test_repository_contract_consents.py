@@ -282,6 +282,32 @@ def test_replace_code_only_while_pending_and_unexpired(backend: Backend) -> None
         )
 
 
+def test_replace_code_holds_to_the_interval_and_the_total_it_is_given(backend: Backend) -> None:
+    """The resend's bounds are part of the write, so resends at once cannot all pass them."""
+    request = open_request(backend.uow)  # its first message went out at NOW
+
+    def replace(at: timedelta, max_sent: int = 5) -> bool:
+        with backend.uow() as tx:
+            replaced = tx.guardian_consents.replace_code(
+                request.id,
+                code_hash="d" * 64,
+                now=NOW + at,
+                sent_before=NOW + at - timedelta(minutes=1),
+                max_sent=max_sent,
+            )
+            tx.commit()
+        return replaced
+
+    assert not replace(timedelta(seconds=59))  # a minute after the first message, not before
+    assert replace(timedelta(minutes=1))
+    assert not replace(timedelta(minutes=1, seconds=30))  # a minute after the last one
+    assert replace(timedelta(minutes=2))
+    assert not replace(timedelta(minutes=4), max_sent=3)  # three went out
+    stored = get(backend.uow, request.id)
+    assert stored is not None
+    assert (stored.notifications_sent, stored.last_notified_at) == (3, NOW + timedelta(minutes=2))
+
+
 # -- decisions -------------------------------------------------------------------------------
 def test_a_request_is_approved_once_with_the_verified_guardian(backend: Backend) -> None:
     request = open_request(backend.uow)

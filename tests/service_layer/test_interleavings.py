@@ -194,3 +194,20 @@ def test_a_code_replaced_by_a_resend_before_its_check_no_longer_passes(svc: Harn
     assert answers == [Reason.CONSENT_CODE_INVALID] * invalid + [ConsentRequestStatus.REJECTED] * (
         len(answers) - invalid
     ), answers
+
+
+def test_a_resend_overtaken_by_another_one_is_refused_and_writes_nothing(svc: Harness) -> None:
+    """One message a minute: whichever point the other resend commits at, this one answers
+    RATE_LIMITED, as a resend right after it would, and sends nothing."""
+    for point in POINTS:
+        child = child_signs_up(svc)
+        svc.clock.advance(RESEND_INTERVAL)
+        resend = ResendConsentNotification(id=child.request_id)
+        with svc.uow.interleaved(point, partial(svc.handle, resend)) as other:
+            answer = outcome(svc, resend)
+        request = svc.uow.committed().consent_requests[child.request_id]
+        if not other.fired:
+            assert answer == request.request.expires_at
+            continue
+        assert answer is Reason.RATE_LIMITED, (point, answer)
+        assert request.notifications_sent == 2  # the first message and the other resend's

@@ -80,8 +80,18 @@ class GuardianConsentRepository(Protocol):
     ) -> None:
         """A right code clears the count; the wrong one that reaches the bound pauses codes."""
 
-    def replace_code(self, request_id: str, *, code_hash: str, now: datetime) -> bool:
-        """A fresh code for a pending request (the old one stops working); counts the send."""
+    def replace_code(
+        self,
+        request_id: str,
+        *,
+        code_hash: str,
+        now: datetime,
+        sent_before: datetime | None = None,
+        max_sent: int | None = None,
+    ) -> bool:
+        """A fresh code for a pending request (the old one stops working); counts the send.
+        False, nothing written, if it is not pending, or (when given) its last message (or its
+        creation) is not before `sent_before`, or `max_sent` messages went out already."""
 
     def approve(
         self,

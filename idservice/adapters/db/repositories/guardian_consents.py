@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, insert, or_, select, update
+from sqlalchemy import Connection, case, delete, func, insert, or_, select, update
 
 from idservice.adapters.crypto import FieldCipher
 from idservice.adapters.db import tables as t
@@ -118,11 +118,24 @@ class SqlGuardianConsentRepository:
             update(t.guardian_consent_requests).where(c.id == request_id).values(values)
         )
 
-    def replace_code(self, request_id: str, *, code_hash: str, now: datetime) -> bool:
+    def replace_code(
+        self,
+        request_id: str,
+        *,
+        code_hash: str,
+        now: datetime,
+        sent_before: datetime | None = None,
+        max_sent: int | None = None,
+    ) -> bool:
         c = t.guardian_consent_requests.c
+        bounds = []
+        if sent_before is not None:
+            bounds.append(func.coalesce(c.last_notified_at, c.created_at) <= sent_before)
+        if max_sent is not None:
+            bounds.append(c.notifications_sent < max_sent)
         result = self._c.execute(
             update(t.guardian_consent_requests)
-            .where(c.id == request_id, c.status == PENDING, c.expires_at > now)
+            .where(c.id == request_id, c.status == PENDING, c.expires_at > now, *bounds)
             .values(
                 code_hash=code_hash,
                 notifications_sent=c.notifications_sent + 1,
