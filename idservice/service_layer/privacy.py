@@ -211,9 +211,11 @@ def update_consents(
     A child under 14 may opt out and suspend processing, but not opt in: korea-rules Age 6
     (the guardian's consent comes before any consent-based processing), as at SignUp."""
     caller = authenticate(cmd.access_token, tokens=tokens, uow=uow, clock=clock)
-    now = clock()
     with uow() as tx:
         account = tx.accounts.get(caller.account_id, for_update=True)
+        # The time under the account's lock: changes at once are recorded in the order they
+        # take effect, so the newest record is the choice in force.
+        now = clock()
         if account is None:
             raise DomainError(Reason.TOKEN_INVALID, "the account no longer exists")
         if needs_guardian_consent(account.birth_date, seoul_today(now)):

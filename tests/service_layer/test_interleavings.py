@@ -6,6 +6,8 @@ writes nothing of its own."""
 from __future__ import annotations
 
 import dataclasses
+import json
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -18,7 +20,7 @@ from idservice.service_layer.guardian_consent import (
     RejectConsentRequest,
     ResendConsentNotification,
 )
-from idservice.service_layer.privacy import Withdraw
+from idservice.service_layer.privacy import ExportPersonalData, UpdateConsents, Withdraw
 from idservice.service_layer.profile import UpdateProfile
 from idservice.service_layer.use_cases import Command
 from idservice.service_layer.wards import WithdrawWard
@@ -211,3 +213,28 @@ def test_a_resend_overtaken_by_another_one_is_refused_and_writes_nothing(svc: Ha
             continue
         assert answer is Reason.RATE_LIMITED, (point, answer)
         assert request.notifications_sent == 2  # the first message and the other resend's
+
+
+def test_a_consent_change_overtaken_by_another_is_recorded_after_it(svc: Harness) -> None:
+    """Another change commits (a second later) just before each of this call's units of work:
+    this change's record, made after it, is the newest, and the choice in force is its own."""
+    overtaken = 0
+    for point in POINTS:
+        signed = svc.sign_up_person(verified_person(phone_number=new_phone_number()))
+        assert signed.session is not None
+        token = signed.session.access_token
+
+        def opt_in(token: str = token) -> None:
+            svc.clock.advance(timedelta(seconds=1))
+            svc.handle(UpdateConsents(access_token=token, marketing_opt_in=True))
+            svc.clock.advance(timedelta(seconds=1))
+
+        with svc.uow.interleaved(point, opt_in) as other:
+            svc.handle(UpdateConsents(access_token=token, marketing_opt_in=False))
+        if not other.fired:
+            continue
+        overtaken += 1
+        document = json.loads(svc.handle(ExportPersonalData(access_token=token)))
+        marketing = [h for h in document["consents"]["history"] if h["type"] == "marketing"]
+        assert document["consents"]["marketing_opt_in"] is marketing[-1]["granted"], point
+    assert overtaken >= 2
