@@ -142,6 +142,15 @@ class ChangePassword(Command[None]):
     new_password: str
 
 
+def _changed_since(account_id: str, *, uow: UnitOfWorkFactory) -> DomainError:
+    """Why a password change found the hash changed under it: the account withdrawn since it
+    was read (TOKEN_INVALID), or another change (the current password no longer opens it)."""
+    with uow(readonly=True) as tx:
+        if tx.accounts.get(account_id) is None:
+            return account_gone()
+    return wrong_current_password()
+
+
 def wrong_current_password() -> DomainError:
     return DomainError(Reason.INVALID_CREDENTIALS, "the current password is wrong")
 
@@ -195,8 +204,9 @@ def change_password(
         new=hasher.hash(cmd.new_password),
         replaces_password=True,
         write=revoke_other_sessions,
-        # The hash changed to one the current password does not open: another change won.
-        stale=wrong_current_password,
+        # The hash changed to one the current password does not open: another change won, or
+        # a withdrawal did (answered as a call after it: the token is no longer valid).
+        stale=lambda: _changed_since(account.id, uow=uow),
         now=now,
         uow=uow,
         hasher=hasher,

@@ -21,7 +21,7 @@ from idservice.service_layer.guardian_consent import (
     ResendConsentNotification,
 )
 from idservice.service_layer.privacy import ExportPersonalData, UpdateConsents, Withdraw
-from idservice.service_layer.profile import UpdateProfile
+from idservice.service_layer.profile import ChangePassword, UpdateProfile
 from idservice.service_layer.use_cases import Command
 from idservice.service_layer.wards import WithdrawWard
 from tests.fakes.providers import new_phone_number, verified_person
@@ -238,3 +238,30 @@ def test_a_consent_change_overtaken_by_another_is_recorded_after_it(svc: Harness
         marketing = [h for h in document["consents"]["history"] if h["type"] == "marketing"]
         assert document["consents"]["marketing_opt_in"] is marketing[-1]["granted"], point
     assert overtaken >= 2
+
+
+def test_a_password_change_overtaken_by_the_withdrawal_answers_as_the_next_call_would(
+    svc: Harness,
+) -> None:
+    """The change checked the right current password, then a withdrawal committed: it answers
+    TOKEN_INVALID (the account is gone), never INVALID_CREDENTIALS for a right password."""
+    fired = 0
+    for point in POINTS:
+        email = new_email()
+        first = svc.sign_up_person(verified_person(), email=email).session
+        assert first is not None
+        second = svc.login(email)
+        change = ChangePassword(
+            access_token=first.access_token,
+            current_password=PASSWORD,
+            new_password="a brand new passphrase 7!",
+        )
+        leave = Withdraw(access_token=second.access_token, password=PASSWORD)
+        with svc.uow.interleaved(point, partial(svc.handle, leave)) as withdrawal:
+            answer = outcome(svc, change)
+        if not withdrawal.fired:
+            assert not isinstance(answer, Reason), answer
+            continue
+        fired += 1
+        assert answer is Reason.TOKEN_INVALID, (point, answer)
+    assert fired >= 3
