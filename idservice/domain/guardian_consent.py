@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from idservice.domain.age import ADULT_AGE, CHILD_CONSENT_AGE, age_on
@@ -95,4 +95,28 @@ def check_guardian(
     if not hmac.compare_digest(guardian_phone.encode(), contact_phone.encode()):
         raise DomainError(
             Reason.GUARDIAN_MISMATCH, "the verified phone is not the contact the child gave"
+        )
+
+
+# Resends: one a minute, and a bounded number in all (each is an SMS to someone's phone).
+RESEND_INTERVAL = timedelta(minutes=1)
+MAX_NOTIFICATIONS = 5
+
+
+def check_resend_allowed(
+    sent: int, last_sent_at: datetime, *, expires_at: datetime, now: datetime
+) -> None:
+    """RATE_LIMITED (with the wait) once `sent` messages are all a request may send, or the
+    last went out under RESEND_INTERVAL ago."""
+    if sent >= MAX_NOTIFICATIONS:
+        raise DomainError(
+            Reason.RATE_LIMITED,
+            "the consent message was sent as often as it may be",
+            retry_after_seconds=max((expires_at - now).total_seconds(), 1.0),
+        )
+    if last_sent_at + RESEND_INTERVAL > now:
+        raise DomainError(
+            Reason.RATE_LIMITED,
+            "the consent message was just sent; wait before resending",
+            retry_after_seconds=max((last_sent_at + RESEND_INTERVAL - now).total_seconds(), 1.0),
         )

@@ -19,10 +19,13 @@ from idservice.domain.age import seoul_today
 from idservice.domain.errors import DomainError, Reason
 from idservice.domain.events import EventType
 from idservice.domain.guardian_consent import (
+    MAX_NOTIFICATIONS,
+    RESEND_INTERVAL,
     ConsentRequestStatus,
     GuardianContact,
     check_guardian,
     check_open,
+    check_resend_allowed,
     new_consent_code,
     request_closed,
 )
@@ -48,9 +51,6 @@ MAX_CODE_ATTEMPTS = 5
 CODE_PAUSE = timedelta(minutes=15)
 # Per end-user address (when a trusted proxy names it), codes tried wrong or right and resends
 # are limited by `policy.rate_limits` (service_layer/rate_limits.py).
-# Resends: one a minute, and a bounded number in all (each is an SMS to someone's phone).
-RESEND_INTERVAL = timedelta(minutes=1)
-MAX_NOTIFICATIONS = 5
 # How confirmation was done (korea-rules Guardian 3: record the method and time).
 METHOD_MOBILE_VERIFICATION = "mobile_identity_verification"
 # Longest request id or code we look at.
@@ -421,7 +421,7 @@ def resend_consent_notification(
     code = new_consent_code()
     with uow() as tx:
         request = _open_request(tx, cmd.id, now=now)
-        _check_resend_allowed(request, now=now)
+        _check_resend(request, now=now)
         # The same bounds again in the write: resends at once must not all pass the read.
         replaced = tx.guardian_consents.replace_code(
             request.id,
@@ -436,25 +436,13 @@ def resend_consent_notification(
             _notify(tx, request.id, request.account_id, guardian, code, request.expires_at, now=now)
             tx.commit()
     if not replaced:
-        # Decided, expired or destroyed since it was read, or another resend came first:
-        # nothing was written, and the answer is what a call now gets.
+        # Decided, expired or gone since it was read, or another resend first: as a call now.
         with uow(readonly=True) as tx:
-            _check_resend_allowed(_open_request(tx, request.id, now=now), now=now)
+            _check_resend(_open_request(tx, request.id, now=now), now=now)
         raise _no_longer_open(uow, request.id, now=now)
     return request.expires_at
 
 
-def _check_resend_allowed(request: ConsentRequest, *, now: datetime) -> None:
-    """RATE_LIMITED once the request's messages are all sent, or one was sent under a minute
-    ago."""
-    if request.notifications_sent >= MAX_NOTIFICATIONS:
-        raise DomainError(
-            Reason.RATE_LIMITED,
-            "the consent message was sent as often as it may be",
-            retry_after_seconds=max((request.expires_at - now).total_seconds(), 1.0),
-        )
+def _check_resend(request: ConsentRequest, *, now: datetime) -> None:
     last = request.last_notified_at or request.created_at
-    if last + RESEND_INTERVAL > now:
-        raise rate_limits.rate_limited(
-            last + RESEND_INTERVAL, now, "the consent message was just sent; wait before resending"
-        )
+    check_resend_allowed(request.notifications_sent, last, expires_at=request.expires_at, now=now)

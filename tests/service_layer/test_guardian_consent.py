@@ -15,15 +15,17 @@ import pytest
 
 from idservice.domain.accounts import AccountStatus
 from idservice.domain.errors import Reason
-from idservice.domain.guardian_consent import ConsentRequestStatus
+from idservice.domain.guardian_consent import (
+    MAX_NOTIFICATIONS,
+    RESEND_INTERVAL,
+    ConsentRequestStatus,
+)
 from idservice.domain.identity import VerifiedPerson
 from idservice.domain.instants import utc_text
 from idservice.service_layer.guardian_consent import (
     CODE_PAUSE,
     MAX_CODE_ATTEMPTS,
-    MAX_NOTIFICATIONS,
     METHOD_MOBILE_VERIFICATION,
-    RESEND_INTERVAL,
     ApproveConsentRequest,
     ConsentRequestView,
     GetConsentRequest,

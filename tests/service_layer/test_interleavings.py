@@ -13,9 +13,8 @@ from typing import Any
 
 from idservice.domain.accounts import AccountStatus
 from idservice.domain.errors import DomainError, Reason
-from idservice.domain.guardian_consent import ConsentRequestStatus
+from idservice.domain.guardian_consent import RESEND_INTERVAL, ConsentRequestStatus
 from idservice.service_layer.guardian_consent import (
-    RESEND_INTERVAL,
     ApproveConsentRequest,
     RejectConsentRequest,
     ResendConsentNotification,
