@@ -551,6 +551,24 @@ def test_a_fixed_window_refuses_at_its_limit_and_a_release_admits_again(
     assert [fixed(at=COUNTER_WINDOW) for _ in range(LIMIT)] == [ADMITTED] * LIMIT
 
 
+def test_a_refusal_at_the_limit_is_a_read_that_waits_for_no_lock(backend: Backend) -> None:
+    """A flood from one address must not queue on its counter's row: at the limit a hit is
+    refused on what it reads, even while another transaction holds the row (PostgreSQL; SQLite
+    has one writer at a time, the fakes no locks)."""
+    if backend.name != "postgres":
+        pytest.skip("row locks are PostgreSQL's")
+    fixed = partial(hit, backend.uow, scope="login-address", block_for=None)
+    assert [fixed() for _ in range(LIMIT)] == [ADMITTED] * LIMIT
+    answers: list[AttemptGate] = []
+    with backend.uow() as holder:  # a release in flight holds the row
+        holder.attempt_counters.release("login-address", "k-1", counted_at=NOW)
+        refused = threading.Thread(target=lambda: answers.append(fixed()))
+        refused.start()
+        refused.join(5)
+        assert not refused.is_alive(), "the refusal waited for the row's lock"
+    assert answers == [AttemptGate(admitted=False, blocked_until=NOW + COUNTER_WINDOW)]
+
+
 def test_counters_are_per_scope_and_key(backend: Backend) -> None:
     for _ in range(LIMIT + 1):
         hit(backend.uow, "k-1")

@@ -27,7 +27,8 @@ def _at(name: str) -> BindParameter[datetime]:
 # rebuilding or re-keying its statement. A parameter of an UPDATE is never named after a column
 # of its table (SQLAlchemy would take it for one more column to set).
 _KEY = (_C.scope == bindparam("counter_scope"), _C.key_hash == bindparam("counter_key"))
-_READ = select(_C.window_start, _C.blocked_until).where(*_KEY)
+# (`count` under another name: a row is a tuple, whose own `count` is a method.)
+_READ = select(_C.window_start, _C.blocked_until, _C.count.label("hits")).where(*_KEY)
 # Parameters named after the columns fill them in.
 _FIRST = insert(t.attempt_counters)
 # Writes that name the window they read.
@@ -90,6 +91,11 @@ class SqlAttemptCounterRepository:
             if row.blocked_until is not None and row.blocked_until > now:
                 return AttemptGate(admitted=False, blocked_until=row.blocked_until)
             same_window = {**key, "read_window_start": row.window_start}
+            if block_for is None and row.window_start + window > now and row.hits >= limit:
+                # At the limit already: refused on the read, no write and no row lock (a flood
+                # from one address is then reads). A count a release lowered since is seen by
+                # the next call.
+                return AttemptGate(admitted=False, blocked_until=row.window_start + window)
             if row.window_start + window <= now:
                 started = self._c.execute(_NEW_WINDOW, {**same_window, "now": now}).rowcount
                 if started:
