@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from idservice.domain.accounts import Account, AccountProfile
 from idservice.domain.age import parse_birth_date, seoul_today
@@ -11,10 +12,12 @@ from idservice.domain.guardian_consent import needs_guardian_consent
 from idservice.domain.sessions import RevokeReason
 from idservice.service_layer import verification
 from idservice.service_layer.auth import (
+    Caller,
     account_gone,
     authenticate,
     authenticated_profile,
     load_account,
+    session_ended,
 )
 from idservice.service_layer.passwords import check_password, swap_password_hash
 from idservice.service_layer.policy import Policy
@@ -142,12 +145,16 @@ class ChangePassword(Command[None]):
     new_password: str
 
 
-def _changed_since(account_id: str, *, uow: UnitOfWorkFactory) -> DomainError:
-    """Why a password change found the hash changed under it: the account withdrawn since it
-    was read (TOKEN_INVALID), or another change (the current password no longer opens it)."""
+def _changed_since(caller: Caller, *, uow: UnitOfWorkFactory, now: datetime) -> DomainError:
+    """Why the current password did not open the account, as a call now is answered: the
+    account withdrawn, or this session ended (another change that won ends every other
+    session): TOKEN_INVALID; else the password is wrong."""
     with uow(readonly=True) as tx:
-        if tx.accounts.get(account_id) is None:
+        if tx.accounts.get(caller.account_id) is None:
             return account_gone()
+        session = tx.sessions.get(caller.session_id)
+    if session is None or not session.is_active(now):
+        return session_ended()
     return wrong_current_password()
 
 
@@ -187,7 +194,7 @@ def change_password(
         )
     except DomainError as error:
         if error.reason is Reason.INVALID_CREDENTIALS:
-            raise wrong_current_password() from None
+            raise _changed_since(caller, uow=uow, now=now) from None
         raise
     if account.password_hash is None:
         raise wrong_current_password()
@@ -206,7 +213,7 @@ def change_password(
         write=revoke_other_sessions,
         # The hash changed to one the current password does not open: another change won, or
         # a withdrawal did (answered as a call after it: the token is no longer valid).
-        stale=lambda: _changed_since(account.id, uow=uow),
+        stale=lambda: _changed_since(caller, uow=uow, now=now),
         now=now,
         uow=uow,
         hasher=hasher,

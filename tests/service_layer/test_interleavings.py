@@ -264,3 +264,30 @@ def test_a_password_change_overtaken_by_the_withdrawal_answers_as_the_next_call_
         fired += 1
         assert answer is Reason.TOKEN_INVALID, (point, answer)
     assert fired >= 3
+
+
+def test_a_password_change_overtaken_by_another_from_another_session_answers_token_invalid(
+    svc: Harness,
+) -> None:
+    """The other change won and ended every other session, this one's included: this change
+    answers TOKEN_INVALID, as its next call would, and its password is not the account's."""
+    fired = 0
+    for point in POINTS:
+        email = new_email()
+        first = svc.sign_up_person(verified_person(), email=email).session
+        assert first is not None
+        second = svc.login(email)
+
+        def change(token: str, new: str) -> ChangePassword:
+            return ChangePassword(access_token=token, current_password=PASSWORD, new_password=new)
+
+        mine = change(first.access_token, "my own new passphrase 7!")
+        theirs = change(second.access_token, "their other passphrase 9?")
+        with svc.uow.interleaved(point, partial(svc.handle, theirs)) as other:
+            answer = outcome(svc, mine)
+        if not other.fired:
+            continue
+        fired += 1
+        assert answer is Reason.TOKEN_INVALID, (point, answer)
+        svc.login(email, "their other passphrase 9?")  # the winner's password is the account's
+    assert fired >= 2
