@@ -103,6 +103,8 @@ def test_metrics_beyond_calls(database_url: str, tmp_path: Path) -> None:
     for state in ("approved", "rejected", "expired"):
         assert value(samples, "idservice_consent_requests", state=state) == 0
     assert value(samples, "idservice_rate_limited_total", method="ResendConsentNotification") == 1
+    # A method never refused has its series all the same, at 0 from the start.
+    assert value(samples, "idservice_rate_limited_total", method="PasswordLogin") == 0
     assert (
         value(
             samples,

@@ -11,6 +11,7 @@ read from the database (every process reads the same number).
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
@@ -107,6 +108,13 @@ def observe(method: str, code: str, reason: str, seconds: float) -> None:
     LATENCY.labels(method).observe(seconds)
     if code == "RESOURCE_EXHAUSTED" and reason == "RATE_LIMITED":
         RATE_LIMITED.labels(method).inc()
+
+
+def count_refusals_from_zero(methods: Iterable[str]) -> None:
+    """Every method's `idservice_rate_limited_total` at 0 from the start, so the series exists
+    (for dashboards and `rate()`) before a first refusal."""
+    for method in methods:
+        RATE_LIMITED.labels(method)
 
 
 def serve_metrics(listen: str) -> None:

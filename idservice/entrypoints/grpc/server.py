@@ -22,7 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from idservice.bootstrap import App
 from idservice.config import ConfigError, Settings
 from idservice.entrypoints import worker
-from idservice.entrypoints.grpc import telemetry
+from idservice.entrypoints.grpc import metrics, telemetry
 from idservice.entrypoints.grpc.interceptors import ApiGate, ThreadPlacement
 from idservice.entrypoints.grpc.pools import (
     QUICK_METHODS,
@@ -30,7 +30,7 @@ from idservice.entrypoints.grpc.pools import (
     TrackedExecutor,
     quick_threads,
 )
-from idservice.entrypoints.grpc.servicers import SERVICE_NAMES, register
+from idservice.entrypoints.grpc.servicers import METHOD_NAMES, SERVICE_NAMES, register
 
 log = logging.getLogger(__name__)
 
@@ -306,6 +306,7 @@ def create_server(
         ],
     )
     register(app, server)
+    metrics.count_refusals_from_zero(METHOD_NAMES)
     health_servicer = health.HealthServicer(
         experimental_non_blocking=True,
         experimental_thread_pool=futures.ThreadPoolExecutor(max_workers=2),

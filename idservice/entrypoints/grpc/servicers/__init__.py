@@ -20,12 +20,15 @@ from idservice.v1 import (
     identity_pb2_grpc,
 )
 
-SERVICE_NAMES = (
-    identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
-    account_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
-    auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
-    guardian_consent_pb2.DESCRIPTOR.services_by_name["GuardianConsentService"].full_name,
+_SERVICES = (
+    identity_pb2.DESCRIPTOR.services_by_name["IdentityService"],
+    account_pb2.DESCRIPTOR.services_by_name["AccountService"],
+    auth_pb2.DESCRIPTOR.services_by_name["AuthService"],
+    guardian_consent_pb2.DESCRIPTOR.services_by_name["GuardianConsentService"],
 )
+SERVICE_NAMES = tuple(service.full_name for service in _SERVICES)
+# Every RPC's name, as the metrics label it.
+METHOD_NAMES = tuple(method.name for service in _SERVICES for method in service.methods)
 
 
 def register(app: App, server: grpc.Server) -> None:
@@ -38,6 +41,7 @@ def register(app: App, server: grpc.Server) -> None:
 
 
 __all__ = [
+    "METHOD_NAMES",
     "SERVICE_NAMES",
     "AccountServicer",
     "AuthServicer",
