@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
@@ -311,6 +312,22 @@ class Settings:
                 PREFIX + "SIGNING_KEY_FILE",
                 f"must not be inside the development keys directory {self.keys_dir}",
             )
+
+
+def misspelt_variables(environ: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    """IDSERVICE_* names set (in the environment, or ./.env when `environ` is None) that no
+    setting reads but one nearly does, each with that setting's name: a typo is otherwise
+    silently without effect. (Names far from every setting, such as the build scripts'
+    IDSERVICE_IMAGE, are left alone.)"""
+    source = _read_dotenv(Path(".env")) if environ is None else {}
+    source.update(os.environ if environ is None else environ)
+    known = [PREFIX + f.name.upper() for f in fields(Settings)]
+    found = []
+    for name in sorted(n for n in source if n.startswith(PREFIX) and n not in known):
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.85)
+        if close:
+            found.append((name, close[0]))
+    return found
 
 
 def _inside(path: Path, directory: Path) -> bool:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from idservice.config import ConfigError, Settings
+from idservice.config import ConfigError, Settings, misspelt_variables
 from idservice.domain.errors import DomainError
 from idservice.domain.instants import utc_text
 from idservice.entrypoints.logs import configure_logging
@@ -377,6 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"idservice: configuration error: {exc}", file=sys.stderr)  # noqa: T201
         return 2
     _configure_logging(settings.log_level)
+    for name, meant in misspelt_variables():
+        log.warning("%s is not a configuration variable (%s?): ignored", name, meant)
     # Databases, keys and logs this process creates are its own (no group/other access).
     os.umask(0o077)
     try:

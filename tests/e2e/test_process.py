@@ -6,6 +6,7 @@ import contextlib
 import datetime
 import importlib.metadata
 import itertools
+import json
 import os
 import re
 import shutil
@@ -808,6 +809,25 @@ def test_purge_command_prints_counts_only(tmp_path: Path) -> None:
     for line in lines:
         what, _, count = line.rpartition(": ")
         assert what and count.isdigit(), line
+
+
+@pytest.mark.slow
+def test_a_misspelt_variable_is_warned_about_with_the_setting_it_nearly_is(
+    tmp_path: Path,
+) -> None:
+    env = {**FAST_ARGON2, "IDSERVICE_LOCKOUT_THRESHHOLD": "3"}
+    result = run_idservice("purge", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    [warning] = [
+        json.loads(line)
+        for line in result.stderr.splitlines()
+        if "IDSERVICE_LOCKOUT_THRESHHOLD" in line
+    ]
+    assert warning["level"] == "warning"
+    assert warning["event"] == (
+        "IDSERVICE_LOCKOUT_THRESHHOLD is not a configuration variable "
+        "(IDSERVICE_LOCKOUT_THRESHOLD?): ignored"
+    )
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from idservice.config import ConfigError, Settings
+from idservice.config import ConfigError, Settings, misspelt_variables
 from idservice.config_values import parse_duration
 
 
@@ -329,3 +329,20 @@ def test_development_allows_a_signing_key_in_the_keys_directory(tmp_path: Path) 
         "IDSERVICE_SIGNING_KEY_FILE": str(keys / "signing_key.pem"),
     }
     Settings.from_env(env)
+
+
+def test_a_misspelt_variable_is_named_with_the_setting_it_nearly_is() -> None:
+    """A misspelt variable would otherwise be silently without effect (every command warns);
+    the build and test scripts' own IDSERVICE_* names are not settings and not typos."""
+    env = {
+        "IDSERVICE_LOCKOUT_THRESHHOLD": "3",
+        "IDSERVICE_LOCKOUT_THRESHOLD": "3",
+        "IDSERVICE_REFRESH_TOKEN_TLL": "1d",
+        "IDSERVICE_IMAGE": "idservice:dev",
+        "IDSERVICE_TEST_REQUIRE_POSTGRES": "1",
+        "PATH": "/usr/bin",
+    }
+    assert misspelt_variables(env) == [
+        ("IDSERVICE_LOCKOUT_THRESHHOLD", "IDSERVICE_LOCKOUT_THRESHOLD"),
+        ("IDSERVICE_REFRESH_TOKEN_TLL", "IDSERVICE_REFRESH_TOKEN_TTL"),
+    ]
