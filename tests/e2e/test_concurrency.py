@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import threading
+import functools
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -16,10 +15,10 @@ from idservice.entrypoints.grpc.server import create_server
 from idservice.v1 import account_pb2
 from tests.conftest import make_settings
 from tests.support.client import Client, RpcFailure, decode, new_person
+from tests.support.locks import at_once
 
 # Generous bounds so a loaded CI machine never hangs the suite; no duration is asserted.
 RPC_TIMEOUT = 60.0
-BARRIER_TIMEOUT = 60.0
 ERROR_DOMAIN = "idservice.v1"
 
 accounts = table("accounts", column("id"))
@@ -42,17 +41,14 @@ def race(
     client: Client, requests: list[account_pb2.SignUpRequest]
 ) -> list[account_pb2.SignUpResponse | RpcFailure]:
     """Send every request at once from its own thread; each answer or decoded error, in order."""
-    barrier = threading.Barrier(len(requests), timeout=BARRIER_TIMEOUT)
 
     def call(request: account_pb2.SignUpRequest) -> account_pb2.SignUpResponse | RpcFailure:
-        barrier.wait()
         try:
             return client.accounts.SignUp(request, timeout=RPC_TIMEOUT)
         except grpc.RpcError as error:
             return decode(error)
 
-    with ThreadPoolExecutor(max_workers=len(requests)) as pool:
-        return list(pool.map(call, requests))
+    return at_once(*(functools.partial(call, request) for request in requests))
 
 
 def describe(failures: list[RpcFailure]) -> Counter[tuple[str, str, str]]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -36,7 +35,7 @@ from tests.support.client import (
     new_person,
     reason_or_ok,
 )
-from tests.support.locks import account_row_held, queued_behind
+from tests.support.locks import account_row_held, at_once, queued_behind
 from tests.support.serving import FakeClock, serving
 
 CHILD_BIRTH = "2016-05-05"
@@ -380,23 +379,6 @@ def test_an_approval_and_a_rejection_at_once_one_wins_the_other_is_closed(
     assert journey.status() == (
         pb.CONSENT_REQUEST_STATUS_REJECTED if rejected else pb.CONSENT_REQUEST_STATUS_APPROVED
     )
-
-
-def at_once(*calls: Callable[[], str]) -> list[str]:
-    """Each call on a thread of its own, released together; their answers in order."""
-    start = threading.Barrier(len(calls))
-    answers = [""] * len(calls)
-
-    def run(index: int) -> None:
-        start.wait()
-        answers[index] = calls[index]()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return answers
 
 
 def test_a_rejection_racing_wrong_codes_or_an_approval_never_deadlocks(

@@ -21,6 +21,7 @@ from idservice.service_layer.guardian_consent import (
 )
 from idservice.service_layer.privacy import ExportPersonalData, UpdateConsents, Withdraw
 from idservice.service_layer.profile import ChangePassword, UpdateProfile
+from idservice.service_layer.sessions import IssuedSession
 from idservice.service_layer.use_cases import Command
 from idservice.service_layer.wards import WithdrawWard
 from tests.fakes.providers import new_phone_number, verified_person
@@ -57,6 +58,14 @@ def decisions(
         id=child.request_id, consent_code=code, guardian_verification_token=token
     )
     return child, token, approve, RejectConsentRequest(id=child.request_id, consent_code=code)
+
+
+def two_sessions(svc: Harness) -> tuple[str, IssuedSession, IssuedSession]:
+    """An adult's email and two sessions of the account: its signup's and a login's."""
+    email = new_email()
+    first = svc.sign_up_person(verified_person(), email=email).session
+    assert first is not None
+    return email, first, svc.login(email)
 
 
 def test_an_approval_overtaken_by_the_rejection_is_closed_and_writes_nothing(
@@ -105,10 +114,7 @@ def test_a_withdrawal_overtaken_by_another_one_answers_as_the_next_call_would(
 ) -> None:
     fired = 0
     for point in POINTS:
-        email = new_email()
-        first = svc.sign_up_person(verified_person(), email=email).session
-        assert first is not None
-        second = svc.login(email)
+        _email, first, second = two_sessions(svc)
         mine = Withdraw(access_token=first.access_token, password=PASSWORD)
         other = Withdraw(access_token=second.access_token, password=PASSWORD)
         withdrawn_before = len(svc.uow.events("account.withdrawn"))
@@ -246,10 +252,7 @@ def test_a_password_change_overtaken_by_the_withdrawal_answers_as_the_next_call_
     TOKEN_INVALID (the account is gone), never INVALID_CREDENTIALS for a right password."""
     fired = 0
     for point in POINTS:
-        email = new_email()
-        first = svc.sign_up_person(verified_person(), email=email).session
-        assert first is not None
-        second = svc.login(email)
+        _email, first, second = two_sessions(svc)
         change = ChangePassword(
             access_token=first.access_token,
             current_password=PASSWORD,
@@ -273,10 +276,7 @@ def test_a_password_change_overtaken_by_another_from_another_session_answers_tok
     answers TOKEN_INVALID, as its next call would, and its password is not the account's."""
     fired = 0
     for point in POINTS:
-        email = new_email()
-        first = svc.sign_up_person(verified_person(), email=email).session
-        assert first is not None
-        second = svc.login(email)
+        email, first, second = two_sessions(svc)
 
         def change(token: str, new: str) -> ChangePassword:
             return ChangePassword(access_token=token, current_password=PASSWORD, new_password=new)

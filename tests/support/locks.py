@@ -1,8 +1,10 @@
-"""Row locks held from a test, to line concurrent calls up behind them on PostgreSQL."""
+"""Concurrent calls from a test: released together (`at_once`), or lined up behind a row lock
+held on PostgreSQL (`queued_behind`)."""
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +18,18 @@ from idservice.bootstrap import App
 
 WAIT_SECONDS = 15
 T = TypeVar("T")
+
+
+def at_once(*calls: Callable[[], T]) -> list[T]:
+    """Each call on a thread of its own, all released together: their results, in order."""
+    start = threading.Barrier(len(calls), timeout=WAIT_SECONDS)
+
+    def released(call: Callable[[], T]) -> T:
+        start.wait()
+        return call()
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(released, calls))
 
 
 def queued_behind(
