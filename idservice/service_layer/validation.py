@@ -291,8 +291,8 @@ def _penalised_words(user_inputs: Iterable[str]) -> list[str]:
 def check_no_rrn(fields: Mapping[str, str]) -> list[FieldViolation]:
     """One violation per field whose value looks like a 주민등록번호 (korea-rules.md, CI/DI 1).
 
-    A phone field (`phone_number`, at any path) holding a valid phone number is a phone number
-    (`is_phone_number_text`): stored as E.164, never as the text.
+    A phone field (`phone_number`, at any path) holding a Korean mobile number written `+82 0…`
+    is a phone number (`is_phone_number_text`): stored as E.164, never as the text.
     """
     return [
         FieldViolation(field, RRN_DESCRIPTION)
