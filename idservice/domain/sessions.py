@@ -13,6 +13,8 @@ class RevokeReason(StrEnum):
     LOGOUT = "logout"
     PASSWORD_CHANGED = "password_changed"
     REFRESH_REUSE = "refresh_reuse"
+    # A Google or Kakao sign-in was unlinked: the sessions it opened end with it.
+    SIGN_IN_UNLINKED = "sign_in_unlinked"
 
 
 @dataclass(slots=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from idservice.domain.sns import SnsProvider
 from idservice.service_layer.ports import SnsCredential
 from idservice.service_layer.validation import Violations
@@ -17,6 +19,9 @@ MAX_VERIFIER_LENGTH = 128
 _VERIFIER_CHARACTERS = frozenset(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 )
+# RFC 6750 §2.1: a bearer token is a b64token, 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" /
+# "+" / "/" ) *"=". The Kakao access token goes into an Authorization header as one.
+_BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
 def check_credential(credential: SnsCredential, *, provider: SnsProvider) -> None:
@@ -45,5 +50,13 @@ def check_credential(credential: SnsCredential, *, provider: SnsProvider) -> Non
                 or not set(verifier) <= _VERIFIER_CHARACTERS
             ):
                 v.add("code_verifier", "must be an RFC 7636 code verifier (PKCE S256)")
+        access = c.kakao_access_token
+        if (
+            access
+            and len(access) <= MAX_TOKEN_LENGTH
+            and access.isprintable()  # else named above, once
+            and not _BEARER_TOKEN.fullmatch(access)
+        ):
+            v.add("kakao_access_token", "must be an OAuth bearer token (RFC 6750 b64token)")
         if c.kakao_access_token and provider is not SnsProvider.KAKAO:
             v.add("kakao_access_token", "is for Kakao only")

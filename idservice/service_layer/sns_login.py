@@ -17,6 +17,7 @@ from idservice.domain.accounts import Account
 from idservice.domain.age import seoul_today
 from idservice.domain.errors import DomainError, Reason, invalid
 from idservice.domain.ids import new_id
+from idservice.domain.sessions import RevokeReason
 from idservice.domain.sns import SIGNUP_TICKET_MINUTES, SnsProfile, SnsProvider
 from idservice.service_layer import duplicates
 from idservice.service_layer.auth import account_gone, authenticate, load_account
@@ -336,7 +337,12 @@ class UnlinkSnsIdentity(Command[list[str]]):
 def unlink_sns_identity(
     cmd: UnlinkSnsIdentity, *, uow: UnitOfWorkFactory, tokens: TokenIssuer, clock: Clock
 ) -> list[str]:
-    """Remove a Google or Kakao sign-in; never the account's last way to sign in."""
+    """Remove a Google or Kakao sign-in; never the account's last way to sign in.
+
+    The account's other sessions opened with that sign-in end with it (the caller's own stays,
+    as ChangePassword keeps it): an account that signs in only with Google and Kakao has no
+    password to change, and unlinking is how its owner shuts out whoever signed in that way.
+    """
     caller = authenticate(cmd.access_token, tokens=tokens, uow=uow, clock=clock)
     if cmd.provider is None:
         raise invalid("provider", "choose GOOGLE or KAKAO")
@@ -352,6 +358,14 @@ def unlink_sns_identity(
                 Reason.LAST_SIGN_IN_METHOD, "an account keeps at least one way to sign in"
             )
         tx.sns_identities.remove(account.id, cmd.provider)
+        now = clock()
+        for session in tx.sessions.of_account(account.id):
+            if (
+                session.id != caller.session_id
+                and session.revoked_at is None
+                and cmd.provider.value in session.amr
+            ):
+                tx.sessions.revoke(session.id, now=now, reason=RevokeReason.SIGN_IN_UNLINKED)
         tx.commit()
     return _sign_in_methods(caller.account_id, uow=uow)
 

@@ -241,6 +241,31 @@ def test_a_kakao_access_token_of_another_app_is_refused(
     )
 
 
+@pytest.mark.parametrize("access", ["토큰", "kakao-é", "kakao at", "kakao\tat", "=kakao"])
+def test_a_kakao_access_token_that_is_no_bearer_token_is_invalid(
+    sns: tuple[App, Client], kakao: OidcIssuer, access: str
+) -> None:
+    """It would go into an Authorization header: refused as input before any provider call."""
+    _app, client = sns
+    token = kakao.id_token(sub="78", aud=KAKAO_REST_KEY, nonce=NONCE)
+    owner = client.sign_up(new_person())
+    for call in (
+        lambda: login(client, token, KAKAO, kakao_access_token=access),
+        lambda: client.auth.LinkSnsIdentity(
+            auth_pb2.LinkSnsIdentityRequest(
+                provider=KAKAO, id_token=token, nonce=NONCE, kakao_access_token=access
+            ),
+            metadata=client.bearer(owner.session.access_token),
+        ),
+    ):
+        failure = failure_of(call)
+        assert (failure.code, failure.reason) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "VALIDATION_FAILED",
+        )
+        assert failure.fields == ["kakao_access_token"]
+
+
 @pytest.mark.parametrize(
     "bad_field",
     [
@@ -378,10 +403,30 @@ def test_link_and_unlink(sns: tuple[App, Client], google: OidcIssuer) -> None:
                 metadata=bearer,
             )
         ) == (grpc.StatusCode.INVALID_ARGUMENT, "VALIDATION_FAILED")
+    by_google = login(client, google_token(google, sub=sub)).session
+    by_password = client.login(owner.account.email).session
     unlinked = client.auth.UnlinkSnsIdentity(
         auth_pb2.UnlinkSnsIdentityRequest(provider=GOOGLE), metadata=bearer
     )
     assert list(unlinked.sign_in_methods) == ["password"]
+    # The sessions Google opened end with the link; the caller's and the password's go on.
+    assert reason(
+        lambda: client.accounts.GetAccount(
+            account_pb2.GetAccountRequest(), metadata=client.bearer(by_google.access_token)
+        )
+    ) == (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_INVALID")
+    assert reason(
+        lambda: client.auth.RefreshSession(
+            auth_pb2.RefreshSessionRequest(refresh_token=by_google.refresh_token)
+        )
+    ) == (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_INVALID")
+    for live in (owner.session, by_password):
+        assert (
+            client.accounts.GetAccount(
+                account_pb2.GetAccountRequest(), metadata=client.bearer(live.access_token)
+            ).account.id
+            == owner.account.id
+        )
 
 
 def test_the_last_sign_in_method_stays(sns: tuple[App, Client], google: OidcIssuer) -> None:
