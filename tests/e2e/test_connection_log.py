@@ -112,6 +112,8 @@ def test_the_request_id_is_echoed_or_made(client: Client) -> None:
         "order-20261204-000123",
         "job:01012",
         "req-1733356800",  # a Unix time, not a 017 number
+        "batch_2026_12_05_7",
+        "order-20261204-000123-0001",
     )
     for kept in kept_ids:
         _, call = client.auth.GetJwks.with_call(
@@ -138,6 +140,14 @@ def test_the_request_id_is_echoed_or_made(client: Client) -> None:
         "ab1012345678",
         "kim-10-1234-5678",
         "trace-20261204-01012345678",
+        # Underscores join groups too, and landlines, 070 and 050x numbers count.
+        "req_010_1234_5678",
+        "req-02-123-4567-a",
+        "req-0212345678-a",
+        "call:031-123-4567",
+        "call.82.2.1234.5678",
+        "voip_070_1234_5678",
+        "safe-0505-123-4567",
     )
     for insane in insane_ids:
         _, call = client.auth.GetJwks.with_call(

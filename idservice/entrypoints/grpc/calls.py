@@ -43,30 +43,36 @@ REQUEST_ID_KEY = "x-request-id"
 # Opaque ids only: ASCII letters, digits and `._:-`, with a letter (so no phone number, birth
 # date or other bare number), never an email or free text.
 _SANE_REQUEST_ID = re.compile(r"(?=[^A-Za-z]*[A-Za-z])[A-Za-z0-9][A-Za-z0-9._:-]{7,127}")
-# A Korean mobile number inside an id (`hong.01012345678`, `call:82-10-1234-5678`): logged with
-# every line of the call, so such an id is replaced, as one with an RRN in it is. A number is
-# digit groups joined by `.`, `:` or `-`; any run of its groups that reads as a mobile number
-# counts, in the forms people write: 010…, 82/0082 with or without the national 0, and 10…
-# without either (01[16789] numbers need their 0 or country code: `1712345678`-like runs are
-# Unix times). A UUID is random, not a number someone wrote (about one in 6,000 holds digits
-# like `017-4123-8456` between its hyphens).
-_NUMBER = re.compile(r"[0-9]+(?:[-.:][0-9]+)*")
-_NUMBER_GROUP_SEPARATOR = re.compile(r"[-.:]")
-_MOBILE_NUMBER = re.compile(r"(?:(?:0082|82)0?|0)1[016789][0-9]{7,8}|10[0-9]{8}")
-_LONGEST_MOBILE_DIGITS = 15  # 0082, the national 0, 1X and eight digits
+# A Korean phone number inside an id (`hong.01012345678`, `call:82-10-1234-5678`,
+# `req_02_123_4567`): logged with every line of the call, so such an id is replaced, as one
+# with an RRN in it is. A number is digit groups joined by `.`, `_`, `:` or `-`; any run of its
+# groups that reads as a phone number counts, in the forms people write: mobile 010…, 82/0082
+# with or without the national 0, and 10… without either (01[16789] numbers need their 0 or
+# country code: `1712345678`-like runs are Unix times); landlines (02, the area codes 031–064),
+# 070 and 050x numbers with their 0 or country code. A UUID is random, not a number someone
+# wrote (about one in 6,000 holds digits like `017-4123-8456` between its hyphens).
+_NUMBER = re.compile(r"[0-9]+(?:[-._:][0-9]+)*")
+_NUMBER_GROUP_SEPARATOR = re.compile(r"[-._:]")
+_PHONE_NUMBER = re.compile(
+    r"(?:(?:0082|82)0?|0)"
+    r"(?:1[016789][0-9]{7,8}|2[0-9]{7,8}|(?:3[1-3]|4[1-4]|5[1-5]|6[1-4])[0-9]{7,8}"
+    r"|70[0-9]{8}|50[0-9]{8,9})"
+    r"|10[0-9]{8}"
+)
+_LONGEST_PHONE_DIGITS = 16  # 0082, the national 0, 050 and nine digits
 _UUID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 
-def _holds_mobile_number(value: str) -> bool:
+def _holds_phone_number(value: str) -> bool:
     for number in _NUMBER.findall(value):
         groups = _NUMBER_GROUP_SEPARATOR.split(number)
         for first in range(len(groups)):
             digits = ""
             for group in groups[first:]:
                 digits += group
-                if len(digits) > _LONGEST_MOBILE_DIGITS:
+                if len(digits) > _LONGEST_PHONE_DIGITS:
                     break
-                if _MOBILE_NUMBER.fullmatch(digits):
+                if _PHONE_NUMBER.fullmatch(digits):
                     return True
     return False
 
@@ -91,7 +97,7 @@ def request_id(context: grpc.ServicerContext) -> str:
         if key == REQUEST_ID_KEY and isinstance(value, str):
             if (
                 _SANE_REQUEST_ID.fullmatch(value)
-                and (_UUID.fullmatch(value) or not _holds_mobile_number(value))
+                and (_UUID.fullmatch(value) or not _holds_phone_number(value))
                 and not check_no_rrn({REQUEST_ID_KEY: value})
             ):
                 return value
