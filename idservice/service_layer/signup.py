@@ -257,7 +257,7 @@ def _read_fields(cmd: SignUp, *, today: date, policy: Policy) -> _Fields:
                 ),
                 phone_number=v.check(
                     lambda: normalize_phone(
-                        cmd.guardian_phone_number, field="guardian.phone_number"
+                        cmd.guardian_phone_number, field="guardian.phone_number", mobile_only=True
                     ),
                     default="",
                 ),

@@ -185,11 +185,25 @@ def email_lookup_key(normalized: str) -> str:
     return unicodedata.normalize(EMAIL_NORMAL_FORM, folded)
 
 
-def normalize_phone(value: str, *, field: str = "phone_number", require_valid: bool = True) -> str:
+# Number types a mobile may have in phonenumbers' metadata (some regions cannot tell).
+_MOBILE_TYPES = frozenset(
+    {phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE}
+)
+
+
+def normalize_phone(
+    value: str,
+    *,
+    field: str = "phone_number",
+    require_valid: bool = True,
+    mobile_only: bool = False,
+) -> str:
     """The number in E.164 (`+821012345678`); accepts any common Korean form or a `+` number.
 
     E.g. `010-1234-5678`, `01012345678`, `010 1234 5678`, `+82 10-1234-5678`, `(02) 123-4567`,
     full-width digits. The number must be valid for its region (phonenumbers' metadata).
+    `mobile_only`: a mobile number (a landline, 070 or 050x number is refused), for a contact
+    that must receive a text and pass mobile-phone identity verification.
     """
     if len(value) > MAX_PHONE_INPUT_LENGTH:
         raise invalid(field, f"must be at most {MAX_PHONE_INPUT_LENGTH} characters")
@@ -206,6 +220,8 @@ def normalize_phone(value: str, *, field: str = "phone_number", require_valid: b
     # (newly assigned blocks): callers pass require_valid=False for verified numbers.
     if require_valid and not phonenumbers.is_valid_number(number):
         raise invalid(field, "must be a valid phone number")
+    if mobile_only and phonenumbers.number_type(number) not in _MOBILE_TYPES:
+        raise invalid(field, "must be a mobile phone number")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 

@@ -46,6 +46,7 @@ KNOWN_DESCRIPTIONS = frozenset(
         f"must be at most {MAX_PHONE_INPUT_LENGTH} characters",
         "may contain only digits, spaces, +, -, ( and )",
         "must be a valid phone number",
+        "must be a mobile phone number",
         f"must be at most {MAX_NAME_LENGTH} characters",
         "must not contain digits",
         "may contain only letters, spaces, and . - ' ·",
@@ -310,6 +311,30 @@ def test_normalize_phone_accepts(raw: str, e164: str) -> None:
 )
 def test_normalize_phone_rejects(raw: str, description: str) -> None:
     assert violation_of(lambda: normalize_phone(raw)) == FieldViolation("phone_number", description)
+
+
+@pytest.mark.parametrize(
+    ("raw", "mobile"),
+    [
+        ("010-1234-5678", True),
+        ("011-123-4567", True),
+        ("+82 10-1234-5678", True),
+        ("+81 90-1234-5678", True),
+        ("+1 650-253-0000", True),  # the US metadata cannot tell a mobile from a landline
+        ("02-123-4567", False),
+        ("031-123-4567", False),
+        ("070-1234-5678", False),
+        ("0505-123-4567", False),
+    ],
+)
+def test_normalize_phone_mobile_only(raw: str, mobile: bool) -> None:
+    call = lambda: normalize_phone(raw, field="guardian.phone_number", mobile_only=True)  # noqa: E731
+    if mobile:
+        assert call() == normalize_phone(raw)
+    else:
+        assert violation_of(call) == FieldViolation(
+            "guardian.phone_number", "must be a mobile phone number"
+        )
 
 
 @given(
