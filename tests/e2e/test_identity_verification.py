@@ -699,12 +699,14 @@ def test_a_child_under_14_waits_for_the_guardian(client: Client) -> None:
     # The guardian confirms by mobile-phone identity verification, after a text: a landline,
     # 070 or 050x contact could never match, and the request could only expire.
     for landline in ("02-123-4567", "070-1234-5678", "0505-123-4567"):
+        guardian = common_pb2.Guardian(name="정보호", phone_number=landline)
         refused = failure_of(
-            lambda landline=landline: signup_with_token(
+            partial(
+                signup_with_token,
                 client,
                 done.verification_token,
                 "child-one@example.com",
-                guardian=common_pb2.Guardian(name="정보호", phone_number=landline),
+                guardian=guardian,
             )
         )
         assert (refused.code, refused.reason, refused.violations) == (
