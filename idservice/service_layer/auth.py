@@ -65,6 +65,15 @@ def authenticate(
     return caller
 
 
+def still_signed_in(tx: UnitOfWork, caller: Caller, *, now: datetime) -> None:
+    """In a write, after the account's row lock: the caller's session is still live. A call
+    that waited on a provider or a lock since `authenticate` acts only if its session was not
+    ended meanwhile (an unlinked sign-in, a logout, a password change, a withdrawal)."""
+    session = tx.sessions.get(caller.session_id)
+    if session is None or session.account_id != caller.account_id or not session.is_active(now):
+        raise session_ended()
+
+
 def account_gone() -> DomainError:
     return DomainError(Reason.TOKEN_INVALID, "the account no longer exists")
 

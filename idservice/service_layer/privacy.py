@@ -21,7 +21,12 @@ from idservice.domain.guardian_consent import needs_guardian_consent
 from idservice.domain.ids import new_id
 from idservice.domain.instants import utc_text
 from idservice.domain.sns import SnsProvider
-from idservice.service_layer.auth import account_gone, authenticate, load_account
+from idservice.service_layer.auth import (
+    account_gone,
+    authenticate,
+    load_account,
+    still_signed_in,
+)
 from idservice.service_layer.passwords import check_password
 from idservice.service_layer.policy import Policy
 from idservice.service_layer.ports import (
@@ -326,6 +331,7 @@ def withdraw_account(
     caller = authenticate(cmd.access_token, tokens=tokens, uow=uow, clock=clock)
     now = clock()
     account = load_account(caller, uow=uow)
+    profile = None
     if cmd.password:
         check_password(
             account, cmd.password, now=now, uow=uow, hasher=hasher, lockout=policy.lockout
@@ -342,18 +348,25 @@ def withdraw_account(
                 "sign in again: the SNS sign-in must be at most "
                 f"{REAUTHENTICATION_MAX_AGE.seconds // 60} minutes old",
             )
-        with uow(readonly=True) as tx:
-            link = tx.sns_identities.find(profile.provider, profile.subject)
-        if link is None or link.account_id != account.id:
-            raise DomainError(
-                Reason.REAUTHENTICATION_REQUIRED, "sign in again with an identity of this account"
-            )
     else:
         raise DomainError(
             Reason.REAUTHENTICATION_REQUIRED,
             "withdrawal needs the current password or a fresh SNS sign-in",
         )
     with uow() as tx:
-        if not withdraw(tx, account, now=now, policy=policy):
+        # Under the account's row lock, the caller's session and the SNS identity must still
+        # be the account's: an unlink that committed meanwhile removed the link and ended the
+        # sessions it opened.
+        if tx.accounts.get(account.id, for_update=True) is None:
             raise account_gone()  # withdrawn meanwhile, as the call after it is answered
+        still_signed_in(tx, caller, now=now)
+        if profile is not None:
+            link = tx.sns_identities.find(profile.provider, profile.subject)
+            if link is None or link.account_id != account.id:
+                raise DomainError(
+                    Reason.REAUTHENTICATION_REQUIRED,
+                    "sign in again with an identity of this account",
+                )
+        if not withdraw(tx, account, now=now, policy=policy):
+            raise account_gone()
         tx.commit()

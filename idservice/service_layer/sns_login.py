@@ -20,7 +20,12 @@ from idservice.domain.ids import new_id
 from idservice.domain.sessions import RevokeReason
 from idservice.domain.sns import SIGNUP_TICKET_MINUTES, SnsProfile, SnsProvider
 from idservice.service_layer import duplicates
-from idservice.service_layer.auth import account_gone, authenticate, load_account
+from idservice.service_layer.auth import (
+    account_gone,
+    authenticate,
+    load_account,
+    still_signed_in,
+)
 from idservice.service_layer.login import pending_guardian_consent
 from idservice.service_layer.policy import Policy
 from idservice.service_layer.ports import (
@@ -306,9 +311,11 @@ def link_sns_identity(
             duplicates.refuse_rejoin_hold(tx, ci=profile.ci, di=None, now=now)
     with uow() as tx:
         # The live account's row first (as a withdrawal takes it): a link must never be added
-        # to what a withdrawal that committed since the account was read left behind.
+        # to what a withdrawal that committed since the account was read left behind, nor by
+        # a session ended while the provider answered (an unlink ends the sessions it opened).
         if tx.accounts.get(account.id, for_update=True) is None:
             raise account_gone()
+        still_signed_in(tx, caller, now=now)
         if adopts_ci:
             # The account now holds the person's CI, as an SNS signup with it would: a later
             # signup of the same person finds it (one person, one account).
@@ -351,6 +358,8 @@ def unlink_sns_identity(
         account = tx.accounts.get(caller.account_id, for_update=True)
         if account is None:
             raise DomainError(Reason.TOKEN_INVALID, "the account no longer exists")
+        now = clock()
+        still_signed_in(tx, caller, now=now)
         if cmd.provider.value not in account.sns_providers:
             raise invalid("provider", "is not linked to this account")
         if len(account.sign_in_methods) <= 1:
@@ -358,7 +367,6 @@ def unlink_sns_identity(
                 Reason.LAST_SIGN_IN_METHOD, "an account keeps at least one way to sign in"
             )
         tx.sns_identities.remove(account.id, cmd.provider)
-        now = clock()
         for session in tx.sessions.of_account(account.id):
             if (
                 session.id != caller.session_id

@@ -372,7 +372,7 @@ def test_with_the_issuer_down_cached_keys_work_and_the_rest_is_unavailable(
 
 
 def test_link_and_unlink(sns: tuple[App, Client], google: OidcIssuer) -> None:
-    _app, client = sns
+    app, client = sns
     owner = client.sign_up(new_person())
     bearer = client.bearer(owner.session.access_token)
     sub = f"g-{uuid.uuid4().hex}"
@@ -420,6 +420,15 @@ def test_link_and_unlink(sns: tuple[App, Client], google: OidcIssuer) -> None:
             auth_pb2.RefreshSessionRequest(refresh_token=by_google.refresh_token)
         )
     ) == (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_INVALID")
+    with app.engine.connect() as connection:
+        reasons = connection.execute(
+            select(t.sessions.c.revoked_reason).where(
+                t.sessions.c.account_id == owner.account.id,
+                t.sessions.c.revoked_at.is_not(None),
+            )
+        ).scalars()
+        # Both Google sessions (the one opened after linking, and by_google).
+        assert list(reasons) == ["sign_in_unlinked"] * 2
     for live in (owner.session, by_password):
         assert (
             client.accounts.GetAccount(

@@ -1,14 +1,18 @@
-"""LinkSnsIdentity on the fakes: which person a Kakao CI is taken as."""
+"""LinkSnsIdentity, UnlinkSnsIdentity and an SNS withdrawal on the fakes: which person a Kakao CI
+is taken as, and what an unlink ends."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
-from idservice.domain.errors import Reason
+from idservice.domain.errors import DomainError, Reason
 from idservice.domain.sns import SnsProfile, SnsProvider
 from idservice.service_layer.ports import SnsCredential, SnsIdentityProvider
+from idservice.service_layer.privacy import Withdraw
+from idservice.service_layer.profile import GetAccount
 from idservice.service_layer.registry import USE_CASES
-from idservice.service_layer.sns_login import LinkSnsIdentity
+from idservice.service_layer.sns_login import LinkSnsIdentity, SnsLogin, UnlinkSnsIdentity
 from idservice.service_layer.use_cases import UseCases
 from tests.fakes.providers import verified_person
 from tests.service_layer.harness import Harness
@@ -104,3 +108,134 @@ def test_a_kakao_ci_of_another_account_is_refused_even_where_it_would_not_be_tak
     assert error.metadata["sign_in_methods"] == "password"
     with h.uow(readonly=True) as tx:
         assert tx.sns_identities.find(SnsProvider.KAKAO, "kakao-of-b") is None
+
+
+class Vouching(SnsIdentityProvider):
+    """A provider vouching for `subject` (signed in now); `meanwhile` runs while it answers,
+    as another call would while this one waits on the provider."""
+
+    def __init__(self, h: Harness, provider: SnsProvider, subject: str) -> None:
+        self.provider = provider
+        self._h, self._subject = h, subject
+        self.meanwhile: Callable[[], object] | None = None
+
+    def authenticate(self, credential: SnsCredential, *, timeout: float) -> SnsProfile:
+        if self.meanwhile is not None:
+            run, self.meanwhile = self.meanwhile, None
+            run()
+        return SnsProfile(
+            provider=self.provider, subject=self._subject, signed_in_at=self._h.clock()
+        )
+
+
+def _two_providers(h: Harness) -> tuple[Vouching, Vouching]:
+    google = Vouching(h, SnsProvider.GOOGLE, "google-subject")
+    kakao = Vouching(h, SnsProvider.KAKAO, "kakao-subject")
+    h.deps = dataclasses.replace(h.deps, sns={SnsProvider.GOOGLE: google, SnsProvider.KAKAO: kakao})
+    h.use_cases = UseCases(h.deps, USE_CASES)
+    return google, kakao
+
+
+def _credential() -> SnsCredential:
+    return SnsCredential(id_token="an-id-token")
+
+
+def _sns_session(h: Harness, provider: SnsProvider) -> str:
+    result = h.handle(SnsLogin(provider=provider, credential=_credential()))
+    assert result.session is not None
+    return result.session.access_token
+
+
+def _linked(h: Harness, access_token: str, provider: SnsProvider) -> list[str]:
+    return h.handle(
+        LinkSnsIdentity(access_token=access_token, provider=provider, credential=_credential())
+    )
+
+
+def _account_with_google() -> tuple[Harness, Vouching, Vouching, str, str]:
+    """An account with a password and Google; its owner's (password) token, and the token of
+    a session someone opened through the Google account."""
+    h = Harness.build()
+    google, kakao = _two_providers(h)
+    owner = h.sign_up_person(verified_person())
+    assert owner.session is not None
+    assert _linked(h, owner.session.access_token, SnsProvider.GOOGLE) == ["password", "google"]
+    return h, google, kakao, owner.session.access_token, _sns_session(h, SnsProvider.GOOGLE)
+
+
+def _live(h: Harness, access_token: str) -> bool:
+    try:
+        h.handle(GetAccount(access_token=access_token))
+    except DomainError as error:
+        assert error.reason is Reason.TOKEN_INVALID
+        return False
+    return True
+
+
+def test_unlinking_ends_the_other_sessions_that_sign_in_opened() -> None:
+    h, _google, _kakao, owner, by_google = _account_with_google()
+    assert _linked(h, owner, SnsProvider.KAKAO) == ["password", "google", "kakao"]
+    by_kakao = _sns_session(h, SnsProvider.KAKAO)
+    own_google = _sns_session(h, SnsProvider.GOOGLE)
+
+    # Unlinked from a session Google opened: that one stays (the caller's), as do Kakao's and
+    # the password's; the other Google session ends.
+    assert h.handle(UnlinkSnsIdentity(access_token=own_google, provider=SnsProvider.GOOGLE)) == [
+        "password",
+        "kakao",
+    ]
+    assert [_live(h, t) for t in (own_google, by_kakao, owner, by_google)] == [
+        True,
+        True,
+        True,
+        False,
+    ]
+
+
+def test_a_link_by_a_session_ended_while_the_provider_answered_is_refused() -> None:
+    """The session someone opened through a shared Google account starts linking their own
+    Kakao; the owner unlinks Google meanwhile, which ends that session: the link must not
+    land (it would let them back in for good)."""
+    h, _google, kakao, owner, by_google = _account_with_google()
+    kakao.meanwhile = lambda: h.handle(
+        UnlinkSnsIdentity(access_token=owner, provider=SnsProvider.GOOGLE)
+    )
+    h.fails(
+        LinkSnsIdentity(
+            access_token=by_google, provider=SnsProvider.KAKAO, credential=_credential()
+        ),
+        Reason.TOKEN_INVALID,
+    )
+    with h.uow(readonly=True) as tx:
+        assert tx.sns_identities.find(SnsProvider.KAKAO, "kakao-subject") is None
+    assert h.handle(GetAccount(access_token=owner)).sign_in_methods == ("password",)
+
+
+def test_a_withdrawal_by_a_session_ended_while_the_provider_answered_is_refused() -> None:
+    h, google, _kakao, owner, by_google = _account_with_google()
+    google.meanwhile = lambda: h.handle(
+        UnlinkSnsIdentity(access_token=owner, provider=SnsProvider.GOOGLE)
+    )
+    h.fails(
+        Withdraw(
+            access_token=by_google, sns_provider=SnsProvider.GOOGLE, sns_credential=_credential()
+        ),
+        Reason.TOKEN_INVALID,
+    )
+    assert _live(h, owner)
+
+
+def test_a_withdrawal_whose_sns_identity_was_unlinked_meanwhile_is_refused() -> None:
+    """The caller's own Google session survives its unlink, but the fresh Google sign-in it
+    withdraws with is no longer one of the account's."""
+    h, google, _kakao, _owner, by_google = _account_with_google()
+    google.meanwhile = lambda: h.handle(
+        UnlinkSnsIdentity(access_token=by_google, provider=SnsProvider.GOOGLE)
+    )
+    h.fails(
+        Withdraw(
+            access_token=by_google, sns_provider=SnsProvider.GOOGLE, sns_credential=_credential()
+        ),
+        Reason.REAUTHENTICATION_REQUIRED,
+    )
+    assert _live(h, by_google)
