@@ -43,37 +43,42 @@ REQUEST_ID_KEY = "x-request-id"
 # Opaque ids only: ASCII letters, digits and `._:-`, with a letter (so no phone number, birth
 # date or other bare number), never an email or free text.
 _SANE_REQUEST_ID = re.compile(r"(?=[^A-Za-z]*[A-Za-z])[A-Za-z0-9][A-Za-z0-9._:-]{7,127}")
-# A Korean phone number inside an id (`hong.01012345678`, `call:82-10-1234-5678`,
-# `req_02_123_4567`): logged with every line of the call, so such an id is replaced, as one
-# with an RRN in it is. A number is digit groups joined by `.`, `_`, `:` or `-`; any run of its
-# groups that reads as a phone number counts, in the forms people write: mobile 010…, 82/0082
-# with or without the national 0, and 10… without either (01[16789] numbers need their 0 or
-# country code: `1712345678`-like runs are Unix times); landlines (02, the area codes 031–064),
-# 070 and 050x numbers with their 0 or country code. A UUID is random, not a number someone
-# wrote (about one in 6,000 holds digits like `017-4123-8456` between its hyphens).
+# A Korean mobile number inside an id (`hong.01012345678`, `call:82-10-1234-5678`,
+# `req_010_1234_5678`): logged with every line of the call, so such an id is replaced, as one
+# with an RRN in it is. A number is digit groups joined by `.`, `_`, `:` or `-`. One group that
+# reads as a mobile number counts, and so does a run of groups written as people write a phone
+# number: groups of at most four digits, the last of any length (`010-1234-5678`,
+# `82-10-1234-5678`, `010-12345678`). A mobile number reads 010 and eight digits, 011 and
+# 016–019 and seven or eight, with 82/0082 with or without the national 0 before them, or 10
+# and eight digits without either (01[16789] numbers need their 0 or country code:
+# `1712345678`-like runs are Unix times). The group rule keeps times and counters
+# (`job_20261205_010203_0001`, `T01:02:03.456Z`) from reading as numbers. A UUID is random,
+# not a number someone wrote, and is always kept.
 _NUMBER = re.compile(r"[0-9]+(?:[-._:][0-9]+)*")
 _NUMBER_GROUP_SEPARATOR = re.compile(r"[-._:]")
-_PHONE_NUMBER = re.compile(
-    r"(?:(?:0082|82)0?|0)"
-    r"(?:1[016789][0-9]{7,8}|2[0-9]{7,8}|(?:3[1-3]|4[1-4]|5[1-5]|6[1-4])[0-9]{7,8}"
-    r"|70[0-9]{8}|50[0-9]{8,9})"
-    r"|10[0-9]{8}"
-)
-_LONGEST_PHONE_DIGITS = 16  # 0082, the national 0, 050 and nine digits
+_MOBILE_NUMBER = re.compile(r"(?:(?:0082|82)0?|0)(?:10[0-9]{8}|1[16789][0-9]{7,8})|10[0-9]{8}")
+_LONGEST_MOBILE_DIGITS = 15  # 0082, the national 0, 1X and eight digits
+_PHONE_GROUP_DIGITS = 4  # the longest group of a written number but its last
 _UUID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 
-def _holds_phone_number(value: str) -> bool:
+def _holds_mobile_number(value: str) -> bool:
     for number in _NUMBER.findall(value):
         groups = _NUMBER_GROUP_SEPARATOR.split(number)
-        for first in range(len(groups)):
-            digits = ""
-            for group in groups[first:]:
-                digits += group
-                if len(digits) > _LONGEST_PHONE_DIGITS:
+        for first, group in enumerate(groups):
+            if _MOBILE_NUMBER.fullmatch(group):
+                return True
+            if len(group) > _PHONE_GROUP_DIGITS:
+                continue  # no written number starts with a group this long
+            digits = group
+            for following in groups[first + 1 :]:
+                digits += following
+                if len(digits) > _LONGEST_MOBILE_DIGITS:
                     break
-                if _PHONE_NUMBER.fullmatch(digits):
+                if _MOBILE_NUMBER.fullmatch(digits):
                     return True
+                if len(following) > _PHONE_GROUP_DIGITS:
+                    break  # only the last group may be longer
     return False
 
 
@@ -97,7 +102,7 @@ def request_id(context: grpc.ServicerContext) -> str:
         if key == REQUEST_ID_KEY and isinstance(value, str):
             if (
                 _SANE_REQUEST_ID.fullmatch(value)
-                and (_UUID.fullmatch(value) or not _holds_phone_number(value))
+                and (_UUID.fullmatch(value) or not _holds_mobile_number(value))
                 and not check_no_rrn({REQUEST_ID_KEY: value})
             ):
                 return value
