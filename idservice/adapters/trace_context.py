@@ -1,11 +1,12 @@
 """W3C trace context on outgoing HTTP calls (PortOne, Google, Kakao, the webhook).
 
-While a traced API call is handled, each HTTP request it makes carries the call's `traceparent`
-(and `tracestate`), so the provider's side shows up in the caller's trace. Only once tracing is
-on (`enable()`, called when the OpenTelemetry SDK is set up: entrypoints/grpc/telemetry.py);
-until then nothing of OpenTelemetry is imported and the hook adds nothing. Requests made outside
-a traced call (the outbox's webhook deliveries) carry no trace. The header holds random ids
-only, nothing about the person or the call.
+While a traced API call is handled, each HTTP request it makes carries the call's `traceparent`,
+so the provider's side shows up in the caller's trace. Only once tracing is on (`enable()`,
+called when the OpenTelemetry SDK is set up: entrypoints/grpc/telemetry.py); until then nothing
+of OpenTelemetry is imported and the hook adds nothing. Requests made outside a traced call (the
+outbox's webhook deliveries) carry no trace. Only `traceparent` goes out, which holds random ids
+only: the caller's `tracestate` and `baggage` are free text it chose (a phone number, say), so
+they never reach a provider, whatever `OTEL_PROPAGATORS` says.
 """
 
 from __future__ import annotations
@@ -17,13 +18,23 @@ import httpx
 _inject: Callable[[MutableMapping[str, str]], None] | None = None
 
 
-def enable() -> None:
-    """Propagate the current span's context from now on (the process's global propagator:
-    `OTEL_PROPAGATORS`, by default W3C trace context and baggage)."""
-    global _inject  # noqa: PLW0603
-    from opentelemetry import propagate
+TRACEPARENT = "traceparent"
 
-    _inject = propagate.inject
+
+def enable() -> None:
+    """Propagate the current span's `traceparent` from now on (W3C trace context alone)."""
+    global _inject  # noqa: PLW0603
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    propagator = TraceContextTextMapPropagator()
+
+    def inject(headers: MutableMapping[str, str]) -> None:
+        carrier: dict[str, str] = {}
+        propagator.inject(carrier)
+        if TRACEPARENT in carrier:
+            headers[TRACEPARENT] = carrier[TRACEPARENT]
+
+    _inject = inject
 
 
 def add_trace_context(request: httpx.Request) -> None:

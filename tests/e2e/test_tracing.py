@@ -154,7 +154,12 @@ def portone_call(channel: grpc.Channel, header: str | None) -> None:
     """CompleteVerification of an id PortOne does not know (the stand-in answers 404)."""
     metadata: tuple[tuple[str, str | bytes], ...] = (("x-request-id", "traced-portone-call"),)
     if header is not None:
-        metadata += (("traceparent", header),)
+        # A caller's tracestate and baggage are its own free text: they go no further.
+        metadata += (
+            ("traceparent", header),
+            ("tracestate", "vendor=hong01012345678"),
+            ("baggage", "phone=010-1234-5678"),
+        )
     request = identity_pb2.CompleteVerificationRequest(
         provider=identity_pb2.VERIFICATION_PROVIDER_PORTONE, verification_id="iv-unknown"
     )
@@ -197,6 +202,7 @@ def test_calls_to_portone_carry_the_api_calls_trace(tmp_path: Path, traced: bool
     # The call to PortOne is a child of the API call's span, in the caller's trace.
     assert span.trace_id == trace_id
     assert request.headers["traceparent"] == f"00-{trace_id}-{span.span_id}-01"
+    assert "tracestate" not in request.headers and "baggage" not in request.headers
 
 
 def assert_nothing_personal(span: ReceivedSpan) -> None:
