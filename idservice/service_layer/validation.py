@@ -185,10 +185,8 @@ def email_lookup_key(normalized: str) -> str:
     return unicodedata.normalize(EMAIL_NORMAL_FORM, folded)
 
 
-# Number types a mobile may have in phonenumbers' metadata (some regions cannot tell).
-_MOBILE_TYPES = frozenset(
-    {phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE}
-)
+# A Korean mobile number in E.164: 010, 011 and 016–019 (012 numbers are for machines).
+_KOREAN_MOBILE = re.compile(r"\+821[016789][0-9]{7,8}")
 
 
 def normalize_phone(
@@ -202,8 +200,9 @@ def normalize_phone(
 
     E.g. `010-1234-5678`, `01012345678`, `010 1234 5678`, `+82 10-1234-5678`, `(02) 123-4567`,
     full-width digits. The number must be valid for its region (phonenumbers' metadata).
-    `mobile_only`: a mobile number (a landline, 070 or 050x number is refused), for a contact
-    that must receive a text and pass mobile-phone identity verification.
+    `mobile_only`: a Korean mobile number (010, 011, 016–019), for a contact that must receive
+    a text and pass Korean mobile-phone identity verification: a landline, 070, 050x, 080 or
+    15xx number, an M2M 012 number or a foreign one is refused.
     """
     if len(value) > MAX_PHONE_INPUT_LENGTH:
         raise invalid(field, f"must be at most {MAX_PHONE_INPUT_LENGTH} characters")
@@ -220,9 +219,13 @@ def normalize_phone(
     # (newly assigned blocks): callers pass require_valid=False for verified numbers.
     if require_valid and not phonenumbers.is_valid_number(number):
         raise invalid(field, "must be a valid phone number")
-    if mobile_only and phonenumbers.number_type(number) not in _MOBILE_TYPES:
-        raise invalid(field, "must be a mobile phone number")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if mobile_only and not (
+        _KOREAN_MOBILE.fullmatch(e164)
+        and phonenumbers.number_type(number) is phonenumbers.PhoneNumberType.MOBILE
+    ):
+        raise invalid(field, "must be a Korean mobile phone number")
+    return e164
 
 
 def validate_name(value: str, *, field: str = "name") -> str:

@@ -712,7 +712,7 @@ def test_a_child_under_14_waits_for_the_guardian(client: Client) -> None:
         assert (refused.code, refused.reason, refused.violations) == (
             grpc.StatusCode.INVALID_ARGUMENT,
             "VALIDATION_FAILED",
-            [("guardian.phone_number", "must be a mobile phone number")],
+            [("guardian.phone_number", "must be a Korean mobile phone number")],
         )
 
     signed = signup_with_token(

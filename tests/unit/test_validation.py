@@ -46,7 +46,7 @@ KNOWN_DESCRIPTIONS = frozenset(
         f"must be at most {MAX_PHONE_INPUT_LENGTH} characters",
         "may contain only digits, spaces, +, -, ( and )",
         "must be a valid phone number",
-        "must be a mobile phone number",
+        "must be a Korean mobile phone number",
         f"must be at most {MAX_NAME_LENGTH} characters",
         "must not contain digits",
         "may contain only letters, spaces, and . - ' ·",
@@ -318,13 +318,17 @@ def test_normalize_phone_rejects(raw: str, description: str) -> None:
     [
         ("010-1234-5678", True),
         ("011-123-4567", True),
+        ("019-1234-5678", True),
         ("+82 10-1234-5678", True),
-        ("+81 90-1234-5678", True),
-        ("+1 650-253-0000", True),  # the US metadata cannot tell a mobile from a landline
         ("02-123-4567", False),
         ("031-123-4567", False),
         ("070-1234-5678", False),
         ("0505-123-4567", False),
+        ("080-123-4567", False),
+        ("1588-1234", False),
+        ("012-1234-5678", False),  # M2M numbers
+        ("+81 90-1234-5678", False),  # a mobile, but no Korean verification reaches it
+        ("+1 650-253-0000", False),
     ],
 )
 def test_normalize_phone_mobile_only(raw: str, mobile: bool) -> None:
@@ -333,7 +337,7 @@ def test_normalize_phone_mobile_only(raw: str, mobile: bool) -> None:
         assert call() == normalize_phone(raw)
     else:
         assert violation_of(call) == FieldViolation(
-            "guardian.phone_number", "must be a mobile phone number"
+            "guardian.phone_number", "must be a Korean mobile phone number"
         )
 
 
