@@ -7,6 +7,7 @@ matches (account takeover); it is linked only by a signed-in person or created b
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
@@ -14,6 +15,9 @@ from enum import StrEnum
 # Issue of the SNS login: a signup ticket lives at most 15 minutes, long enough to verify
 # identity and fill in a form.
 SIGNUP_TICKET_MINUTES = 15
+# RFC 6750 §2.1: a bearer token is a b64token, 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" /
+# "+" / "/" ) *"=". A Kakao access token goes into an Authorization header as one.
+BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # Kakao's `birthday_type` values; a lunar birthday is never a solar birth date.
 KAKAO_SOLAR = "SOLAR"
 

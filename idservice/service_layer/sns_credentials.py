@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import re
-
-from idservice.domain.sns import SnsProvider
+from idservice.domain.sns import BEARER_TOKEN, SnsProvider
 from idservice.service_layer.ports import SnsCredential
 from idservice.service_layer.validation import Violations
 
@@ -19,9 +17,6 @@ MAX_VERIFIER_LENGTH = 128
 _VERIFIER_CHARACTERS = frozenset(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 )
-# RFC 6750 §2.1: a bearer token is a b64token, 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" /
-# "+" / "/" ) *"=". The Kakao access token goes into an Authorization header as one.
-_BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
 def check_credential(credential: SnsCredential, *, provider: SnsProvider) -> None:
@@ -55,7 +50,7 @@ def check_credential(credential: SnsCredential, *, provider: SnsProvider) -> Non
             access
             and len(access) <= MAX_TOKEN_LENGTH
             and access.isprintable()  # else named above, once
-            and not _BEARER_TOKEN.fullmatch(access)
+            and not BEARER_TOKEN.fullmatch(access)
         ):
             v.add("kakao_access_token", "must be an OAuth bearer token (RFC 6750 b64token)")
         if c.kakao_access_token and provider is not SnsProvider.KAKAO:

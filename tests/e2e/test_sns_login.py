@@ -548,9 +548,12 @@ def test_a_kakao_ci_of_another_account_cannot_be_linked(
     ) == (grpc.StatusCode.FAILED_PRECONDITION, "VERIFICATION_MISMATCH")
 
 
+@pytest.mark.parametrize("access", ["kakao-at-code", "카카오-토큰"], ids=["ascii", "not-a-bearer"])
 def test_kakao_code_flow_needs_no_app_id(
-    tmp_path: Path, database_url: str, kakao: OidcIssuer
+    tmp_path: Path, database_url: str, kakao: OidcIssuer, access: str
 ) -> None:
+    """The access token Kakao's token endpoint issues goes into an Authorization header: one
+    that is no bearer token is Kakao's malformed answer (it answered INTERNAL)."""
     settings = make_settings(
         tmp_path,
         database_url,
@@ -561,7 +564,7 @@ def test_kakao_code_flow_needs_no_app_id(
     )
     user_id = 60_000 + int(uuid.uuid4().int % 1_000_000)
     kakao.register_kakao_user(
-        "kakao-at-code",
+        access,
         user_id=user_id,
         app_id=KAKAO_APP_ID,
         kakao_account={"profile": {"nickname": "어피치"}},
@@ -574,18 +577,25 @@ def test_kakao_code_flow_needs_no_app_id(
         client_id=KAKAO_REST_KEY,
         client_secret="kakao-secret",
         id_token=kakao.id_token(sub=str(user_id), aud=KAKAO_REST_KEY),
-        access_token="kakao-at-code",
+        access_token=access,
+    )
+    request = auth_pb2.SnsLoginRequest(
+        provider=KAKAO,
+        authorization_code="kakao-code",
+        code_verifier=verifier,
+        redirect_uri=REDIRECT_URI,
     )
     with serving(settings) as (_app, client):
-        answer = client.auth.SnsLogin(
-            auth_pb2.SnsLoginRequest(
-                provider=KAKAO,
-                authorization_code="kakao-code",
-                code_verifier=verifier,
-                redirect_uri=REDIRECT_URI,
-            )
-        )
-    assert answer.WhichOneof("result") == "signup_required"
+        if access.isascii():
+            answer = client.auth.SnsLogin(request)
+            assert answer.WhichOneof("result") == "signup_required"
+            return
+        failure = failure_of(lambda: client.auth.SnsLogin(request))
+    assert (failure.code, failure.reason, failure.metadata.get("provider")) == (
+        grpc.StatusCode.UNAVAILABLE,
+        "UPSTREAM_UNAVAILABLE",
+        "kakao",
+    )
 
 
 def kakao_without_required_verification(

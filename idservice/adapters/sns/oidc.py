@@ -36,7 +36,7 @@ from idservice.adapters.sns.http import (
 )
 from idservice.adapters.trace_context import EVENT_HOOKS
 from idservice.domain.errors import DomainError
-from idservice.domain.sns import SnsProfile, SnsProvider
+from idservice.domain.sns import BEARER_TOKEN, SnsProfile, SnsProvider
 from idservice.service_layer.ports import SnsCredential, SnsIdentityProvider
 
 with warnings.catch_warnings():
@@ -270,6 +270,9 @@ class OidcProvider(SnsIdentityProvider):
         id_token, access_token = token.get("id_token"), token.get("access_token", "")
         if not isinstance(id_token, str) or not isinstance(access_token, str):
             raise unavailable(self.provider, "token response without an id_token")
+        if access_token and not BEARER_TOKEN.fullmatch(access_token):
+            # It would go into an Authorization header (Kakao's user API).
+            raise unavailable(self.provider, "token response's access_token is no bearer token")
         return id_token, access_token
 
     # -- discovery and keys ----------------------------------------------------------------------
