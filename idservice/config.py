@@ -258,6 +258,14 @@ class Settings:
             raise ConfigError(PREFIX + missing, "TLS needs both a certificate and a key file")
         if self.health_listen:
             self._check_health_port(int(self.health_listen.rpartition(":")[2]))
+        if (
+            self.metrics_listen
+            and _port(self.metrics_listen)
+            and (_port(self.metrics_listen) == _port(self.listen))
+        ):
+            raise ConfigError(
+                PREFIX + "METRICS_LISTEN", f"must be another port than {PREFIX}LISTEN"
+            )
         if self.tls_client_ca_file and not self.tls_cert_file:
             raise ConfigError(PREFIX + "TLS_CERT_FILE", "mutual TLS needs a server certificate")
         if self.identity_provider == "portone" and not self.portone_api_secret:
@@ -361,3 +369,7 @@ def _read_dotenv(path: Path) -> dict[str, str]:
     from dotenv import dotenv_values
 
     return {k: v for k, v in dotenv_values(path).items() if k.startswith(PREFIX) and v is not None}
+
+
+def _port(hostport: str) -> int:
+    return int(hostport.rpartition(":")[2])

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING
 
 from idservice.config import ConfigError, Settings
 from idservice.entrypoints.heartbeat import SUPERVISOR_PAUSED_SECONDS, kill_if_hung, take_messages
+from idservice.entrypoints.tls import load_tls
 
 if TYPE_CHECKING:
     from idservice.entrypoints.grpc.metrics import MultiprocessMetrics
@@ -174,6 +175,9 @@ class Supervisor:
         self._last_look = 0.0
 
     def run(self) -> int:
+        # Files every process reads, checked once here: a TLS key that is not the certificate's
+        # stops start-up naming the variable, instead of failing each process in turn.
+        load_tls(self.settings)
         # In a process of its own: the migrations and the key check need the database layer,
         # which the supervisor, alive as long as the service, then never holds in memory.
         prepared = subprocess.run(

@@ -527,6 +527,29 @@ def _tls_key_not_pem(directory: Path, stack: contextlib.ExitStack) -> dict[str, 
     return {"IDSERVICE_TLS_CERT_FILE": str(cert), "IDSERVICE_TLS_KEY_FILE": str(key)}
 
 
+def _tls_key_of_another_certificate(directory: Path, stack: contextlib.ExitStack) -> dict[str, str]:
+    cert, _ = _write_self_signed_tls(directory)
+    other = directory / "other"
+    other.mkdir()
+    _, key = _write_self_signed_tls(other)
+    return {"IDSERVICE_TLS_CERT_FILE": str(cert), "IDSERVICE_TLS_KEY_FILE": str(key)}
+
+
+def _tls_key_of_another_certificate_two_processes(
+    directory: Path, stack: contextlib.ExitStack
+) -> dict[str, str]:
+    # Checked before any server process starts: one error line, not one per restart.
+    return {
+        **_tls_key_of_another_certificate(directory, stack),
+        "IDSERVICE_PROCESSES": "2",
+    }
+
+
+def _metrics_on_the_api_port(directory: Path, stack: contextlib.ExitStack) -> dict[str, str]:
+    port = free_loopback_port()
+    return {"IDSERVICE_LISTEN": f"127.0.0.1:{port}", "IDSERVICE_METRICS_LISTEN": f"0.0.0.0:{port}"}
+
+
 def _database_driver_missing(directory: Path, stack: contextlib.ExitStack) -> dict[str, str]:
     # A common URL form, but psycopg2 is not a dependency: the contract names psycopg (3).
     return {"IDSERVICE_DATABASE_URL": "postgresql+psycopg2://postgres@127.0.0.1:1/idservice"}
@@ -538,6 +561,15 @@ def _database_driver_missing(directory: Path, stack: contextlib.ExitStack) -> di
         pytest.param(_listen_in_use, "IDSERVICE_LISTEN", id="listen-in-use"),
         pytest.param(_tls_key_missing, "IDSERVICE_TLS_KEY_FILE", id="tls-key-missing"),
         pytest.param(_tls_key_not_pem, "IDSERVICE_TLS_KEY_FILE", id="tls-key-not-pem"),
+        pytest.param(
+            _tls_key_of_another_certificate, "IDSERVICE_TLS_KEY_FILE", id="tls-key-mismatch"
+        ),
+        pytest.param(
+            _tls_key_of_another_certificate_two_processes,
+            "IDSERVICE_TLS_KEY_FILE",
+            id="tls-key-mismatch-two-processes",
+        ),
+        pytest.param(_metrics_on_the_api_port, "IDSERVICE_METRICS_LISTEN", id="metrics-port"),
         pytest.param(
             _database_driver_missing, "IDSERVICE_DATABASE_URL", id="database-driver-missing"
         ),

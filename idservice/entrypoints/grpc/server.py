@@ -9,13 +9,9 @@ import threading
 import time
 from concurrent import futures
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import grpc
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -31,6 +27,7 @@ from idservice.entrypoints.grpc.pools import (
     quick_threads,
 )
 from idservice.entrypoints.grpc.servicers import METHOD_NAMES, SERVICE_NAMES, register
+from idservice.entrypoints.tls import CertificateReloader, TlsMaterial, load_tls
 
 log = logging.getLogger(__name__)
 
@@ -189,37 +186,22 @@ def _interceptors(
     return [ThreadPlacement(gate), *tracing, gate]
 
 
-def _read_pem(variable: str, path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(variable, f"cannot read: {exc.strerror}") from None
+def _certificate_configuration(material: TlsMaterial) -> grpc.ServerCertificateConfiguration:
+    return grpc.ssl_server_certificate_configuration(
+        [(material.private_key, material.certificate_chain)], root_certificates=material.client_ca
+    )
 
 
 def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
-    if not settings.tls_cert_file or not settings.tls_key_file:
+    """TLS (mutual with a client CA) whose files are read again when they change (tls.py)."""
+    material = load_tls(settings)
+    if material is None:
         return None
-    cert = _read_pem("IDSERVICE_TLS_CERT_FILE", settings.tls_cert_file)
-    key = _read_pem("IDSERVICE_TLS_KEY_FILE", settings.tls_key_file)
-    ca = None
-    if settings.tls_client_ca_file:
-        ca = _read_pem("IDSERVICE_TLS_CLIENT_CA_FILE", settings.tls_client_ca_file)
-    # gRPC only says "cannot add port" for bad PEM: check it here to name the right variable.
-    for variable, pem in (("IDSERVICE_TLS_CERT_FILE", cert), ("IDSERVICE_TLS_CLIENT_CA_FILE", ca)):
-        if pem is None:
-            continue
-        try:
-            x509.load_pem_x509_certificates(pem)
-        except ValueError:
-            raise ConfigError(variable, "is not a PEM certificate") from None
-    try:
-        serialization.load_pem_private_key(key, password=None)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise ConfigError(
-            "IDSERVICE_TLS_KEY_FILE", "is not an unencrypted PEM private key"
-        ) from None
-    return grpc.ssl_server_credentials(
-        [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
+    return grpc.dynamic_ssl_server_credentials(
+        _certificate_configuration(material),
+        # Returns None for "no change", as grpc's docstring says (its stubs omit the None).
+        CertificateReloader(settings, _certificate_configuration),  # type: ignore[arg-type]
+        require_client_authentication=material.client_ca is not None,
     )
 
 
