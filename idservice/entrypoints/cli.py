@@ -368,7 +368,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# gRPC's own log lines are plain text on stderr, where every other line is JSON, and at its
+# default level it writes one for every connection that fails its TLS handshake (anyone who
+# reaches the port can add them). Below ERROR they stay off unless the operator sets
+# GRPC_VERBOSITY; gRPC reads it when it starts, so before anything imports grpc.
+GRPC_VERBOSITY_DEFAULT = "ERROR"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("GRPC_VERBOSITY", GRPC_VERBOSITY_DEFAULT)
     parser = _parser()
     args = parser.parse_args(argv)
     try:

@@ -594,6 +594,30 @@ def test_configuration_refused_while_starting_names_the_variable(
     assert "Traceback" not in result.stderr
 
 
+def test_failed_handshakes_leave_stderr_json(workdir: Path) -> None:
+    """gRPC's own log lines are plain text: anyone reaching a TLS port could add one per
+    connection that fails its handshake. Below ERROR they stay off (GRPC_VERBOSITY)."""
+    cert, key = _write_self_signed_tls(workdir.parent)
+    env = {**FAST_ARGON2, "IDSERVICE_TLS_CERT_FILE": str(cert), "IDSERVICE_TLS_KEY_FILE": str(key)}
+    server = ServerProcess(env, workdir, wait=False)
+    try:
+        deadline = time.monotonic() + 60
+        while not logged(server.stderr_path.read_text(), "listening on"):
+            assert server.returncode() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as plain:
+                plain.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                plain.recv(1024)
+        assert server.terminate() == 0
+    finally:
+        server.kill()
+    text = server.stderr_path.read_text()
+    assert "Handshake failed" not in text
+    for line in text.splitlines():
+        json.loads(line)
+
+
 # ----------------------------------------------------------------- help and version
 
 
