@@ -181,6 +181,11 @@ class Settings:
         return self.env == "production"
 
     @property
+    def database_kind(self) -> str:
+        """`sqlite` or `postgresql` (what the start-up line names; never the URL)."""
+        return "sqlite" if self.database_url.startswith("sqlite") else "postgresql"
+
+    @property
     def process_count(self) -> int:
         """Server processes for `serve` (contract §1); `auto` is one per CPU this may use
         (the affinity, capped by the cgroup CPU quota)."""

@@ -90,11 +90,12 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         raise
     host = settings.listen.rpartition(":")[0]
     log.info(
-        "idservice listening on %s:%d (env=%s, identity provider=%s)",
+        "idservice listening on %s:%d (env=%s, identity provider=%s, database=%s)",
         host,
         running.port,
         settings.env,
         settings.identity_provider,
+        settings.database_kind,
     )
     if settings.health_listen:
         log.info(
@@ -387,6 +388,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(settings.log_level)
     for name, meant in misspelt_variables():
         log.warning("%s is not a configuration variable (%s?): ignored", name, meant)
+    if settings.production and settings.database_kind == "sqlite":
+        log.warning(
+            "IDSERVICE_DATABASE_URL is SQLite in production: one file on this machine, shared "
+            "with no other instance; production takes a postgresql+psycopg:// URL"
+        )
     # Databases, keys and logs this process creates are its own (no group/other access).
     os.umask(0o077)
     try:

@@ -230,10 +230,11 @@ class Supervisor:
                 if not announced and all(slot.ready for slot in self.slots):
                     announced = True
                     log.info(
-                        "idservice listening on %s (env=%s, identity provider=%s)",
+                        "idservice listening on %s (env=%s, identity provider=%s, database=%s)",
                         self.address,
                         self.settings.env,
                         self.settings.identity_provider,
+                        self.settings.database_kind,
                     )
         except SupervisorGaveUp as exc:
             self._drain()

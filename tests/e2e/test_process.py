@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -36,7 +36,7 @@ from idservice.entrypoints.grpc.server import create_server
 from idservice.v1 import account_pb2, auth_pb2, common_pb2
 from tests.conftest import make_settings
 from tests.support.client import STRONG_PASSWORD, Client, Person, decode, new_person
-from tests.support.json_logs import logged
+from tests.support.json_logs import log_lines, logged
 from tests.support.postgres import PostgresCluster, find_pg_bin
 from tests.support.server_process import (
     ServerProcess,
@@ -460,6 +460,35 @@ def test_invalid_configuration_stops_startup_with_one_line(
         if len(value) > 16:
             assert value not in result.stderr
     assert not (workdir / "var").exists()
+
+
+def test_production_on_sqlite_is_warned_about(workdir: Path) -> None:
+    """Allowed (the contract names PostgreSQL for production without refusing SQLite), but
+    never silent: the database would be one file that no other instance shares."""
+    keys = workdir.parent / "keys"
+    keys.mkdir()
+    signing = keys / "signing.pem"
+    signing.write_bytes(
+        ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    cert, key = _write_self_signed_tls(keys)
+    env = {
+        # The OWASP parameters production requires (purge hashes nothing).
+        **PRODUCTION_PORTONE,
+        "IDSERVICE_DATA_KEYS": _valid_ring(),
+        "IDSERVICE_SIGNING_KEY_FILE": str(signing),
+        "IDSERVICE_TLS_CERT_FILE": str(cert),
+        "IDSERVICE_TLS_KEY_FILE": str(key),
+    }
+    result = run_idservice("purge", env=env, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    (warning,) = [line for line in log_lines(result.stderr) if "SQLite" in line["event"]]
+    assert warning["level"] == "warning"
+    assert warning["event"].startswith("IDSERVICE_DATABASE_URL is SQLite in production")
 
 
 @pytest.mark.parametrize("command", ["serve", "migrate", "purge"])

@@ -422,19 +422,33 @@ def test_a_killed_supervisor_takes_its_processes_with_it(workdir: Path, tmp_path
         assert not alive, alive
 
 
+# Loaded by every Python process of the test's `serve` (through PYTHONPATH): a server process
+# (started with --server-process) fails at once, as one whose machine lacks something would.
+# The supervisor checks what it can before starting any (configuration, keys, TLS files), so
+# this stands for what only a server process finds out.
+_FAILING_SERVER_PROCESS = """
+import os, sys
+if "--server-process" in sys.argv:
+    sys.stderr.write("idservice: configuration error: IDSERVICE_TEST: refused at start-up\\n")
+    sys.stderr.flush()
+    os._exit(2)
+"""
+
+
 def test_processes_failing_at_start_up_make_the_supervisor_give_up(workdir: Path) -> None:
-    # The supervisor starts (it reads no certificate); every server process refuses to.
-    missing = workdir / "missing.pem"
+    # The supervisor starts; every server process refuses to.
+    site = workdir.parent / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_FAILING_SERVER_PROCESS, encoding="utf-8")
     env = {
         **FAST_ARGON2,
         "IDSERVICE_PROCESSES": str(PROCESSES),
         "IDSERVICE_LISTEN": f"127.0.0.1:{free_loopback_port()}",
-        "IDSERVICE_TLS_CERT_FILE": str(missing),
-        "IDSERVICE_TLS_KEY_FILE": str(missing),
+        "PYTHONPATH": str(site),
     }
     result = run_idservice("serve", env=env, cwd=workdir, timeout=WAIT_SECONDS * 2)
     assert result.returncode == 2, result.stderr
-    assert "IDSERVICE_TLS_CERT_FILE: cannot read" in result.stderr
+    assert "IDSERVICE_TEST: refused at start-up" in result.stderr
     assert "giving up" in result.stderr
 
 
