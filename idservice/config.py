@@ -337,10 +337,47 @@ def misspelt_variables(environ: Mapping[str, str] | None = None) -> list[tuple[s
     known = [PREFIX + f.name.upper() for f in fields(Settings)]
     found = []
     for name in sorted(n for n in source if n.startswith(PREFIX) and n not in known):
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.85)
-        if close:
-            found.append((name, close[0]))
+        meant = _meant(name, known)
+        if meant:
+            found.append((name, meant))
     return found
+
+
+# Names other services use for a setting (`IDSERVICE_ENVIRONMENT=production` would otherwise
+# leave the service in development, silently).
+_OTHER_NAMES = {
+    "ENVIRONMENT": "ENV",
+    "DB": "DATABASE_URL",
+    "DB_URL": "DATABASE_URL",
+    "DATABASE": "DATABASE_URL",
+    "DSN": "DATABASE_URL",
+    "METRICS": "METRICS_LISTEN",
+    "METRICS_PORT": "METRICS_LISTEN",
+    "PORT": "LISTEN",
+    "ADDRESS": "LISTEN",
+    "TLS_CA": "TLS_CLIENT_CA_FILE",
+    "TLS_CA_FILE": "TLS_CLIENT_CA_FILE",
+    "TLS_CERT": "TLS_CERT_FILE",
+    "TLS_KEY": "TLS_KEY_FILE",
+}
+# A setting's name with more after it (`IDSERVICE_LISTEN_ADDRESS`), or the start of exactly one
+# (`IDSERVICE_METRICS`), when that part is at least this long.
+_MIN_STEM = 3
+
+
+def _meant(name: str, known: list[str]) -> str | None:
+    """The setting `name` was most likely meant to be, if any."""
+    other = _OTHER_NAMES.get(name.removeprefix(PREFIX))
+    if other is not None and PREFIX + other in known:
+        return PREFIX + other
+    stems = [k for k in known if name.startswith(k + "_") and len(k) - len(PREFIX) >= _MIN_STEM]
+    if stems:
+        return max(stems, key=len)
+    longer = [k for k in known if k.startswith(name + "_")]
+    if len(longer) == 1 and len(name) - len(PREFIX) >= _MIN_STEM:
+        return longer[0]
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.85)
+    return close[0] if close else None
 
 
 def _inside(path: Path, directory: Path) -> bool:

@@ -346,3 +346,32 @@ def test_a_misspelt_variable_is_named_with_the_setting_it_nearly_is() -> None:
         ("IDSERVICE_LOCKOUT_THRESHHOLD", "IDSERVICE_LOCKOUT_THRESHOLD"),
         ("IDSERVICE_REFRESH_TOKEN_TLL", "IDSERVICE_REFRESH_TOKEN_TTL"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [
+        ("IDSERVICE_ENVIRONMENT", "IDSERVICE_ENV"),  # else production would run as development
+        ("IDSERVICE_DB_URL", "IDSERVICE_DATABASE_URL"),
+        ("IDSERVICE_DATABASE", "IDSERVICE_DATABASE_URL"),
+        ("IDSERVICE_METRICS", "IDSERVICE_METRICS_LISTEN"),
+        ("IDSERVICE_TLS_CA_FILE", "IDSERVICE_TLS_CLIENT_CA_FILE"),
+        ("IDSERVICE_LISTEN_ADDRESS", "IDSERVICE_LISTEN"),
+        ("IDSERVICE_ISSUER_URL", "IDSERVICE_ISSUER"),
+    ],
+)
+def test_a_variable_named_as_other_services_name_it_is_warned_about(name: str, meant: str) -> None:
+    assert misspelt_variables({name: "x"}) == [(name, meant)]
+
+
+def test_the_build_scripts_variables_are_no_misspellings() -> None:
+    build = (
+        "IDSERVICE_IMAGE",
+        "IDSERVICE_BASE_IMAGE",
+        "IDSERVICE_BUILD_CA_BUNDLE",
+        "IDSERVICE_DEBIAN_MIRROR",
+        "IDSERVICE_DEBIAN_SECURITY_MIRROR",
+        "IDSERVICE_TEST_IMAGE_BUILD",
+        "IDSERVICE_TEST_REQUIRE_POSTGRES",
+    )
+    assert misspelt_variables(dict.fromkeys(build, "x")) == []
