@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from idservice.bootstrap import App
+from idservice.domain.errors import DomainError
 from idservice.service_layer.dispatch import BATCH, CLAIM_LEASE, DispatchDue
 from idservice.service_layer.retention import Purge
 
@@ -79,7 +80,7 @@ def purge_periodically(app: App, stop: threading.Event) -> None:
         try:
             counts = app.handle(Purge())
         except Exception as exc:
-            log.warning("purge failed: %s", type(exc).__name__)
+            log.warning("purge failed: %s", _cause(exc))
             continue
         done = {what: count for what, count in counts.items() if count}
         if done:
@@ -92,15 +93,29 @@ def dispatch_until(app: App, stop: threading.Event, *, lease: timedelta = CLAIM_
     A round that delivered something is followed at once by the next: a delivery may have
     released the next event of its account (one account's events go out in order).
     """
+    failing = False
     while not stop.is_set():
         sent = delivered = 0
         try:
             report = app.handle(DispatchDue(should_stop=stop.is_set, lease=lease))
             sent, delivered = report.delivered + report.failed, report.delivered
         except Exception as exc:
-            log.warning("outbox dispatch failed: %s", type(exc).__name__)
+            # Once per outage, as the other loops: a round a second would fill the log.
+            if not failing:
+                log.warning("outbox dispatch failed: %s (retried every round)", _cause(exc))
+            failing = True
+        else:
+            if failing:
+                log.info("outbox dispatch works again")
+            failing = False
         if not delivered and sent < BATCH:
             stop.wait(DISPATCH_POLL_SECONDS)
+
+
+def _cause(exc: Exception) -> str:
+    """What failed, without any message: the reason of a DomainError (DATABASE_UNAVAILABLE),
+    else the exception's type."""
+    return exc.reason.value if isinstance(exc, DomainError) else type(exc).__name__
 
 
 def write_connection_log(app: App, stop: threading.Event) -> None:
