@@ -371,6 +371,26 @@ def test_with_the_issuer_down_cached_keys_work_and_the_rest_is_unavailable(
         google.start()
 
 
+@pytest.mark.parametrize("field", ["jwks_uri", "token_endpoint"])
+def test_a_discovery_document_cannot_send_keys_or_codes_in_the_clear(
+    sns: tuple[App, Client], google: OidcIssuer, field: str
+) -> None:
+    """The stand-in's discovery URL is loopback http (allowed, as a local stand-in); a URL it
+    lists must be https or loopback too: a provider's document never downgrades a fetch to
+    plaintext to another host. (0.0.0.0 is no loopback address, yet Linux connects it to the
+    stand-in: without the rule the keys would be fetched and the login would succeed.)"""
+    _app, client = sns
+    path = {"jwks_uri": "/jwks", "token_endpoint": "/token"}[field]
+    everywhere = google.base_url.replace("//127.0.0.1:", "//0.0.0.0:")
+    google.discovery_overrides[field] = everywhere + path
+    failure = failure_of(lambda: login(client, google_token(google)))
+    assert (failure.code, failure.reason, failure.metadata.get("provider")) == (
+        grpc.StatusCode.UNAVAILABLE,
+        "UPSTREAM_UNAVAILABLE",
+        "google",
+    )
+
+
 def test_link_and_unlink(sns: tuple[App, Client], google: OidcIssuer) -> None:
     app, client = sns
     owner = client.sign_up(new_person())

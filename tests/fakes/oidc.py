@@ -137,6 +137,8 @@ class OidcIssuer(tokens.SigningKeys):
         self._failures: list[int] = []
         self._counts = {"discovery": 0, "jwks": 0, "token": 0}
         self._last_token_request: dict[str, str] = {}
+        # Fields of the discovery document to announce instead (e.g. a plaintext jwks_uri).
+        self.discovery_overrides: dict[str, str] = {}
         # `port` 0 picks a free one (tests); scripts/oidc_issuer.py asks for a fixed one.
         self._server: _Server | None = _Server(port, _make_handler(self))
         self._port: int = self._server.server_address[1]
@@ -317,6 +319,7 @@ class OidcIssuer(tokens.SigningKeys):
             "grant_types_supported": ["authorization_code"],
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+            **self.discovery_overrides,
         }
 
     def _token(self, content_type: str, authorization: str | None, body: bytes) -> Response:

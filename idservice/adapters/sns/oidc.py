@@ -35,6 +35,7 @@ from idservice.adapters.sns.http import (
     unavailable,
 )
 from idservice.adapters.trace_context import EVENT_HOOKS
+from idservice.config import is_loopback_url
 from idservice.domain.errors import DomainError
 from idservice.domain.sns import BEARER_TOKEN, SnsProfile, SnsProvider
 from idservice.service_layer.ports import SnsCredential, SnsIdentityProvider
@@ -276,6 +277,20 @@ class OidcProvider(SnsIdentityProvider):
         return id_token, access_token
 
     # -- discovery and keys ----------------------------------------------------------------------
+    def _may_follow(self, url: str) -> bool:
+        """A URL the discovery document gives is followed over https, or over http to loopback
+        (a local stand-in). Plaintext to another host only when the discovery document itself
+        came that way, which production refuses (IDSERVICE_*_DISCOVERY_URL): keys and codes
+        never travel in the clear because a provider's document said so."""
+        if url.lower().startswith("https://") or (
+            url.lower().startswith("http://") and is_loopback_url(url)
+        ):
+            return True
+        discovery = self.settings.discovery_url
+        return url.lower().startswith("http://") and (
+            discovery.lower().startswith("http://") and not is_loopback_url(discovery)
+        )
+
     def _discovery_document(self, deadline: Deadline) -> Mapping[str, Any]:
         with self._lock:
             cached = self._discovery
@@ -286,6 +301,9 @@ class OidcProvider(SnsIdentityProvider):
             for name in ("issuer", "jwks_uri", "token_endpoint"):
                 if not isinstance(document.get(name), str) or not document[name]:
                     raise ValueError(f"discovery document has no {name}")
+            for name in ("jwks_uri", "token_endpoint"):
+                if not self._may_follow(document[name]):
+                    raise ValueError(f"discovery document's {name} is plaintext http")
         except (DomainError, ValueError) as exc:
             if cached is None:
                 if isinstance(exc, DomainError):
