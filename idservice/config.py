@@ -344,24 +344,23 @@ def misspelt_variables(environ: Mapping[str, str] | None = None) -> list[tuple[s
 
 
 # Names other services use for a setting (`IDSERVICE_ENVIRONMENT=production` would otherwise
-# leave the service in development, silently).
+# leave the service in development, silently). Not `IDSERVICE_PORT` or `IDSERVICE_SERVICE_*`:
+# Kubernetes sets those for a Service named idservice (service links).
 _OTHER_NAMES = {
     "ENVIRONMENT": "ENV",
     "DB": "DATABASE_URL",
     "DB_URL": "DATABASE_URL",
     "DATABASE": "DATABASE_URL",
     "DSN": "DATABASE_URL",
-    "METRICS": "METRICS_LISTEN",
     "METRICS_PORT": "METRICS_LISTEN",
-    "PORT": "LISTEN",
-    "ADDRESS": "LISTEN",
+    "LISTEN_ADDRESS": "LISTEN",
+    "ISSUER_URL": "ISSUER",
     "TLS_CA": "TLS_CLIENT_CA_FILE",
     "TLS_CA_FILE": "TLS_CLIENT_CA_FILE",
     "TLS_CERT": "TLS_CERT_FILE",
     "TLS_KEY": "TLS_KEY_FILE",
 }
-# A setting's name with more after it (`IDSERVICE_LISTEN_ADDRESS`), or the start of exactly one
-# (`IDSERVICE_METRICS`), when that part is at least this long.
+# The start of exactly one setting's name (`IDSERVICE_METRICS`), when at least this long.
 _MIN_STEM = 3
 
 
@@ -370,9 +369,6 @@ def _meant(name: str, known: list[str]) -> str | None:
     other = _OTHER_NAMES.get(name.removeprefix(PREFIX))
     if other is not None and PREFIX + other in known:
         return PREFIX + other
-    stems = [k for k in known if name.startswith(k + "_") and len(k) - len(PREFIX) >= _MIN_STEM]
-    if stems:
-        return max(stems, key=len)
     longer = [k for k in known if k.startswith(name + "_")]
     if len(longer) == 1 and len(name) - len(PREFIX) >= _MIN_STEM:
         return longer[0]

@@ -386,9 +386,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"idservice: configuration error: {exc}", file=sys.stderr)  # noqa: T201
         return 2
     _configure_logging(settings.log_level)
-    for name, meant in misspelt_variables():
+    # Said once per command: not again by the processes `serve` starts (they read the same).
+    said_by_parent = getattr(args, "server_process", None) is not None or getattr(
+        args, "prepare_database", False
+    )
+    for name, meant in [] if said_by_parent else misspelt_variables():
         log.warning("%s is not a configuration variable (%s?): ignored", name, meant)
-    if settings.production and settings.database_kind == "sqlite":
+    if settings.production and settings.database_kind == "sqlite" and not said_by_parent:
         log.warning(
             "IDSERVICE_DATABASE_URL is SQLite in production: one file on this machine, shared "
             "with no other instance; production takes a postgresql+psycopg:// URL"

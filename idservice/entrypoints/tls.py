@@ -4,8 +4,8 @@ they change (a renewed certificate is served from the next connection on, no res
 `load_tls` names the variable of a file that cannot be used, as configuration errors do:
 unreadable, not PEM, or a key that is not the certificate's (gRPC itself says only "cannot add
 port"). `CertificateReloader` is gRPC's certificate fetcher: called before every new
-connection's handshake, it compares the files' size and modification time with those it last
-loaded and, when they changed, loads them again. A set that does not check out (a rotation
+connection's handshake, it compares the files' inode, size and modification time with those
+it last loaded and, when they changed, loads them again. A set that does not check out (a rotation
 caught half-written: a new certificate beside the old key) is not served; the one before stays
 and a warning names the variable, once per change.
 """
@@ -137,5 +137,5 @@ class CertificateReloader(Generic[C]):
                 return None
             self._loaded, self._refused = stamp, None
         assert material is not None
-        log.info("TLS files changed: serving the new certificate to new connections")
+        log.info("TLS files changed: the new certificate goes to gRPC for new connections")
         return self._configure(material)

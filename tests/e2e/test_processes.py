@@ -452,6 +452,19 @@ def test_processes_failing_at_start_up_make_the_supervisor_give_up(workdir: Path
     assert "giving up" in result.stderr
 
 
+def test_start_up_warnings_are_said_once_not_by_every_process(workdir: Path) -> None:
+    env = {
+        **FAST_ARGON2,
+        "IDSERVICE_PROCESSES": str(PROCESSES),
+        "IDSERVICE_LOCKOUT_THRESHHOLD": "3",
+    }
+    with ServerProcess(env, workdir, log_dir=workdir.parent) as server:
+        assert server.terminate() == 0
+        text = server.stderr_path.read_text()
+    warnings = [line for line in text.splitlines() if "IDSERVICE_LOCKOUT_THRESHHOLD" in line]
+    assert len(warnings) == 1, text
+
+
 def test_processes_1_is_one_process_as_before(workdir: Path) -> None:
     env = {**FAST_ARGON2, "IDSERVICE_PROCESSES": "1"}
     with ServerProcess(env, workdir, log_dir=workdir.parent) as server:

@@ -389,6 +389,7 @@ def test_a_discovery_document_cannot_send_keys_or_codes_in_the_clear(
         "UPSTREAM_UNAVAILABLE",
         "google",
     )
+    assert (google.jwks_fetches, google.token_requests) == (0, 0)
 
 
 def test_link_and_unlink(sns: tuple[App, Client], google: OidcIssuer) -> None:

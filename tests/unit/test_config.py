@@ -364,8 +364,17 @@ def test_a_variable_named_as_other_services_name_it_is_warned_about(name: str, m
     assert misspelt_variables({name: "x"}) == [(name, meant)]
 
 
-def test_the_build_scripts_variables_are_no_misspellings() -> None:
+def test_the_build_scripts_and_kubernetes_variables_are_no_misspellings() -> None:
     build = (
+        # Kubernetes' service links for a Service named idservice.
+        "IDSERVICE_PORT",
+        "IDSERVICE_SERVICE_HOST",
+        "IDSERVICE_SERVICE_PORT",
+        "IDSERVICE_SERVICE_PORT_GRPC",
+        "IDSERVICE_PORT_50051_TCP",
+        "IDSERVICE_PORT_50051_TCP_ADDR",
+        "IDSERVICE_PORT_50051_TCP_PORT",
+        "IDSERVICE_PORT_50051_TCP_PROTO",
         "IDSERVICE_IMAGE",
         "IDSERVICE_BASE_IMAGE",
         "IDSERVICE_BUILD_CA_BUNDLE",

@@ -194,13 +194,16 @@ def _certificate_configuration(material: TlsMaterial) -> grpc.ServerCertificateC
 
 def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
     """TLS (mutual with a client CA) whose files are read again when they change (tls.py)."""
-    material = load_tls(settings)
-    if material is None:
+    if not settings.tls_cert_file or not settings.tls_key_file:
         return None
+    # The files' stamp first, then their content: a rotation in between is loaded again.
+    reloader = CertificateReloader(settings, _certificate_configuration)
+    material = load_tls(settings)
+    assert material is not None
     return grpc.dynamic_ssl_server_credentials(
         _certificate_configuration(material),
         # Returns None for "no change", as grpc's docstring says (its stubs omit the None).
-        CertificateReloader(settings, _certificate_configuration),  # type: ignore[arg-type]
+        reloader,  # type: ignore[arg-type]
         require_client_authentication=material.client_ca is not None,
     )
 
