@@ -207,16 +207,32 @@ def _print_outbox(listing: OutboxListing) -> None:
         print(f"not shown: {hidden} (see --limit)")  # noqa: T201
 
 
+# `audit verify` could not read the chain (the database is unreachable): no verdict, which a
+# scheduled check must tell apart from a break (exit 1).
+AUDIT_NOT_CHECKED_EXIT = 3
+
+
 def cmd_audit(settings: Settings, _args: argparse.Namespace) -> int:
-    """`audit verify`: check the access audit's hash chain; exit 1 at the first break."""
+    """`audit verify`: check the access audit's hash chain; exit 1 at the first break, 3 when
+    the chain could not be read."""
     from idservice.bootstrap import build_app
     from idservice.service_layer.audit import VerifyAccessAudit
 
-    app = build_app(settings)
     try:
-        result = app.handle(VerifyAccessAudit())
-    finally:
-        app.close()
+        app = build_app(settings)
+        try:
+            result = app.handle(VerifyAccessAudit())
+        finally:
+            app.close()
+    except (DomainError, SQLAlchemyError) as exc:
+        # The URL may carry a password: the reason or the error class only.
+        cause = exc.reason.value if isinstance(exc, DomainError) else type(exc).__name__
+        print(  # noqa: T201
+            f"idservice: audit not checked ({cause}); check IDSERVICE_DATABASE_URL and that "
+            "the database is reachable",
+            file=sys.stderr,
+        )
+        return AUDIT_NOT_CHECKED_EXIT
     print(f"records checked: {result.checked}")  # noqa: T201
     if result.broken is not None:
         print(f"broken at {result.broken.describe()}")  # noqa: T201
@@ -303,13 +319,13 @@ OUTBOX_ACTIONS: dict[str, tuple[str, str]] = {
 # `idservice audit` actions: (one-line help, description for its own --help).
 AUDIT_ACTIONS: dict[str, tuple[str, str]] = {
     "verify": (
-        "check the hash chain; exit 1 at a break",
+        "check the hash chain; exit 1 at a break, 3 if it cannot be read",
         "Check the access audit's hash chain from its anchor (where retention last deleted) to "
         "its tail: every record must match its hash and follow the one before it, and none may "
         "be missing or added. Prints how many records were checked and `ok` with the last seq "
         "and hash (keep it elsewhere to compare later); at a break, prints the seq where the "
         "chain first breaks and how (altered, deleted, inserted), never a record's content, "
-        "and exits 1.",
+        "and exits 1. Exits 3, with no verdict, when the database cannot be read.",
     ),
 }
 CONFIGURATION_NOTE = (

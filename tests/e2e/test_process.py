@@ -916,6 +916,19 @@ def test_a_misspelt_variable_is_warned_about_with_the_setting_it_nearly_is(
 
 
 @pytest.mark.slow
+def test_audit_verify_without_its_database_is_no_verdict(tmp_path: Path) -> None:
+    """A scheduled `audit verify` tells an outage (3) from a broken chain (1)."""
+    url = "postgresql+psycopg://someone:hunter2-secret@127.0.0.1:1/idservice"
+    result = run_idservice(
+        "audit", "verify", env={**FAST_ARGON2, "IDSERVICE_DATABASE_URL": url}, cwd=tmp_path
+    )
+    assert result.returncode == 3, result.stderr
+    assert "audit not checked" in result.stderr
+    assert "hunter2" not in result.stderr + result.stdout
+    assert result.stdout == ""
+
+
+@pytest.mark.slow
 def test_unreachable_database_at_start_is_one_line_without_the_url(tmp_path: Path) -> None:
     url = "postgresql+psycopg://someone:hunter2-secret@127.0.0.1:1/idservice"
     result = run_idservice(
