@@ -36,6 +36,23 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 REQUEST_ID: ContextVar[str | None] = ContextVar("idservice_request_id", default=None)
 # The W3C trace id (32 hex digits) of the RPC being handled, when it has one.
 TRACE_ID: ContextVar[str | None] = ContextVar("idservice_trace_id", default=None)
+# The number of this server process under `serve`'s supervisor (1…N), on every line it writes:
+# the processes share one stderr. None in the supervisor and in a lone process.
+_process: int | None = None
+
+
+def name_process(index: int | None) -> None:
+    """Every line from now on carries `"process": index` (a server process of the supervisor)."""
+    global _process  # noqa: PLW0603
+    _process = index
+
+
+def add_process(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
+    if _process is not None:
+        event.setdefault("process", _process)
+    return event
+
+
 # What a log call may add with `extra=`: the access line's fields (never personal data).
 ALLOWED_EXTRA = ("method", "code", "reason", "duration_ms", "account_id", "request_id")
 # Libraries whose INFO lines are noise, or (httpx) would log upstream URLs with ids.
@@ -65,12 +82,12 @@ def exception_without_message(_logger: WrappedLogger, _method: str, event: Event
     return event
 
 
-FIRST_KEYS = ("timestamp", "level", "logger", "event", "request_id", "trace_id")
+FIRST_KEYS = ("timestamp", "level", "logger", "event", "request_id", "trace_id", "process")
 
 
 def standard_keys_first(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
-    """timestamp, level, logger, event, request_id and trace_id lead each line; the rest
-    follow."""
+    """timestamp, level, logger, event, request_id, trace_id and process lead each line; the
+    rest follow."""
     ordered = {key: event.pop(key) for key in FIRST_KEYS if key in event}
     ordered.update(event)
     return ordered
@@ -82,6 +99,7 @@ def _shared_processors() -> list[Processor]:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         add_request_id,
+        add_process,
     ]
 
 
@@ -95,9 +113,9 @@ class PlainRecordFormatter(logging.Formatter):
 
     Most lines (one access line per RPC) are stdlib records with no exception, no stack and no
     structlog event. For those this renders the very line the chain would: the same keys in
-    the same order (`timestamp`, `level`, `logger`, `event`, `request_id`, `trace_id`, then the
-    allowed extras in `ALLOWED_EXTRA` order) and the same JSON, at a fraction of the cost.
-    Anything else goes through the structlog chain (`chain`).
+    the same order (`timestamp`, `level`, `logger`, `event`, `request_id`, `trace_id`,
+    `process`, then the allowed extras in `ALLOWED_EXTRA` order) and the same JSON, at a
+    fraction of the cost. Anything else goes through the structlog chain (`chain`).
     """
 
     def __init__(self, chain: logging.Formatter) -> None:
@@ -128,6 +146,8 @@ class PlainRecordFormatter(logging.Formatter):
         trace_id = TRACE_ID.get()
         if trace_id is not None:
             line["trace_id"] = trace_id
+        if _process is not None:
+            line["process"] = _process
         for key in ALLOWED_EXTRA:
             if key in fields and key != "request_id":
                 line[key] = fields[key]

@@ -14,6 +14,7 @@ from types import FrameType
 
 from idservice.config import Settings
 from idservice.entrypoints.heartbeat import READY, beat
+from idservice.entrypoints.logs import name_process
 from idservice.entrypoints.signals import wait_for_signal
 from idservice.entrypoints.supervisor import PR_SET_PDEATHSIG, PURGING_PROCESS
 
@@ -38,6 +39,7 @@ def serve_one(settings: Settings, args: argparse.Namespace) -> int:
     from idservice.entrypoints.grpc.server import create_server
 
     index: int = args.server_process
+    name_process(index)
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:

@@ -452,7 +452,7 @@ def test_processes_failing_at_start_up_make_the_supervisor_give_up(workdir: Path
     assert "giving up" in result.stderr
 
 
-def test_start_up_warnings_are_said_once_not_by_every_process(workdir: Path) -> None:
+def test_start_up_warnings_are_said_once_and_each_process_names_itself(workdir: Path) -> None:
     env = {
         **FAST_ARGON2,
         "IDSERVICE_PROCESSES": str(PROCESSES),
@@ -463,6 +463,13 @@ def test_start_up_warnings_are_said_once_not_by_every_process(workdir: Path) -> 
         text = server.stderr_path.read_text()
     warnings = [line for line in text.splitlines() if "IDSERVICE_LOCKOUT_THRESHHOLD" in line]
     assert len(warnings) == 1, text
+    # The processes share one stderr: each server process's lines carry its number.
+    stopped = {
+        line.get("process")
+        for line in map(json.loads, text.splitlines())
+        if line["event"].startswith("server process ") and line["event"].endswith(" stopped")
+    }
+    assert stopped == set(range(1, PROCESSES + 1)), text
 
 
 def test_processes_1_is_one_process_as_before(workdir: Path) -> None:

@@ -97,7 +97,12 @@ def test_each_servicer_names_its_grpc_service() -> None:
 
 def test_plain_records_render_exactly_as_the_structlog_chain_does() -> None:
     """The fast path for plain records must be byte-for-byte the chain's line (but the time)."""
-    from idservice.entrypoints.logs import TRACE_ID, PlainRecordFormatter, _structlog_formatter
+    from idservice.entrypoints.logs import (
+        TRACE_ID,
+        PlainRecordFormatter,
+        _structlog_formatter,
+        name_process,
+    )
 
     chain = _structlog_formatter()
     fast = PlainRecordFormatter(chain)
@@ -117,7 +122,10 @@ def test_plain_records_render_exactly_as_the_structlog_chain_does() -> None:
         ("odd %r", (object,), {"code": b"bytes"}),
     ]
     contexts = [(None, None), ("req-12345678", None), ("req-12345678", "ab" * 16)]
-    for message, args, extra in cases:
+    for message, args, extra, process in (
+        (*case, process) for case in cases for process in (None, 2)
+    ):
+        name_process(process)
         for request_id, trace_id in contexts:
             for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.CRITICAL):
                 record = logging.LogRecord(
@@ -133,6 +141,8 @@ def test_plain_records_render_exactly_as_the_structlog_chain_does() -> None:
                     REQUEST_ID.reset(tokens[0])
                 mine.pop("timestamp"), theirs.pop("timestamp")
                 assert list(mine.items()) == list(theirs.items())
+                assert mine.get("process") == process
+    name_process(None)
 
 
 def test_records_with_an_exception_go_through_the_structlog_chain() -> None:
