@@ -16,16 +16,24 @@ Arguments after `--` (or any this command does not know) go to Locust as they ar
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 
 if __package__ in {None, ""}:
     # Run as a file: make the repository root importable (scripts.harness, as mypy names it).
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts.harness import Argon2Config, check_database_url, spawned_service, target_refusal
+from scripts.harness import (
+    Argon2Config,
+    check_database_url,
+    dying_with_parent,
+    spawned_service,
+    target_refusal,
+)
 
 LOCUSTFILE = Path(__file__).resolve().with_name("locustfile.py")
 SERVER_LOG_TAIL_SHOWN = 40
@@ -62,13 +70,31 @@ def locust_argv(args: argparse.Namespace, address: str, extra: Sequence[str]) ->
     return argv + [a for a in extra if a != "--"]
 
 
+class Terminated(Exception):
+    """SIGTERM reached this script: stop Locust and the spawned server, then clean up."""
+
+
+def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    raise Terminated
+
+
+# The exit code of a run cut short by SIGTERM (as a shell reports 128 + 15).
+TERMINATED_EXIT = 143
+
+
 def run_locust(argv: Sequence[str]) -> int:
-    process = subprocess.Popen(argv)
+    # Locust ends with this script even if it is killed outright (no orphan keeps calling).
+    process = subprocess.Popen(dying_with_parent(argv))
     try:
         return process.wait()
     except KeyboardInterrupt:
         # Locust got the same SIGINT: it stops its users and writes its reports.
         return process.wait()
+    except Terminated:
+        # Locust did not: pass it on, so it stops its users and writes its reports too.
+        process.terminate()
+        process.wait()
+        return TERMINATED_EXIT
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -98,6 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--csv", metavar="PREFIX", help="write PREFIX_stats.csv and the others")
     parser.add_argument("--html", metavar="FILE", help="write Locust's HTML report here")
     args, extra = parser.parse_known_args(argv)
+    # A run stopped by SIGTERM (a CI timeout, `kill`) still stops Locust and the spawned
+    # server and removes the temporary directory, and says it was cut short (exit 143).
+    signal.signal(signal.SIGTERM, _on_sigterm)
     if not 1 <= args.users <= 10_000:
         parser.error("--users must be between 1 and 10000")
     if args.database_url and args.target:
@@ -106,7 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         refusal = target_refusal(args.target, allow_remote=args.allow_remote)
         if refusal:
             parser.error(f"--target: {refusal}")
-        return run_locust(locust_argv(args, args.target, extra))
+        try:
+            return run_locust(locust_argv(args, args.target, extra))
+        except Terminated:
+            return TERMINATED_EXIT
 
     try:
         argon2 = Argon2Config.from_settings()
@@ -121,6 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuntimeError as exc:  # the server did not start
         print(f"loadtest: {exc}", file=sys.stderr)
         return 1
+    except Terminated:  # before Locust ran: the server is stopped and its directory gone
+        print("loadtest: stopped by SIGTERM", file=sys.stderr)
+        return TERMINATED_EXIT
     print(f"loadtest: error lines in the spawned server's log: {server.error_lines}")
     if server.error_lines:
         print("spawned server log (tail):", file=sys.stderr)

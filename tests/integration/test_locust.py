@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import psutil
 import pytest
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -224,6 +225,8 @@ STAND_IN_METHODS = {
     "Internal": (code_pb2.INTERNAL, "INTERNAL"),
     "Raise": (code_pb2.UNKNOWN, "raise"),
     "Busy": (code_pb2.RESOURCE_EXHAUSTED, "SERVER_BUSY"),
+    "Terms": (code_pb2.FAILED_PRECONDITION, "TERMS_VERSION_MISMATCH"),
+    "Refused": (code_pb2.UNAUTHENTICATED, "TOKEN_INVALID"),
     "Slow": (code_pb2.OK, "slow"),
 }
 # The methods the load test calls: every one of them answers INTERNAL on the broken server.
@@ -288,6 +291,23 @@ def test_overload_refusals_are_reported_not_failed(stand_in: str) -> None:
     late = stand_in_error(stand_in, "Slow", timeout=0.05)
     assert error_failure(late) is None
     assert refusal_label(late) == "DEADLINE_EXCEEDED -"
+
+
+def test_other_refusals_fail_a_request(stand_in: str) -> None:
+    """Nothing in the load's mix should be refused but for overload: a misconfigured run, a
+    live token refused, or a server gone fails the run instead of passing with a throughput
+    made of refusals."""
+    for method in ("Terms", "Refused"):
+        failure = error_failure(stand_in_error(stand_in, method))
+        assert failure is not None and "should never get" in failure
+    with grpc.insecure_channel("127.0.0.1:1") as nowhere:
+        call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = nowhere.unary_unary(
+            "/test.StandIn/Busy", None, None
+        )
+        with pytest.raises(grpc.RpcError) as gone:
+            call(b"", timeout=5)
+    assert error_key(gone.value)[0] == "UNAVAILABLE"
+    assert error_failure(gone.value) is not None
 
 
 def test_loadtest_exits_non_zero_when_requests_fail(stand_in: str, tmp_path: Path) -> None:
@@ -472,6 +492,68 @@ def test_a_server_process_ends_when_the_script_that_started_it_is_killed(tmp_pat
             assert not Path(f"/proc/{child}").exists(), "the server outlived its script"
     finally:
         script_process.kill()
+
+
+def test_calls_in_flight_do_not_wait_for_the_hubs_threads(tmp_path: Path) -> None:
+    """grpc's gevent mode waits for each answer on a thread of gevent's hub pool (10 by
+    default): the locustfile gives it enough that 10 users in slow calls do not make every
+    other call wait, which Locust would count as the server's latency."""
+    probe = (
+        "import gevent, scripts.locustfile as f\n"
+        "print(gevent.get_hub().threadpool.maxsize, f.HUB_THREADS)\n"
+    )
+    env = {**script_env(), "PYTHONPATH": str(REPO_ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    size, wanted = map(int, out.stdout.split())
+    assert size == wanted >= 1000
+
+
+def test_sigterm_stops_locust_and_the_server_and_removes_the_directory(tmp_path: Path) -> None:
+    """A CI timeout or `kill` ends the whole run: no Locust left calling, no server, no
+    temporary directory with a database and keys, and an exit code that says it was cut."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {**script_env(), "TMPDIR": str(temporary)}
+    process = subprocess.Popen(
+        [str(LOADTEST), "--run-time", "60s", "--users", "2", "--only-summary"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        seen = ""
+        while "spawned idservice on" not in seen:
+            line = process.stdout.readline()
+            assert line, seen
+            seen += line
+        deadline = time.monotonic() + 60
+        children: list[psutil.Process] = []
+        while time.monotonic() < deadline:
+            children = psutil.Process(process.pid).children(recursive=True)
+            if any("locust" in " ".join(c.cmdline()) for c in children):
+                break
+            time.sleep(0.1)
+        assert any("locust" in " ".join(c.cmdline()) for c in children), seen
+        time.sleep(1.0)  # Locust's users at work
+        process.terminate()
+        rest, _ = process.communicate(timeout=RUN_TIMEOUT_SECONDS)
+    finally:
+        process.kill()
+    assert process.returncode == 143, seen + rest
+    _gone, alive = psutil.wait_procs(children, timeout=30)
+    assert alive == [], alive
+    assert list(temporary.iterdir()) == []
 
 
 @pytest.mark.parametrize(
