@@ -146,6 +146,16 @@ def check_database_url(url: str) -> str:
     backend = parsed.get_backend_name()
     if backend not in {"sqlite", "postgresql"}:
         raise argparse.ArgumentTypeError("expected a sqlite:// or postgresql+psycopg:// URL")
+    database = parsed.database or ""
+    if (
+        backend == "sqlite"
+        and database
+        and database != ":memory:"
+        and not (database.startswith("file:") or Path(database).is_absolute())
+    ):
+        # The server runs in a temporary directory, deleted after the run: a relative path
+        # would be a database there, gone with it.
+        raise argparse.ArgumentTypeError("a SQLite file needs an absolute path (sqlite:////…)")
     if backend == "postgresql":
         try:
             hosts = database_hosts(url)
@@ -583,9 +593,15 @@ class ServerProcess:
     def wait_ready(self, timeout: float) -> str:
         self._ready.wait(timeout)
         if self.address is None:
+            exited = self.process.poll()
             self.stop()
             log = "\n".join(self.tail)
-            raise RuntimeError(f"server did not start within {timeout:.0f}s; its output:\n{log}")
+            what = (
+                f"exited with code {exited} before it started"
+                if exited is not None
+                else f"did not start within {timeout:.0f}s"
+            )
+            raise RuntimeError(f"server {what}; its output:\n{log}")
         return self.address
 
     def stop(self) -> int | None:

@@ -459,6 +459,20 @@ def test_server_process_keeps_its_first_error_lines(tmp_path: Path) -> None:
     assert all(len(line) == SERVER_ERROR_CHARS for line in server.first_errors)
 
 
+def test_a_server_that_exits_at_start_is_said_to_have_exited(tmp_path: Path) -> None:
+    script = "import sys\nprint('configuration error: IDSERVICE_X: no', flush=True)\nsys.exit(2)\n"
+    server = ServerProcess(
+        [sys.executable, "-c", script],
+        ready=re.compile(r"listening on (\S+):(\d+)"),
+        env=dict(os.environ),
+        cwd=tmp_path,
+    )
+    with pytest.raises(RuntimeError) as info:
+        server.wait_ready(30.0)
+    assert str(info.value).startswith("server exited with code 2 before it started")
+    assert "IDSERVICE_X: no" in str(info.value)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_a_server_process_ends_when_the_script_that_started_it_is_killed(tmp_path: Path) -> None:
     parent = (

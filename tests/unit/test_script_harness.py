@@ -16,7 +16,7 @@ from scripts.statement_counts import Counts, verb
 @pytest.mark.parametrize(
     "url",
     [
-        "sqlite:///var/x.db",
+        "sqlite:////var/x.db",
         "postgresql+psycopg://u@127.0.0.1:5432/x",
         "postgresql+psycopg://u@[::1]:5432/x",
         "postgresql+psycopg://u@localhost/x",
@@ -42,6 +42,9 @@ def test_local_databases_are_accepted(url: str) -> None:
         # a service file decides where a service name goes
         ("postgresql+psycopg://u@/x?service=prod", "service"),
         ("mysql://u@127.0.0.1/x", "expected a sqlite"),
+        # the spawned server runs in a temporary directory: a relative file would go with it
+        ("sqlite:///./keep.db", "absolute path"),
+        ("sqlite:///keep.db", "absolute path"),
         ("not a url", "not a SQLAlchemy"),
     ],
 )
