@@ -101,6 +101,9 @@ SERVICE_PHASES: tuple[tuple[str, str, float], ...] = (
     ("PasswordLogin", ARGON2_FLOOR, 0.9),
     ("SignUp", ARGON2_FLOOR, 0.8),
 )
+# A password path's ratio to the Argon2 floor above this is no measurement: a call that hashes
+# cannot outrun bare hashing on the same CPUs, so the floor was starved by other work.
+PLAUSIBLE_ARGON2_RATIO = 1.05
 # Issue 11: the cheap calls' p99 beside a password load, at most this multiple of their p99 alone.
 LOADED_P99_FACTOR = 3.0
 # Issue 11: peak memory with this many password calls in flight ≤ CPUs × memory_cost + headroom.
@@ -838,14 +841,18 @@ def judge(report: Mapping[str, Any], params: Argon2Config, in_flight: int) -> li
     targets: list[dict[str, Any]] = []
     for name, floor, least in SERVICE_PHASES:
         ratio = report["phases"][name]["ratio"]
-        targets.append(
-            {
-                "target": f"{name} ≥ {least:.2f} × {floor} floor ({in_flight} in flight)",
-                "value": ratio,
-                "bound": least,
-                "met": ratio is not None and ratio >= least,
-            }
-        )
+        target: dict[str, Any] = {
+            "target": f"{name} ≥ {least:.2f} × {floor} floor ({in_flight} in flight)",
+            "value": ratio,
+            "bound": least,
+            "met": ratio is not None and ratio >= least,
+        }
+        if floor == ARGON2_FLOOR and ratio is not None and ratio > PLAUSIBLE_ARGON2_RATIO:
+            # A call that hashes cannot outrun bare hashing on the same CPUs: other work
+            # starved the floor, and the figure says nothing.
+            target["met"] = False
+            target["note"] = "above 1: other work starved the floor; measure again"
+        targets.append(target)
     latency = report["latency"]
     alone, loaded = latency["alone"]["p99_ms"], latency["beside_logins"]["p99_ms"]
     factor = round(loaded / alone, 3) if alone and loaded else None
@@ -1062,6 +1069,8 @@ def print_report(report: Mapping[str, Any]) -> None:
             )
         elif target["target"].startswith("peak memory"):
             value, bound = f"{value} MiB", f"{bound} MiB"
+        if "note" in target:
+            extra = f" ({target['note']})"
         print(f"  {target['target']}: {value} (bound {bound}){extra}: {verdict}")
     if c["concurrency"] < TARGET_IN_FLIGHT:
         print(

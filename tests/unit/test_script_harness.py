@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts.benchmark import connection_kind
-from scripts.harness import check_database_url, service_env
+from scripts.benchmark import SERVICE_PHASES, connection_kind, judge
+from scripts.harness import Argon2Config, check_database_url, service_env
 from scripts.statement_counts import Counts, verb
 
 
@@ -89,3 +89,22 @@ def test_a_copy_into_a_table_counts_as_a_write() -> None:
     counts = Counts()
     counts.add("COPY connection_log (id) FROM STDIN")
     assert (counts.reads, counts.writes, counts.other) == (0, 1, 0)
+
+
+def _report(login_ratio: float) -> dict[str, object]:
+    phases = {name: {"ratio": 0.6} for name, _floor, _least in SERVICE_PHASES}
+    phases["PasswordLogin"] = {"ratio": login_ratio}
+    return {
+        "phases": phases,
+        "latency": {"alone": {"p99_ms": 2.0}, "beside_logins": {"p99_ms": 4.0}},
+        "memory": {"in_flight": 256, "cpus": 2, "peak_mib": 300.0, "limit_mib": 338.0},
+    }
+
+
+def test_a_password_ratio_above_one_is_no_measurement() -> None:
+    """A call that hashes cannot outrun bare hashing: a starved floor is not a met target."""
+    params = Argon2Config(2, 19456, 1)
+    (ok,) = [t for t in judge(_report(0.95), params, 16) if "PasswordLogin" in t["target"]]
+    assert ok["met"] and "note" not in ok
+    (starved,) = [t for t in judge(_report(2.83), params, 16) if "PasswordLogin" in t["target"]]
+    assert not starved["met"] and "starved" in starved["note"]
