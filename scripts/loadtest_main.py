@@ -91,8 +91,11 @@ def run_locust(argv: Sequence[str]) -> int:
         # Locust got the same SIGINT: it stops its users and writes its reports.
         return process.wait()
     except Terminated:
-        # Locust did not: pass it on, so it stops its users and writes its reports too.
-        process.terminate()
+        # Locust did not get it. A second SIGTERM must not cut the wait for Locust short; and
+        # Locust is given SIGINT, its Ctrl-C, on which it writes every report (on SIGTERM it
+        # writes no HTML report).
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        process.send_signal(signal.SIGINT)
         process.wait()
         return TERMINATED_EXIT
 

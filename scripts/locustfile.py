@@ -11,9 +11,9 @@ statistics, the CSV files, the HTML report, the web UI and distributed runs are 
 A request **fails** on INTERNAL or UNKNOWN, on an accepted or unflagged duplicate, and on a wrong
 answer (a fresh access token introspecting inactive or as another account, GetAccount answering
 another account, CheckAge's 만 나이 wrong for the person's birth date, a new person flagged as a
-duplicate), and on any refusal but overload's: `RESOURCE_EXHAUSTED` and `DEADLINE_EXCEEDED`,
-the expected refusal of duplicates and a call Locust cancelled are reported as rows of their
-own (their type is the status code and reason) and do not fail the run.
+duplicate), and on any refusal but overload's: `RESOURCE_EXHAUSTED` and `DEADLINE_EXCEEDED`
+and the expected refusal of duplicates are reported as rows of their own (their type is the
+status code and reason) and do not fail the run.
 
     .venv/bin/locust -f scripts/locustfile.py --host 127.0.0.1:50051
     .venv/bin/locust -f scripts/locustfile.py --host 127.0.0.1:50051 --headless -u 8 -t 30s

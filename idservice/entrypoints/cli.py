@@ -219,12 +219,14 @@ def cmd_audit(settings: Settings, _args: argparse.Namespace) -> int:
     from idservice.service_layer.audit import VerifyAccessAudit
 
     try:
-        app = build_app(settings)
+        # The database as it is (no migration): a wrong URL must not become an empty, "intact"
+        # chain. A database that cannot be read is no verdict either way.
+        app = build_app(settings, migrate=False)
         try:
             result = app.handle(VerifyAccessAudit())
         finally:
             app.close()
-    except (DomainError, SQLAlchemyError) as exc:
+    except (DomainError, SQLAlchemyError, OSError) as exc:
         # The URL may carry a password: the reason or the error class only.
         cause = exc.reason.value if isinstance(exc, DomainError) else type(exc).__name__
         print(  # noqa: T201

@@ -926,6 +926,16 @@ def test_audit_verify_without_its_database_is_no_verdict(tmp_path: Path) -> None
     assert "audit not checked" in result.stderr
     assert "hunter2" not in result.stderr + result.stdout
     assert result.stdout == ""
+    # A wrong SQLite path is no database with an empty, intact chain: it is not migrated.
+    elsewhere = tmp_path / "no-such.db"
+    result = run_idservice(
+        "audit",
+        "verify",
+        env={**FAST_ARGON2, "IDSERVICE_DATABASE_URL": f"sqlite:///{elsewhere}"},
+        cwd=tmp_path,
+    )
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "ok" not in result.stdout
 
 
 @pytest.mark.slow

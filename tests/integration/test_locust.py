@@ -537,7 +537,11 @@ def test_sigterm_stops_locust_and_the_server_and_removes_the_directory(tmp_path:
     temporary.mkdir()
     env = {**script_env(), "TMPDIR": str(temporary)}
     process = subprocess.Popen(
-        [str(LOADTEST), "--run-time", "60s", "--users", "2", "--only-summary"],
+        [
+            str(LOADTEST),
+            *("--run-time", "60s", "--users", "2", "--only-summary"),
+            *("--csv", "cut", "--html", "cut.html"),
+        ],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -568,6 +572,9 @@ def test_sigterm_stops_locust_and_the_server_and_removes_the_directory(tmp_path:
     _gone, alive = psutil.wait_procs(children, timeout=30)
     assert alive == [], alive
     assert list(temporary.iterdir()) == []
+    # Locust wrote its reports for the part that ran, the HTML one too.
+    assert (tmp_path / "cut.html").stat().st_size > 0
+    assert (tmp_path / "cut_stats.csv").stat().st_size > 0
 
 
 @pytest.mark.parametrize(

@@ -45,6 +45,7 @@ def test_local_databases_are_accepted(url: str) -> None:
         # the spawned server runs in a temporary directory: a relative file would go with it
         ("sqlite:///./keep.db", "absolute path"),
         ("sqlite:///keep.db", "absolute path"),
+        ("sqlite:///file:keep.db?uri=true", "absolute path"),
         ("not a url", "not a SQLAlchemy"),
     ],
 )
