@@ -39,9 +39,9 @@ def session_ended() -> DomainError:
     return DomainError(Reason.TOKEN_INVALID, "the session has ended")
 
 
-def check_live(session: Session | None, claims: AccessClaims, *, now: datetime) -> None:
+def check_live(session: Session | None, account_id: str, *, now: datetime) -> None:
     """The token's session must still be the account's and active (Logout, reuse, password)."""
-    if session is None or session.account_id != claims.account_id or not session.is_active(now):
+    if session is None or session.account_id != account_id or not session.is_active(now):
         raise session_ended()
 
 
@@ -51,7 +51,7 @@ def verify_access(
     """The caller of a bearer token and its claims; TOKEN_INVALID / TOKEN_EXPIRED otherwise."""
     claims = tokens.verify(access_token, now=now)
     with uow(readonly=True) as tx:
-        check_live(tx.sessions.get(claims.session_id), claims, now=now)
+        check_live(tx.sessions.get(claims.session_id), claims.account_id, now=now)
     caller = Caller(account_id=claims.account_id, session_id=claims.session_id, amr=claims.amr)
     return caller, claims
 
@@ -69,9 +69,7 @@ def still_signed_in(tx: UnitOfWork, caller: Caller, *, now: datetime) -> None:
     """In a write, after the account's row lock: the caller's session is still live. A call
     that waited on a provider or a lock since `authenticate` acts only if its session was not
     ended meanwhile (an unlinked sign-in, a logout, a password change, a withdrawal)."""
-    session = tx.sessions.get(caller.session_id)
-    if session is None or session.account_id != caller.account_id or not session.is_active(now):
-        raise session_ended()
+    check_live(tx.sessions.get(caller.session_id), caller.account_id, now=now)
 
 
 def account_gone() -> DomainError:
@@ -134,7 +132,7 @@ def _authenticated(
     with uow(readonly=True) as tx:
         found = read(tx, claims.session_id)
     session, what = found if found is not None else (None, None)
-    check_live(session, claims, now=now)
+    check_live(session, claims.account_id, now=now)
     identify(claims.account_id)
     if what is None:
         raise account_gone()

@@ -259,7 +259,7 @@ def introspect(
         found = tx.sessions.get_with_consents(claims.session_id)
     session, c = found if found is not None else (None, None)
     try:
-        check_live(session, claims, now=now)
+        check_live(session, claims.account_id, now=now)
     except DomainError:
         return Introspection(active=False)
     if c is None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+import pytest
+
 from idservice.domain.errors import DomainError, Reason
 from idservice.domain.sns import SnsProfile, SnsProvider
 from idservice.service_layer.ports import SnsCredential, SnsIdentityProvider
@@ -197,9 +199,7 @@ def test_a_link_by_a_session_ended_while_the_provider_answered_is_refused() -> N
     Kakao; the owner unlinks Google meanwhile, which ends that session: the link must not
     land (it would let them back in for good)."""
     h, _google, kakao, owner, by_google = _account_with_google()
-    kakao.meanwhile = lambda: h.handle(
-        UnlinkSnsIdentity(access_token=owner, provider=SnsProvider.GOOGLE)
-    )
+    _unlink_google_meanwhile(h, kakao, owner)
     h.fails(
         LinkSnsIdentity(
             access_token=by_google, provider=SnsProvider.KAKAO, credential=_credential()
@@ -211,31 +211,33 @@ def test_a_link_by_a_session_ended_while_the_provider_answered_is_refused() -> N
     assert h.handle(GetAccount(access_token=owner)).sign_in_methods == ("password",)
 
 
-def test_a_withdrawal_by_a_session_ended_while_the_provider_answered_is_refused() -> None:
+@pytest.mark.parametrize(
+    ("unlinker", "reason", "stays"),
+    [
+        # The owner unlinks Google: the session Google opened ends, and its withdrawal with it.
+        ("owner", Reason.TOKEN_INVALID, "owner"),
+        # The Google session unlinks Google itself: it survives (the caller's own), but the
+        # fresh Google sign-in it withdraws with is no longer one of the account's.
+        ("by_google", Reason.REAUTHENTICATION_REQUIRED, "by_google"),
+    ],
+)
+def test_a_withdrawal_overtaken_by_an_unlink_while_the_provider_answered_is_refused(
+    unlinker: str, reason: Reason, stays: str
+) -> None:
     h, google, _kakao, owner, by_google = _account_with_google()
-    google.meanwhile = lambda: h.handle(
-        UnlinkSnsIdentity(access_token=owner, provider=SnsProvider.GOOGLE)
-    )
+    tokens = {"owner": owner, "by_google": by_google}
+    _unlink_google_meanwhile(h, google, tokens[unlinker])
     h.fails(
         Withdraw(
             access_token=by_google, sns_provider=SnsProvider.GOOGLE, sns_credential=_credential()
         ),
-        Reason.TOKEN_INVALID,
+        reason,
     )
-    assert _live(h, owner)
+    assert _live(h, tokens[stays])
 
 
-def test_a_withdrawal_whose_sns_identity_was_unlinked_meanwhile_is_refused() -> None:
-    """The caller's own Google session survives its unlink, but the fresh Google sign-in it
-    withdraws with is no longer one of the account's."""
-    h, google, _kakao, _owner, by_google = _account_with_google()
-    google.meanwhile = lambda: h.handle(
-        UnlinkSnsIdentity(access_token=by_google, provider=SnsProvider.GOOGLE)
+def _unlink_google_meanwhile(h: Harness, provider: Vouching, access_token: str) -> None:
+    """While `provider` answers its next call, `access_token`'s session unlinks Google."""
+    provider.meanwhile = lambda: h.handle(
+        UnlinkSnsIdentity(access_token=access_token, provider=SnsProvider.GOOGLE)
     )
-    h.fails(
-        Withdraw(
-            access_token=by_google, sns_provider=SnsProvider.GOOGLE, sns_credential=_credential()
-        ),
-        Reason.REAUTHENTICATION_REQUIRED,
-    )
-    assert _live(h, by_google)
