@@ -337,6 +337,8 @@ def build_app(
         settings.database_url,
         pool_size=settings.db_pool_size,
         create_directory=settings.creates_database_directory,
+        # Unmigrated use reads a database that must already be there (`audit verify`).
+        existing=not migrate,
     )
     try:
         with migrations.startup_lock(engine):

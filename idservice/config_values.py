@@ -91,9 +91,12 @@ def parse_hostport(text: str) -> str:
 
 def parse_url(text: str) -> str:
     value = text.strip()
-    if not re.match(r"^https?://[^\s/]+", value):
+    if not re.match(r"^https?://[^\s/]+", value, re.IGNORECASE):
         raise ValueError("expected an http(s) URL")
-    return value.rstrip("/")
+    # A scheme is case-insensitive (RFC 3986 §3.1); its canonical form is lower case, which
+    # every later check (plaintext http:// in production) compares against.
+    scheme, _, rest = value.partition("://")
+    return f"{scheme.lower()}://{rest}".rstrip("/")
 
 
 def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

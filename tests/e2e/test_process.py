@@ -936,6 +936,8 @@ def test_audit_verify_without_its_database_is_no_verdict(tmp_path: Path) -> None
     )
     assert result.returncode == 3, result.stdout + result.stderr
     assert "ok" not in result.stdout
+    assert "FileNotFoundError" in result.stderr, result.stderr
+    assert not elsewhere.exists(), "a wrong path became an empty database file"
 
 
 @pytest.mark.slow

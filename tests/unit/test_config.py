@@ -195,6 +195,7 @@ UPSTREAM_URL_VARIABLES = (
         "http://localhost.example.com/x",
         "http://127.0.0.1@example.com/x",
         "http://[::ffff:10.0.0.1]/x",
+        "HTTP://example.com/x",
     ],
 )
 def test_production_refuses_plaintext_upstreams(tmp_path: Path, variable: str, url: str) -> None:
@@ -207,6 +208,7 @@ def test_production_refuses_plaintext_upstreams(tmp_path: Path, variable: str, u
     "url",
     [
         "https://example.com/x",
+        "HTTPS://example.com/x",
         "http://127.0.0.1:8080/x",
         "http://127.9.8.7/x",
         "http://localhost:9000/x",
@@ -218,6 +220,11 @@ def test_production_refuses_plaintext_upstreams(tmp_path: Path, variable: str, u
 def test_production_allows_https_and_loopback(tmp_path: Path, variable: str, url: str) -> None:
     env = production_env(tmp_path, **{variable: url, "IDSERVICE_NOTIFY_WEBHOOK_SECRET": "w"})
     Settings.from_env(env)
+
+
+def test_an_upper_case_scheme_is_read_in_its_canonical_lower_case() -> None:
+    settings = Settings.from_env({"IDSERVICE_PORTONE_API_BASE": "HTTPS://API.example.com/V2/"})
+    assert settings.portone_api_base == "https://API.example.com/V2"
 
 
 def test_development_allows_plaintext_upstreams() -> None:

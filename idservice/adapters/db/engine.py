@@ -20,16 +20,20 @@ _IDLE_SINCE = "idservice_idle_since"
 _BEGIN_IMMEDIATE = "BEGIN IMMEDIATE"
 
 
-def build_engine(url: str, *, pool_size: int = 20, create_directory: bool = False) -> Engine:
+def build_engine(
+    url: str, *, pool_size: int = 20, create_directory: bool = False, existing: bool = False
+) -> Engine:
     """Create the engine for a URL.
 
     `create_directory` makes a SQLite file's missing directory (only the default database's
     ./var is created: Settings.creates_database_directory); otherwise a missing directory is
-    left for SQLite to refuse.
+    left for SQLite to refuse. `existing` refuses a SQLite file that is not there yet
+    (FileNotFoundError) instead of letting SQLite create an empty one: for a command that reads
+    a database and must not mistake a wrong path for an empty database.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, pool_size, create_directory=create_directory)
+        return _sqlite_engine(url, pool_size, create_directory=create_directory, existing=existing)
     engine = create_engine(
         url,
         pool_size=pool_size,
@@ -67,10 +71,12 @@ def _ping_idle_connections(engine: Engine) -> None:
             raise DisconnectionError("pooled connection is dead") from exc
 
 
-def _sqlite_engine(url: str, pool_size: int, *, create_directory: bool) -> Engine:
+def _sqlite_engine(url: str, pool_size: int, *, create_directory: bool, existing: bool) -> Engine:
     parsed = make_url(url)
     database = parsed.database or ""
     file_based = database and database != ":memory:" and not database.startswith("file:")
+    if existing and file_based and not Path(database).expanduser().is_file():
+        raise FileNotFoundError("no SQLite database file at the configured path")
     if create_directory and file_based:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     # No pre-ping: a local file cannot drop a connection the way a server can.
