@@ -32,7 +32,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -278,6 +278,10 @@ def age_on(birth: date, day: date) -> int:
 
 
 # -- client ----------------------------------------------------------------------------------
+# The part of an access token's lifetime used before it is refreshed.
+REFRESH_AT_FRACTION = 0.5
+
+
 @dataclass
 class Credentials:
     """One signed-up account, the person behind it and its latest session."""
@@ -288,7 +292,22 @@ class Credentials:
     access_token: str
     refresh_token: str
     person: Person | None = None
-    issued_at: float = field(default_factory=time.monotonic)
+    # When (time.monotonic()) the access token is half spent and should be refreshed.
+    refresh_due: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def of(
+        cls,
+        account_id: str,
+        email: str,
+        password: str,
+        session: common_pb2.Session,
+        person: Person | None = None,
+    ) -> Credentials:
+        """The credentials of a new session (SignUp's), refresh due by its token's lifetime."""
+        creds = cls(account_id, email, password, "", "", person)
+        creds.take(session)
+        return creds
 
     @property
     def birth_date(self) -> str:
@@ -298,9 +317,13 @@ class Credentials:
         return self.person.birth_date
 
     def take(self, session: common_pb2.Session) -> None:
+        """Keep a session's tokens; the access token is refreshed once half its lifetime (as
+        the server gave it: `IDSERVICE_ACCESS_TOKEN_TTL`, at most 15 minutes) has passed."""
         self.access_token = session.access_token
         self.refresh_token = session.refresh_token
-        self.issued_at = time.monotonic()
+        expires = session.access_token_expires_at.ToDatetime(tzinfo=UTC)
+        left = (expires - datetime.now(UTC)).total_seconds()
+        self.refresh_due = time.monotonic() + max(0.0, left) * REFRESH_AT_FRACTION
 
 
 class IdClient:
@@ -367,14 +390,7 @@ class IdClient:
         token = verification_token or self.verify(person).verification_token
         email, password = new_email(), new_password()
         signed = self.sign_up(token, email=email, password=password)
-        return Credentials(
-            account_id=signed.account.id,
-            email=email,
-            password=password,
-            access_token=signed.session.access_token,
-            refresh_token=signed.session.refresh_token,
-            person=person,
-        )
+        return Credentials.of(signed.account.id, email, password, signed.session, person)
 
     def login(self, email: str, password: str) -> auth_pb2.PasswordLoginResponse:
         request = auth_pb2.PasswordLoginRequest(email=email, password=password)

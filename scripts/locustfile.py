@@ -88,8 +88,6 @@ LOG = logging.getLogger("idservice.loadtest")
 REQUEST_TYPE = "gRPC"
 DUPLICATE = " (duplicate)"
 SEOUL = ZoneInfo("Asia/Seoul")
-# Access tokens live 15 minutes (contract §2): refresh well before that in long runs.
-ACCESS_TOKEN_REFRESH_AFTER_SECONDS = 600.0
 # Accounts a user keeps for its login/refresh/introspect traffic (bounds memory in long runs).
 MAX_ACCOUNTS_PER_USER = 32
 # The people duplicates are drawn from, per Locust process (bounded the same way).
@@ -411,14 +409,7 @@ class IdserviceUser(User):
             return
         REGISTRY.add(person)
         self.accounts.append(
-            Credentials(
-                account_id=signed.account.id,
-                email=email,
-                password=password,
-                access_token=signed.session.access_token,
-                refresh_token=signed.session.refresh_token,
-                person=person,
-            )
+            Credentials.of(signed.account.id, email, password, signed.session, person)
         )
         if len(self.accounts) > MAX_ACCOUNTS_PER_USER:
             self.accounts.pop(0)
@@ -473,11 +464,10 @@ class IdserviceUser(User):
             self.accounts.remove(creds)
 
     def fresh_account(self) -> Credentials | None:
-        """An account whose access token is well within its 15 minutes (refreshed if not)."""
+        """An account whose access token is within the first half of its lifetime (refreshed if
+        not: the call then goes to another account)."""
         creds = self.account()
-        if creds is not None and time.monotonic() - creds.issued_at > (
-            ACCESS_TOKEN_REFRESH_AFTER_SECONDS
-        ):
+        if creds is not None and time.monotonic() >= creds.refresh_due:
             self.refresh_account(creds)
             return None
         return creds

@@ -4,12 +4,16 @@ never leaves this machine, and the reports name what they measured."""
 from __future__ import annotations
 
 import argparse
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
+from idservice.v1 import common_pb2
 from scripts.benchmark import SERVICE_PHASES, connection_kind, judge
-from scripts.harness import Argon2Config, check_database_url, service_env
+from scripts.harness import Argon2Config, Credentials, check_database_url, service_env
 from scripts.statement_counts import Counts, verb
 
 
@@ -109,3 +113,27 @@ def test_a_password_ratio_above_one_is_no_measurement() -> None:
     assert ok["met"] and "note" not in ok
     (starved,) = [t for t in judge(_report(2.83), params, 16) if "PasswordLogin" in t["target"]]
     assert not starved["met"] and "starved" in starved["note"]
+
+
+@pytest.mark.parametrize("lifetime", [timedelta(minutes=15), timedelta(minutes=2)])
+def test_load_accounts_refresh_half_way_through_the_token_lifetime_the_server_gave(
+    lifetime: timedelta,
+) -> None:
+    """A server with short-lived tokens (IDSERVICE_ACCESS_TOKEN_TTL) gets no expired ones."""
+    expires = Timestamp()
+    expires.FromDatetime(datetime.now(UTC) + lifetime)
+    session = common_pb2.Session(
+        account_id="a", access_token="at", refresh_token="rt", access_token_expires_at=expires
+    )
+    before = time.monotonic()
+    creds = Credentials.of("a", "e@example.com", "pw", session)
+    half = lifetime.total_seconds() / 2
+    assert (creds.access_token, creds.refresh_token) == ("at", "rt")
+    assert before + half - 1 <= creds.refresh_due <= time.monotonic() + half
+
+
+def test_an_expired_access_token_is_due_for_refresh_at_once() -> None:
+    expires = Timestamp()
+    expires.FromDatetime(datetime.now(UTC) - timedelta(minutes=1))
+    creds = Credentials.of("a", "e", "p", common_pb2.Session(access_token_expires_at=expires))
+    assert creds.refresh_due <= time.monotonic()
