@@ -250,18 +250,22 @@ def _read_fields(cmd: SignUp, *, today: date, policy: Policy) -> _Fields:
                 if not given:
                     v.add(field, "is required")
         guardian = None
-        if cmd.guardian_given and (cmd.guardian_name or cmd.guardian_phone_number):
-            guardian = GuardianContact(
-                name=v.check(
-                    lambda: validate_name(cmd.guardian_name, field="guardian.name"), default=""
-                ),
-                phone_number=v.check(
+        # A part left empty is missing (GUARDIAN_INFO_REQUIRED for a child), not malformed.
+        guardian_name = cmd.guardian_name if cmd.guardian_name.strip() else ""
+        guardian_phone = cmd.guardian_phone_number if cmd.guardian_phone_number.strip() else ""
+        if cmd.guardian_given and (guardian_name or guardian_phone):
+            if guardian_name:
+                guardian_name = v.check(
+                    lambda: validate_name(guardian_name, field="guardian.name"), default=""
+                )
+            if guardian_phone:
+                guardian_phone = v.check(
                     lambda: normalize_phone(
-                        cmd.guardian_phone_number, field="guardian.phone_number", mobile_only=True
+                        guardian_phone, field="guardian.phone_number", mobile_only=True
                     ),
                     default="",
-                ),
-            )
+                )
+            guardian = GuardianContact(name=guardian_name, phone_number=guardian_phone)
         if score_later and v:
             v.check(lambda: validate_password(cmd.password, user_inputs=[email, cmd.name]))
     return _Fields(email=email, name=name, phone=phone, birth=birth, guardian=guardian)

@@ -6,6 +6,8 @@ import re
 import threading
 from datetime import date, timedelta
 
+import pytest
+
 from idservice.domain.accounts import AccountStatus
 from idservice.domain.errors import DomainError, Reason
 from idservice.service_layer.guardian_consent import code_hash
@@ -86,6 +88,32 @@ def test_child_without_guardian_is_refused_and_nothing_is_stored(svc: Harness) -
     assert not state.accounts and not state.outbox
     [verification] = state.verifications.values()
     assert verification.consumed_at is None
+
+
+@pytest.mark.parametrize(
+    ("name", "phone"), [("홍부모", ""), ("", "010-9876-5432"), ("  ", "010-9876-5432"), ("", " ")]
+)
+def test_a_guardian_without_a_name_or_a_phone_is_guardian_info_required(
+    svc: Harness, name: str, phone: str
+) -> None:
+    """Contract §3: a child needs the guardian's name and phone number; a missing one is not
+    a malformed one."""
+    token = svc.verify(verified_person(birth_date=CHILD_BIRTH)).token
+    svc.fails(svc.signup(token, guardian=Guardian(name, phone)), Reason.GUARDIAN_INFO_REQUIRED)
+    assert not svc.uow.committed().accounts
+
+
+def test_a_malformed_guardian_contact_is_a_validation_failure(svc: Harness) -> None:
+    token = svc.verify(verified_person(birth_date=CHILD_BIRTH)).token
+    svc.fails(
+        svc.signup(token, guardian=Guardian("홍부모", "02-123-4567")), Reason.VALIDATION_FAILED
+    )
+
+
+def test_an_adult_may_leave_a_guardian_contact_half_empty(svc: Harness) -> None:
+    token = svc.verify(verified_person()).token
+    signed = svc.sign_up(token, guardian=Guardian("홍부모", ""))
+    assert signed.account.status is AccountStatus.ACTIVE
 
 
 def test_email_taken_ignores_case_and_leaves_the_token_usable(svc: Harness) -> None:
