@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-# 정보통신망법 제50조⑧: an opt-in is re-confirmed when it turns two years old.
+# 정보통신망법 제50조⑧ (시행령 제62조의3): an opt-in is re-confirmed every two years from the
+# day it was given.
 MARKETING_RECONFIRMATION_YEARS = 2
 
 
@@ -42,14 +43,25 @@ class ConsentRecord:
     recorded_at: datetime
 
 
-def reconfirmation_due_on(opted_in_at: datetime) -> datetime:
-    """When an opt-in given at `opted_in_at` turns two years old (29 Feb → 1 Mar)."""
+def anniversary(at: datetime, years: int) -> datetime:
+    """`at` moved `years` years on (29 February → 1 March in a year that has none)."""
     try:
-        return opted_in_at.replace(year=opted_in_at.year + MARKETING_RECONFIRMATION_YEARS)
+        return at.replace(year=at.year + years)
     except ValueError:  # 29 February in a year that has none
-        return opted_in_at.replace(
-            year=opted_in_at.year + MARKETING_RECONFIRMATION_YEARS, month=3, day=1
-        )
+        return at.replace(year=at.year + years, month=3, day=1)
+
+
+def last_reconfirmation_due(opted_in_at: datetime, now: datetime) -> datetime | None:
+    """The latest two-year anniversary of an opt-in (2, 4, 6 … years on) at or before `now`;
+    None before the first. A reminder sent before it is for an earlier one."""
+    years = now.year - opted_in_at.year
+    years -= years % MARKETING_RECONFIRMATION_YEARS
+    while years > 0:
+        due = anniversary(opted_in_at, years)
+        if due <= now:
+            return due
+        years -= MARKETING_RECONFIRMATION_YEARS
+    return None
 
 
 def may_receive_marketing(*, opted_in: bool, suspended: bool) -> bool:

@@ -207,6 +207,9 @@ class UpdateConsents(Command[Consents]):
     third_party_opt_in: bool | None = None
 
 
+UPDATE_CHANNEL = ConsentChannel.UPDATE_CONSENTS
+
+
 def update_consents(
     cmd: UpdateConsents, *, uow: UnitOfWorkFactory, tokens: TokenIssuer, clock: Clock
 ) -> Consents:
@@ -239,16 +242,23 @@ def update_consents(
             )
             if new is not None and new != old
         ]
+        # Opting in again while opted in re-confirms the opt-in (정보통신망법 제50조⑧): it is
+        # recorded, and its two years start again.
+        reconfirmed = cmd.marketing_opt_in is True and c.marketing_opt_in
+        if reconfirmed:
+            _record(tx, account.id, ConsentType.MARKETING, None, True, UPDATE_CHANNEL, now)
+            c.marketing_updated_at = now
         for kind, new in changes:
-            _record(tx, account.id, kind, None, bool(new), ConsentChannel.UPDATE_CONSENTS, now)
+            _record(tx, account.id, kind, None, bool(new), UPDATE_CHANNEL, now)
             if kind is ConsentType.MARKETING:
                 c.marketing_opt_in, c.marketing_updated_at = bool(new), now
             elif kind is ConsentType.THIRD_PARTY_PROVISION:
                 c.third_party_opt_in, c.third_party_updated_at = bool(new), now
             else:
                 c.processing_suspended = bool(new)
-        if changes:
+        if changes or reconfirmed:
             tx.accounts.save_consents(account.id, c, now=now)
+        if changes:
             tx.outbox.add(
                 events.consents_updated(
                     account_id=account.id,

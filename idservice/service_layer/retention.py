@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from idservice.domain import events
-from idservice.domain.consents import reconfirmation_due_on
+from idservice.domain.consents import last_reconfirmation_due
 from idservice.domain.events import EventType
 from idservice.domain.guardian_consent import ConsentRequestStatus
 from idservice.service_layer.policy import Policy
@@ -81,17 +81,20 @@ def purge(cmd: Purge, *, uow: UnitOfWorkFactory, policy: Policy, clock: Clock) -
 
 
 def _marketing_reconfirmations(tx: UnitOfWork, *, now: datetime) -> int:
-    """정보통신망법 제50조⑧: once an opt-in turns two years old, `reconfirmation_due`, once."""
-    # Coarse bound first (two years ago less a day); the exact anniversary decides.
+    """정보통신망법 제50조⑧: every two years from an opt-in (2, 4, 6 … years on, counted from
+    its last re-confirmation), `reconfirmation_due`, once per anniversary."""
+    # Coarse bound first (two years ago less a day, for the opt-in and for the anniversary last
+    # reminded); the exact anniversary decides.
     candidates = tx.accounts.marketing_reconfirmation_due(
         now=now, opted_in_before=now - timedelta(days=365 * 2 - 1), limit=RECONFIRMATIONS_PER_RUN
     )
     due = 0
-    for account_id, opted_in_at in candidates:
-        if reconfirmation_due_on(opted_in_at) > now:
+    for account_id, opted_in_at, reminded in candidates:
+        anniversary = last_reconfirmation_due(opted_in_at, now)
+        if anniversary is None or (reminded is not None and reminded >= anniversary):
             continue
-        # Another process's purge may have reminded it meanwhile: one event per opt-in.
-        if not tx.accounts.mark_reminded(account_id, now=now):
+        # Another process's purge may have reminded it meanwhile: one event per anniversary.
+        if not tx.accounts.mark_reminded(account_id, due=anniversary):
             continue
         tx.outbox.add(
             events.marketing_reconfirmation_due(

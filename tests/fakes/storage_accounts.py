@@ -253,29 +253,26 @@ class FakeAccountRepository:
 
     def marketing_reconfirmation_due(
         self, *, now: datetime, opted_in_before: datetime, limit: int
-    ) -> list[tuple[str, datetime]]:
+    ) -> list[tuple[str, datetime, datetime | None]]:
         before = utc(opted_in_before)
         due = [
-            (account_id, row.account.consents.marketing_updated_at)
+            (account_id, row.account.consents.marketing_updated_at, row.marketing_reminded_at)
             for account_id, row in self._access.read().accounts.items()
             if row.live
             and row.account.consents.marketing_opt_in
             and row.account.consents.marketing_updated_at <= before
-            and (
-                row.marketing_reminded_at is None
-                or row.marketing_reminded_at < row.account.consents.marketing_updated_at
-            )
+            and (row.marketing_reminded_at is None or row.marketing_reminded_at <= before)
         ]
         return sorted(due, key=lambda item: item[1])[:limit]
 
-    def mark_reminded(self, account_id: str, *, now: datetime) -> bool:
+    def mark_reminded(self, account_id: str, *, due: datetime) -> bool:
         row = self._access.write().accounts.get(account_id)
         if row is None or not row.account.consents.marketing_opt_in:
             return False
         reminded = row.marketing_reminded_at
-        if reminded is not None and reminded >= row.account.consents.marketing_updated_at:
+        if reminded is not None and reminded >= utc(due):
             return False
-        row.marketing_reminded_at = utc(now)
+        row.marketing_reminded_at = utc(due)
         return True
 
     # -- re-join holds -------------------------------------------------------------------

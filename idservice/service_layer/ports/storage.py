@@ -160,12 +160,14 @@ class AccountRepository(Protocol):
 
     def marketing_reconfirmation_due(
         self, *, now: datetime, opted_in_before: datetime, limit: int
-    ) -> list[tuple[str, datetime]]:
-        """(account id, opt-in time) of opt-ins older than `opted_in_before` not yet reminded."""
+    ) -> list[tuple[str, datetime, datetime | None]]:
+        """(account id, opt-in time, anniversary last reminded) of live opt-ins given (or
+        re-confirmed) before `opted_in_before`, last reminded before it or never."""
 
-    def mark_reminded(self, account_id: str, *, now: datetime) -> bool:
-        """Record the reminder of the current opt-in; False when it was already recorded (by a
-        purge running at the same time in another process) or the opt-in is gone."""
+    def mark_reminded(self, account_id: str, *, due: datetime) -> bool:
+        """Record that the opt-in's anniversary `due` was reminded; False when it (or a later
+        one) already was (by a purge running at the same time in another process) or the
+        opt-in is gone."""
 
     def replace_password_hash(
         self, account_id: str, *, expected: str, new: str | None, now: datetime

@@ -218,16 +218,17 @@ SAVE_CONSENTS = (
         updated_at=at("now"),
     )
 )
-REMINDER_DUE = or_(
-    A.marketing_reminded_at.is_(None), A.marketing_reminded_at < A.marketing_updated_at
-)
+# `marketing_reminded_at` is the anniversary last reminded: the next is two years on.
 RECONFIRMATION_DUE = (
-    select(A.id, A.marketing_updated_at)
+    select(A.id, A.marketing_updated_at, A.marketing_reminded_at)
     .where(
         LIVE,
         A.marketing_opt_in.is_(True),
         A.marketing_updated_at <= at("opted_in_before"),
-        REMINDER_DUE,
+        or_(
+            A.marketing_reminded_at.is_(None),
+            A.marketing_reminded_at <= at("opted_in_before"),
+        ),
     )
     .order_by(A.marketing_updated_at)
     .limit(bindparam("limit", type_=Integer()))
@@ -235,6 +236,10 @@ RECONFIRMATION_DUE = (
 # Compare-and-set: of two purges racing (several processes), one records the reminder.
 MARK_REMINDED = (
     update(t.accounts)
-    .where(A.id == bindparam("account_id"), A.marketing_opt_in.is_(True), REMINDER_DUE)
-    .values(marketing_reminded_at=at("now"))
+    .where(
+        A.id == bindparam("account_id"),
+        A.marketing_opt_in.is_(True),
+        or_(A.marketing_reminded_at.is_(None), A.marketing_reminded_at < at("due")),
+    )
+    .values(marketing_reminded_at=at("due"))
 )

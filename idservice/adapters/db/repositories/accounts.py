@@ -263,14 +263,14 @@ class SqlAccountRepository:
 
     def marketing_reconfirmation_due(
         self, *, now: datetime, opted_in_before: datetime, limit: int
-    ) -> list[tuple[str, datetime]]:
+    ) -> list[tuple[str, datetime, datetime | None]]:
         rows = self._c.execute(
             q.RECONFIRMATION_DUE, {"opted_in_before": opted_in_before, "limit": limit}
         ).all()
-        return [(row.id, row.marketing_updated_at) for row in rows]
+        return [(row.id, row.marketing_updated_at, row.marketing_reminded_at) for row in rows]
 
-    def mark_reminded(self, account_id: str, *, now: datetime) -> bool:
-        result = self._c.execute(q.MARK_REMINDED, {"account_id": account_id, "now": now})
+    def mark_reminded(self, account_id: str, *, due: datetime) -> bool:
+        result = self._c.execute(q.MARK_REMINDED, {"account_id": account_id, "due": due})
         return bool(result.rowcount == 1)
 
     def add_rejoin_hold(
