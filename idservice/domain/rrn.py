@@ -21,6 +21,10 @@ import unicodedata
 # (zero-width spaces, soft hyphens, direction marks) are dropped before matching, so they can
 # neither pad the separator past the bound nor split the digits.
 MAX_SEPARATOR_RUN = 4
+# Letters typed for a dash where an input method is in Hangul or CJK mode: the vowel ㅡ (U+3161;
+# NFKC makes it U+1173), the ideograph 一 and the prolonged sound mark ー (U+30FC, half-width
+# U+FF70). Between the two halves of an RRN they are its hyphen, so they are read as one.
+_DASH_LETTERS = str.maketrans(dict.fromkeys("\u1173\u4e00\u30fc", "-"))
 _RRN = re.compile(
     r"(?<![0-9])"
     r"[0-9]{2}"  # YY: every year is plausible
@@ -33,11 +37,15 @@ _RRN = re.compile(
 
 
 def _ascii_digits(text: str) -> str:
-    """NFKC (full-width digits and dashes), every other decimal digit mapped to ASCII, and
-    invisible format characters (Unicode category Cf) dropped."""
+    """NFKC (full-width digits and dashes), letters typed for a dash read as one, every other
+    decimal digit mapped to ASCII, and invisible format characters (Unicode category Cf)
+    dropped."""
     # NFKC folds full-width and mathematical digits but not other scripts' digits (e.g. "٢"),
     # and someone pasting an RRN in those is still giving us an RRN.
     folded = unicodedata.normalize("NFKC", text)
+    if folded.isascii():
+        return folded
+    folded = folded.translate(_DASH_LETTERS)
     if folded.isascii():
         return folded
     return "".join(

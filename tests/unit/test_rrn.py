@@ -63,6 +63,13 @@ FULL_WIDTH = str.maketrans("0123456789-", "０１２３４５６７８９－")
         "900101\u200b\u200b\u200b\u200b\u200b-1234567",  # zero-width spaces
         "900101\u00ad1234567",  # soft hyphen
         "9001\u200b01-1234\u2060567",  # inside the digits
+        # A dash typed in Hangul or CJK input mode is a letter that stands for one.
+        "900101ㅡ1234567",  # U+3161 HANGUL LETTER EU
+        "900101\u11731234567",  # its NFKC form, HANGUL JUNGSEONG EU
+        "900101 ㅡ 1234567@example.com",
+        "900101一1234567",  # U+4E00
+        "900101ー1234567",  # U+30FC
+        "900101ｰ1234567",  # U+FF70
     ],
 )
 def test_rrn_shapes_are_flagged(text: str) -> None:
