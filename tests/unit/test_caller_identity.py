@@ -67,6 +67,12 @@ def test_without_mutual_tls_a_certificate_is_not_looked_at() -> None:
         ("-leading", "unknown"),
         ("x" * 65, "unknown"),
         ("", "unknown"),
+        # Kept for years in a chain that cannot forget: no personal data, no bare numbers.
+        ("900101-1234567", "unknown"),
+        ("svc-9001011234567", "unknown"),
+        ("svc-010-1234-5678", "unknown"),
+        ("12345", "unknown"),
+        ("billing-2", "claimed:billing-2"),
     ],
 )
 def test_a_claimed_name_is_taken_when_plain(claimed: str, actor: str) -> None:

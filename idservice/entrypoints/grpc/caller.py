@@ -2,8 +2,9 @@
 
 The calling service is the subject of its client certificate when mutual TLS is on (the
 transport authenticated it): `cert:<subject>`. Without mutual TLS a caller may name itself in
-`x-caller-service` metadata, recorded as `claimed:<name>` when it is a plain service name;
-otherwise it is `unknown`. The client's address is the end user's as a trusted proxy names it,
+`x-caller-service` metadata, recorded as `claimed:<name>` when it is a plain service name (with
+a letter, and nothing in it shaped like a resident registration number or a Korean mobile
+number: the audit keeps it for years and cannot forget it); otherwise it is `unknown`. The client's address is the end user's as a trusted proxy names it,
 else the connection's peer.
 """
 
@@ -14,11 +15,13 @@ import re
 import grpc
 
 from idservice.domain.audit import MAX_ACTOR_LENGTH
+from idservice.domain.rrn import looks_like_rrn
+from idservice.entrypoints.grpc.calls import holds_mobile_number
 from idservice.service_layer.audit import UNKNOWN_ACTOR
 
 CALLER_METADATA = "x-caller-service"
-# A service name a caller may claim: no spaces, quotes or control characters.
-_SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]{0,63}")
+# A service name a caller may claim: a letter, no spaces, quotes or control characters.
+_SERVICE_NAME = re.compile(r"(?=[^A-Za-z]*[A-Za-z])[A-Za-z0-9][A-Za-z0-9._:/@-]{0,63}")
 # grpc's auth context names the peer certificate's subject (RFC 2253) and common name so.
 _SUBJECT_PROPERTIES = ("x509_subject", "x509_common_name")
 
@@ -37,7 +40,9 @@ def _certificate_subject(context: grpc.ServicerContext) -> str:
 def _claimed_name(context: grpc.ServicerContext) -> str:
     for key, value in context.invocation_metadata() or ():
         if key == CALLER_METADATA and isinstance(value, str):
-            return value if _SERVICE_NAME.fullmatch(value) else ""
+            plain = _SERVICE_NAME.fullmatch(value)
+            personal = plain and (looks_like_rrn(value) or holds_mobile_number(value))
+            return value if plain and not personal else ""
     return ""
 
 

@@ -62,7 +62,7 @@ _PHONE_GROUP_DIGITS = 4  # the longest group of a written number but its last
 _UUID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 
-def _holds_mobile_number(value: str) -> bool:
+def holds_mobile_number(value: str) -> bool:
     for number in _NUMBER.findall(value):
         groups = _NUMBER_GROUP_SEPARATOR.split(number)
         for first, group in enumerate(groups):
@@ -102,7 +102,7 @@ def request_id(context: grpc.ServicerContext) -> str:
         if key == REQUEST_ID_KEY and isinstance(value, str):
             if (
                 _SANE_REQUEST_ID.fullmatch(value)
-                and (_UUID.fullmatch(value) or not _holds_mobile_number(value))
+                and (_UUID.fullmatch(value) or not holds_mobile_number(value))
                 and not check_no_rrn({REQUEST_ID_KEY: value})
             ):
                 return value
