@@ -4,8 +4,8 @@ The calling service is the subject of its client certificate when mutual TLS is 
 transport authenticated it): `cert:<subject>`. Without mutual TLS a caller may name itself in
 `x-caller-service` metadata, recorded as `claimed:<name>` when it is a plain service name (with
 a letter, and nothing in it shaped like a resident registration number or a Korean mobile
-number: the audit keeps it for years and cannot forget it); otherwise it is `unknown`. The client's address is the end user's as a trusted proxy names it,
-else the connection's peer.
+number: the audit keeps it for years and cannot forget it); otherwise it is `unknown`. The
+client's address is the end user's as a trusted proxy names it, else the connection's peer.
 """
 
 from __future__ import annotations
