@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from idservice.domain.ids import new_id
+
 # 정보통신망법 제50조⑧ (시행령 제62조의3): an opt-in is re-confirmed every two years from the
 # day it was given.
 MARKETING_RECONFIRMATION_YEARS = 2
@@ -23,6 +25,8 @@ class ConsentType(StrEnum):
     MARKETING = "marketing"
     THIRD_PARTY_PROVISION = "third_party_provision"
     PROCESSING_SUSPENSION = "processing_suspension"
+    # A legal guardian's consent for a child under 14 (개인정보 보호법 제22조의2).
+    LEGAL_GUARDIAN = "legal_guardian"
 
 
 class ConsentChannel(StrEnum):
@@ -30,6 +34,9 @@ class ConsentChannel(StrEnum):
 
     SIGNUP = "signup"
     UPDATE_CONSENTS = "update_consents"
+    # The guardian's mobile-phone identity verification (시행령 제17조의2① 3호): how a legal
+    # guardian's consent was confirmed.
+    MOBILE_IDENTITY_VERIFICATION = "mobile_identity_verification"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,3 +73,17 @@ def last_reconfirmation_due(opted_in_at: datetime, now: datetime) -> datetime | 
 
 def may_receive_marketing(*, opted_in: bool, suspended: bool) -> bool:
     return opted_in and not suspended
+
+
+def legal_guardian_consent(account_id: str, *, now: datetime) -> ConsentRecord:
+    """korea-rules Guardian 3: a child's legal guardian consented, confirmed by mobile-phone
+    identity verification, at `now` — kept as a consent record, for the records' own period."""
+    return ConsentRecord(
+        id=new_id(),
+        account_id=account_id,
+        consent_type=ConsentType.LEGAL_GUARDIAN,
+        version=None,
+        granted=True,
+        channel=ConsentChannel.MOBILE_IDENTITY_VERIFICATION,
+        recorded_at=now,
+    )

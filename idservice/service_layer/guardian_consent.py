@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from idservice.domain import events
 from idservice.domain.accounts import Account
 from idservice.domain.age import seoul_today
+from idservice.domain.consents import ConsentChannel, legal_guardian_consent
 from idservice.domain.errors import DomainError, Reason
 from idservice.domain.events import EventType
 from idservice.domain.guardian_consent import (
@@ -52,7 +53,7 @@ CODE_PAUSE = timedelta(minutes=15)
 # Per end-user address (when a trusted proxy names it), codes tried wrong or right and resends
 # are limited by `policy.rate_limits` (service_layer/rate_limits.py).
 # How confirmation was done (korea-rules Guardian 3: record the method and time).
-METHOD_MOBILE_VERIFICATION = "mobile_identity_verification"
+METHOD_MOBILE_VERIFICATION = ConsentChannel.MOBILE_IDENTITY_VERIFICATION.value
 # Longest request id or code we look at.
 MAX_ID_LENGTH = 64
 
@@ -314,6 +315,7 @@ def approve_consent_request(
             now=now,
         )
         if approved:
+            tx.consent_records.add(legal_guardian_consent(child.id, now=now))  # outlives request
             tx.outbox.add(
                 events.guardian_consent_approved(
                     consent_request_id=request.id, account_id=child.id, now=now

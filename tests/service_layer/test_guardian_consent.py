@@ -834,6 +834,13 @@ def test_the_guardian_withdraws_the_ward(svc: Harness) -> None:
     assert not remains.live and remains.account.email is None and remains.email_key is None
     assert not [s for s in state.sessions.values() if s.session.account_id == child.account_id]
     assert child.request_id not in state.consent_requests
+    # korea-rules Guardian 3: how and when the guardian consented stays, as a consent record.
+    [consented] = [
+        r
+        for r in state.consent_records
+        if r.account_id == child.account_id and r.consent_type.value == "legal_guardian"
+    ]
+    assert consented.granted and consented.channel.value == "mobile_identity_verification"
     [withdrawn] = svc.uow.events("account.withdrawn")
     assert withdrawn["data"]["account_id"] == child.account_id
     svc.fails(RefreshSession(refresh_token=issued.refresh_token), Reason.TOKEN_INVALID)
