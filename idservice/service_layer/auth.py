@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from idservice.domain.accounts import Account, AccountProfile
@@ -24,6 +24,12 @@ T = TypeVar("T")
 
 # Longest bearer token we look at; anything larger is not ours.
 MAX_TOKEN_LENGTH = 8192
+# Re-authentication is a sign-in at most this old: an SNS sign-in that stands for one (a
+# Withdraw's ID token, issued or with an `auth_time` this recently: any unexpired one — Google's
+# live an hour — could be kept from an old sign-in), and the session a change of the account's
+# sign-in methods is made in (a privileged session: a stolen access token of an older session
+# cannot add a sign-in of the thief's own, which would outlast a password change).
+REAUTHENTICATION_MAX_AGE = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +71,31 @@ def authenticate(
     return caller
 
 
-def still_signed_in(tx: UnitOfWork, caller: Caller, *, now: datetime) -> None:
+def still_signed_in(
+    tx: UnitOfWork, caller: Caller, *, now: datetime, recently: bool = False
+) -> None:
     """In a write, after the account's row lock: the caller's session is still live. A call
     that waited on a provider or a lock since `authenticate` acts only if its session was not
-    ended meanwhile (an unlinked sign-in, a logout, a password change, a withdrawal)."""
-    check_live(tx.sessions.get(caller.session_id), caller.account_id, now=now)
+    ended meanwhile (an unlinked sign-in, a logout, a password change, a withdrawal).
+
+    `recently`: and signed in at most REAUTHENTICATION_MAX_AGE ago (refreshing a session does
+    not renew its sign-in), else REAUTHENTICATION_REQUIRED."""
+    session = tx.sessions.get(caller.session_id)
+    check_live(session, caller.account_id, now=now)
+    assert session is not None
+    if recently and now - session.created_at > REAUTHENTICATION_MAX_AGE:
+        raise DomainError(
+            Reason.REAUTHENTICATION_REQUIRED,
+            "sign in again: adding or removing a sign-in method needs a session signed in at "
+            f"most {REAUTHENTICATION_MAX_AGE.seconds // 60} minutes ago",
+        )
+
+
+def recently_signed_in(caller: Caller, *, uow: UnitOfWorkFactory, now: datetime) -> None:
+    """`still_signed_in(recently=True)` on its own read, before work that cannot be undone (an
+    authorization code exchanged at a provider is spent)."""
+    with uow(readonly=True) as tx:
+        still_signed_in(tx, caller, now=now, recently=True)
 
 
 def account_gone() -> DomainError:

@@ -22,6 +22,7 @@ from idservice.domain.ids import new_id
 from idservice.domain.instants import utc_text
 from idservice.domain.sns import SnsProvider
 from idservice.service_layer.auth import (
+    REAUTHENTICATION_MAX_AGE,
     account_gone,
     authenticate,
     load_account,
@@ -309,11 +310,6 @@ def export_personal_data(
             raise DomainError(Reason.TOKEN_INVALID, "the account no longer exists")
         document = export_document(tx, account, now=now)
     return json.dumps(document, ensure_ascii=False, sort_keys=True)
-
-
-# A Withdraw by SNS re-authentication takes an ID token issued (or an `auth_time`) at most this
-# long ago: any unexpired one (Google's live an hour) could be one kept from an old sign-in.
-REAUTHENTICATION_MAX_AGE = timedelta(minutes=10)
 
 
 # -- Withdraw ------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from idservice.service_layer.auth import (
     account_gone,
     authenticate,
     load_account,
+    recently_signed_in,
     still_signed_in,
 )
 from idservice.service_layer.login import pending_guardian_consent
@@ -289,9 +290,13 @@ def link_sns_identity(
     tokens: TokenIssuer,
     clock: Clock,
 ) -> list[str]:
-    """Add a Google or Kakao sign-in to the caller's account; answers its sign-in methods."""
+    """Add a Google or Kakao sign-in to the caller's account; answers its sign-in methods.
+
+    Only in a session signed in recently (auth.REAUTHENTICATION_MAX_AGE): a sign-in added is a
+    way into the account that a password change does not close, and a Withdraw accepts it."""
     caller = authenticate(cmd.access_token, tokens=tokens, uow=uow, clock=clock)
     now = clock()
+    recently_signed_in(caller, uow=uow, now=now)  # before a provider spends a code
     profile = sns_authenticate(cmd.provider, cmd.credential, timeout=cmd.timeout, now=now, sns=sns)
     account = load_account(caller, uow=uow)
     if profile.ci and account.ci and profile.ci != account.ci:
@@ -315,7 +320,7 @@ def link_sns_identity(
         # a session ended while the provider answered (an unlink ends the sessions it opened).
         if tx.accounts.get(account.id, for_update=True) is None:
             raise account_gone()
-        still_signed_in(tx, caller, now=now)
+        still_signed_in(tx, caller, now=now, recently=True)
         if adopts_ci:
             # The account now holds the person's CI, as an SNS signup with it would: a later
             # signup of the same person finds it (one person, one account).
@@ -349,6 +354,7 @@ def unlink_sns_identity(
     The account's other sessions opened with that sign-in end with it (the caller's own stays,
     as ChangePassword keeps it): an account that signs in only with Google and Kakao has no
     password to change, and unlinking is how its owner shuts out whoever signed in that way.
+    Like a link, only in a session signed in recently.
     """
     caller = authenticate(cmd.access_token, tokens=tokens, uow=uow, clock=clock)
     if cmd.provider is None:
@@ -359,7 +365,7 @@ def unlink_sns_identity(
         if account is None:
             raise DomainError(Reason.TOKEN_INVALID, "the account no longer exists")
         now = clock()
-        still_signed_in(tx, caller, now=now)
+        still_signed_in(tx, caller, now=now, recently=True)
         if cmd.provider.value not in account.sns_providers:
             raise invalid("provider", "is not linked to this account")
         if len(account.sign_in_methods) <= 1:

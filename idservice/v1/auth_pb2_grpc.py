@@ -96,7 +96,9 @@ class AuthServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def LinkSnsIdentity(self, request, context):
-        """LinkSnsIdentity adds a Google or Kakao sign-in to the caller's account.
+        """LinkSnsIdentity adds a Google or Kakao sign-in to the caller's account. Like
+        UnlinkSnsIdentity, only in a session signed in at most 10 minutes ago (else
+        REAUTHENTICATION_REQUIRED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -38,7 +38,10 @@ class AuthServiceStub:
     SnsLogin: _grpc.UnaryUnaryMultiCallable[_auth_pb2.SnsLoginRequest, _auth_pb2.SnsLoginResponse]
     """SnsLogin signs in with Google or Kakao, or answers that a signup is needed."""
     LinkSnsIdentity: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LinkSnsIdentityRequest, _auth_pb2.LinkSnsIdentityResponse]
-    """LinkSnsIdentity adds a Google or Kakao sign-in to the caller's account."""
+    """LinkSnsIdentity adds a Google or Kakao sign-in to the caller's account. Like
+    UnlinkSnsIdentity, only in a session signed in at most 10 minutes ago (else
+    REAUTHENTICATION_REQUIRED).
+    """
     UnlinkSnsIdentity: _grpc.UnaryUnaryMultiCallable[_auth_pb2.UnlinkSnsIdentityRequest, _auth_pb2.UnlinkSnsIdentityResponse]
     """UnlinkSnsIdentity removes one; never the last sign-in method."""
     RefreshSession: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RefreshSessionRequest, _auth_pb2.RefreshSessionResponse]
@@ -60,7 +63,10 @@ class AuthServiceAsyncStub(AuthServiceStub):
     SnsLogin: _aio.UnaryUnaryMultiCallable[_auth_pb2.SnsLoginRequest, _auth_pb2.SnsLoginResponse]  # type: ignore[assignment]
     """SnsLogin signs in with Google or Kakao, or answers that a signup is needed."""
     LinkSnsIdentity: _aio.UnaryUnaryMultiCallable[_auth_pb2.LinkSnsIdentityRequest, _auth_pb2.LinkSnsIdentityResponse]  # type: ignore[assignment]
-    """LinkSnsIdentity adds a Google or Kakao sign-in to the caller's account."""
+    """LinkSnsIdentity adds a Google or Kakao sign-in to the caller's account. Like
+    UnlinkSnsIdentity, only in a session signed in at most 10 minutes ago (else
+    REAUTHENTICATION_REQUIRED).
+    """
     UnlinkSnsIdentity: _aio.UnaryUnaryMultiCallable[_auth_pb2.UnlinkSnsIdentityRequest, _auth_pb2.UnlinkSnsIdentityResponse]  # type: ignore[assignment]
     """UnlinkSnsIdentity removes one; never the last sign-in method."""
     RefreshSession: _aio.UnaryUnaryMultiCallable[_auth_pb2.RefreshSessionRequest, _auth_pb2.RefreshSessionResponse]  # type: ignore[assignment]
@@ -97,7 +103,10 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_pb2.LinkSnsIdentityRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.LinkSnsIdentityResponse, _abc.Awaitable[_auth_pb2.LinkSnsIdentityResponse]]:
-        """LinkSnsIdentity adds a Google or Kakao sign-in to the caller's account."""
+        """LinkSnsIdentity adds a Google or Kakao sign-in to the caller's account. Like
+        UnlinkSnsIdentity, only in a session signed in at most 10 minutes ago (else
+        REAUTHENTICATION_REQUIRED).
+        """
 
     @_abc_1.abstractmethod
     def UnlinkSnsIdentity(

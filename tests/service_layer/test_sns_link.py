@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 
@@ -14,6 +15,7 @@ from idservice.service_layer.ports import SnsCredential, SnsIdentityProvider
 from idservice.service_layer.privacy import Withdraw
 from idservice.service_layer.profile import GetAccount
 from idservice.service_layer.registry import USE_CASES
+from idservice.service_layer.sessions import RefreshSession
 from idservice.service_layer.sns_login import LinkSnsIdentity, SnsLogin, UnlinkSnsIdentity
 from idservice.service_layer.use_cases import UseCases
 from tests.fakes.providers import verified_person
@@ -241,3 +243,47 @@ def _unlink_google_meanwhile(h: Harness, provider: Vouching, access_token: str) 
     provider.meanwhile = lambda: h.handle(
         UnlinkSnsIdentity(access_token=access_token, provider=SnsProvider.GOOGLE)
     )
+
+
+class CountingKakao(KakaoOf):
+    """Counts the credentials it was asked about (an authorization code is spent when asked)."""
+
+    def __init__(self, subject: str, ci: str | None) -> None:
+        super().__init__(subject, ci)
+        self.asked = 0
+
+    def authenticate(self, credential: SnsCredential, *, timeout: float) -> SnsProfile:
+        self.asked += 1
+        return super().authenticate(credential, timeout=timeout)
+
+
+def test_a_sign_in_method_is_added_or_removed_only_in_a_recent_session() -> None:
+    """A stolen access token of a session signed in over 10 minutes ago (refreshed since) cannot
+    add the thief's own Kakao: that would outlast a password change and pass a Withdraw."""
+    kakao = CountingKakao("kakao-of-thief", None)
+    h = with_kakao(Harness.build(), kakao)
+    account = h.sign_up_person(verified_person(), email="victim@example.com")
+    assert account.session is not None
+    h.clock.advance(timedelta(minutes=11))
+    refreshed = h.handle(RefreshSession(refresh_token=account.session.refresh_token))
+
+    with pytest.raises(DomainError) as refused:
+        link(h, refreshed.access_token)
+    assert refused.value.reason is Reason.REAUTHENTICATION_REQUIRED
+    assert kakao.asked == 0, "the provider was asked (a code would be spent) before the refusal"
+    assert h.handle(GetAccount(access_token=refreshed.access_token)).sign_in_methods == (
+        "password",
+    )
+
+    # Signed in again: the new session may add it, and within its 10 minutes remove it.
+    fresh = h.login("victim@example.com")
+    assert link(h, fresh.access_token) == ["password", "kakao"]
+    h.clock.advance(timedelta(minutes=11))
+    again = h.handle(RefreshSession(refresh_token=fresh.refresh_token))
+    with pytest.raises(DomainError) as refused:
+        h.handle(UnlinkSnsIdentity(access_token=again.access_token, provider=SnsProvider.KAKAO))
+    assert refused.value.reason is Reason.REAUTHENTICATION_REQUIRED
+    newest = h.login("victim@example.com")
+    assert h.handle(
+        UnlinkSnsIdentity(access_token=newest.access_token, provider=SnsProvider.KAKAO)
+    ) == ["password"]
