@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from idservice.domain import events
 from idservice.domain.accounts import Account, Consents
@@ -44,16 +44,17 @@ from idservice.service_layer.use_cases import Command
 
 # Version of the export document's shape (docs: the JSON Schema of the export).
 EXPORT_FORMAT = "idservice.export/1"
-# How far back the export shows the connection log (its legal retention: 3 months).
-CONNECTION_LOG_EXPORT_WINDOW = timedelta(days=90)
 
 
 def _time(value: datetime | None) -> str | None:
     return utc_text(value) if value is not None else None
 
 
-def export_document(tx: UnitOfWork, account: Account, *, now: datetime) -> dict[str, object]:
-    """Everything held about the account, as one JSON-ready document (never raw CI/DI)."""
+def export_document(
+    tx: UnitOfWork, account: Account, *, now: datetime, policy: Policy
+) -> dict[str, object]:
+    """Everything held about the account, as one JSON-ready document (never raw CI/DI); the
+    connection log as far back as it is kept (`Policy.connection_log_retention`)."""
     c = account.consents
     request = tx.guardian_consents.of_account(account.id)
     guardian: dict[str, object] | None = None
@@ -118,7 +119,7 @@ def export_document(tx: UnitOfWork, account: Account, *, now: datetime) -> dict[
         },
         "guardian": guardian,
         "wards": tx.guardian_consents.approved_wards(account.ci) if account.ci else [],
-        # 통신비밀보호법: the connection log is kept 3 months; the export shows that much.
+        # 통신비밀보호법: the connection log is kept 3 months (the setting); the export shows it.
         "connection_log": [
             {
                 "occurred_at": utc_text(entry.occurred_at),
@@ -128,7 +129,7 @@ def export_document(tx: UnitOfWork, account: Account, *, now: datetime) -> dict[
                 "client_ip": entry.client_ip,
             }
             for entry in tx.connection_log.of_account(
-                account.id, since=now - CONNECTION_LOG_EXPORT_WINDOW
+                account.id, since=now - policy.connection_log_retention
             )
         ],
         "sessions": [
@@ -299,7 +300,12 @@ class ExportPersonalData(Command[str]):
 
 
 def export_personal_data(
-    cmd: ExportPersonalData, *, uow: UnitOfWorkFactory, tokens: TokenIssuer, clock: Clock
+    cmd: ExportPersonalData,
+    *,
+    uow: UnitOfWorkFactory,
+    tokens: TokenIssuer,
+    policy: Policy,
+    clock: Clock,
 ) -> str:
     """열람: everything held about the caller's account as one JSON document."""
     caller = authenticate(cmd.access_token, tokens=tokens, uow=uow, clock=clock)
@@ -308,7 +314,7 @@ def export_personal_data(
         account = tx.accounts.get(caller.account_id)
         if account is None:
             raise DomainError(Reason.TOKEN_INVALID, "the account no longer exists")
-        document = export_document(tx, account, now=now)
+        document = export_document(tx, account, now=now, policy=policy)
     return json.dumps(document, ensure_ascii=False, sort_keys=True)
 
 

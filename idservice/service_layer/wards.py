@@ -174,13 +174,18 @@ class ExportWardData(Command[str]):
 
 
 def export_ward_data(
-    cmd: ExportWardData, *, uow: UnitOfWorkFactory, cipher: SecretsCipher, clock: Clock
+    cmd: ExportWardData,
+    *,
+    uow: UnitOfWorkFactory,
+    cipher: SecretsCipher,
+    policy: Policy,
+    clock: Clock,
 ) -> str:
     ci = _guardian_ci(cmd.guardian_verification_token, today_from=clock, uow=uow, cipher=cipher)
     now = clock()
     with uow() as tx:
         ward = _ward(tx, cmd.ward_account_id, ci, today=seoul_today(now))
-        document = privacy.export_document(tx, ward, now=now)
+        document = privacy.export_document(tx, ward, now=now, policy=policy)
         _audit(tx, cmd, ci, ward.id, AuditAction.EXPORT_WARD_DATA, now=now)
         tx.commit()
     return json.dumps(document, ensure_ascii=False, sort_keys=True)

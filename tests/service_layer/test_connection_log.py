@@ -3,6 +3,7 @@ of entries past `Policy.connection_log_retention`, and which account a call acte
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import timedelta
 
@@ -14,6 +15,7 @@ from idservice.service_layer.connection_log import ConnectionRecorder, RecordCon
 from idservice.service_layer.login import PasswordLogin
 from idservice.service_layer.policy import Policy
 from idservice.service_layer.ports import ConnectionEntry
+from idservice.service_layer.privacy import ExportPersonalData
 from idservice.service_layer.profile import GetAccount
 from idservice.service_layer.retention import Purge
 from idservice.service_layer.sessions import IntrospectToken, RefreshSession
@@ -154,3 +156,26 @@ def test_failed_logins_and_introspection_name_no_account(svc: Harness) -> None:
     with call_scope():
         svc.fails(GetAccount(access_token="not-a-token"), Reason.TOKEN_INVALID)
         assert identified_account() is None
+
+
+@pytest.mark.parametrize("retention_days", [90, 92])
+def test_an_export_shows_the_connection_log_as_far_back_as_it_is_kept(
+    retention_days: int,
+) -> None:
+    """Three calendar months can be 92 days: an operator who keeps that much exports it too."""
+    svc = Harness.build(Policy(connection_log_retention=timedelta(days=retention_days)))
+    svc.clock.set(NOW)
+    signed = svc.sign_up_person(verified_person(), email="log@example.com")
+    days = (89, 91)
+    svc.handle(
+        RecordConnections(
+            tuple(
+                entry(f"/s/Day{d}", minutes=-d * 24 * 60, account_id=signed.account.id)
+                for d in days
+            )
+        )
+    )
+    token = svc.login("log@example.com").access_token
+    document = json.loads(svc.handle(ExportPersonalData(access_token=token)))
+    exported = {e["method"] for e in document["connection_log"]}
+    assert exported == {f"/s/Day{d}" for d in days if d <= retention_days}
