@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 
 from idservice.adapters.sns.google import LEGACY_ISSUER, GoogleProvider
+from idservice.adapters.sns.http import DEFAULT_CACHE_SECONDS, cache_seconds
 from idservice.adapters.sns.kakao import KakaoProvider
 from idservice.domain.errors import DomainError, Reason
 from idservice.service_layer.ports import SnsCredential
@@ -291,3 +295,106 @@ def test_a_trickling_provider_is_cut_off_at_the_callers_deadline() -> None:
         stop.set()
         provider.close()
         listener.close()
+
+
+class _TokenEndpoint(ThreadingHTTPServer):
+    """Discovery pointing at itself, and a token endpoint answering as `answer` says."""
+
+    daemon_threads = True
+
+    def __init__(self, answer: str) -> None:
+        self.answer = answer
+        self.stop = threading.Event()
+        super().__init__(("127.0.0.1", 0), _TokenHandler)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _TokenHandler(BaseHTTPRequestHandler):
+    server: _TokenEndpoint
+
+    def do_GET(self) -> None:
+        base = self.server.base
+        self._send(
+            json.dumps(
+                {
+                    "issuer": base,
+                    "jwks_uri": base + "/jwks",
+                    "token_endpoint": base + "/token",
+                    "authorization_endpoint": base + "/auth",
+                }
+            ).encode()
+        )
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        answer = self.server.answer
+        token = {"access_token": "at", "token_type": "Bearer", "id_token": "x.y.z"}
+        if answer == "huge":
+            self._send(json.dumps({**token, "padding": "x" * (2 * 1024 * 1024)}).encode())
+        elif answer == "nested":
+            self._send(b"[" * 100_000 + b"]" * 100_000)
+        elif answer == "expires_in_list":
+            self._send(json.dumps({**token, "expires_in": [1]}).encode())
+        elif answer == "expires_in_infinite":
+            self._send(json.dumps({**token, "expires_in": float("inf")}).encode())
+        elif answer == "trickle":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b"{")
+            while not self.server.stop.wait(0.1):
+                try:
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                except OSError:
+                    return
+
+    def _send(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        with contextlib.suppress(OSError):
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "answer", ["huge", "nested", "expires_in_list", "expires_in_infinite", "trickle"]
+)
+def test_a_token_endpoint_answering_badly_is_unavailable_within_bounds(answer: str) -> None:
+    """authlib reads the token answer: it is still cut off past the size bound or at the
+    caller's deadline, and a malformed one is the provider's fault, never an INTERNAL."""
+    server = _TokenEndpoint(answer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    provider = GoogleProvider(
+        discovery_url=server.base + "/.well-known/openid-configuration", client_ids=(CLIENT,)
+    )
+    credential = SnsCredential(
+        authorization_code="c1", code_verifier="x" * 43, redirect_uri="https://app/cb"
+    )
+    started = time.monotonic()
+    try:
+        with pytest.raises(DomainError) as caught:
+            provider.authenticate(credential, timeout=1.0)
+        assert caught.value.reason is Reason.UPSTREAM_UNAVAILABLE
+        assert time.monotonic() - started < 10  # a hang guard: trickling ends at the deadline
+    finally:
+        server.stop.set()
+        provider.close()
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_cache_lifetime_in_other_digits_is_the_default() -> None:
+    """`str.isdigit` is true of superscript digits that `float` refuses."""
+    assert cache_seconds(httpx.Headers([(b"cache-control", "max-age=\u00b2".encode())])) == (
+        DEFAULT_CACHE_SECONDS
+    )
+    assert cache_seconds(httpx.Headers({"cache-control": "max-age=120"})) == 120.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +57,7 @@ def cache_seconds(headers: httpx.Headers) -> float:
     """The max-age of a Cache-Control header, bounded; the default when there is none."""
     for part in headers.get("cache-control", "").split(","):
         name, _, value = part.strip().partition("=")
-        if name.lower() == "max-age" and value.isdigit():
+        if name.lower() == "max-age" and value.isascii() and value.isdigit():
             return min(max(float(value), MIN_CACHE_SECONDS), MAX_CACHE_SECONDS)
         if name.lower() in ("no-store", "no-cache"):
             return MIN_CACHE_SECONDS
@@ -120,3 +121,47 @@ def _read_bounded(response: httpx.Response, deadline: Deadline) -> bytes:
             raise _TooSlowOrLarge("answer still arriving at the caller's deadline")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+class _BoundedStream(httpx.SyncByteStream):
+    """A response body that ends in httpx.ReadError past MAX_RESPONSE_BYTES, and in
+    httpx.ReadTimeout at the caller's deadline."""
+
+    def __init__(self, inner: httpx.SyncByteStream, deadline: Deadline) -> None:
+        self._inner = inner
+        self._deadline = deadline
+
+    def __iter__(self) -> Iterator[bytes]:
+        size = 0
+        for chunk in self._inner:
+            size += len(chunk)
+            if size > MAX_RESPONSE_BYTES:
+                raise httpx.ReadError("answer too large")
+            if self._deadline.left() <= 0:
+                raise httpx.ReadTimeout("answer still arriving at the caller's deadline")
+            yield chunk
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class BoundedTransport(httpx.BaseTransport):
+    """`_read_bounded` for a client whose reads a library drives (authlib's token request):
+    every answer's body is cut off past MAX_RESPONSE_BYTES or at the caller's deadline."""
+
+    def __init__(self, deadline: Deadline, inner: httpx.BaseTransport | None = None) -> None:
+        self._deadline = deadline
+        self._inner = inner or httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self._inner.handle_request(request)
+        assert isinstance(response.stream, httpx.SyncByteStream)
+        return httpx.Response(
+            status_code=response.status_code,
+            headers=response.headers,
+            stream=_BoundedStream(response.stream, self._deadline),
+            extensions=response.extensions,
+        )
+
+    def close(self) -> None:
+        self._inner.close()

@@ -53,7 +53,7 @@ class KakaoProvider(OidcProvider):
         self, token: VerifiedIdToken, *, access_token: str, exchanged: bool, deadline: Deadline
     ) -> SnsProfile:
         if not access_token:
-            verified = token.claims.get("email_verified") is not False
+            verified = token.claims.get("email_verified") not in (False, "false")
             # The ID token alone: what Kakao puts in it (OIDC claims of 카카오 로그인). Kakao puts
             # an email there only when it is valid and verified; one marked otherwise is dropped.
             return SnsProfile(

@@ -29,6 +29,7 @@ from joserfc.jwk import KeySet, RSAKey
 
 from idservice.adapters.sns.http import (
     MIN_CACHE_SECONDS,
+    BoundedTransport,
     Deadline,
     get_json,
     token_invalid,
@@ -250,6 +251,8 @@ class OidcProvider(SnsIdentityProvider):
             else "none",
             timeout=max(deadline.left(), 0.05),
             follow_redirects=False,
+            # The answer is read by authlib: bounded in size and by the deadline all the same.
+            transport=BoundedTransport(deadline),
         )
         try:
             with client:
@@ -266,7 +269,9 @@ class OidcProvider(SnsIdentityProvider):
             if exc.response.status_code < 500:
                 raise token_invalid(f"token endpoint answered {exc.response.status_code}") from None
             raise unavailable(self.provider, f"token endpoint {exc.response.status_code}") from None
-        except (httpx.HTTPError, ValueError) as exc:
+        except (httpx.HTTPError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+            # authlib reads the answer's JSON and fields (`expires_in`) as they come: a
+            # malformed answer is the provider's fault, never an INTERNAL.
             raise unavailable(self.provider, f"token endpoint ({type(exc).__name__})") from None
         id_token, access_token = token.get("id_token"), token.get("access_token", "")
         if not isinstance(id_token, str) or not isinstance(access_token, str):
