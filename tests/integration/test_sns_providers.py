@@ -201,6 +201,29 @@ def test_kakao_accepts_both_configured_app_keys(issuer: OidcIssuer) -> None:
         kakao.close()
 
 
+@pytest.mark.parametrize(
+    ("verified", "email"),
+    [(None, "k@example.com"), (True, "k@example.com"), (False, ""), ("false", "")],
+)
+def test_a_kakao_id_token_email_marked_unverified_is_not_taken(
+    issuer: OidcIssuer, verified: object, email: str
+) -> None:
+    kakao = KakaoProvider(
+        discovery_url=issuer.discovery_url,
+        client_ids=("rest-key",),
+        api_base=issuer.api_base,
+        app_id="1",
+    )
+    claims: dict[str, object] = {"email": "k@example.com"}
+    if verified is not None:
+        claims["email_verified"] = verified
+    try:
+        token = issuer.id_token(aud="rest-key", nonce=NONCE, extra=claims)
+        assert kakao.authenticate(with_token(token), timeout=TIMEOUT).email == email
+    finally:
+        kakao.close()
+
+
 def test_discovery_and_keys_are_fetched_once_and_cached(
     issuer: OidcIssuer, google: GoogleProvider
 ) -> None:
