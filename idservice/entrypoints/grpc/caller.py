@@ -22,6 +22,7 @@ from idservice.service_layer.audit import UNKNOWN_ACTOR
 CALLER_METADATA = "x-caller-service"
 # A service name a caller may claim: a letter, no spaces, quotes or control characters.
 _SERVICE_NAME = re.compile(r"(?=[^A-Za-z]*[A-Za-z])[A-Za-z0-9][A-Za-z0-9._:/@-]{0,63}")
+_NAME_SEPARATORS = re.compile(r"[/@]")
 # grpc's auth context names the peer certificate's subject (RFC 2253) and common name so.
 _SUBJECT_PROPERTIES = ("x509_subject", "x509_common_name")
 
@@ -41,7 +42,9 @@ def _claimed_name(context: grpc.ServicerContext) -> str:
     for key, value in context.invocation_metadata() or ():
         if key == CALLER_METADATA and isinstance(value, str):
             plain = _SERVICE_NAME.fullmatch(value)
-            personal = plain and (looks_like_rrn(value) or holds_mobile_number(value))
+            # `/` and `@` join digit groups here as `-` does (request ids have neither).
+            grouped = _NAME_SEPARATORS.sub("-", value)
+            personal = plain and (looks_like_rrn(value) or holds_mobile_number(grouped))
             return value if plain and not personal else ""
     return ""
 
