@@ -105,7 +105,8 @@ class AuthServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UnlinkSnsIdentity(self, request, context):
-        """UnlinkSnsIdentity removes one; never the last sign-in method.
+        """UnlinkSnsIdentity removes one; never the last sign-in method. Only in a session signed in at
+        most 10 minutes ago (else REAUTHENTICATION_REQUIRED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -43,7 +43,9 @@ class AuthServiceStub:
     REAUTHENTICATION_REQUIRED).
     """
     UnlinkSnsIdentity: _grpc.UnaryUnaryMultiCallable[_auth_pb2.UnlinkSnsIdentityRequest, _auth_pb2.UnlinkSnsIdentityResponse]
-    """UnlinkSnsIdentity removes one; never the last sign-in method."""
+    """UnlinkSnsIdentity removes one; never the last sign-in method. Only in a session signed in at
+    most 10 minutes ago (else REAUTHENTICATION_REQUIRED).
+    """
     RefreshSession: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RefreshSessionRequest, _auth_pb2.RefreshSessionResponse]
     """RefreshSession rotates the refresh token; reuse of a rotated token revokes the session."""
     Logout: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LogoutRequest, _auth_pb2.LogoutResponse]
@@ -68,7 +70,9 @@ class AuthServiceAsyncStub(AuthServiceStub):
     REAUTHENTICATION_REQUIRED).
     """
     UnlinkSnsIdentity: _aio.UnaryUnaryMultiCallable[_auth_pb2.UnlinkSnsIdentityRequest, _auth_pb2.UnlinkSnsIdentityResponse]  # type: ignore[assignment]
-    """UnlinkSnsIdentity removes one; never the last sign-in method."""
+    """UnlinkSnsIdentity removes one; never the last sign-in method. Only in a session signed in at
+    most 10 minutes ago (else REAUTHENTICATION_REQUIRED).
+    """
     RefreshSession: _aio.UnaryUnaryMultiCallable[_auth_pb2.RefreshSessionRequest, _auth_pb2.RefreshSessionResponse]  # type: ignore[assignment]
     """RefreshSession rotates the refresh token; reuse of a rotated token revokes the session."""
     Logout: _aio.UnaryUnaryMultiCallable[_auth_pb2.LogoutRequest, _auth_pb2.LogoutResponse]  # type: ignore[assignment]
@@ -114,7 +118,9 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_pb2.UnlinkSnsIdentityRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.UnlinkSnsIdentityResponse, _abc.Awaitable[_auth_pb2.UnlinkSnsIdentityResponse]]:
-        """UnlinkSnsIdentity removes one; never the last sign-in method."""
+        """UnlinkSnsIdentity removes one; never the last sign-in method. Only in a session signed in at
+        most 10 minutes ago (else REAUTHENTICATION_REQUIRED).
+        """
 
     @_abc_1.abstractmethod
     def RefreshSession(

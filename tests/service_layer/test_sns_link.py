@@ -287,3 +287,24 @@ def test_a_sign_in_method_is_added_or_removed_only_in_a_recent_session() -> None
     assert h.handle(
         UnlinkSnsIdentity(access_token=newest.access_token, provider=SnsProvider.KAKAO)
     ) == ["password"]
+
+
+def test_the_sign_in_age_is_checked_again_when_the_provider_has_answered() -> None:
+    """Signed in 9 minutes ago, and the provider takes 2 more: the link lands at 11 minutes."""
+    h = Harness.build()
+
+    class SlowKakao(KakaoOf):
+        def authenticate(self, credential: SnsCredential, *, timeout: float) -> SnsProfile:
+            h.clock.advance(timedelta(minutes=2))
+            return super().authenticate(credential, timeout=timeout)
+
+    with_kakao(h, SlowKakao("kakao-of-a", None))
+    account = h.sign_up_person(verified_person())
+    assert account.session is not None
+    h.clock.advance(timedelta(minutes=9))
+    with pytest.raises(DomainError) as refused:
+        link(h, account.session.access_token)
+    assert refused.value.reason is Reason.REAUTHENTICATION_REQUIRED
+    assert h.handle(GetAccount(access_token=account.session.access_token)).sign_in_methods == (
+        "password",
+    )
