@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from idservice.domain.age import SEOUL
 from idservice.domain.ids import new_id
 
 # 정보통신망법 제50조⑧ (시행령 제62조의3): an opt-in is re-confirmed every two years from the
@@ -51,17 +52,20 @@ class ConsentRecord:
 
 
 def anniversary(at: datetime, years: int) -> datetime:
-    """`at` moved `years` years on (29 February → 1 March in a year that has none)."""
+    """`at` moved `years` years on by Seoul's calendar (29 February → 1 March in a year that has
+    none), in `at`'s own time zone."""
+    local = at.astimezone(SEOUL)
     try:
-        return at.replace(year=at.year + years)
+        moved = local.replace(year=local.year + years)
     except ValueError:  # 29 February in a year that has none
-        return at.replace(year=at.year + years, month=3, day=1)
+        moved = local.replace(year=local.year + years, month=3, day=1)
+    return moved.astimezone(at.tzinfo)
 
 
 def last_reconfirmation_due(opted_in_at: datetime, now: datetime) -> datetime | None:
     """The latest two-year anniversary of an opt-in (2, 4, 6 … years on) at or before `now`;
     None before the first. A reminder sent before it is for an earlier one."""
-    years = now.year - opted_in_at.year
+    years = now.astimezone(SEOUL).year - opted_in_at.astimezone(SEOUL).year
     years -= years % MARKETING_RECONFIRMATION_YEARS
     while years > 0:
         due = anniversary(opted_in_at, years)

@@ -83,10 +83,10 @@ def purge(cmd: Purge, *, uow: UnitOfWorkFactory, policy: Policy, clock: Clock) -
 def _marketing_reconfirmations(tx: UnitOfWork, *, now: datetime) -> int:
     """정보통신망법 제50조⑧: every two years from an opt-in (2, 4, 6 … years on, counted from
     its last re-confirmation), `reconfirmation_due`, once per anniversary."""
-    # Coarse bound first (two years ago less a day, for the opt-in and for the anniversary last
-    # reminded); the exact anniversary decides.
+    # Coarse bound first (two anniversaries are at least 730 days apart: the opt-in and the one
+    # last reminded are that old at least); the exact anniversary decides.
     candidates = tx.accounts.marketing_reconfirmation_due(
-        now=now, opted_in_before=now - timedelta(days=365 * 2 - 1), limit=RECONFIRMATIONS_PER_RUN
+        now=now, opted_in_before=now - timedelta(days=365 * 2), limit=RECONFIRMATIONS_PER_RUN
     )
     due = 0
     for account_id, opted_in_at, reminded in candidates:
@@ -94,7 +94,7 @@ def _marketing_reconfirmations(tx: UnitOfWork, *, now: datetime) -> int:
         if anniversary is None or (reminded is not None and reminded >= anniversary):
             continue
         # Another process's purge may have reminded it meanwhile: one event per anniversary.
-        if not tx.accounts.mark_reminded(account_id, due=anniversary):
+        if not tx.accounts.mark_reminded(account_id, opted_in_at=opted_in_at, due=anniversary):
             continue
         tx.outbox.add(
             events.marketing_reconfirmation_due(

@@ -263,11 +263,13 @@ class FakeAccountRepository:
             and row.account.consents.marketing_updated_at <= before
             and (row.marketing_reminded_at is None or row.marketing_reminded_at <= before)
         ]
-        return sorted(due, key=lambda item: item[1])[:limit]
+        return sorted(due, key=lambda item: (max(item[1], item[2] or item[1]), item[0]))[:limit]
 
-    def mark_reminded(self, account_id: str, *, due: datetime) -> bool:
+    def mark_reminded(self, account_id: str, *, opted_in_at: datetime, due: datetime) -> bool:
         row = self._access.write().accounts.get(account_id)
         if row is None or not row.account.consents.marketing_opt_in:
+            return False
+        if row.account.consents.marketing_updated_at != utc(opted_in_at):
             return False
         reminded = row.marketing_reminded_at
         if reminded is not None and reminded >= utc(due):

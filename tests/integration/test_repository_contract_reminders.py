@@ -31,10 +31,10 @@ def backend(
         yield opened
 
 
-def _opted_in_account(uow: UnitOfWorkFactory) -> str:
+def _opted_in_account(uow: UnitOfWorkFactory, opted_in_at: datetime = TWO_YEARS_AGO) -> str:
     account = make_account()
     consents = dataclasses.replace(
-        account.consents, marketing_opt_in=True, marketing_updated_at=TWO_YEARS_AGO
+        account.consents, marketing_opt_in=True, marketing_updated_at=opted_in_at
     )
     with uow() as tx:
         tx.accounts.add(dataclasses.replace(account, consents=consents), email_key=account.id)
@@ -53,9 +53,14 @@ def _due(uow: UnitOfWorkFactory, now: datetime = NOW) -> list[tuple[str, datetim
         ]
 
 
-def _mark(uow: UnitOfWorkFactory, account_id: str, due: datetime = ANNIVERSARY) -> bool:
+def _mark(
+    uow: UnitOfWorkFactory,
+    account_id: str,
+    due: datetime = ANNIVERSARY,
+    opted_in_at: datetime = TWO_YEARS_AGO,
+) -> bool:
     with uow() as tx:
-        marked = tx.accounts.mark_reminded(account_id, due=due)
+        marked = tx.accounts.mark_reminded(account_id, opted_in_at=opted_in_at, due=due)
         tx.commit()
     return marked
 
@@ -88,3 +93,31 @@ def test_a_withdrawn_opt_in_is_not_reminded(backend: Backend) -> None:
         tx.accounts.save_consents(account_id, withdrawn, now=NOW)
         tx.commit()
     assert not _mark(backend.uow, account_id)
+
+
+def test_a_reminder_is_for_the_opt_in_that_was_read(backend: Backend) -> None:
+    """A re-confirmation between a purge's read and its write starts a new two years: the
+    reminder of the opt-in it replaced is not recorded (and no event goes out)."""
+    account_id = _opted_in_account(backend.uow)
+    with backend.uow() as tx:
+        account = tx.accounts.get(account_id)
+        assert account is not None
+        reconfirmed = dataclasses.replace(account.consents, marketing_updated_at=NOW)
+        tx.accounts.save_consents(account_id, reconfirmed, now=NOW)
+        tx.commit()
+    assert not _mark(backend.uow, account_id)
+
+
+def test_opt_ins_whose_next_anniversary_is_near_come_after_those_due(backend: Backend) -> None:
+    """The bound is coarse: an opt-in reminded 730 days ago may be a day short of its next
+    anniversary. Such rows sort by that reminder, after every older opt-in that is due, so a
+    full page of them cannot hold the due ones back."""
+    oldest = NOW - timedelta(days=1500)
+    reminded_long_ago = _opted_in_account(backend.uow, opted_in_at=oldest)
+    assert _mark(backend.uow, reminded_long_ago, due=NOW - timedelta(days=730), opted_in_at=oldest)
+    due_now = _opted_in_account(backend.uow)  # opted in 800 days ago, never reminded
+    with backend.uow() as tx:
+        found = tx.accounts.marketing_reconfirmation_due(
+            now=NOW, opted_in_before=NOW - timedelta(days=730), limit=1
+        )
+    assert [account_id for account_id, _, _ in found] == [due_now]

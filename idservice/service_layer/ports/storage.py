@@ -164,10 +164,10 @@ class AccountRepository(Protocol):
         """(account id, opt-in time, anniversary last reminded) of live opt-ins given (or
         re-confirmed) before `opted_in_before`, last reminded before it or never."""
 
-    def mark_reminded(self, account_id: str, *, due: datetime) -> bool:
-        """Record that the opt-in's anniversary `due` was reminded; False when it (or a later
-        one) already was (by a purge running at the same time in another process) or the
-        opt-in is gone."""
+    def mark_reminded(self, account_id: str, *, opted_in_at: datetime, due: datetime) -> bool:
+        """Record that the anniversary `due` of the opt-in given at `opted_in_at` was reminded;
+        False when it (or a later one) already was (by a purge running at the same time in
+        another process), or that opt-in is no longer the account's (withdrawn, re-confirmed)."""
 
     def replace_password_hash(
         self, account_id: str, *, expected: str, new: str | None, now: datetime

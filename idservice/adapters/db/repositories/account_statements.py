@@ -218,7 +218,13 @@ SAVE_CONSENTS = (
         updated_at=at("now"),
     )
 )
-# `marketing_reminded_at` is the anniversary last reminded: the next is two years on.
+# `marketing_reminded_at` is the anniversary last reminded: the next is two years on. The
+# oldest of an opt-in's time and its last reminder first: rows whose next anniversary is a day
+# or two off (the bound is coarse) come after every row that is due.
+_REMINDER_ANCHOR = case(
+    (A.marketing_reminded_at > A.marketing_updated_at, A.marketing_reminded_at),
+    else_=A.marketing_updated_at,
+)
 RECONFIRMATION_DUE = (
     select(A.id, A.marketing_updated_at, A.marketing_reminded_at)
     .where(
@@ -230,15 +236,17 @@ RECONFIRMATION_DUE = (
             A.marketing_reminded_at <= at("opted_in_before"),
         ),
     )
-    .order_by(A.marketing_updated_at)
+    .order_by(_REMINDER_ANCHOR, A.id)
     .limit(bindparam("limit", type_=Integer()))
 )
-# Compare-and-set: of two purges racing (several processes), one records the reminder.
+# Compare-and-set: of two purges racing (several processes), one records the reminder; and only
+# for the opt-in that was read (a re-confirmation since starts a new two years).
 MARK_REMINDED = (
     update(t.accounts)
     .where(
         A.id == bindparam("account_id"),
         A.marketing_opt_in.is_(True),
+        A.marketing_updated_at == at("opted_in_at"),
         or_(A.marketing_reminded_at.is_(None), A.marketing_reminded_at < at("due")),
     )
     .values(marketing_reminded_at=at("due"))

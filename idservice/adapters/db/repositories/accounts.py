@@ -269,8 +269,10 @@ class SqlAccountRepository:
         ).all()
         return [(row.id, row.marketing_updated_at, row.marketing_reminded_at) for row in rows]
 
-    def mark_reminded(self, account_id: str, *, due: datetime) -> bool:
-        result = self._c.execute(q.MARK_REMINDED, {"account_id": account_id, "due": due})
+    def mark_reminded(self, account_id: str, *, opted_in_at: datetime, due: datetime) -> bool:
+        result = self._c.execute(
+            q.MARK_REMINDED, {"account_id": account_id, "opted_in_at": opted_in_at, "due": due}
+        )
         return bool(result.rowcount == 1)
 
     def add_rejoin_hold(
