@@ -4,6 +4,8 @@ never leaves this machine, and the reports name what they measured."""
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -137,3 +139,19 @@ def test_an_expired_access_token_is_due_for_refresh_at_once() -> None:
     expires.FromDatetime(datetime.now(UTC) - timedelta(minutes=1))
     creds = Credentials.of("a", "e", "p", common_pb2.Session(access_token_expires_at=expires))
     assert creds.refresh_due <= time.monotonic()
+
+
+def test_the_lifetime_is_the_jwts_own_when_the_clocks_disagree() -> None:
+    """exp - iat (both by the server's clock), not the expiry against this machine's clock."""
+
+    def b64(value: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    jwt = f"{b64({'alg': 'EdDSA'})}.{b64({'iat': 1000, 'exp': 1120})}.c2ln"
+    skewed = Timestamp()
+    skewed.FromDatetime(datetime.now(UTC) + timedelta(hours=3))  # the server's clock runs ahead
+    before = time.monotonic()
+    creds = Credentials.of(
+        "a", "e", "p", common_pb2.Session(access_token=jwt, access_token_expires_at=skewed)
+    )
+    assert before + 60 - 1 <= creds.refresh_due <= time.monotonic() + 60
