@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from idservice.domain.age import ADULT_AGE, CHILD_CONSENT_AGE, age_on
 from idservice.domain.errors import DomainError, Reason
+from idservice.domain.identity import VerifiedPerson
 
 # Consent codes: 8 digits sent to the guardian's phone (≈ 26.6 bits; attempts are limited by
 # the request's life and rate limits).
@@ -79,23 +80,28 @@ def request_closed(status: ConsentRequestStatus) -> DomainError:
 
 
 def check_guardian(
+    guardian: VerifiedPerson,
     *,
-    guardian_birth: date,
-    guardian_ci: str | None,
     guardian_phone: str,
     child_ci: str | None,
+    child_di: str | None,
     contact_phone: str,
     today: date,
 ) -> None:
-    """korea-rules Guardian 3: an adult (Age 4), not the child (CI), at the given contact."""
-    if age_on(guardian_birth, today) < ADULT_AGE:
+    """korea-rules Guardian 3: an adult (Age 4), not the child (the same CI, or the same DI as
+    one-person-one-account matches), at the given contact."""
+    if age_on(guardian.birth_date, today) < ADULT_AGE:
         raise DomainError(Reason.GUARDIAN_NOT_ADULT, "the legal guardian must be an adult")
-    if guardian_ci and child_ci and hmac.compare_digest(guardian_ci.encode(), child_ci.encode()):
+    if _same(guardian.ci, child_ci) or _same(guardian.di, child_di):
         raise DomainError(Reason.GUARDIAN_SAME_PERSON, "the guardian must be another person")
     if not hmac.compare_digest(guardian_phone.encode(), contact_phone.encode()):
         raise DomainError(
             Reason.GUARDIAN_MISMATCH, "the verified phone is not the contact the child gave"
         )
+
+
+def _same(one: str | None, other: str | None) -> bool:
+    return bool(one and other and hmac.compare_digest(one.encode(), other.encode()))
 
 
 # Resends: one a minute, and a bounded number in all (each is an SMS to someone's phone).

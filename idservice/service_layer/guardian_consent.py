@@ -289,10 +289,10 @@ def approve_consent_request(
     guardian = verification.peek(cmd.guardian_verification_token, now=now, uow=uow, cipher=cipher)
     verified_phone = normalize_phone(guardian.phone_number, require_valid=False)
     check_guardian(
-        guardian_birth=guardian.birth_date,
-        guardian_ci=guardian.ci,
+        guardian,
         guardian_phone=verified_phone,
         child_ci=child.ci,
+        child_di=child.di,
         contact_phone=request.guardian_phone,
         today=seoul_today(now),
     )

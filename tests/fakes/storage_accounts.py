@@ -224,6 +224,10 @@ class FakeAccountRepository:
         remains = copy.deepcopy(row.account)
         remains.email, remains.name, remains.phone_number = None, "", ""
         remains.password_hash = None
+        # As the SQL one: the remains opt in to nothing (no reminder, no provision).
+        remains.consents = dataclasses.replace(
+            remains.consents, marketing_opt_in=False, third_party_opt_in=False
+        )
         state.accounts[account_id] = AccountRow(
             account=remains, email_key=None, withdrawn_at=utc(now), hold_until=utc(hold_until)
         )

@@ -89,7 +89,8 @@ class FakeGuardianConsentRepository:
         ]
         if not rows:
             return None
-        request_id, row = max(rows, key=lambda item: item[1].request.created_at)
+        # As the SQL one: the newest, ties by the highest id.
+        request_id, row = max(rows, key=lambda item: (item[1].request.created_at, item[0]))
         return _request(request_id, row)
 
     def expired_pending(self, *, now: datetime, limit: int) -> list[tuple[str, str]]:
@@ -185,7 +186,7 @@ class FakeGuardianConsentRepository:
                 for row in self._access.read().consent_requests.values()
                 if row.status == APPROVED and row.guardian_ci == guardian_ci
             ),
-            key=lambda row: row.decided_at or row.request.created_at,
+            key=lambda row: (row.decided_at or row.request.created_at, row.request.account_id),
         )
         return [row.request.account_id for row in approved]
 

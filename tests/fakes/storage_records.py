@@ -94,6 +94,8 @@ class FakeSessionRepository:
             for row in self._access.read().sessions.values()
             if row.session.account_id == account_id
         ]
+        # As the SQL one: newest first, ties by id.
+        rows.sort(key=lambda session: session.id)
         rows.sort(key=lambda session: session.created_at, reverse=True)
         return [copy.deepcopy(session) for session in rows]
 

@@ -121,3 +121,12 @@ def test_opt_ins_whose_next_anniversary_is_near_come_after_those_due(backend: Ba
             now=NOW, opted_in_before=NOW - timedelta(days=730), limit=1
         )
     assert [account_id for account_id, _, _ in found] == [due_now]
+
+
+def test_a_withdrawn_account_is_not_reminded(backend: Backend) -> None:
+    account_id = _opted_in_account(backend.uow)
+    with backend.uow() as tx:
+        assert tx.accounts.withdraw(account_id, now=NOW, hold_until=NOW + timedelta(days=30))
+        tx.commit()
+    assert _due(backend.uow) == []
+    assert not _mark(backend.uow, account_id)

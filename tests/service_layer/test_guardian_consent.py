@@ -536,6 +536,20 @@ def test_the_guardian_must_be_another_person(svc: Harness) -> None:
     assert_unused(svc, token)
 
 
+def test_the_guardian_whose_di_is_the_childs_is_the_same_person(svc: Harness) -> None:
+    """One person, one account matches a CI or a DI: so does "not the child"."""
+    child = child_signs_up(svc)
+    by_di = dataclasses.replace(
+        child.person,
+        birth_date=GUARDIAN_BIRTH,
+        phone_number=child.guardian.phone_number,
+        ci=verified_person().ci,
+    )
+    token = svc.verify(by_di).token
+    svc.fails(approval(svc, child, token=token), Reason.GUARDIAN_SAME_PERSON)
+    assert_still_pending(svc, child)
+
+
 def test_the_guardian_must_be_reachable_at_the_contact_given(svc: Harness) -> None:
     child = child_signs_up(svc)
     elsewhere = dataclasses.replace(child.guardian_person, phone_number=new_phone_number())
