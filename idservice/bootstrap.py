@@ -6,6 +6,7 @@ probes the database and classifies storage errors, and the maintenance commands 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -356,13 +357,48 @@ def build_app(
     except BaseException:
         engine.dispose()
         raise
-    observers = observers or Observers()
+    # What is built from here on is closed again if a later step fails (a failed start-up
+    # leaves no pool, thread or client behind), else by the app.
+    closers: list[Callable[[], None]] = [engine.dispose]
+    try:
+        app = _assemble(
+            settings,
+            engine,
+            cipher,
+            signing_key,
+            closers,
+            clock=clock,
+            hasher=hasher,
+            identity_providers=identity_providers,
+            sink=sink,
+            observers=observers or Observers(),
+        )
+    except BaseException:
+        _close_all(closers)
+        raise
+    app.closers.extend(closers)
+    return app
+
+
+def _assemble(
+    settings: Settings,
+    engine: Engine,
+    cipher: FieldCipher,
+    signing_key: SigningKey,
+    closers: list[Callable[[], None]],
+    *,
+    clock: Callable[[], datetime],
+    hasher: PasswordHasher | None,
+    identity_providers: dict[str, IdentityProvider] | None,
+    sink: EventSink | None,
+    observers: Observers,
+) -> App:
+    """The rest of `build_app`: each part's closer is added to `closers` as it is built."""
     if observers.db_pool is not None:
         observe_pool(engine, observers.db_pool)  # nothing is checked out at this point
     if hasher is None:
-        # At most half of the RPC threads hash (and wait for hashes); the rest stay for cheap calls.
-        # The CPUs are shared by the server processes (IDSERVICE_PROCESSES): about cpus/N each,
-        # counting the CPUs this may use: the affinity, capped by a container's CPU quota.
+        # At most half of the RPC threads hash (and wait for hashes); the rest stay for cheap
+        # calls. The CPUs (affinity, capped by a CPU quota) are shared by the server processes.
         cpus = max(1, available_cpus() // settings.process_count)
         workers = min(cpus, max(1, settings.max_workers // 2))
         hasher = PasswordHasher(
@@ -377,14 +413,18 @@ def build_app(
             max_queue=max(1, settings.max_workers // 2 - workers),
             observer=observers.hashing,
         )
+    closers.append(hasher.shutdown)
     hasher.calibrate_decoy(sample_password_hashes(engine))  # unknown emails cost what most do
     providers = (
         identity_providers
         if identity_providers is not None
         else build_identity_providers(settings, clock)
     )
+    closers.extend(provider.close for provider in providers.values())
     event_sink = sink if sink is not None else build_event_sink(settings)
+    closers.append(event_sink.close)
     sns_providers = build_sns_providers(settings)
+    closers.extend(sns.close for sns in sns_providers.values())
     deps = Dependencies(
         uow=SqlUnitOfWorkFactory(engine, cipher),
         hasher=hasher,
@@ -401,12 +441,10 @@ def build_app(
         policy=policy_from(settings),
         clock=clock,
     )
-    app = App(settings=settings, use_cases=UseCases(deps, USE_CASES), engine=engine, cipher=cipher)
-    app.closers.append(engine.dispose)
-    app.closers.append(event_sink.close)
-    app.closers.append(hasher.shutdown)
-    for provider in providers.values():
-        app.closers.append(provider.close)
-    for sns in sns_providers.values():
-        app.closers.append(sns.close)
-    return app
+    return App(settings=settings, use_cases=UseCases(deps, USE_CASES), engine=engine, cipher=cipher)
+
+
+def _close_all(closers: list[Callable[[], None]]) -> None:
+    for close in reversed(closers):
+        with contextlib.suppress(Exception):  # the start-up's own error is the one to raise
+            close()
