@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from idservice.domain.sns import BEARER_TOKEN, SnsProvider
 from idservice.service_layer.ports import SnsCredential
 from idservice.service_layer.validation import Violations
@@ -17,6 +19,10 @@ MAX_VERIFIER_LENGTH = 128
 _VERIFIER_CHARACTERS = frozenset(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 )
+# RFC 6749 §3.1.2: a redirection URI is an absolute URI (RFC 3986 §4.3: a scheme, no fragment),
+# such as `https://app.example/cb` or an app's own `com.example.app:/oauth2redirect`; ASCII
+# without spaces, as a URI is.
+_REDIRECT_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[\x21-\x7e]+")
 
 
 def check_credential(credential: SnsCredential, *, provider: SnsProvider) -> None:
@@ -39,6 +45,10 @@ def check_credential(credential: SnsCredential, *, provider: SnsProvider) -> Non
         if c.authorization_code:
             if not c.redirect_uri:
                 v.add("redirect_uri", "is required with authorization_code")
+            elif len(c.redirect_uri) <= MAX_REDIRECT_URI_LENGTH and (
+                not _REDIRECT_URI.fullmatch(c.redirect_uri) or "#" in c.redirect_uri
+            ):
+                v.add("redirect_uri", "must be an absolute URI without a fragment")
             verifier = c.code_verifier
             if (
                 not (MIN_VERIFIER_LENGTH <= len(verifier) <= MAX_VERIFIER_LENGTH)

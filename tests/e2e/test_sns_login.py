@@ -345,6 +345,49 @@ def test_the_code_flow_with_pkce(sns: tuple[App, Client], google: OidcIssuer) ->
     ) == (grpc.StatusCode.UNAUTHENTICATED, "SNS_TOKEN_INVALID")
 
 
+@pytest.mark.parametrize(
+    "redirect_uri",
+    ["not a url", "/oauth/callback", "app.example.com/cb", "https://app.example.com/cb#x", "ftp:"],
+)
+def test_a_redirect_uri_that_is_no_absolute_uri_is_invalid_input(
+    sns: tuple[App, Client], google: OidcIssuer, redirect_uri: str
+) -> None:
+    """RFC 6749 §3.1.2: refused as input, before the code is sent to the provider."""
+    _app, client = sns
+    before = google.token_requests
+    failure = failure_of(
+        lambda: client.auth.SnsLogin(
+            auth_pb2.SnsLoginRequest(
+                provider=GOOGLE,
+                authorization_code="code-x",
+                code_verifier="w" * 43,
+                redirect_uri=redirect_uri,
+            )
+        )
+    )
+    assert (failure.code, failure.reason, failure.fields) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "VALIDATION_FAILED",
+        ["redirect_uri"],
+    )
+    assert google.token_requests == before
+
+
+def test_an_apps_own_scheme_is_a_redirect_uri(sns: tuple[App, Client], google: OidcIssuer) -> None:
+    """An app's custom scheme (RFC 8252 §7.1) passes the input check; the provider decides."""
+    _app, client = sns
+    assert reason(
+        lambda: client.auth.SnsLogin(
+            auth_pb2.SnsLoginRequest(
+                provider=GOOGLE,
+                authorization_code="unknown-code",
+                code_verifier="w" * 43,
+                redirect_uri="com.example.app:/oauth2redirect",
+            )
+        )
+    ) == (grpc.StatusCode.UNAUTHENTICATED, "SNS_TOKEN_INVALID")
+
+
 def test_with_the_issuer_down_cached_keys_work_and_the_rest_is_unavailable(
     sns: tuple[App, Client], google: OidcIssuer
 ) -> None:
