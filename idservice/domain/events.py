@@ -32,6 +32,10 @@ class EventType(StrEnum):
     # Beyond contract §4: other systems must stop marketing (or provision) at once.
     CONSENTS_UPDATED = "consents.updated"
     SESSION_REUSE_DETECTED = "session.reuse_detected"
+    # Beyond contract §4: a way into the account was added or removed; the app tells its owner
+    # ("Kakao sign-in was added to your account"), who may not have done it.
+    SNS_IDENTITY_LINKED = "sns_identity.linked"
+    SNS_IDENTITY_UNLINKED = "sns_identity.unlinked"
 
 
 # Event types whose payload holds personal data (the outbox encrypts every payload anyway; these
@@ -164,4 +168,16 @@ def consents_updated(
 def session_reuse_detected(*, account_id: str, session_id: str, now: datetime) -> Event:
     return Event(
         EventType.SESSION_REUSE_DETECTED, {"account_id": account_id, "session_id": session_id}, now
+    )
+
+
+def sns_identity_linked(*, account_id: str, provider: str, now: datetime) -> Event:
+    return Event(
+        EventType.SNS_IDENTITY_LINKED, {"account_id": account_id, "provider": provider}, now
+    )
+
+
+def sns_identity_unlinked(*, account_id: str, provider: str, now: datetime) -> Event:
+    return Event(
+        EventType.SNS_IDENTITY_UNLINKED, {"account_id": account_id, "provider": provider}, now
     )

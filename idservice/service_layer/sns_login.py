@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from idservice.domain import events
 from idservice.domain.accounts import Account
 from idservice.domain.age import seoul_today
 from idservice.domain.errors import DomainError, Reason, invalid
@@ -337,6 +338,8 @@ def link_sns_identity(
             tx.sns_identities.add(new_link(account.id, profile, now=now))
         except UniqueViolation:
             raise already_linked() from None
+        provider = profile.provider.value
+        tx.outbox.add(events.sns_identity_linked(account_id=account.id, provider=provider, now=now))
         tx.commit()
     return _sign_in_methods(account.id, uow=uow)
 
@@ -381,6 +384,11 @@ def unlink_sns_identity(
                 and cmd.provider.value in session.amr
             ):
                 tx.sessions.revoke(session.id, now=now, reason=RevokeReason.SIGN_IN_UNLINKED)
+        tx.outbox.add(
+            events.sns_identity_unlinked(
+                account_id=account.id, provider=cmd.provider.value, now=now
+            )
+        )
         tx.commit()
     return _sign_in_methods(caller.account_id, uow=uow)
 

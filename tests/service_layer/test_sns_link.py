@@ -308,3 +308,24 @@ def test_the_sign_in_age_is_checked_again_when_the_provider_has_answered() -> No
     assert h.handle(GetAccount(access_token=account.session.access_token)).sign_in_methods == (
         "password",
     )
+
+
+def test_linking_and_unlinking_tell_other_systems_so_the_owner_can_be_told() -> None:
+    """A way into the account added or removed: `sns_identity.linked` / `.unlinked` (ids and the
+    provider only), in the transaction that made the change."""
+    h = with_kakao(Harness.build(), KakaoOf("kakao-of-a", None))
+    account = h.sign_up_person(verified_person())
+    assert account.session is not None
+    token = account.session.access_token
+    link(h, token)
+    h.handle(UnlinkSnsIdentity(access_token=token, provider=SnsProvider.KAKAO))
+    linked = h.uow.events("sns_identity.linked")
+    unlinked = h.uow.events("sns_identity.unlinked")
+    expected = {"account_id": account.account.id, "provider": "kakao"}
+    assert [e["data"] for e in linked] == [expected]
+    assert [e["data"] for e in unlinked] == [expected]
+    # A refused link writes none.
+    h.clock.advance(timedelta(minutes=11))
+    with pytest.raises(DomainError):
+        link(h, h.handle(RefreshSession(refresh_token=account.session.refresh_token)).access_token)
+    assert len(h.uow.events("sns_identity.linked")) == 1
