@@ -6,7 +6,6 @@ probes the database and classifies storage errors, and the maintenance commands 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -357,8 +356,7 @@ def build_app(
     except BaseException:
         engine.dispose()
         raise
-    # What is built from here on is closed again if a later step fails (a failed start-up
-    # leaves no pool, thread or client behind), else by the app.
+    # Closed again if a later step fails (no pool, thread or client left behind), else by the app.
     closers: list[Callable[[], None]] = [engine.dispose]
     try:
         app = _assemble(
@@ -446,5 +444,7 @@ def _assemble(
 
 def _close_all(closers: list[Callable[[], None]]) -> None:
     for close in reversed(closers):
-        with contextlib.suppress(Exception):  # the start-up's own error is the one to raise
+        try:
             close()
+        except Exception as exc:  # the start-up's own error is the one raised
+            log.warning("closing after a failed start-up: %s", type(exc).__name__)

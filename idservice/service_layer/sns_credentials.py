@@ -45,8 +45,10 @@ def check_credential(credential: SnsCredential, *, provider: SnsProvider) -> Non
         if c.authorization_code:
             if not c.redirect_uri:
                 v.add("redirect_uri", "is required with authorization_code")
-            elif len(c.redirect_uri) <= MAX_REDIRECT_URI_LENGTH and (
-                not _REDIRECT_URI.fullmatch(c.redirect_uri) or "#" in c.redirect_uri
+            elif (
+                len(c.redirect_uri) <= MAX_REDIRECT_URI_LENGTH
+                and c.redirect_uri.isprintable()  # else named above, once
+                and (not _REDIRECT_URI.fullmatch(c.redirect_uri) or "#" in c.redirect_uri)
             ):
                 v.add("redirect_uri", "must be an absolute URI without a fragment")
             verifier = c.code_verifier

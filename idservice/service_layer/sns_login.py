@@ -321,8 +321,11 @@ def link_sns_identity(
         # a session ended while the provider answered (an unlink ends the sessions it opened).
         if tx.accounts.get(account.id, for_update=True) is None:
             raise account_gone()
-        # The time now, not before the provider answered: the sign-in's age has grown meanwhile.
-        still_signed_in(tx, caller, now=clock(), recently=True)
+        # The time under the lock, not before the provider answered: the sign-in's age has grown
+        # meanwhile, and what is written (the link, its event) is ordered after an unlink that
+        # committed while the provider answered.
+        now = clock()
+        still_signed_in(tx, caller, now=now, recently=True)
         if adopts_ci:
             # The account now holds the person's CI, as an SNS signup with it would: a later
             # signup of the same person finds it (one person, one account).

@@ -347,7 +347,14 @@ def test_the_code_flow_with_pkce(sns: tuple[App, Client], google: OidcIssuer) ->
 
 @pytest.mark.parametrize(
     "redirect_uri",
-    ["not a url", "/oauth/callback", "app.example.com/cb", "https://app.example.com/cb#x", "ftp:"],
+    [
+        "not a url",
+        "/oauth/callback",
+        "app.example.com/cb",
+        "https://app.example.com/cb#x",
+        "ftp:",
+        "https://app.example.com/\x01cb",  # named once, though two rules refuse it
+    ],
 )
 def test_a_redirect_uri_that_is_no_absolute_uri_is_invalid_input(
     sns: tuple[App, Client], google: OidcIssuer, redirect_uri: str

@@ -329,3 +329,32 @@ def test_linking_and_unlinking_tell_other_systems_so_the_owner_can_be_told() -> 
     with pytest.raises(DomainError):
         link(h, h.handle(RefreshSession(refresh_token=account.session.refresh_token)).access_token)
     assert len(h.uow.events("sns_identity.linked")) == 1
+
+
+def test_a_link_that_lands_after_an_unlink_is_the_last_event() -> None:
+    """The owner unlinks Kakao from another session while a link of it waits on Kakao: the
+    link lands after the unlink, and its event is ordered after the unlink's (the app's last
+    word must be "linked", the way in that now exists)."""
+    h = Harness.build()
+    unlink_meanwhile: list[str] = []
+
+    class SlowKakao(KakaoOf):
+        def authenticate(self, credential: SnsCredential, *, timeout: float) -> SnsProfile:
+            for token in unlink_meanwhile:
+                h.clock.advance(timedelta(minutes=1))
+                h.handle(UnlinkSnsIdentity(access_token=token, provider=SnsProvider.KAKAO))
+            h.clock.advance(timedelta(minutes=1))
+            return super().authenticate(credential, timeout=timeout)
+
+    with_kakao(h, SlowKakao("kakao-of-a", None))
+    signed = h.sign_up_person(verified_person(), email="order@example.com")
+    assert signed.session is not None
+    link(h, signed.session.access_token)
+    unlink_meanwhile.append(h.login("order@example.com").access_token)
+    assert link(h, signed.session.access_token) == ["password", "kakao"]
+    order = [
+        e["type"]
+        for e in h.uow.events()
+        if e["type"] in ("sns_identity.linked", "sns_identity.unlinked")
+    ]
+    assert order == ["sns_identity.linked", "sns_identity.unlinked", "sns_identity.linked"]
