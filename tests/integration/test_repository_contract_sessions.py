@@ -434,3 +434,18 @@ def test_a_withdrawn_account_leaves_no_session_to_read(backend: Backend) -> None
         assert tx.sessions.get_with_standing(late.id) == (late, None)
         found = tx.sessions.find_refresh_with_standing(f"rt-{late.id}")
         assert found == (tx.sessions.find_refresh(f"rt-{late.id}"), None)
+
+
+def test_an_accounts_sessions_are_newest_first_and_ties_by_id(backend: Backend) -> None:
+    account = add_account(backend.uow)
+    later = NOW + timedelta(minutes=1)
+    ids = ["zzz-" + account.id[:8], "aaa-" + account.id[:8], "mmm-" + account.id[:8]]
+    with backend.uow() as tx:
+        for session_id, created in zip(ids, (NOW, NOW, later), strict=True):
+            tx.sessions.add(
+                dataclasses.replace(make_session(account.id, now=created), id=session_id)
+            )
+        tx.commit()
+    with backend.uow(readonly=True) as tx:
+        found = [s.id for s in tx.sessions.of_account(account.id)]
+    assert found == [ids[2], ids[1], ids[0]]
