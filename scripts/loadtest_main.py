@@ -134,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--users must be between 1 and 10000")
     if args.database_url and args.target:
         parser.error("--database-url is for the spawned server; leave out --target")
+    if any(a in ("-H", "--host") or a.startswith(("--host=", "-H")) for a in extra):
+        # Handed on, Locust's own --host would win over the server this script points it at.
+        parser.error("the target is --target HOST:PORT (this script sets Locust's --host)")
     if args.target:
         refusal = target_refusal(args.target, allow_remote=args.allow_remote)
         if refusal:

@@ -270,11 +270,13 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "purge": (
         "run every retention job once and print counts",
-        "Run every retention and destruction job once (expired verifications and idempotent "
-        "responses, ended sessions, finished re-join holds, child accounts whose guardian "
-        "consent window ended, delivered outbox events, connection-log entries older than "
-        "IDSERVICE_CONNECTION_LOG_RETENTION) and print how many of each it "
-        "destroyed: counts only, no personal data. serve runs it every "
+        "Run every retention and destruction job once (expired verifications, SNS sign-up "
+        "tickets and idempotent responses, ended sessions, spent attempt counters, finished "
+        "re-join holds, child accounts whose guardian consent window ended, delivered outbox "
+        "events, consent records and outcomes past their period, connection-log entries older "
+        "than IDSERVICE_CONNECTION_LOG_RETENTION, access-audit records older than "
+        "IDSERVICE_ACCESS_AUDIT_RETENTION; and the marketing reconfirmations that came due) and "
+        "print a count per job: counts only, no personal data. serve runs it every "
         "IDSERVICE_PURGE_INTERVAL.",
     ),
     "dispatch": (

@@ -204,6 +204,14 @@ def test_loadtest_refuses_a_target_off_this_machine(tmp_path: Path) -> None:
     assert "not a loopback address" in direct.stderr
 
 
+@pytest.mark.parametrize("host", [["--host", "127.0.0.1:1"], ["--host=127.0.0.1:1"], ["-H", "x"]])
+def test_loadtest_refuses_locusts_own_host_option(tmp_path: Path, host: list[str]) -> None:
+    """Handed on to Locust, it would win over the server the script spawned or was given."""
+    result = run([str(LOADTEST), "--run-time", "1s", *host], tmp_path)
+    assert result.returncode == 2, explain(result)
+    assert "--target" in result.stderr
+
+
 # -- stand-ins that answer as a buggy or overloaded server does ------------------------------
 def _abort_with(code: int, reason: str) -> grpc.RpcMethodHandler[bytes, bytes]:
     def answer(_request: bytes, context: grpc.ServicerContext) -> bytes:

@@ -17,6 +17,8 @@ from typing import Any
 import grpc
 import pytest
 
+from idservice.adapters.notify import WebhookSink
+from idservice.service_layer.ports import DeliveryFailed
 from tests.support.postgres import PostgresCluster
 
 pytestmark = pytest.mark.slow
@@ -353,3 +355,52 @@ def test_bootstrap_skips_pip_while_pyproject_is_unchanged(tmp_path: Path) -> Non
     for _ in range(2):
         changed = run_bootstrap(project)
         assert changed.returncode != 0 and "No module named pip" in changed.stderr, explain(changed)
+
+
+RECEIVER_ARGS = ("--listen", "127.0.0.1:0", "--secret", "dev-secret")
+
+
+def test_the_webhook_receiver_prints_what_the_service_delivers(tmp_path: Path) -> None:
+    """scripts/webhook_receiver.py, for trying the guardian flow by hand: each delivery of the
+    service's own webhook sink is one JSON line, its signature checked; a wrong one is 401."""
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPTS / "webhook_receiver.py"), *RECEIVER_ARGS],
+        cwd=tmp_path,
+        env=script_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None and process.stdout is not None
+        first = process.stderr.readline()
+        assert first.startswith("webhook receiver listening on 127.0.0.1:"), first
+        url = "http://" + first.rsplit(" ", 1)[1].strip() + "/events"
+        body = json.dumps(
+            {
+                "event_id": "e1",
+                "type": "guardian_consent.requested",
+                "data": {"consent_code": "12345678"},
+            }
+        ).encode()
+        WebhookSink(url, "dev-secret").deliver(
+            event_id="e1", event_type="guardian_consent.requested", body=body
+        )
+        line = json.loads(process.stdout.readline())
+        assert line == {"signature": "ok", "event": json.loads(body)}
+        with pytest.raises(DeliveryFailed):
+            WebhookSink(url, "another-secret").deliver(
+                event_id="e2", event_type="account.created", body=b"{}"
+            )
+        assert json.loads(process.stdout.readline())["signature"] == "WRONG"
+    finally:
+        process.terminate()
+        process.wait(STARTUP_TIMEOUT_SECONDS)
+
+
+def test_the_webhook_receiver_listens_on_loopback_only(tmp_path: Path) -> None:
+    result = run_script(
+        "webhook_receiver.py", "--listen", "0.0.0.0:0", "--secret", "s", cwd=tmp_path
+    )
+    assert result.returncode == 2, explain(result)
+    assert "loopback" in result.stderr
