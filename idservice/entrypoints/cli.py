@@ -13,7 +13,7 @@ import threading
 from collections.abc import Sequence
 from datetime import timedelta
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -353,8 +353,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """Points a user who passes an address as an option to the variable that sets it."""
+
+    def error(self, message: str) -> NoReturn:
+        if "unrecognized arguments" in message and any(
+            option in message for option in ("--port", "--listen", "--host", "--bind", "-p")
+        ):
+            message += "; the address is set by IDSERVICE_LISTEN=host:port (all settings are "
+            message += "IDSERVICE_* variables)"
+        super().error(message)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="idservice",
         description="The identity verification and account registration gRPC service.",
         epilog=CONFIGURATION_NOTE,

@@ -134,9 +134,9 @@ def reserve_port(listen: str, variable: str = "IDSERVICE_LISTEN") -> socket.sock
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise ConfigError(variable, f"cannot listen on {listen}") from None
+        raise ConfigError(variable, f"cannot listen on {listen}: {exc.strerror}") from None
     return sock
 
 

@@ -621,6 +621,8 @@ def test_configuration_refused_while_starting_names_the_variable(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"idservice: configuration error: {variable}: "), result.stderr
     assert "Traceback" not in result.stderr
+    if make_env is _listen_in_use:
+        assert "in use" in lines[0], lines[0]  # what to do about it, not only that it failed
 
 
 def test_failed_handshakes_leave_stderr_json(workdir: Path) -> None:
@@ -974,3 +976,12 @@ def test_metrics_count_rpcs_by_code_and_reason(tmp_path: Path) -> None:
         'reason="INVALID_CREDENTIALS"} 1.0'
     ) in body
     assert "nobody@example.com" not in body
+
+
+@pytest.mark.parametrize("option", [["--port", "50951"], ["--listen=127.0.0.1:1"]])
+def test_an_address_given_as_an_option_points_to_idservice_listen(
+    tmp_path: Path, option: list[str]
+) -> None:
+    result = run_idservice("serve", *option, env=dict(FAST_ARGON2), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "IDSERVICE_LISTEN=host:port" in result.stderr, result.stderr

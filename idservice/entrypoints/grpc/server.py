@@ -176,6 +176,11 @@ class RunningServer:
         self.app.close()
 
 
+def cannot_listen(target: str) -> str:
+    """gRPC says no more than that a port could not be bound: the likely causes, for the user."""
+    return f"cannot listen on {target} (the port is in use, or the host is not this machine's)"
+
+
 def _interceptors(
     tracing: tuple[grpc.ServerInterceptor[Any, Any], ...], gate: ApiGate
 ) -> list[grpc.ServerInterceptor[Any, Any]]:
@@ -238,7 +243,7 @@ def _health_listener(
         port = 0
     if port == 0:
         executor.shutdown(wait=False)
-        raise ConfigError("IDSERVICE_HEALTH_LISTEN", f"cannot listen on {address}")
+        raise ConfigError("IDSERVICE_HEALTH_LISTEN", cannot_listen(address))
     return HealthListener(server, port, executor)
 
 
@@ -308,9 +313,9 @@ def create_server(
         else:
             port = server.add_secure_port(target, credentials)
     except RuntimeError:
-        raise ConfigError("IDSERVICE_LISTEN", f"cannot listen on {target}") from None
+        raise ConfigError("IDSERVICE_LISTEN", cannot_listen(target)) from None
     if port == 0:
-        raise ConfigError("IDSERVICE_LISTEN", f"cannot listen on {target}")
+        raise ConfigError("IDSERVICE_LISTEN", cannot_listen(target))
     health_target = health_address or settings.health_listen
     health_listener = None
     if health_target:
