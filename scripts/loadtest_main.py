@@ -100,6 +100,15 @@ def run_locust(argv: Sequence[str]) -> int:
         return TERMINATED_EXIT
 
 
+def _sets_host(arg: str) -> bool:
+    """Locust's --host in any form its parser takes: -H, -HX, --host[=X] or an abbreviation
+    such as --ho."""
+    name = arg.split("=", 1)[0]
+    return (arg.startswith("-H") and not arg.startswith("--")) or (
+        len(name) >= len("--ho") and "--host".startswith(name)
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__,
@@ -134,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--users must be between 1 and 10000")
     if args.database_url and args.target:
         parser.error("--database-url is for the spawned server; leave out --target")
-    if any(a in ("-H", "--host") or a.startswith(("--host=", "-H")) for a in extra):
+    if any(_sets_host(a) for a in extra):
         # Handed on, Locust's own --host would win over the server this script points it at.
         parser.error("the target is --target HOST:PORT (this script sets Locust's --host)")
     if args.target:

@@ -26,13 +26,18 @@ from ipaddress import ip_address
 
 # A delivery older (or newer) than this is refused, as a receiver should against replays.
 SIGNATURE_TOLERANCE_SECONDS = 300
+# Larger bodies are refused (413) unread; a client that stalls is dropped after this long.
+MAX_BODY_BYTES = 1024 * 1024
+READ_TIMEOUT_SECONDS = 10
 
 
 def signature_ok(header: str, body: bytes, secret: str, *, now: float) -> bool:
     """`t=<unix time>,v1=<hex HMAC-SHA-256 over "t.body">`, recent, under `secret`."""
     parts = dict(part.partition("=")[::2] for part in header.split(","))
     timestamp, given = parts.get("t", ""), parts.get("v1", "")
-    if not timestamp.isascii() or not timestamp.isdigit():
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        return False
+    if not given.isascii():
         return False
     if abs(now - int(timestamp)) > SIGNATURE_TOLERANCE_SECONDS:
         return False
@@ -42,8 +47,14 @@ def signature_ok(header: str, body: bytes, secret: str, *, now: float) -> bool:
 
 def make_handler(secret: str) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        timeout = READ_TIMEOUT_SECONDS
+
         def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            length = self.headers.get("Content-Length") or "0"
+            if not (length.isascii() and length.isdigit()) or int(length) > MAX_BODY_BYTES:
+                self.send_error(413 if length.isdigit() else 400)
+                return
+            body = self.rfile.read(int(length))
             verified = signature_ok(
                 self.headers.get("X-Idservice-Signature", ""), body, secret, now=time.time()
             )
@@ -74,9 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError:
         loopback = False
-    if not loopback or not port.isdigit():
+    if not loopback or not (port.isascii() and port.isdigit() and int(port) < 65536):
         parser.error("--listen must be an IPv4 loopback host:port (it prints consent codes)")
-    server = ThreadingHTTPServer((host, int(port)), make_handler(args.secret))
+    try:
+        server = ThreadingHTTPServer((host, int(port)), make_handler(args.secret))
+    except OSError as exc:
+        parser.error(f"cannot listen on {args.listen}: {exc.strerror}")
     bound = f"{host}:{server.server_address[1]}"
     print(f"webhook receiver listening on {bound}", file=sys.stderr, flush=True)
     try:

@@ -13,13 +13,14 @@ import threading
 from collections.abc import Sequence
 from datetime import timedelta
 from types import FrameType
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from idservice.config import ConfigError, Settings, misspelt_variables
 from idservice.domain.errors import DomainError
 from idservice.domain.instants import utc_text
+from idservice.entrypoints.cli_parser import Parser
 from idservice.entrypoints.logs import configure_logging
 from idservice.entrypoints.server_process import add_server_process_arguments
 from idservice.entrypoints.signals import wait_for_signal
@@ -353,20 +354,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-class _Parser(argparse.ArgumentParser):
-    """Points a user who passes an address as an option to the variable that sets it."""
-
-    def error(self, message: str) -> NoReturn:
-        if "unrecognized arguments" in message and any(
-            option in message for option in ("--port", "--listen", "--host", "--bind", "-p")
-        ):
-            message += "; the address is set by IDSERVICE_LISTEN=host:port (all settings are "
-            message += "IDSERVICE_* variables)"
-        super().error(message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="idservice",
         description="The identity verification and account registration gRPC service.",
         epilog=CONFIGURATION_NOTE,

@@ -204,7 +204,10 @@ def test_loadtest_refuses_a_target_off_this_machine(tmp_path: Path) -> None:
     assert "not a loopback address" in direct.stderr
 
 
-@pytest.mark.parametrize("host", [["--host", "127.0.0.1:1"], ["--host=127.0.0.1:1"], ["-H", "x"]])
+@pytest.mark.parametrize(
+    "host",
+    [["--host", "127.0.0.1:1"], ["--host=127.0.0.1:1"], ["-H", "x"], ["--ho", "x"], ["--hos=x"]],
+)
 def test_loadtest_refuses_locusts_own_host_option(tmp_path: Path, host: list[str]) -> None:
     """Handed on to Locust, it would win over the server the script spawned or was given."""
     result = run([str(LOADTEST), "--run-time", "1s", *host], tmp_path)

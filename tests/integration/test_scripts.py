@@ -7,6 +7,7 @@ import os
 import queue
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 
 from idservice.adapters.notify import WebhookSink
@@ -393,6 +395,19 @@ def test_the_webhook_receiver_prints_what_the_service_delivers(tmp_path: Path) -
                 event_id="e2", event_type="account.created", body=b"{}"
             )
         assert json.loads(process.stdout.readline())["signature"] == "WRONG"
+        # Malformed deliveries get an answer, and the receiver goes on.
+        for header in (b"t=1,v1=\xe9", b"t=" + b"9" * 5000 + b",v1=00"):
+            answer = httpx.post(url, content=b"{}", headers={b"X-Idservice-Signature": header})
+            assert answer.status_code == 401
+            process.stdout.readline()
+        for length in (b"abc", b"999999999"):
+            with socket.create_connection(
+                ("127.0.0.1", int(url.split(":")[2].split("/")[0]))
+            ) as raw:
+                raw.sendall(
+                    b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Length: " + length + b"\r\n\r\n"
+                )
+                assert raw.recv(64).split(b" ")[1] in (b"400", b"413")
     finally:
         process.terminate()
         process.wait(STARTUP_TIMEOUT_SECONDS)

@@ -178,7 +178,7 @@ class RunningServer:
 
 def cannot_listen(target: str) -> str:
     """gRPC says no more than that a port could not be bound: the likely causes, for the user."""
-    return f"cannot listen on {target} (the port is in use, or the host is not this machine's)"
+    return f"cannot listen on {target} (is the port in use, or the host not this machine's?)"
 
 
 def _interceptors(
