@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,12 +89,12 @@ def get_json(
                 raise token_invalid(f"provider refused the access token ({response.status_code})")
             if response.status_code != 200:
                 raise unavailable(provider, f"answered {response.status_code}")
-            content = _read_bounded(response, deadline)
+            # httpx's timeouts bound each read, not the whole answer: a trickling provider is
+            # cut off here.
+            content = b"".join(_bounded(response.iter_bytes(), deadline))
             max_age = cache_seconds(response.headers)
     except httpx.HTTPError as exc:
         raise unavailable(provider, f"request failed ({type(exc).__name__})") from None
-    except _TooSlowOrLarge as exc:
-        raise unavailable(provider, str(exc)) from None
     try:
         document = json.loads(content)
     except (ValueError, RecursionError):
@@ -104,49 +104,35 @@ def get_json(
     return document, max_age
 
 
-class _TooSlowOrLarge(Exception):
-    """An answer that outgrew MAX_RESPONSE_BYTES or the caller's deadline while arriving."""
-
-
-def _read_bounded(response: httpx.Response, deadline: Deadline) -> bytes:
-    """The body, read while it stays under MAX_RESPONSE_BYTES and inside the deadline (httpx's
-    timeouts bound each read, not the whole answer: a trickling provider is cut off here)."""
-    chunks: list[bytes] = []
+def _bounded(chunks: Iterable[bytes], deadline: Deadline) -> Iterator[bytes]:
+    """An answer's body that ends in httpx.ReadError past MAX_RESPONSE_BYTES, and in
+    httpx.ReadTimeout at the caller's deadline."""
     size = 0
-    for chunk in response.iter_bytes():
+    for chunk in chunks:
         size += len(chunk)
         if size > MAX_RESPONSE_BYTES:
-            raise _TooSlowOrLarge("answer too large")
+            raise httpx.ReadError("answer too large")
         if deadline.left() <= 0:
-            raise _TooSlowOrLarge("answer still arriving at the caller's deadline")
-        chunks.append(chunk)
-    return b"".join(chunks)
+            raise httpx.ReadTimeout("answer still arriving at the caller's deadline")
+        yield chunk
 
 
 class _BoundedStream(httpx.SyncByteStream):
-    """A response body that ends in httpx.ReadError past MAX_RESPONSE_BYTES, and in
-    httpx.ReadTimeout at the caller's deadline."""
+    """A response body read through `_bounded`."""
 
     def __init__(self, inner: httpx.SyncByteStream, deadline: Deadline) -> None:
         self._inner = inner
         self._deadline = deadline
 
     def __iter__(self) -> Iterator[bytes]:
-        size = 0
-        for chunk in self._inner:
-            size += len(chunk)
-            if size > MAX_RESPONSE_BYTES:
-                raise httpx.ReadError("answer too large")
-            if self._deadline.left() <= 0:
-                raise httpx.ReadTimeout("answer still arriving at the caller's deadline")
-            yield chunk
+        return _bounded(self._inner, self._deadline)
 
     def close(self) -> None:
         self._inner.close()
 
 
 class BoundedTransport(httpx.BaseTransport):
-    """`_read_bounded` for a client whose reads a library drives (authlib's token request):
+    """`_bounded` for a client whose reads a library drives (authlib's token request):
     every answer's body is cut off past MAX_RESPONSE_BYTES or at the caller's deadline."""
 
     def __init__(self, deadline: Deadline, inner: httpx.BaseTransport | None = None) -> None:
