@@ -101,6 +101,23 @@ def login(
     return client.auth.SnsLogin(request)
 
 
+def code_login(
+    client: Client,
+    code: str,
+    *,
+    verifier: str = "w" * 43,
+    redirect_uri: str = REDIRECT_URI,
+    **fields: str,
+) -> auth_pb2.SnsLoginResponse:
+    """SnsLogin with Google's authorization code (the code flow, PKCE)."""
+    request = auth_pb2.SnsLoginRequest(
+        provider=GOOGLE, authorization_code=code, code_verifier=verifier, redirect_uri=redirect_uri
+    )
+    for name, value in fields.items():
+        setattr(request, name, value)
+    return client.auth.SnsLogin(request)
+
+
 def reason(call: object) -> tuple[grpc.StatusCode, str]:
     failure = failure_of(call)  # type: ignore[arg-type]
     return failure.code, failure.reason
@@ -331,18 +348,10 @@ def test_the_code_flow_with_pkce(sns: tuple[App, Client], google: OidcIssuer) ->
         client_secret="google-secret",
         id_token=token,
     )
-    wrong = client.auth.SnsLogin
-    assert reason(
-        lambda: wrong(
-            auth_pb2.SnsLoginRequest(
-                provider=GOOGLE,
-                authorization_code="code-2",
-                code_verifier="w" * 43,
-                redirect_uri=REDIRECT_URI,
-                nonce=NONCE,
-            )
-        )
-    ) == (grpc.StatusCode.UNAUTHENTICATED, "SNS_TOKEN_INVALID")
+    assert reason(lambda: code_login(client, "code-2", nonce=NONCE)) == (
+        grpc.StatusCode.UNAUTHENTICATED,
+        "SNS_TOKEN_INVALID",
+    )
 
 
 @pytest.mark.parametrize(
@@ -362,16 +371,7 @@ def test_a_redirect_uri_that_is_no_absolute_uri_is_invalid_input(
     """RFC 6749 §3.1.2: refused as input, before the code is sent to the provider."""
     _app, client = sns
     before = google.token_requests
-    failure = failure_of(
-        lambda: client.auth.SnsLogin(
-            auth_pb2.SnsLoginRequest(
-                provider=GOOGLE,
-                authorization_code="code-x",
-                code_verifier="w" * 43,
-                redirect_uri=redirect_uri,
-            )
-        )
-    )
+    failure = failure_of(lambda: code_login(client, "code-x", redirect_uri=redirect_uri))
     assert (failure.code, failure.reason, failure.fields) == (
         grpc.StatusCode.INVALID_ARGUMENT,
         "VALIDATION_FAILED",
@@ -383,16 +383,11 @@ def test_a_redirect_uri_that_is_no_absolute_uri_is_invalid_input(
 def test_an_apps_own_scheme_is_a_redirect_uri(sns: tuple[App, Client], google: OidcIssuer) -> None:
     """An app's custom scheme (RFC 8252 §7.1) passes the input check; the provider decides."""
     _app, client = sns
-    assert reason(
-        lambda: client.auth.SnsLogin(
-            auth_pb2.SnsLoginRequest(
-                provider=GOOGLE,
-                authorization_code="unknown-code",
-                code_verifier="w" * 43,
-                redirect_uri="com.example.app:/oauth2redirect",
-            )
-        )
-    ) == (grpc.StatusCode.UNAUTHENTICATED, "SNS_TOKEN_INVALID")
+    own_scheme = "com.example.app:/oauth2redirect"
+    assert reason(lambda: code_login(client, "unknown-code", redirect_uri=own_scheme)) == (
+        grpc.StatusCode.UNAUTHENTICATED,
+        "SNS_TOKEN_INVALID",
+    )
 
 
 def test_with_the_issuer_down_cached_keys_work_and_the_rest_is_unavailable(
@@ -407,16 +402,10 @@ def test_with_the_issuer_down_cached_keys_work_and_the_rest_is_unavailable(
         # Keys and discovery are cached: a known person still logs in.
         assert login(client, google_token(google, sub=sub)).WhichOneof("result") == "session"
         # A code exchange needs the provider.
-        assert reason(
-            lambda: client.auth.SnsLogin(
-                auth_pb2.SnsLoginRequest(
-                    provider=GOOGLE,
-                    authorization_code="code-x",
-                    code_verifier="v" * 43,
-                    redirect_uri=REDIRECT_URI,
-                )
-            )
-        ) == (grpc.StatusCode.UNAVAILABLE, "UPSTREAM_UNAVAILABLE")
+        assert reason(lambda: code_login(client, "code-x", verifier="v" * 43)) == (
+            grpc.StatusCode.UNAVAILABLE,
+            "UPSTREAM_UNAVAILABLE",
+        )
     finally:
         google.start()
 
